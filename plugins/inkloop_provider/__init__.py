@@ -1,0 +1,1 @@
+"""inkloop Airflow provider."""

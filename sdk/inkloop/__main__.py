@@ -1,0 +1,3 @@
+from inkloop.cli import main
+
+main()

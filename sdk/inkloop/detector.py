@@ -1,0 +1,140 @@
+"""Run a YOLOv8-style ONNX detector with onnxruntime: batched, provider-selectable, card-driven.
+
+The detector knows nothing about documents: it maps RGB arrays to boxes in those arrays' pixels.
+Documents, DPI and PDF points are the pipeline's business (:mod:`inkloop.pipeline`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inkloop.models import ModelCard, ModelError, ModelRef, resolve_model
+from inkloop.nms import decode
+from inkloop.preprocess import Transform, prepare
+from inkloop.types import Detection
+
+#: Short names accepted for ``--device`` and the ONNX Runtime providers they mean.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+
+def select_providers(device: str | Sequence[str] | None) -> list[str]:
+    """Map ``cpu``/``cuda``/``tensorrt``/``openvino`` (or full provider names) to available providers.
+
+    CPU is always appended as the fallback ONNX Runtime uses for unsupported nodes. Asking for a
+    provider this onnxruntime build lacks is an error, not a silent fallback: a GPU worker that
+    quietly runs on its CPU is a production incident.
+    """
+    import onnxruntime as ort
+
+    wanted = [device] if isinstance(device, str) else list(device or ["cpu"])
+    available = set(ort.get_available_providers())
+    out: list[str] = []
+    for name in wanted:
+        prov = PROVIDERS.get(name.lower(), name)
+        if prov not in available:
+            raise ModelError(
+                f"execution provider {name!r} is not available in this onnxruntime build "
+                f"(available: {', '.join(sorted(available))})"
+            )
+        out.append(prov)
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A page image ready for the model: its tensor and the way back to its pixels."""
+
+    tensor: np.ndarray
+    transform: Transform
+
+
+class Detector:
+    """An ONNX detector configured from its model card."""
+
+    def __init__(
+        self,
+        model: ModelRef | str | None = None,
+        device: str | Sequence[str] | None = "cpu",
+        conf: float | None = None,
+        iou: float | None = None,
+        threads: int | None = None,
+        max_det: int = 300,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.model = model if isinstance(model, ModelRef) else resolve_model(model)
+        self.card: ModelCard = self.model.card
+        self.conf = self.card.conf_threshold if conf is None else conf
+        self.iou = self.card.iou_threshold if iou is None else iou
+        self.max_det = max_det
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.model.path), opts, providers=select_providers(device))
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{self.model.path}: onnxruntime cannot load it ({exc})") from exc
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        batch_dim = inp.shape[0]
+        self.dynamic_batch = not isinstance(batch_dim, int)
+        out_shape = self.session.get_outputs()[0].shape
+        if isinstance(out_shape[1], int) and out_shape[1] - 4 != len(self.card.class_names):
+            raise ModelError(
+                f"{self.model.path}: model predicts {out_shape[1] - 4} classes but its card names "
+                f"{len(self.card.class_names)} ({self.card.class_names})"
+            )
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    @property
+    def model_version(self) -> str:
+        return self.card.model_version
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """CPU-side preprocessing, separate so a pipeline can run it beside inference."""
+        tensor, transform = prepare(image, self.card.input_size, self.card.preprocessing)
+        return Prepared(tensor, transform)
+
+    def run(self, batch: Sequence[Prepared]) -> list[list[Detection]]:
+        """Inference and decoding for already-prepared images."""
+        if not batch:
+            return []
+        if self.dynamic_batch:
+            raw = self.session.run(None, {self.input_name: np.stack([p.tensor for p in batch])})[0]
+        else:
+            raw = np.concatenate(
+                [self.session.run(None, {self.input_name: p.tensor[None]})[0] for p in batch]
+            )
+        return [self._decode(raw[i], p.transform) for i, p in enumerate(batch)]
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Boxes for each RGB (or grayscale) uint8 image, in that image's pixels."""
+        return self.run([self.prepare(im) for im in images])
+
+    def _decode(self, pred: np.ndarray, transform: Transform) -> list[Detection]:
+        boxes, scores, classes = decode(pred, self.conf, self.iou, self.max_det)
+        if not len(boxes):
+            return []
+        src = transform.to_source(boxes)
+        names = self.card.class_names
+        return [
+            Detection(label=names[int(c)], score=float(s), xyxy=(float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for b, s, c in zip(src, scores, classes, strict=True)
+        ]

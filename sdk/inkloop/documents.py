@@ -1,0 +1,429 @@
+"""Open documents (PDF, TIFF, PNG, JPEG) from paths or storage URLs and yield pages one at a time.
+
+Pages are prepared twice, for two readers (see ARCHITECTURE.md, "Rendering"): for the model at the
+resolution it needs and no more, and for people at reading resolution, lazily. Every page view
+carries the exact linear map from model-image pixels to page pixels, so boxes found on the small
+rendering land exactly on the large one.
+
+Anything that makes a document unreadable raises :class:`DocumentError` with a reason a person
+can act on; the pipeline turns it into a quarantine record and carries on with the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from inkloop.types import Document, Page
+
+MEDIA_TYPES = {
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "tiff": "image/tiff",
+}
+DAMAGE_WORDS = re.compile(r"cannot|failed|not a stream|truncated|premature|syntax error|unexpected", re.I)
+SUPPORTED_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+class DocumentError(Exception):
+    """A document that cannot be processed; ``reason`` is short and meant for people."""
+
+    def __init__(self, source: str, reason: str, kind: str = "unreadable") -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guards against documents that would exhaust a worker."""
+
+    max_pages: int = 2000
+    max_pixels: int = 200_000_000  # per page, at its native or reading resolution
+    max_bytes: int = 2_000_000_000
+
+
+@dataclass
+class PageView:
+    """A page rendered for the model, and how its pixels map onto the page's pixels.
+
+    ``page_px = offset + scale * image_px`` per axis.
+    """
+
+    page: Page
+    image: np.ndarray
+    scale: tuple[float, float]
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def to_page(self, xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        sx, sy = self.scale
+        ox, oy = self.offset
+        x0, y0, x1, y1 = xyxy
+        return (
+            min(max(ox + sx * x0, 0.0), self.page.width),
+            min(max(oy + sy * y0, 0.0), self.page.height),
+            min(max(ox + sx * x1, 0.0), self.page.width),
+            min(max(oy + sy * y1, 0.0), self.page.height),
+        )
+
+
+def sniff_media_type(head: bytes) -> str | None:
+    """Identify the format by its magic bytes; file names lie."""
+    if head.startswith(b"%PDF-") or b"%PDF-" in head[:1024]:
+        return "pdf"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return None
+
+
+def is_url(spec: str) -> bool:
+    return "://" in spec and not spec.startswith("file://")
+
+
+def expand_inputs(specs: Iterable[str]) -> list[str]:
+    """Files named, folders walked (hidden files skipped), globs expanded; order is stable.
+
+    A spec that matches nothing is returned as is, so the pipeline can quarantine it as
+    "not found" instead of forgetting it.
+    """
+    import fsspec
+
+    out: list[str] = []
+    for spec in specs:
+        spec = str(spec)
+        fs, path = fsspec.core.url_to_fs(spec)
+        protocol = spec.split("://", 1)[0] + "://" if is_url(spec) else ""
+        if any(c in path for c in "*?["):
+            matches = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            matches = sorted(fs.find(path))
+        else:
+            out.append(spec)
+            continue
+        for m in matches:
+            if any(part.startswith(".") for part in Path(m).parts[-1:]):
+                continue
+            if fs.isfile(m):
+                out.append(protocol + m if protocol else m)
+    seen: set[str] = set()
+    return [s for s in out if not (s in seen or seen.add(s))]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class OpenedDocument:
+    """A document made local, hashed and validated; iterate ``model_views`` for its pages."""
+
+    def __init__(self, source: str, limits: Limits | None = None, people_dpi: float = 150.0) -> None:
+        self.source = source
+        self.limits = limits or Limits()
+        self.people_dpi = people_dpi
+        self._tmpdir: str | None = None
+        self.path = self._materialize(source)
+        size = self.path.stat().st_size
+        if size == 0:
+            raise DocumentError(source, "empty file (0 bytes)", "empty")
+        if size > self.limits.max_bytes:
+            raise DocumentError(source, f"file is {size} bytes, over the limit of {self.limits.max_bytes}")
+        with self.path.open("rb") as f:
+            head = f.read(2048)
+        kind = sniff_media_type(head)
+        if kind is None:
+            raise DocumentError(
+                source,
+                "unsupported file type (not a PDF, PNG, JPEG or TIFF by its content)",
+                "unsupported",
+            )
+        self.kind = kind
+        self.doc_id = _sha256_file(self.path)
+        self._pdf = None
+        self._tiff = None
+        page_count = self._open()
+        self.document = Document(
+            doc_id=self.doc_id,
+            url=source,
+            media_type=MEDIA_TYPES[kind],
+            page_count=page_count,
+            size_bytes=size,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _materialize(self, source: str) -> Path:
+        """Local files are used in place; remote URLs are copied to a private temp folder."""
+        if not is_url(source):
+            p = Path(source.removeprefix("file://"))
+            if not p.exists():
+                raise DocumentError(source, "file not found", "not_found")
+            if not p.is_file():
+                raise DocumentError(source, "not a regular file", "unsupported")
+            return p
+        import fsspec
+
+        self._tmpdir = tempfile.mkdtemp(prefix="inkloop-")
+        local = Path(self._tmpdir) / (Path(source.split("?", 1)[0]).name or "document")
+        try:
+            with fsspec.open(source, "rb") as src, local.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except FileNotFoundError as exc:
+            raise DocumentError(source, "file not found", "not_found") from exc
+        except Exception as exc:
+            raise DocumentError(source, f"cannot read from storage: {exc.__class__.__name__}: {exc}") from exc
+        return local
+
+    def _open(self) -> int:
+        if self.kind == "pdf":
+            return self._open_pdf()
+        return self._open_raster()
+
+    def _open_pdf(self) -> int:
+        import pymupdf
+
+        try:
+            doc = pymupdf.open(str(self.path), filetype="pdf")
+        except Exception as exc:
+            raise DocumentError(self.source, f"corrupt PDF ({_clean(exc)})", "corrupt") from exc
+        if doc.needs_pass:
+            doc.close()
+            raise DocumentError(self.source, "encrypted PDF: a password is required to open it", "encrypted")
+        n = doc.page_count
+        if n == 0:
+            doc.close()
+            raise DocumentError(self.source, "PDF has no pages (corrupt or truncated)", "corrupt")
+        if n > self.limits.max_pages:
+            doc.close()
+            raise DocumentError(self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large")
+        self._pdf = doc
+        return n
+
+    def _open_raster(self) -> int:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(self.path)
+                w, h = im.size
+                if w * h > self.limits.max_pixels:
+                    raise DocumentError(
+                        self.source,
+                        f"image is {w}×{h} = {w * h:,} pixels, over the limit of {self.limits.max_pixels:,} "
+                        "(possible decompression bomb)",
+                        "too_large",
+                    )
+                n = getattr(im, "n_frames", 1)
+        except DocumentError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DocumentError(self.source, f"image too large, possible decompression bomb ({exc})", "too_large") from exc
+        except Exception as exc:
+            raise DocumentError(self.source, f"corrupt {self.kind.upper()} image ({_clean(exc)})", "corrupt") from exc
+        if n > self.limits.max_pages:
+            raise DocumentError(self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large")
+        self._tiff = im
+        return n
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+            self._pdf = None
+        if self._tiff is not None:
+            self._tiff.close()
+            self._tiff = None
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> OpenedDocument:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- pages -----------------------------------------------------------------------------------
+    def model_views(self, model_size: int, mode: str = "letterbox") -> Iterator[PageView]:
+        """Yield each page rendered at the size the model needs; one page in memory at a time."""
+        for i in range(self.document.page_count):
+            try:
+                yield self.model_view(i, model_size, mode)
+            except DocumentError:
+                raise
+            except Exception as exc:
+                raise DocumentError(self.source, f"page {i + 1}: cannot render ({_clean(exc)})", "corrupt") from exc
+
+    def model_view(self, index: int, model_size: int, mode: str = "letterbox") -> PageView:
+        if self.kind == "pdf":
+            return self._pdf_view(index, model_size, mode)
+        return self._raster_view(index, model_size, mode)
+
+    def _pdf_view(self, index: int, model_size: int, mode: str) -> PageView:
+        import pymupdf
+
+        assert self._pdf is not None
+        page = self._pdf[index]
+        rect = page.rect
+        w_pt, h_pt = float(rect.width), float(rect.height)
+        if w_pt <= 0 or h_pt <= 0:
+            raise DocumentError(self.source, f"page {index + 1}: empty page box", "corrupt")
+        dpi = self.people_dpi
+        ir = (rect * pymupdf.Matrix(dpi / 72.0, dpi / 72.0)).irect  # the size MuPDF renders at dpi
+        pw, ph = ir.width, ir.height
+        if pw * ph > self.limits.max_pixels:
+            raise DocumentError(self.source, f"page {index + 1}: {pw}×{ph} px at {dpi:g} dpi, over the limit", "too_large")
+        pg = Page(self.doc_id, index, pw, ph, dpi=dpi, pdf_size=(w_pt, h_pt))
+        side = max(w_pt, h_pt) if mode == "letterbox" else min(w_pt, h_pt)
+        zoom = min(model_size / side, dpi / 72.0)
+        pymupdf.TOOLS.mupdf_warnings(reset=True)
+        fast = _embedded_jpeg_view(self._pdf, page, pg, zoom)
+        if fast is not None:
+            return fast
+        pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+        self._check_damage(index)
+        img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
+        # page pixel = point * dpi/72, image pixel = point * zoom
+        s = (dpi / 72.0) / zoom
+        return PageView(pg, img.copy(), (s, s))
+
+    def _check_damage(self, index: int) -> None:
+        """MuPDF renders what it can of a damaged page and only warns; a half-blank page would
+        hide signatures, so such pages quarantine their document instead."""
+        import pymupdf
+
+        for line in str(pymupdf.TOOLS.mupdf_warnings(reset=True)).splitlines():
+            if DAMAGE_WORDS.search(line):
+                repaired = " (the file was repaired: truncated or corrupt)" if self._pdf and self._pdf.is_repaired else ""
+                raise DocumentError(self.source, f"page {index + 1}: damaged content: {line.strip()}{repaired}", "corrupt")
+
+    def _raster_view(self, index: int, model_size: int, mode: str) -> PageView:
+        from PIL import Image
+
+        assert self._tiff is not None
+        im = self._tiff
+        if index:
+            im.seek(index)
+        w, h = im.size
+        if w * h > self.limits.max_pixels:
+            raise DocumentError(self.source, f"page {index + 1}: {w}×{h} pixels, over the limit", "too_large")
+        pg = Page(self.doc_id, index, w, h)
+        side = max(w, h) if mode == "letterbox" else min(w, h)
+        r = min(1.0, model_size / side)
+        if im.format == "JPEG" and r < 1.0:
+            # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 directly, never smaller than requested.
+            im.draft("RGB", (max(1, int(w * r)), max(1, int(h * r))))
+        try:
+            frame = im.convert("RGB") if im.mode != "RGB" else im
+            frame.load()
+        except Exception as exc:
+            raise DocumentError(self.source, f"page {index + 1}: corrupt or truncated image ({_clean(exc)})", "corrupt") from exc
+        arr = np.asarray(frame)
+        dh, dw = arr.shape[:2]
+        tw, th = max(1, round(w * r)), max(1, round(h * r))
+        if (dw, dh) != (tw, th) and dw > tw:
+            arr = cv2.resize(arr, (tw, th), interpolation=cv2.INTER_AREA)
+            dh, dw = arr.shape[:2]
+        if im.format == "JPEG":
+            # reopen so a later draft() starts from the full-resolution decoder again
+            self._tiff.close()
+            self._tiff = Image.open(self.path)
+        return PageView(pg, np.ascontiguousarray(arr), (w / dw, h / dh))
+
+    def render_for_people(self, index: int, dpi: float | None = None) -> np.ndarray:
+        """The page at reading resolution (PDF: ``dpi``; images: native pixels), RGB."""
+        if self.kind == "pdf":
+            import pymupdf
+
+            assert self._pdf is not None
+            z = (dpi or self.people_dpi) / 72.0
+            pix = self._pdf[index].get_pixmap(matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csRGB, alpha=False)
+            return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n).copy()
+        from PIL import Image
+
+        with Image.open(self.path) as im:
+            im.seek(index)
+            return np.asarray(im.convert("RGB")).copy()
+
+    def page_text(self, index: int) -> str:
+        """The PDF text layer of a page ('' for images); used by routing's document cues."""
+        if self._pdf is None:
+            return ""
+        return str(self._pdf[index].get_text("text"))
+
+
+def _embedded_jpeg_view(doc: object, page: object, pg: Page, zoom: float) -> PageView | None:
+    """Fast path for scanned pages: one JPEG covering the page, decoded with DCT scaling.
+
+    Decoding a 3000×4200 scan at 1/8 scale costs a fraction of rendering the page, and gives the
+    model the same content. Only taken when it is safe: exactly one image, JPEG, axis-aligned,
+    covering the page, no vector drawings, no decode inversion; anything else renders normally.
+    """
+    import io
+
+    import pymupdf
+    from PIL import Image
+
+    assert isinstance(doc, pymupdf.Document) and isinstance(page, pymupdf.Page)
+    images = page.get_images(full=True)
+    if len(images) != 1 or page.rotation:
+        return None
+    xref, _smask, iw, ih, _bpc, cs, _alt, _name, filt, *_ = images[0]
+    if filt != "DCTDecode" or cs not in ("DeviceRGB", "DeviceGray") or "/Decode" in doc.xref_object(xref):
+        return None
+    rects = page.get_image_rects(xref, transform=True)
+    if len(rects) != 1:
+        return None
+    rect, matrix = rects[0]
+    if abs(matrix.b) > 1e-6 or abs(matrix.c) > 1e-6 or matrix.a <= 0 or matrix.d <= 0:
+        return None
+    prect = page.rect
+    if rect.width * rect.height < 0.97 * prect.width * prect.height or page.get_drawings():
+        return None
+    raw = doc.xref_stream_raw(xref)
+    im = Image.open(io.BytesIO(raw))
+    if im.size != (iw, ih):
+        return None
+    want_w = max(1, int(rect.width * zoom))
+    want_h = max(1, int(rect.height * zoom))
+    im.draft("RGB", (want_w, want_h))
+    arr = np.asarray(im.convert("RGB"))
+    dh, dw = arr.shape[:2]
+    if dw > want_w * 1.05:
+        arr = cv2.resize(arr, (want_w, want_h), interpolation=cv2.INTER_AREA)
+        dh, dw = arr.shape[:2]
+    k = (pg.dpi or 72.0) / 72.0  # points → page pixels
+    scale = (rect.width / dw * k, rect.height / dh * k)
+    offset = ((rect.x0 - prect.x0) * k, (rect.y0 - prect.y0) * k)
+    return PageView(pg, np.ascontiguousarray(arr), scale, offset)
+
+
+def _clean(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return msg[:200]
+
+
+def open_document(source: str | os.PathLike[str], limits: Limits | None = None, people_dpi: float = 150.0) -> OpenedDocument:
+    """Open, hash and validate a document; raises :class:`DocumentError` with the reason."""
+    return OpenedDocument(str(source), limits, people_dpi)

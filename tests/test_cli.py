@@ -1,0 +1,98 @@
+"""``inkloop detect`` end to end on real fixture pages and on every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from badfiles import make_all
+from inkloop.results import read_quarantine, read_results
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "inkloop", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture()
+def mixed_inbox(tmp_path, documents_dir) -> tuple[Path, dict[str, Path]]:
+    inbox = tmp_path / "in box ünïcode"
+    shutil.copytree(documents_dir, inbox)
+    bad = make_all(inbox / "bad", documents_dir)
+    return inbox, bad
+
+
+def test_detect_mixed_batch_accounts_for_every_input(tmp_path, mixed_inbox):
+    inbox, bad = mixed_inbox
+    out = tmp_path / "out"
+    p = run_cli("detect", str(inbox), "--out", str(out), "--json", "--annotate", "--annotate-pdf", "--crops")
+    assert p.returncode == 3, p.stderr  # some inputs quarantined
+    summary = json.loads(p.stdout)
+    results, quarantine = read_results(out), read_quarantine(out)
+    good_docs = {r.source for r in results}
+    bad_docs = {q.source for q in quarantine}
+    all_inputs = {str(f) for f in inbox.rglob("*") if f.is_file()}
+    assert good_docs | bad_docs == all_inputs and not good_docs & bad_docs  # each input exactly once
+    assert bad_docs == {str(p) for p in bad.values()}
+    assert summary["documents"] == 5 and summary["quarantined"] == len(bad)
+    assert summary["pages"] == 4 + 2 + 1 + 1 + 1 == len(results)
+    reasons = {Path(q.source).name: q.reason for q in quarantine}
+    assert "password" in reasons["encrypted.pdf"] and "empty" in reasons["empty.pdf"]
+    assert "decompression bomb" in reasons["bomb.png"] and "unsupported" in reasons["notes.txt"]
+    # the non-ASCII path with spaces went through and is recorded as given
+    assert any("contrat signé 2.png" in r.source for r in results)
+    # PDF pages carry PDF points, image pages do not
+    for r in results:
+        assert (r.page.pdf_size is not None) == r.source.endswith(".pdf")
+        assert r.model_version == summary["model_version"]
+    assert (out / "summary.json").exists()
+    assert len(list((out / "annotated").glob("*.png"))) == len(results)
+    assert len(list((out / "annotated").glob("*.pdf"))) == 2
+    assert len(list((out / "crops").glob("*.png"))) == sum(len(r.detections) for r in results)
+    for name in ("quarantined", "encrypted.pdf"):
+        assert name in p.stderr  # people see what was quarantined
+
+
+def test_rerun_skips_done_documents_unless_forced(tmp_path, documents_dir):
+    out = tmp_path / "out"
+    first = run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q")
+    assert first.returncode == 0, first.stderr
+    n = len(read_results(out))
+    again = json.loads(run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q").stdout)
+    assert again["skipped"] == 5 and again["pages"] == 0
+    forced = json.loads(run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q", "--force").stdout)
+    assert forced["pages"] == n and forced["skipped"] == 0
+    assert len(read_results(out)) == n  # replaced, not duplicated
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == n  # compacted after a forced run
+
+
+def test_duplicate_content_under_two_names_is_processed_once(tmp_path, documents_dir):
+    (tmp_path / "in").mkdir()
+    shutil.copy2(documents_dir / "letter.jpg", tmp_path / "in" / "a.jpg")
+    shutil.copy2(documents_dir / "letter.jpg", tmp_path / "in" / "b.jpg")
+    s = json.loads(run_cli("detect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--json", "-q").stdout)
+    assert s["documents"] == 1 and s["skipped"] == 1
+
+
+def test_exit_codes_and_help(tmp_path, documents_dir):
+    assert run_cli("detect", "--out", str(tmp_path)).returncode == 2  # usage: no inputs
+    bad_model = run_cli("detect", str(documents_dir), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "x.onnx"))
+    assert bad_model.returncode == 4 and "model file not found" in bad_model.stdout + bad_model.stderr
+    help_text = run_cli("detect", "--help").stdout
+    for opt in ("--out", "--model", "--device", "--conf", "--batch-size", "--dpi", "--annotate", "--annotate-pdf",
+                "--crops", "--force", "--max-pages", "--max-pixels", "--json", "--quiet"):
+        assert opt in help_text, opt
+    missing = run_cli("detect", str(tmp_path / "nothing.pdf"), "--out", str(tmp_path / "o2"), "--json", "-q")
+    assert missing.returncode == 3 and json.loads(missing.stdout)["quarantined"] == 1
+    assert read_quarantine(tmp_path / "o2")[0].reason == "file not found"
+
+
+def test_results_schema_is_documented_in_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for field in ("schema_version", "page_key", "pdf_xyxy", "model_version", "quarantine.jsonl"):
+        assert field in readme, field

@@ -1,0 +1,105 @@
+"""The onnxruntime detector: parity with ultralytics' predict, NMS, providers, batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inkloop.detector import Detector, select_providers
+from inkloop.models import ModelError, resolve_model
+from inkloop.nms import decode, nms
+
+
+def _match(a, b):
+    """Greedy pairing of two lists of (xyxy, score) by IoU."""
+    from inkloop.nms import iou_one_to_many
+
+    pairs, used = [], set()
+    for box, score in a:
+        if not b:
+            break
+        ious = iou_one_to_many(np.array(box), np.array([x[0] for x in b]))
+        j = int(ious.argmax())
+        if ious[j] > 0.5 and j not in used:
+            used.add(j)
+            pairs.append(((box, score), b[j]))
+    return pairs
+
+
+@pytest.mark.parametrize("page", ["tobacco800_31.png", "xc8up_image_23_jpg.rf.39b931c2ad1076588ae38f5726a5e127.jpg"])
+def test_parity_with_ultralytics_predict(pages_dir, page):
+    """Same ONNX file, same page: boxes within 1 px and scores within 0.01 of YOLO(...).predict."""
+    from ultralytics import YOLO
+
+    ref = resolve_model(None)
+    conf = 0.05  # low, so even an early checkpoint yields boxes to compare
+    img = np.asarray(Image.open(pages_dir / page).convert("RGB"))
+    ours = Detector(ref, conf=conf).detect([img])[0]
+    yolo = YOLO(str(ref.path), task="detect")
+    res = yolo.predict(img[:, :, ::-1].copy(), imgsz=ref.card.input_size, conf=conf, iou=ref.card.iou_threshold,
+                       device="cpu", verbose=False)[0]
+    theirs = [(tuple(b), float(s)) for b, s in zip(res.boxes.xyxy.numpy(), res.boxes.conf.numpy(), strict=True)]
+    mine = [(d.xyxy, d.score) for d in ours]
+    # boxes right at the threshold may flip either way; everything clearly above it must match
+    clear = [m for m in mine if m[1] > conf + 0.02]
+    assert len(theirs) > 0, "the model found nothing to compare; use a trained model"
+    pairs = _match(clear, theirs)
+    assert len(pairs) == len(clear)
+    assert abs(len(mine) - len(theirs)) <= len(mine) - len(clear) + 1
+    for (box_a, s_a), (box_b, s_b) in pairs:
+        assert np.abs(np.array(box_a) - np.array(box_b)).max() <= 1.0
+        assert abs(s_a - s_b) <= 0.01
+
+
+def test_nms_matches_torchvision():
+    import torch
+    import torchvision
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 500, size=(300, 2))
+    wh = rng.uniform(10, 120, size=(300, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.uniform(0, 1, size=300).astype(np.float32)
+    ours = nms(boxes, scores, 0.5)
+    ref = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5).numpy()
+    assert ours.tolist() == ref.tolist()
+
+
+def test_decode_thresholds_and_classes():
+    pred = np.zeros((6, 4), np.float32)  # 2 classes, 4 anchors: cx cy w h c0 c1
+    pred[:4, 0] = [50, 50, 20, 20]
+    pred[:4, 1] = [51, 51, 20, 20]  # overlaps 0, same class → suppressed
+    pred[:4, 2] = [51, 51, 20, 20]  # overlaps 0, other class → kept
+    pred[:4, 3] = [200, 200, 10, 10]  # below threshold
+    pred[4, 0], pred[4, 1], pred[5, 2], pred[4, 3] = 0.9, 0.8, 0.7, 0.1
+    boxes, scores, cls = decode(pred, conf=0.25, iou=0.7)
+    assert scores.tolist() == pytest.approx([0.9, 0.7])
+    assert cls.tolist() == [0, 1]
+    assert boxes[0].tolist() == [40, 40, 60, 60]
+
+
+def test_batched_equals_single(pages_dir):
+    det = Detector(None, conf=0.05)
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(pages_dir.glob("*.png"))]
+    batched = det.detect(imgs)
+    single = [det.detect([im])[0] for im in imgs]
+    for a, b in zip(batched, single, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert np.allclose(x.xyxy, y.xyxy, atol=1e-3) and abs(x.score - y.score) < 1e-4
+
+
+def test_grayscale_and_rgba_inputs(pages_dir):
+    det = Detector(None, conf=0.05)
+    rgb = np.asarray(Image.open(pages_dir / "tobacco800_31.png").convert("RGB"))
+    gray = rgb[:, :, 0].copy()
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    a, b, c = det.detect([rgb, gray, rgba])
+    assert len(a) == len(b) == len(c)
+
+
+def test_unavailable_provider_is_a_clear_error():
+    with pytest.raises(ModelError, match="not available"):
+        select_providers("tensorrt")
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
