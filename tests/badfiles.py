@@ -10,7 +10,9 @@ import pymupdf
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def bomb_png(path: Path, side: int = 60000) -> Path:
@@ -19,7 +21,9 @@ def bomb_png(path: Path, side: int = 60000) -> Path:
     row = b"\x00" + b"\x00" * (side // 8)
     comp = zlib.compressobj(9)
     idat = comp.compress(row * 64) + comp.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
     return path
 
 

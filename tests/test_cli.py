@@ -15,7 +15,9 @@ from inkloop.results import read_quarantine, read_results
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "inkloop", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "inkloop", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 @pytest.fixture()
@@ -64,7 +66,9 @@ def test_rerun_skips_done_documents_unless_forced(tmp_path, documents_dir):
     n = len(read_results(out))
     again = json.loads(run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q").stdout)
     assert again["skipped"] == 5 and again["pages"] == 0
-    forced = json.loads(run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q", "--force").stdout)
+    forced = json.loads(
+        run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q", "--force").stdout
+    )
     assert forced["pages"] == n and forced["skipped"] == 0
     assert len(read_results(out)) == n  # replaced, not duplicated
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -75,17 +79,35 @@ def test_duplicate_content_under_two_names_is_processed_once(tmp_path, documents
     (tmp_path / "in").mkdir()
     shutil.copy2(documents_dir / "letter.jpg", tmp_path / "in" / "a.jpg")
     shutil.copy2(documents_dir / "letter.jpg", tmp_path / "in" / "b.jpg")
-    s = json.loads(run_cli("detect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--json", "-q").stdout)
+    s = json.loads(
+        run_cli("detect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--json", "-q").stdout
+    )
     assert s["documents"] == 1 and s["skipped"] == 1
 
 
 def test_exit_codes_and_help(tmp_path, documents_dir):
     assert run_cli("detect", "--out", str(tmp_path)).returncode == 2  # usage: no inputs
-    bad_model = run_cli("detect", str(documents_dir), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "x.onnx"))
+    bad_model = run_cli(
+        "detect", str(documents_dir), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "x.onnx")
+    )
     assert bad_model.returncode == 4 and "model file not found" in bad_model.stdout + bad_model.stderr
     help_text = run_cli("detect", "--help").stdout
-    for opt in ("--out", "--model", "--device", "--conf", "--batch-size", "--dpi", "--annotate", "--annotate-pdf",
-                "--crops", "--force", "--max-pages", "--max-pixels", "--json", "--quiet"):
+    for opt in (
+        "--out",
+        "--model",
+        "--device",
+        "--conf",
+        "--batch-size",
+        "--dpi",
+        "--annotate",
+        "--annotate-pdf",
+        "--crops",
+        "--force",
+        "--max-pages",
+        "--max-pixels",
+        "--json",
+        "--quiet",
+    ):
         assert opt in help_text, opt
     missing = run_cli("detect", str(tmp_path / "nothing.pdf"), "--out", str(tmp_path / "o2"), "--json", "-q")
     assert missing.returncode == 3 and json.loads(missing.stdout)["quarantined"] == 1

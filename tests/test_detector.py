@@ -27,7 +27,9 @@ def _match(a, b):
     return pairs
 
 
-@pytest.mark.parametrize("page", ["tobacco800_31.png", "xc8up_image_23_jpg.rf.39b931c2ad1076588ae38f5726a5e127.jpg"])
+@pytest.mark.parametrize(
+    "page", ["tobacco800_31.png", "xc8up_image_23_jpg.rf.39b931c2ad1076588ae38f5726a5e127.jpg"]
+)
 def test_parity_with_ultralytics_predict(pages_dir, page):
     """Same ONNX file, same page: boxes within 1 px and scores within 0.01 of YOLO(...).predict."""
     from ultralytics import YOLO
@@ -37,9 +39,17 @@ def test_parity_with_ultralytics_predict(pages_dir, page):
     img = np.asarray(Image.open(pages_dir / page).convert("RGB"))
     ours = Detector(ref, conf=conf).detect([img])[0]
     yolo = YOLO(str(ref.path), task="detect")
-    res = yolo.predict(img[:, :, ::-1].copy(), imgsz=ref.card.input_size, conf=conf, iou=ref.card.iou_threshold,
-                       device="cpu", verbose=False)[0]
-    theirs = [(tuple(b), float(s)) for b, s in zip(res.boxes.xyxy.numpy(), res.boxes.conf.numpy(), strict=True)]
+    res = yolo.predict(
+        img[:, :, ::-1].copy(),
+        imgsz=ref.card.input_size,
+        conf=conf,
+        iou=ref.card.iou_threshold,
+        device="cpu",
+        verbose=False,
+    )[0]
+    theirs = [
+        (tuple(b), float(s)) for b, s in zip(res.boxes.xyxy.numpy(), res.boxes.conf.numpy(), strict=True)
+    ]
     mine = [(d.xyxy, d.score) for d in ours]
     # boxes right at the threshold may flip either way; everything clearly above it must match
     clear = [m for m in mine if m[1] > conf + 0.02]

@@ -20,7 +20,9 @@ def test_pdf_pages_geometry_and_model_size(documents_dir):
         assert (v.page.width, v.page.height) == (1275, 1650)  # letter at 150 dpi, as MuPDF renders it
         assert max(v.image.shape[:2]) <= 416 * 1.05  # the model never gets more than it needs
         # the map from model pixels to page pixels covers the whole page
-        assert v.to_page((0, 0, v.image.shape[1], v.image.shape[0])) == pytest.approx((0, 0, 1275, 1650), abs=2)
+        assert v.to_page((0, 0, v.image.shape[1], v.image.shape[0])) == pytest.approx(
+            (0, 0, 1275, 1650), abs=2
+        )
 
 
 def test_embedded_jpeg_fast_path_matches_rendering(documents_dir):
@@ -52,7 +54,7 @@ def test_multipage_tiff_and_images(documents_dir):
     with open_document(documents_dir / "contrat signé 2.png") as d:
         v = d.model_view(0, 416)
         assert max(v.image.shape[:2]) == 416
-        sx, sy = v.scale
+        sx, _sy = v.scale
         assert sx == pytest.approx(v.page.width / v.image.shape[1])
 
 
@@ -80,17 +82,16 @@ def test_doc_id_is_content_hash(tmp_path, documents_dir):
 )
 def test_bad_inputs_raise_clear_errors(tmp_path, documents_dir, kind, expected_error, words):
     bad = make_all(tmp_path, documents_dir)[kind]
-    with pytest.raises(DocumentError) as ei:
-        with open_document(bad) as d:
-            for _ in d.model_views(416):
-                pass
+    with pytest.raises(DocumentError) as ei, open_document(bad) as d:
+        for _ in d.model_views(416):
+            pass
     assert ei.value.kind == expected_error
     assert words in ei.value.reason
     assert str(bad) in str(ei.value)  # the message names the file
 
 
 def test_limits(documents_dir):
-    with pytest.raises(DocumentError, match="over the limit of 3 pages|4 pages, over the limit of 3"):
+    with pytest.raises(DocumentError, match=r"4 pages, over the limit of 3"):
         open_document(documents_dir / "scanned letters.pdf", Limits(max_pages=3))
     with pytest.raises(DocumentError, match="over the limit"):
         open_document(documents_dir / "contrat signé 2.png", Limits(max_pixels=1000))

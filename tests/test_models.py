@@ -47,7 +47,7 @@ def test_missing_and_wrong_files(tmp_path):
         resolve_model(bad)
     txt = tmp_path / "model.txt"
     txt.write_text("x")
-    with pytest.raises(ModelError, match="expected an .onnx file"):
+    with pytest.raises(ModelError, match=r"expected an \.onnx file"):
         resolve_model(txt)
 
 
@@ -73,7 +73,11 @@ def _prefill_hf_cache(cache: Path, repo_id: str, files: dict[str, Path], commit:
 def test_hf_reference_served_offline_from_cache(tmp_path, monkeypatch):
     src = _copy_bundled(tmp_path / "src")
     cache = tmp_path / "hf"
-    _prefill_hf_cache(cache, "inkloop/signatures", {"onnx/model.onnx": src, "onnx/model.card.json": src.parent / "card.json"})
+    _prefill_hf_cache(
+        cache,
+        "inkloop/signatures",
+        {"onnx/model.onnx": src, "onnx/model.card.json": src.parent / "card.json"},
+    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     import huggingface_hub.constants as c

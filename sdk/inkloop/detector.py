@@ -83,7 +83,9 @@ class Detector:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.model.path), opts, providers=select_providers(device))
+            self.session = ort.InferenceSession(
+                str(self.model.path), opts, providers=select_providers(device)
+            )
         except ModelError:
             raise
         except Exception as exc:
@@ -135,6 +137,8 @@ class Detector:
         src = transform.to_source(boxes)
         names = self.card.class_names
         return [
-            Detection(label=names[int(c)], score=float(s), xyxy=(float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            Detection(
+                label=names[int(c)], score=float(s), xyxy=(float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+            )
             for b, s, c in zip(src, scores, classes, strict=True)
         ]

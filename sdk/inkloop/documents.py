@@ -214,7 +214,9 @@ class OpenedDocument:
             raise DocumentError(self.source, "PDF has no pages (corrupt or truncated)", "corrupt")
         if n > self.limits.max_pages:
             doc.close()
-            raise DocumentError(self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large")
+            raise DocumentError(
+                self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large"
+            )
         self._pdf = doc
         return n
 
@@ -237,11 +239,17 @@ class OpenedDocument:
         except DocumentError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DocumentError(self.source, f"image too large, possible decompression bomb ({exc})", "too_large") from exc
+            raise DocumentError(
+                self.source, f"image too large, possible decompression bomb ({exc})", "too_large"
+            ) from exc
         except Exception as exc:
-            raise DocumentError(self.source, f"corrupt {self.kind.upper()} image ({_clean(exc)})", "corrupt") from exc
+            raise DocumentError(
+                self.source, f"corrupt {self.kind.upper()} image ({_clean(exc)})", "corrupt"
+            ) from exc
         if n > self.limits.max_pages:
-            raise DocumentError(self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large")
+            raise DocumentError(
+                self.source, f"{n} pages, over the limit of {self.limits.max_pages}", "too_large"
+            )
         self._tiff = im
         return n
 
@@ -273,7 +281,9 @@ class OpenedDocument:
             except DocumentError:
                 raise
             except Exception as exc:
-                raise DocumentError(self.source, f"page {i + 1}: cannot render ({_clean(exc)})", "corrupt") from exc
+                raise DocumentError(
+                    self.source, f"page {i + 1}: cannot render ({_clean(exc)})", "corrupt"
+                ) from exc
 
     def model_view(self, index: int, model_size: int, mode: str = "letterbox") -> PageView:
         if self.kind == "pdf":
@@ -293,7 +303,9 @@ class OpenedDocument:
         ir = (rect * pymupdf.Matrix(dpi / 72.0, dpi / 72.0)).irect  # the size MuPDF renders at dpi
         pw, ph = ir.width, ir.height
         if pw * ph > self.limits.max_pixels:
-            raise DocumentError(self.source, f"page {index + 1}: {pw}×{ph} px at {dpi:g} dpi, over the limit", "too_large")
+            raise DocumentError(
+                self.source, f"page {index + 1}: {pw}×{ph} px at {dpi:g} dpi, over the limit", "too_large"
+            )
         pg = Page(self.doc_id, index, pw, ph, dpi=dpi, pdf_size=(w_pt, h_pt))
         side = max(w_pt, h_pt) if mode == "letterbox" else min(w_pt, h_pt)
         zoom = min(model_size / side, dpi / 72.0)
@@ -315,8 +327,14 @@ class OpenedDocument:
 
         for line in str(pymupdf.TOOLS.mupdf_warnings(reset=True)).splitlines():
             if DAMAGE_WORDS.search(line):
-                repaired = " (the file was repaired: truncated or corrupt)" if self._pdf and self._pdf.is_repaired else ""
-                raise DocumentError(self.source, f"page {index + 1}: damaged content: {line.strip()}{repaired}", "corrupt")
+                repaired = (
+                    " (the file was repaired: truncated or corrupt)"
+                    if self._pdf and self._pdf.is_repaired
+                    else ""
+                )
+                raise DocumentError(
+                    self.source, f"page {index + 1}: damaged content: {line.strip()}{repaired}", "corrupt"
+                )
 
     def _raster_view(self, index: int, model_size: int, mode: str) -> PageView:
         from PIL import Image
@@ -338,7 +356,9 @@ class OpenedDocument:
             frame = im.convert("RGB") if im.mode != "RGB" else im
             frame.load()
         except Exception as exc:
-            raise DocumentError(self.source, f"page {index + 1}: corrupt or truncated image ({_clean(exc)})", "corrupt") from exc
+            raise DocumentError(
+                self.source, f"page {index + 1}: corrupt or truncated image ({_clean(exc)})", "corrupt"
+            ) from exc
         arr = np.asarray(frame)
         dh, dw = arr.shape[:2]
         tw, th = max(1, round(w * r)), max(1, round(h * r))
@@ -358,7 +378,9 @@ class OpenedDocument:
 
             assert self._pdf is not None
             z = (dpi or self.people_dpi) / 72.0
-            pix = self._pdf[index].get_pixmap(matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csRGB, alpha=False)
+            pix = self._pdf[index].get_pixmap(
+                matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csRGB, alpha=False
+            )
             return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n).copy()
         from PIL import Image
 
@@ -424,6 +446,21 @@ def _clean(exc: BaseException) -> str:
     return msg[:200]
 
 
-def open_document(source: str | os.PathLike[str], limits: Limits | None = None, people_dpi: float = 150.0) -> OpenedDocument:
+def open_document(
+    source: str | os.PathLike[str], limits: Limits | None = None, people_dpi: float = 150.0
+) -> OpenedDocument:
     """Open, hash and validate a document; raises :class:`DocumentError` with the reason."""
     return OpenedDocument(str(source), limits, people_dpi)
+
+
+def plan_batches(
+    inbox: str | Iterable[str], docs_per_batch: int = 20, max_batches: int | None = None
+) -> list[list[str]]:
+    """Split an inbox listing into batches for dynamic task mapping (one mapped task per batch)."""
+    specs = [inbox] if isinstance(inbox, str) else list(inbox)
+    files = expand_inputs(specs)
+    if docs_per_batch < 1:
+        raise ValueError("docs_per_batch must be at least 1")
+    if max_batches and len(files) > docs_per_batch * max_batches:
+        docs_per_batch = -(-len(files) // max_batches)
+    return [files[i : i + docs_per_batch] for i in range(0, len(files), docs_per_batch)]

@@ -194,7 +194,7 @@ def load_hf(ref: str, cache_dir: str | None = None) -> ModelRef:
         try:
             hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir)
             break
-        except (EntryNotFoundError, Exception):  # noqa: BLE001 - a card is optional on the hub
+        except (EntryNotFoundError, Exception):
             continue
     return load_local(local, ref=ref)
 

@@ -36,7 +36,9 @@ def draw_boxes(image: np.ndarray, detections: list[Detection], scale: float = 1.
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
         ty = max(th + 4, y0 - 4)
         cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), COLOR, -1)
-        cv2.putText(out, label, (x0 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            out, label, (x0 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return out
 
 
@@ -74,7 +76,7 @@ def annotate_pdf(src: Path, results: list[PageResult], dst: Path) -> Path:
             origin = page.rect.tl
             for d in r.detections:
                 x0, y0, x1, y1 = pixels_to_points(d.xyxy, r.page.dpi)
-                rect = pymupdf.Rect(x0, y0, x1, y1) + (origin.x, origin.y, origin.x, origin.y)
+                rect = pymupdf.Rect(x0 + origin.x, y0 + origin.y, x1 + origin.x, y1 + origin.y)
                 annot = page.add_rect_annot(rect * page.derotation_matrix if page.rotation else rect)
                 annot.set_colors(stroke=(COLOR[0] / 255, COLOR[1] / 255, COLOR[2] / 255))
                 annot.set_border(width=1.5)

@@ -151,3 +151,49 @@ class ResultStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> Summary:
+    """Fold per-worker result folders into ``out_dir``, one copy per document (first part wins).
+
+    Mapped detection tasks each write their own folder (no shared file between workers); this
+    step, run once after them, appends what is new to the main files and sums the summaries.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seen_docs = {r["page"]["doc_id"] for r in _iter_jsonl(out / RESULTS) if r.get("kind") == "page"}
+    seen_q = {r.get("doc_id") or r["source"] for r in _iter_jsonl(out / QUARANTINE)}
+    total = Summary(out_dir=str(out))
+    with (
+        (out / RESULTS).open("a", encoding="utf-8") as res,
+        (out / QUARANTINE).open("a", encoding="utf-8") as qua,
+    ):
+        for part in parts:
+            p = Path(part)
+            new_docs: set[str] = set()
+            for r in _latest_run_only(_iter_jsonl(p / RESULTS)):
+                doc = r["page"]["doc_id"]
+                if doc in seen_docs and doc not in new_docs:
+                    continue
+                new_docs.add(doc)
+                res.write(json.dumps(r, ensure_ascii=False) + "\n")
+                total.pages += 1
+                total.pages_with_detections += bool(r["detections"])
+                total.detections += len(r["detections"])
+                total.model_version = r["model_version"]
+            total.documents += len(new_docs)
+            seen_docs |= new_docs
+            for r in _latest_run_only(_iter_jsonl(p / QUARANTINE)):
+                key = r.get("doc_id") or r["source"]
+                if key in seen_q:
+                    continue
+                seen_q.add(key)
+                qua.write(json.dumps(r, ensure_ascii=False) + "\n")
+                total.quarantined += 1
+                total.quarantine_reasons[r["error"]] = total.quarantine_reasons.get(r["error"], 0) + 1
+            if (p / SUMMARY).exists():
+                s = json.loads((p / SUMMARY).read_text())
+                total.seconds += float(s.get("seconds", 0.0))
+                total.skipped += int(s.get("skipped", 0))
+    (out / SUMMARY).write_text(json.dumps(total.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return total

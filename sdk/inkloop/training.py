@@ -60,12 +60,28 @@ RECIPES: dict[str, Recipe] = {
         epochs=60,
         batch=16,
         # Documents are upright and never mirrored vertically; scans vary in contrast and scale.
-        extra={"fliplr": 0.0, "flipud": 0.0, "degrees": 2.0, "scale": 0.5, "mosaic": 1.0,
-               "close_mosaic": 8, "hsv_h": 0.0, "hsv_s": 0.2, "hsv_v": 0.4},
+        extra={
+            "fliplr": 0.0,
+            "flipud": 0.0,
+            "degrees": 2.0,
+            "scale": 0.5,
+            "mosaic": 1.0,
+            "close_mosaic": 8,
+            "hsv_h": 0.0,
+            "hsv_s": 0.2,
+            "hsv_v": 0.4,
+        },
     ),
     # Tiny settings for tests and loop simulations: minutes, not hours.
-    "tiny": Recipe(name="tiny", model="yolov8n.yaml", imgsz=160, epochs=2, batch=8, cache="",
-                   extra={"plots": False, "val": True}),
+    "tiny": Recipe(
+        name="tiny",
+        model="yolov8n.yaml",
+        imgsz=160,
+        epochs=2,
+        batch=8,
+        cache="",
+        extra={"plots": False, "val": True},
+    ),
 }
 
 

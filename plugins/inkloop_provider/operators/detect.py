@@ -1,0 +1,59 @@
+"""Detection operators: thin shells over :func:`inkloop.pipeline.detect`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+
+class InkloopDetectOperator(BaseOperator):
+    """Detect signatures in documents (paths or storage URLs) and write results to ``out_dir``.
+
+    Returns the run summary (small and JSON-able) for XCom. Map it over batches with
+    ``.partial(...).expand(inputs=...)`` so detection spreads across workers.
+    """
+
+    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf")
+    ui_color = "#f4d7dd"
+
+    def __init__(
+        self,
+        *,
+        inputs: list[str] | str,
+        out_dir: str,
+        model: str | None = None,
+        conf: float | str | None = None,
+        batch_size: int = 4,
+        force: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.inputs = inputs
+        self.out_dir = out_dir
+        self.model = model
+        self.conf = conf
+        self.batch_size = batch_size
+        self.force = force
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.pipeline import DetectOptions, detect
+
+        inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+        conf = float(self.conf) if self.conf not in (None, "", "None") else None
+        summary = detect(
+            inputs,
+            self.out_dir,
+            DetectOptions(model=self.model or None, conf=conf, batch_size=self.batch_size, force=self.force),
+        )
+        self.log.info(
+            "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s)",
+            summary.documents,
+            summary.pages,
+            summary.pages_with_detections,
+            summary.quarantined,
+            summary.pages_per_second,
+            summary.model_version,
+        )
+        return summary.to_dict()

@@ -1,0 +1,25 @@
+"""Fold the per-batch result folders of a mapped detection into one results folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+
+class InkloopMergeResultsOperator(BaseOperator):
+    """Thin shell over :func:`inkloop.results.merge_parts`; returns the merged summary."""
+
+    template_fields: Sequence[str] = ("out_dir", "parts")
+
+    def __init__(self, *, out_dir: str, parts: list[str] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.out_dir = out_dir
+        self.parts = parts
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.results import merge_parts
+
+        parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
+        return merge_parts(self.out_dir, parts).to_dict()
