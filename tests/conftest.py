@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from inkloop.labelstudio_server import LabelStudioHandle
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -25,3 +30,44 @@ def documents_dir() -> Path:
 @pytest.fixture(scope="session")
 def pages_dir() -> Path:
     return FIXTURES / "pages"
+
+
+# --------------------------------------------------------------------------------------------
+# A real Label Studio server (tests marked ``labelstudio``)
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioHandle]:
+    """A real Label Studio server on a free 127.0.0.1 port with a fresh data dir, per session.
+
+    Why real: review pushes and pulls depend on what the server accepts and returns, which a
+    mock would only guess. The first run on a machine installs Label Studio into its own venv
+    (about 2 minutes) so the test command works from nothing, and migrates an empty database
+    once (40-90 s); later sessions copy the template data dir and start in seconds.
+    If the install or the start is impossible the fixture FAILS rather than skips: a skipped
+    integration test reads as green and hides a broken setup. Yields a handle with ``.url`` and
+    ``.token``; only the server's own PID (its process group) is stopped at the end.
+    """
+    from inkloop import labelstudio_server as ls
+
+    try:
+        ls.ensure_venv()
+    except ls.LabelStudioServerError as exc:
+        pytest.fail(f"cannot set up Label Studio: {exc}", pytrace=False)
+    data_dir = tmp_path_factory.mktemp("labelstudio-data")
+    document_root = tmp_path_factory.mktemp("labelstudio-files")
+    handle: LabelStudioHandle | None = None
+    for attempt in range(3):  # a free port can be taken between finding and using it
+        try:
+            handle = ls.start(ls.free_port(), data_dir, document_root=document_root)
+            break
+        except ls.PortInUseError:
+            if attempt == 2:
+                raise
+        except ls.LabelStudioServerError as exc:
+            pytest.fail(f"cannot start Label Studio: {exc}", pytrace=False)
+    assert handle is not None
+    try:
+        yield handle
+    finally:
+        handle.stop()

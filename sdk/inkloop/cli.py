@@ -55,6 +55,9 @@ def detect(
     max_pixels: Annotated[int, typer.Option(help="Quarantine pages larger than this many pixels.")] = 200_000_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    route: Annotated[bool, typer.Option("--route/--no-route", help="Score each page's uncertainty and write routing.jsonl (review / audit / auto_accept).")] = False,
+    review_budget: Annotated[float, typer.Option(help="With --route: most pages sent to review, as a fraction of the run.")] = 0.1,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="With --route: a second, test-time-augmented inference per page.")] = True,
 ) -> None:
     """Detect signatures in documents; every input ends in results.jsonl or quarantine.jsonl."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -62,12 +65,14 @@ def detect(
     from inkloop.documents import Limits
     from inkloop.models import ModelError
     from inkloop.pipeline import DetectionRun, DetectOptions
+    from inkloop.routing import RoutingConfig
 
     console = _console(json_out)
     opts = DetectOptions(
         model=model, device=device, conf=conf, iou=iou, batch_size=batch_size, people_dpi=dpi, force=force,
         annotate_png=annotate, annotate_pdf=annotate_pdf, crops=crops,
         limits=Limits(max_pages=max_pages, max_pixels=max_pixels),
+        routing=RoutingConfig(max_review_fraction=review_budget, tta=tta) if route else None,
     )
     try:
         run = DetectionRun(out, opts)
@@ -121,6 +126,15 @@ def version() -> None:
 
     ref = resolve_model(None)
     typer.echo(f"inkloop {inkloop.__version__}; bundled model {ref.card.model_version}")
+
+
+from inkloop.cli_review import review_app  # noqa: E402
+
+app.add_typer(review_app, name="review")
+
+from inkloop.cli_evaluate import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
 
 
 def main(argv: list[str] | None = None) -> None:

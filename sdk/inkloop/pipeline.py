@@ -20,6 +20,8 @@ from typing import Any
 from inkloop.detector import Detector, Prepared
 from inkloop.documents import DocumentError, Limits, OpenedDocument, PageView, expand_inputs, open_document
 from inkloop.results import ResultStore, Summary
+from inkloop.routing import RoutingConfig, decoding_floor, kept, page_uncertainty, prepare_tta, route_run
+from inkloop.routing import page_text as routing_page_text
 from inkloop.types import Detection, PageResult, QuarantineRecord
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ class DetectOptions:
     limits: Limits = field(default_factory=Limits)
     threads: int | None = None
     queue_pages: int = 8
+    #: Score each page's uncertainty while detecting (into results.jsonl) and write the budgeted
+    #: decisions to routing.jsonl at the end of the run (:mod:`inkloop.routing`).
+    routing: RoutingConfig | None = None
 
 
 @dataclass
@@ -55,6 +60,8 @@ class _Item:
     prepared: Prepared | None = None
     last: bool = False
     error: DocumentError | None = None
+    tta: Prepared | None = None  # routing's second view, prepared here so the image can be dropped
+    text: str = ""  # the PDF text layer, for routing's document cues
 
 
 @dataclass
@@ -82,6 +89,7 @@ def _produce(
 ) -> None:
     """Open each document, skip finished ones, render and preprocess its pages into ``out``."""
     size, mode = detector.input_size, detector.card.preprocessing
+    routing = opts.routing
     seen: set[str] = set()
     try:
         for src in sources:
@@ -106,9 +114,15 @@ def _produce(
             views: Iterator[PageView] = doc.model_views(size, mode)
             for i in range(n):
                 try:
+                    text = ""
                     with PDF_LOCK:
                         view = next(views)
+                        if routing is not None and routing.cues:
+                            text = routing_page_text(doc, i)
                     prepared = detector.prepare(view.image)
+                    tta = None
+                    if routing is not None and routing.tta:
+                        tta = prepare_tta(detector, view.image, routing)
                     view.image = view.image[:0]  # the model copy is no longer needed
                 except DocumentError as exc:
                     out.put(_Item(doc, error=exc, last=True))
@@ -117,7 +131,7 @@ def _produce(
                     err = DocumentError(src, f"page {i + 1}: {exc.__class__.__name__}: {exc}")
                     out.put(_Item(doc, error=err, last=True))
                     break
-                out.put(_Item(doc, view, prepared, last=(i == n - 1)))
+                out.put(_Item(doc, view, prepared, last=(i == n - 1), tta=tta, text=text))
     finally:
         out.put(_END)
 
@@ -172,6 +186,10 @@ class DetectionRun:
                 store.write_summary(summary)
                 if self.opts.force:
                     store.compact()
+        if self.opts.routing is not None:
+            routed = route_run(self.out_dir, self.opts.routing)
+            decisions = [r.decision for r in routed]
+            notify("routing", {d: decisions.count(d) for d in ("review", "audit", "auto_accept")})
         notify("end", summary.to_dict())
         return summary
 
@@ -186,8 +204,13 @@ class DetectionRun:
         notify: ProgressFn,
     ) -> None:
         ok = [it for it in batch if it.error is None and it.prepared is not None]
-        dets = self.detector.run([it.prepared for it in ok if it.prepared is not None]) if ok else []
+        routing = self.opts.routing
+        with decoding_floor(self.detector, routing) as threshold:  # near misses too, when routing
+            dets = self.detector.run([it.prepared for it in ok if it.prepared is not None]) if ok else []
+            tta_ok = [it for it in ok if it.tta is not None]
+            tta_dets = self.detector.run([it.tta for it in tta_ok if it.tta is not None]) if tta_ok else []
         by_item = {id(it): d for it, d in zip(ok, dets, strict=True)}
+        tta_by_item = {id(it): d for it, d in zip(tta_ok, tta_dets, strict=True)}
         for it in batch:
             key = id(it.doc)
             if key in failed:
@@ -204,9 +227,21 @@ class DetectionRun:
             mapped = [
                 Detection(d.label, d.score, view.to_page(d.xyxy)) for d in by_item[id(it)]
             ]
-            pending.setdefault(key, []).append(
-                PageResult(page=view.page, detections=mapped, model_version=self.detector.model_version, source=it.doc.source)
+            result = PageResult(
+                page=view.page,
+                detections=kept(mapped, threshold),  # what a run without routing keeps
+                model_version=self.detector.model_version,
+                source=it.doc.source,
             )
+            if routing is not None:
+                tta = tta_by_item.get(id(it))
+                tta_mapped = None
+                if tta is not None:
+                    tta_mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in tta]
+                result.uncertainty, result.reasons = page_uncertainty(
+                    mapped, threshold, routing, tta_detections=tta_mapped, text=it.text
+                )
+            pending.setdefault(key, []).append(result)
             if it.last:
                 self._finish(it.doc, pending.pop(key), store, summary, notify)
 

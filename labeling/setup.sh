@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create the Label Studio venv and install label-studio==1.23.2 into it. Idempotent: a venv that
+# already has that version is left alone (takes well under a second to check).
+#
+# Label Studio gets its own venv because it pins Django and friends; the SDK never imports it.
+#   INKLOOP_LS_VENV   venv location (default: $REPO/.venv-labelstudio)
+# The logic lives in sdk/inkloop/labelstudio_server.py (shared with start.sh, stop.sh, the CLI and
+# the pytest fixture); this script only calls it.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="$REPO/.venv/bin/python"
+[ -x "$PY" ] || PY="$(command -v python3)"
+export INKLOOP_REPO="${INKLOOP_REPO:-$REPO}"
+export PYTHONPATH="$REPO/sdk${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PY" -m inkloop.labelstudio_server setup "$@"

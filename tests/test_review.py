@@ -1,0 +1,205 @@
+"""Push to and pull from a real Label Studio server, acting as a reviewer through its API."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from inkloop.convert.labelstudio import to_labelstudio
+from inkloop.review import LabelStudioReview, PageImages, RetryPolicy, ReviewServiceError
+from inkloop.types import Detection, Page, PageResult
+
+pytestmark = pytest.mark.labelstudio
+
+
+def _page(i: int, w: int = 1000, h: int = 1400, dets: list[Detection] | None = None) -> PageResult:
+    return PageResult(
+        page=Page(doc_id=f"doc{i:02d}" + "0" * 58, index=0, width=w, height=h),
+        detections=dets or [],
+        model_version="signature-detector@test",
+        source=f"inbox/doc{i}.png",
+        uncertainty=0.5,
+        decision="review",
+        reasons=["ambiguous score"],
+    )
+
+
+def _region(xyxy, w, h, label="signature", rotation=0.0):
+    v = to_labelstudio(xyxy, w, h)
+    v["rotation"] = rotation
+    v["rectanglelabels"] = [label]
+    return {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": w,
+            "original_height": h, "image_rotation": 0, "value": v}
+
+
+@pytest.fixture()
+def review(labelstudio, request):
+    return LabelStudioReview(labelstudio.url, labelstudio.token, project_title=f"r {request.node.name}"[:50])
+
+
+@pytest.fixture()
+def page_pngs(tmp_path, pages_dir):
+    """Five page images (PNG) made from the fixture pages, with their PageResults."""
+    import shutil
+
+    from PIL import Image
+
+    out = []
+    names = sorted(pages_dir.glob("*.png")) + sorted(pages_dir.glob("*.jpg"))
+    for i in range(5):
+        src = names[i % len(names)]
+        img = tmp_path / f"page{i}.png"
+        im = Image.open(src).convert("RGB")
+        im.save(img)
+        w, h = im.size
+        dets = [Detection("signature", 0.55, (0.2 * w, 0.6 * h, 0.5 * w, 0.7 * h)),
+                Detection("signature", 0.31, (0.6 * w, 0.1 * h, 0.8 * w, 0.15 * h))]
+        out.append((_page(i, w, h, dets), img))
+    del shutil
+    return out
+
+
+def test_push_twice_creates_no_duplicates_and_carries_predictions(review, page_pngs):
+    first = review.push(page_pngs, delivery="upload")
+    assert first["pushed"] == 5 and first["already_present"] == 0
+    again = review.push(page_pngs, delivery="upload")
+    assert again["pushed"] == 0 and again["already_present"] == 5
+    tasks = list(review.iter_tasks())
+    assert len(tasks) == 5
+    t = next(t for t in tasks if t.data["page_key"] == page_pngs[0][0].page_key)
+    assert t.data["source"] == "inbox/doc0.png" and t.data["page_index"] == 0
+    assert t.data["image"].startswith("/data/upload/")
+    preds = review.client.predictions.list(task=t.id)
+    assert preds[0].model_version == "signature-detector@test"
+    scores = sorted(r["score"] for r in preds[0].result)
+    assert scores == [0.31, 0.55]
+    assert review.ensure_project() == review.project_id  # get-or-create is idempotent
+
+
+def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):
+    review.push(page_pngs, delivery="upload")
+    tasks = {t.data["page_key"]: t for t in review.iter_tasks()}
+    keys = [r.page_key for r, _ in page_pngs]
+    w0, h0 = page_pngs[0][0].page.width, page_pngs[0][0].page.height
+    moved = (0.21 * w0, 0.61 * h0, 0.52 * w0, 0.72 * h0)
+    # page 0: move the true box, delete the false one
+    review.client.annotations.create(id=tasks[keys[0]].id, result=[_region(moved, w0, h0)])
+    # page 1: keep both and add a missed one
+    w1, h1 = page_pngs[1][0].page.width, page_pngs[1][0].page.height
+    kept = [d.xyxy for d in page_pngs[1][0].detections] + [(10.0, 20.0, 200.0, 80.0)]
+    review.client.annotations.create(id=tasks[keys[1]].id, result=[_region(b, w1, h1) for b in kept])
+    # page 2: submitted empty = no signature on this page
+    review.client.annotations.create(id=tasks[keys[2]].id, result=[])
+    # page 3: skipped
+    review.client.annotations.create(id=tasks[keys[3]].id, result=[], was_cancelled=True)
+    # page 4: a rotated box → enclosing axis-aligned box, flagged
+    w4, h4 = page_pngs[4][0].page.width, page_pngs[4][0].page.height
+    review.client.annotations.create(id=tasks[keys[4]].id, result=[_region((100, 100, 300, 150), w4, h4, rotation=90)])
+
+    state = tmp_path / "cursor.json"
+    pulled = {p.page_key: p for p in review.pull(state)}
+    assert set(pulled) == set(keys)
+    gt0 = pulled[keys[0]].ground_truth
+    assert gt0 is not None and len(gt0) == 1
+    assert max(abs(a - b) for a, b in zip(gt0[0].xyxy, moved, strict=True)) < 0.5
+    assert len(pulled[keys[1]].ground_truth or []) == 3
+    assert pulled[keys[2]].status == "submitted" and pulled[keys[2]].ground_truth == []
+    assert pulled[keys[3]].status == "skipped" and pulled[keys[3]].ground_truth is None
+    assert pulled[keys[4]].rotated
+    x0, y0, x1, y1 = pulled[keys[4]].ground_truth[0].xyxy
+    assert (round(x0), round(y0), round(x1), round(y1)) == (50, 100, 100, 300)
+
+    # incremental: nothing new → nothing pulled; a new annotation → only that page
+    assert review.pull(state) == []
+    review.client.annotations.create(id=tasks[keys[3]].id, result=[])  # the skipped page gets reviewed
+    again = review.pull(state)
+    assert [p.page_key for p in again] == [keys[3]] and again[0].ground_truth == []
+    # several annotations on one task: the latest submitted wins
+    review.client.annotations.create(id=tasks[keys[0]].id, result=[])
+    latest = review.pull(state)
+    assert [p.page_key for p in latest] == [keys[0]] and latest[0].ground_truth == []
+    assert latest[0].annotations_seen == 2
+
+
+def test_local_files_delivery(labelstudio, tmp_path, request):
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title="local files")
+    img = labelstudio.document_root / "pages" / "p.png"
+    img.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (200, 300), "white").save(img)
+    res = review.push([(_page(90, 200, 300), img)], delivery="local-files", document_root=labelstudio.document_root)
+    assert res["pushed"] == 1
+    task = next(iter(review.iter_tasks()))
+    assert task.data["image"] == "/data/local-files/?d=pages/p.png"
+    import httpx
+
+    r = httpx.get(labelstudio.url + task.data["image"], headers={"Authorization": f"Token {labelstudio.token}"})
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+
+
+def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio):
+    from inkloop.labelstudio_server import free_port
+
+    token = "super-secret-token-123"
+    down = LabelStudioReview(f"http://127.0.0.1:{free_port()}", token,
+                             retry=RetryPolicy(attempts=3, base_delay=0.05, timeout=2))
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ReviewServiceError) as ei:
+        down.ensure_project()
+    assert "after 3 attempts" in str(ei.value)
+    assert token not in str(ei.value) and token not in caplog.text and token not in repr(down)
+    # a wrong token is refused at once, not retried, and not echoed either
+    bad = LabelStudioReview(labelstudio.url, token, retry=RetryPolicy(attempts=3, base_delay=0.05))
+    with pytest.raises(ReviewServiceError) as ei2:
+        bad.ensure_project()
+    assert "attempts" not in str(ei2.value) and token not in str(ei2.value)
+
+
+def test_page_images_render_at_page_pixels(tmp_path, documents_dir):
+    from inkloop.pipeline import DetectOptions, detect
+    from inkloop.results import read_results
+
+    detect([str(documents_dir / "unsigned form.pdf")], tmp_path / "out", DetectOptions())
+    results = read_results(tmp_path / "out")
+    pairs = PageImages(tmp_path / "imgs").render(results)
+    from PIL import Image
+
+    for r, path in pairs:
+        assert Image.open(path).size == (r.page.width, r.page.height)
+
+
+def test_review_cli_push_pull_status(labelstudio, tmp_path, documents_dir):
+    """detect → route → `inkloop review push` (twice) → annotate → `inkloop review pull`."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "inkloop", "detect", str(documents_dir), "--out", str(out), "-q", "--route"], check=False)
+    env = dict(os.environ, INKLOOP_LS_TOKEN=labelstudio.token, INKLOOP_LS_URL=labelstudio.url)
+
+    def cli(*args: str) -> dict:
+        p = subprocess.run([sys.executable, "-m", "inkloop", "review", *args, "--json"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert labelstudio.token not in p.stdout + p.stderr
+        return json.loads(p.stdout)
+
+    first = cli("push", str(out), "--project", "cli test", "--budget", "1.0")
+    assert first["selected"] >= 1 and first["pushed"] == first["selected"]
+    # the unsigned form asks for a signature and has none: it must be among the selected pages
+    routing = [json.loads(x) for x in (out / "routing.jsonl").read_text().splitlines()]
+    form = next(r for r in routing if r["source"].endswith("unsigned form.pdf"))
+    assert form["decision"] == "review"
+    second = cli("push", str(out), "--project", "cli test", "--budget", "1.0")
+    assert second["pushed"] == 0 and second["already_present"] == first["selected"]
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title="cli test")
+    task = next(t for t in review.iter_tasks() if t.data["page_key"] == form["page_key"])
+    review.client.annotations.create(id=task.id, result=[])
+    pulled = cli("pull", "--out", str(tmp_path / "reviews.jsonl"), "--project", "cli test")
+    assert pulled["pulled"] == 1 and pulled["negatives"] == 1
+    st = cli("status", "--project", "cli test")
+    assert st["reviewed"] == 1 and st["tasks"] == first["selected"]
