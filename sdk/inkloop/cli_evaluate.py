@@ -45,6 +45,7 @@ def evaluate_command(
 ) -> None:
     """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop.evaluate import DatasetError, evaluate
@@ -52,34 +53,44 @@ def evaluate_command(
 
     # With --json, stdout carries only the JSON document; people's output goes to stderr.
     console = Console(stderr=True) if json_out else Console()
-    with Progress(
+    progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         disable=quiet,
-    ) as progress:
-        task = progress.add_task("images", total=None)
-        try:
-            report = evaluate(
-                model,
-                data,
-                split=split,
-                conf=conf,
-                out_dir=out,
-                device=device,
-                batch_size=batch_size,
-                target_recall=target_recall,
-                on_start=lambda n: progress.update(task, total=n),
-                progress=lambda n: progress.advance(task, n),
-            )
-        except DatasetError as exc:
-            console.print(f"[red]dataset error:[/red] {exc}")
-            raise typer.Exit(EXIT_USAGE) from None
-        except ModelError as exc:
-            console.print(f"[red]model error:[/red] {exc}")
-            raise typer.Exit(EXIT_MODEL) from None
+    )
+    task = progress.add_task("images", total=None)
+
+    def on_start(n: int) -> None:
+        # Started only once data and model are loaded, so an error message is not followed by an
+        # empty progress bar.
+        progress.update(task, total=n)
+        progress.start()
+
+    try:
+        report = evaluate(
+            model,
+            data,
+            split=split,
+            conf=conf,
+            out_dir=out,
+            device=device,
+            batch_size=batch_size,
+            target_recall=target_recall,
+            on_start=on_start,
+            progress=lambda n: progress.advance(task, n),
+        )
+    except DatasetError as exc:
+        console.print(f"[red]dataset error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except ModelError as exc:
+        console.print(f"[red]model error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_MODEL) from None
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
     d = report.to_dict()
     if json_out:
@@ -90,11 +101,11 @@ def evaluate_command(
 
 
 def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(
-        title=f"inkloop evaluate — {d['model_version']} on {d['data']} [{d['split']}]", show_header=False
-    )
+    title = escape(f"inkloop evaluate — {d['model_version']} on {d['data']} [{d['split']}]")
+    t = Table(title=title, show_header=False)
     b, a = d["best_f1"], d["at_target_recall"]
     rows = [
         ("images / gt boxes", f"{d['n_images']} / {d['n_gt']}"),
@@ -122,7 +133,7 @@ def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
     rows += [
         ("latency", f"{d['latency_ms_per_image']:.1f} ms/image (inference + NMS)"),
         ("seconds", f"{d['seconds']:.1f}"),
-        ("outputs", str(out)),
+        ("outputs", escape(str(out))),
     ]
     for k, v in rows:
         t.add_row(k, v)

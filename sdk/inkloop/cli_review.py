@@ -60,34 +60,34 @@ def push(
     """Route a results folder and push the pages that need people to Label Studio (idempotent)."""
     from rich.progress import Progress
 
-    from inkloop.review import PageImages, ReviewServiceError
-    from inkloop.routing import RoutingConfig, route_run
+    from inkloop.review import ReviewServiceError, push_results
+    from inkloop.routing import RoutingConfig
 
     if delivery not in ("upload", "local-files"):
         raise typer.BadParameter("delivery must be upload or local-files", param_hint="--delivery")
     if not (results / "results.jsonl").exists():
         typer.echo(f"error: {results} has no results.jsonl (run `inkloop detect` first)", err=True)
         raise typer.Exit(2)
-    routed = route_run(results, RoutingConfig(max_review_fraction=budget, max_review_pages=max_pages))
-    if routed and all(r.uncertainty in (None, 0.0) and any("unscored" in x for x in r.reasons) for r in routed):
-        typer.echo(f"warning: {results} was detected without routing; run `inkloop detect --route` to score pages",
-                   err=True)
-    wanted = {"review", "audit"} if include_audit else {"review"}
-    chosen = [r for r in routed if r.decision in wanted]
-    img_dir = images_dir or (document_root / "inkloop-pages" if document_root else results / "review-images")
     try:
         client = _client(url, token, project)
         with Progress(disable=json_out, transient=True) as prog:
-            t = prog.add_task("rendering pages", total=len(chosen))
-            pairs = PageImages(img_dir, dpi=dpi).render(chosen)
-            prog.update(t, completed=len(chosen), description="pushing tasks")
-            prog.update(t, completed=0)
-            summary = client.push(pairs, delivery=delivery, document_root=document_root,  # type: ignore[arg-type]
-                                  progress=lambda n: prog.advance(t, n))
+            t = prog.add_task("pushing review tasks", total=None)
+            summary = push_results(
+                client,
+                results,
+                RoutingConfig(max_review_fraction=budget, max_review_pages=max_pages),
+                include_audit=include_audit,
+                delivery=delivery,  # type: ignore[arg-type]
+                document_root=document_root,
+                images_dir=images_dir,
+                dpi=dpi,
+                progress=lambda n: prog.advance(t, n),
+            )
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    summary.update(routed_pages=len(routed), selected=len(chosen), project_url=client.project_url())
+    if summary["unscored"]:
+        typer.echo(f"warning: {results} was detected without routing; run `inkloop detect --route`", err=True)
     _emit(summary, json_out)
 
 
@@ -101,23 +101,13 @@ def pull(
     json_out: JsonOpt = False,
 ) -> None:
     """Pull reviews finished or changed since the last pull; write them as JSON Lines."""
-    from inkloop.review import ReviewServiceError, write_reviews
+    from inkloop.review import ReviewServiceError, pull_to_file
 
     try:
-        client = _client(url, token, project)
-        pages = client.pull(state or out.with_suffix(".cursor.json"))
+        summary = pull_to_file(_client(url, token, project), out, state)
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    write_reviews(pages, out)
-    summary = {
-        "pulled": len(pages),
-        "submitted": sum(p.status == "submitted" for p in pages),
-        "negatives": sum(p.status == "submitted" and not p.ground_truth for p in pages),
-        "skipped": sum(p.status == "skipped" for p in pages),
-        "rotated": sum(p.rotated for p in pages),
-        "out": str(out),
-    }
     _emit(summary, json_out)
 
 

@@ -515,3 +515,53 @@ class PageImages:
                     self.rendered[r.page_key] = path
                     out.append((r, path))
         return out
+
+
+def push_results(
+    client: LabelStudioReview,
+    results_dir: str | Path,
+    routing: Any = None,
+    include_audit: bool = True,
+    delivery: ImageDelivery = "upload",
+    document_root: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    dpi: float = 150.0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Route a results folder and push its ``review`` (and ``audit``) pages: the CLI's and the
+    Airflow operator's one implementation. Returns a JSON-able summary."""
+    from inkloop.routing import RoutingConfig, route_run
+
+    results = Path(results_dir)
+    if not (results / "results.jsonl").exists():
+        raise FileNotFoundError(f"{results} has no results.jsonl (run `inkloop detect` first)")
+    routed = route_run(results, routing or RoutingConfig())
+    unscored = bool(routed) and all(any(x.startswith("unscored") for x in r.reasons) for r in routed)
+    wanted = {"review", "audit"} if include_audit else {"review"}
+    chosen = [r for r in routed if r.decision in wanted]
+    if images_dir is None:
+        images_dir = Path(document_root) / "inkloop-pages" if document_root else results / "review-images"
+    pairs = PageImages(Path(images_dir), dpi=dpi).render(chosen)
+    summary = client.push(pairs, delivery=delivery, document_root=document_root, progress=progress)
+    summary.update(
+        routed_pages=len(routed),
+        selected=len(chosen),
+        unscored=unscored,
+        project_url=client.project_url(),
+    )
+    return summary
+
+
+def pull_to_file(client: LabelStudioReview, out: str | Path, state: str | Path | None = None) -> dict[str, Any]:
+    """Incremental pull appended to ``out`` (JSON Lines); returns counts."""
+    out = Path(out)
+    pages = client.pull(state or out.with_suffix(".cursor.json"))
+    write_reviews(pages, out)
+    return {
+        "pulled": len(pages),
+        "submitted": sum(p.status == "submitted" for p in pages),
+        "negatives": sum(p.status == "submitted" and not p.ground_truth for p in pages),
+        "skipped": sum(p.status == "skipped" for p in pages),
+        "rotated": sum(p.rotated for p in pages),
+        "out": str(out),
+    }

@@ -1,0 +1,101 @@
+"""Review operators: push uncertain pages to Label Studio, pull finished reviews.
+
+Thin shells over :func:`inkloop.review.push_results` and :func:`inkloop.review.pull_to_file`;
+the Label Studio URL and token come from an Airflow connection (``labelstudio`` type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from inkloop_provider.hooks.labelstudio import LabelStudioHook
+from inkloop_provider.links.labelstudio import LabelStudioProjectLink
+
+
+def review_client(conn_id: str, project: str) -> Any:
+    from inkloop.review import LabelStudioReview
+
+    url, token = LabelStudioHook(conn_id).get_url_and_token()
+    return LabelStudioReview(url, token, project_title=project)
+
+
+class InkloopReviewPushOperator(BaseOperator):
+    """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent)."""
+
+    template_fields: Sequence[str] = ("results_dir", "project", "budget", "document_root", "images_dir")
+    operator_extra_links = (LabelStudioProjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        results_dir: str,
+        project: str = "inkloop review",
+        labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
+        budget: float | str = 0.1,
+        delivery: str = "upload",
+        document_root: str | None = None,
+        images_dir: str | None = None,
+        include_audit: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.results_dir = results_dir
+        self.project = project
+        self.labelstudio_conn_id = labelstudio_conn_id
+        self.budget = budget
+        self.delivery = delivery
+        self.document_root = document_root
+        self.images_dir = images_dir
+        self.include_audit = include_audit
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.review import push_results
+        from inkloop.routing import RoutingConfig
+
+        client = review_client(self.labelstudio_conn_id, self.project)
+        summary = push_results(
+            client,
+            self.results_dir,
+            RoutingConfig(max_review_fraction=float(self.budget)),
+            include_audit=self.include_audit,
+            delivery=self.delivery,  # type: ignore[arg-type]
+            document_root=self.document_root or None,
+            images_dir=self.images_dir or None,
+        )
+        context["ti"].xcom_push(key="project_url", value=summary["project_url"])
+        self.log.info("pushed %d new tasks (%d already there) to %s", summary["pushed"],
+                      summary["already_present"], summary["project_url"])
+        summary.pop("task_ids", None)
+        return summary
+
+
+class InkloopReviewPullOperator(BaseOperator):
+    """Pull reviews finished since the last pull into a reviews.jsonl (incremental)."""
+
+    template_fields: Sequence[str] = ("out", "project", "state")
+    operator_extra_links = (LabelStudioProjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        out: str,
+        project: str = "inkloop review",
+        labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
+        state: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.out = out
+        self.project = project
+        self.labelstudio_conn_id = labelstudio_conn_id
+        self.state = state
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.review import pull_to_file
+
+        client = review_client(self.labelstudio_conn_id, self.project)
+        context["ti"].xcom_push(key="project_url", value=client.project_url())
+        return pull_to_file(client, self.out, self.state or None)

@@ -1,0 +1,791 @@
+"""Throughput benchmark: inkloop's pipeline against the bare model and against the obvious alternative.
+
+One invocation measures, on the same pages and the same ONNX model:
+
+- **bare model** — ``InferenceSession.run`` alone on already-preprocessed tensors, at batch 1 and
+  at the pipeline's batch size: the most this model can do on this machine (the "limit");
+- **pipeline** — :class:`inkloop.pipeline.DetectionRun` end to end (open, hash, render, preprocess,
+  infer, decode, map back, write ``results.jsonl``) on three kinds of input: page images
+  (PNG/JPEG), scanned PDFs (each page one large embedded JPEG, as scanners write them) and
+  born-digital PDFs (text, vector drawings and a pasted signature image);
+- **alternative** — what a user would write without inkloop: pymupdf's ``page.get_pixmap(dpi=150)``
+  (or the image file itself), then ``ultralytics.YOLO(model.onnx).predict(...)`` page by page;
+- detection agreement between pipeline and alternative, page by page, in page pixels;
+- peak RSS of the pipeline on a long and on a short scanned PDF, each in a fresh subprocess;
+- optionally, other variants of the model (INT8, OpenVINO) beside fp32.
+
+Each contender is warmed up first; then all contenders run once per round, in a rotating order,
+for several rounds, and the median is reported: the machine is shared and noisy, and ratios
+measured in one run are what matter. Nothing here asserts a speed: targets are printed, not tested.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Where the committed sample pages live in a source checkout (the default page source).
+FIXTURE_PAGES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "pages"
+#: A scanned US-letter page at 300 dpi, the size real scanners produce.
+SCAN_PX = (2550, 3300)
+LETTER_PT = (612.0, 792.0)
+KINDS = ("images", "scanned", "digital")
+#: Targets from the throughput issue (printed beside the measurements, never asserted in tests).
+TARGET_VS_MODEL = 0.9
+TARGET_VS_ALTERNATIVE = 1.5
+TARGET_MEMORY_RATIO = 1.2
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; defaults are the full benchmark, :meth:`quick` a smoke-sized one."""
+
+    model: str | None = None
+    pages: int = 120  # pages per input kind
+    rounds: int = 3
+    batch_size: int | None = None  # None: the pipeline's default
+    threads: int | None = None  # onnxruntime intra-op threads; None: the pipeline's default
+    pages_per_doc: int = 10  # pages per PDF in the scanned and born-digital sets
+    warmup_pages: int = 4
+    alternative: bool = True
+    alt_dpi: float = 150.0
+    memory: bool = True
+    memory_pages: tuple[int, int] = (5, 500)
+    variants: bool = False
+    variant_paths: dict[str, str] = field(default_factory=dict)
+    tolerance_px: float = 4.0  # page pixels (150 dpi for PDFs, native pixels for images)
+    jpeg_quality: int = 80
+    pages_dir: str | None = None
+    workdir: str | None = None
+    keep: bool = False
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchConfig:
+        base: dict[str, Any] = dict(pages=8, rounds=1, pages_per_doc=4, warmup_pages=2, memory_pages=(2, 20))
+        base.update(overrides)
+        return cls(**base)
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus: built from the committed fixture pages, repeated to N pages, every file unique
+
+
+def fixture_pages(pages_dir: str | Path | None = None) -> list[Path]:
+    d = Path(pages_dir) if pages_dir else FIXTURE_PAGES
+    pages = sorted(p for p in d.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not pages:
+        raise FileNotFoundError(
+            f"no page images in {d}; pass --pages-dir with PNG/JPEG pages (a source checkout has "
+            "tests/fixtures/pages)"
+        )
+    return pages
+
+
+def unique_jpeg(data: bytes, tag: str) -> bytes:
+    """The same JPEG with a COM segment carrying ``tag``: same pixels, different bytes and hash."""
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    body = tag.encode()
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
+
+
+def unique_png(data: bytes, tag: str) -> bytes:
+    """The same PNG with a ``tEXt`` chunk carrying ``tag`` right after IHDR."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    payload = b"Comment\x00" + tag.encode()
+    chunk = struct.pack(">I", len(payload)) + b"tEXt" + payload
+    chunk += struct.pack(">I", zlib.crc32(chunk[4:]) & 0xFFFFFFFF)
+    return data[:ihdr_end] + chunk + data[ihdr_end:]
+
+
+def _signature_crop(page: Path) -> bytes | None:
+    """The first labelled signature of a fixture page, as PNG bytes (for born-digital pages)."""
+    from PIL import Image
+
+    label = page.with_suffix(".txt")
+    if not label.exists():
+        return None
+    rows = [r.split() for r in label.read_text().splitlines() if r.strip()]
+    if not rows:
+        return None
+    _c, cx, cy, w, h = (float(v) for v in rows[0][:5])
+    with Image.open(page) as im:
+        W, H = im.size
+        box = (
+            max(0, int((cx - w / 2 - 0.01) * W)),
+            max(0, int((cy - h / 2 - 0.01) * H)),
+            min(W, int((cx + w / 2 + 0.01) * W)),
+            min(H, int((cy + h / 2 + 0.01) * H)),
+        )
+        buf = io.BytesIO()
+        im.crop(box).convert("L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_images(out: Path, n: int, pages: Sequence[Path]) -> list[Path]:
+    """``n`` page images (the fixture PNGs/JPEGs, cycled), each file's bytes unique."""
+    out.mkdir(parents=True, exist_ok=True)
+    raw = [p.read_bytes() for p in pages]
+    files = []
+    for i in range(n):
+        src, data = pages[i % len(pages)], raw[i % len(pages)]
+        tag = f"inkloop-bench page {i}"
+        data = unique_png(data, tag) if data[:4] == b"\x89PNG" else unique_jpeg(data, tag)
+        f = out / f"page-{i:05d}{src.suffix.lower()}"
+        f.write_bytes(data)
+        files.append(f)
+    return files
+
+
+def scan_jpegs(pages: Sequence[Path], quality: int = 80) -> list[bytes]:
+    """Each fixture page upscaled to a 300-dpi letter scan (2550×3300) and JPEG-encoded once."""
+    from PIL import Image
+
+    out = []
+    for p in pages:
+        with Image.open(p) as im:
+            mode = "L" if im.mode in ("L", "1", "LA") else "RGB"
+            big = im.convert(mode).resize(SCAN_PX, Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        big.save(buf, "JPEG", quality=quality, dpi=(300, 300))
+        out.append(buf.getvalue())
+    return out
+
+
+def make_scanned_pdf(path: Path, n: int, jpegs: Sequence[bytes], start: int = 0) -> Path:
+    """A PDF of ``n`` letter pages, each exactly one embedded (unique) JPEG covering the page."""
+    import pymupdf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = pymupdf.open()
+    for i in range(n):
+        k = start + i
+        page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
+        data = unique_jpeg(jpegs[k % len(jpegs)], f"{path.name} scan {k}")
+        page.insert_image(page.rect, stream=data, keep_proportion=False)
+    doc.save(path, garbage=0, deflate=False)
+    doc.close()
+    return path
+
+
+_WORDS = (
+    "The parties agree to the terms and conditions set out in this agreement, including the schedule "
+    "of payments, the confidentiality obligations and the governing law clause described below."
+).split()
+
+
+def make_digital_pdf(path: Path, n: int, signatures: Sequence[bytes | None], start: int = 0) -> Path:
+    """A born-digital PDF: text, ruled vector lines, and (on most pages) a pasted signature image."""
+    import pymupdf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = pymupdf.open()
+    sigs = [s for s in signatures if s]
+    for i in range(n):
+        k = start + i
+        page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
+        page.insert_text((72, 90), f"Agreement no. {k:05d}", fontsize=18)
+        y = 130.0
+        for line in range(28):
+            words = [_WORDS[(k + line + j) % len(_WORDS)] for j in range(11)]
+            page.insert_text((72, y), " ".join(words), fontsize=10)
+            y += 16
+        shape = page.new_shape()
+        for r in range(4):  # a small table
+            shape.draw_line((72, 600 + 14 * r), (540, 600 + 14 * r))
+        shape.draw_rect(pymupdf.Rect(72, 600, 540, 642))
+        shape.finish(color=(0, 0, 0), width=0.6)
+        shape.commit()
+        page.insert_text((72, 690), "Signature:", fontsize=11)
+        page.draw_line((140, 712), (360, 712), color=(0, 0, 0), width=0.5)
+        if sigs and k % 4 != 3:  # three pages in four are signed
+            png = unique_png(sigs[k % len(sigs)], f"{path.name} sig {k}")
+            page.insert_image(pymupdf.Rect(150, 660, 350, 710), stream=png, keep_proportion=True)
+    doc.save(path, garbage=0, deflate=True)
+    doc.close()
+    return path
+
+
+@dataclass
+class Corpus:
+    """The benchmark's inputs: files per kind, and the pages each kind has."""
+
+    root: Path
+    files: dict[str, list[Path]]
+    pages: dict[str, int]
+
+
+def build_corpus(root: Path, cfg: BenchConfig) -> Corpus:
+    pages = fixture_pages(cfg.pages_dir)
+    n, per = cfg.pages, max(1, cfg.pages_per_doc)
+    files: dict[str, list[Path]] = {"images": make_images(root / "images", n, pages)}
+    jpegs = scan_jpegs(pages, cfg.jpeg_quality)
+    sigs = [_signature_crop(p) for p in pages]
+    files["scanned"] = [
+        make_scanned_pdf(root / "scanned" / f"scan-{s:04d}.pdf", min(per, n - s), jpegs, start=s)
+        for s in range(0, n, per)
+    ]
+    files["digital"] = [
+        make_digital_pdf(root / "digital" / f"digital-{s:04d}.pdf", min(per, n - s), sigs, start=s)
+        for s in range(0, n, per)
+    ]
+    return Corpus(root, files, {k: n for k in KINDS})
+
+
+# ---------------------------------------------------------------------------------------------
+# Contenders
+
+
+Boxes = list[tuple[tuple[float, float, float, float], float]]
+PageBoxes = dict[tuple[str, int], Boxes]
+
+
+def _clock(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def model_tensors(corpus: Corpus, detector: Any, n: int) -> list[Any]:
+    """``n`` pages drawn in turn from every kind, rendered and preprocessed the pipeline's way."""
+    from inkloop.documents import open_document
+
+    per_kind: dict[str, list[Any]] = {}
+    size, mode = detector.input_size, detector.card.preprocessing
+    for kind in KINDS:
+        got: list[Any] = []
+        for f in corpus.files[kind]:
+            with open_document(f) as d:
+                for view in d.model_views(size, mode):
+                    got.append(detector.prepare(view.image))
+                    if len(got) * len(KINDS) >= n + len(KINDS):
+                        break
+            if len(got) * len(KINDS) >= n + len(KINDS):
+                break
+        per_kind[kind] = got
+    out = []
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        out.append(per_kind[kind][(i // len(KINDS)) % len(per_kind[kind])])
+    return out
+
+
+def bare_model(detector: Any, prepared: Sequence[Any], batch: int) -> float:
+    """Seconds for ``session.run`` alone over the tensors, ``batch`` at a time (no decode)."""
+    sess, name = detector.session, detector.input_name
+    tensors = [p.tensor for p in prepared]
+    batches = [np.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
+    t0 = time.perf_counter()
+    for b in batches:
+        sess.run(None, {name: b})
+    return time.perf_counter() - t0
+
+
+def pipeline_run(files: Sequence[Path], detector: Any, cfg: BenchConfig, out_dir: Path) -> tuple[float, Any]:
+    """Seconds for one :class:`DetectionRun` over ``files`` into a fresh folder, and its summary."""
+    from inkloop.pipeline import DetectionRun, DetectOptions
+
+    opts = DetectOptions(model=cfg.model, force=True, threads=cfg.threads)
+    if cfg.batch_size:
+        opts.batch_size = cfg.batch_size
+    shutil.rmtree(out_dir, ignore_errors=True)
+    run = DetectionRun(out_dir, opts, detector=detector)
+    return _clock(lambda: run.run([str(f) for f in files]))
+
+
+def pipeline_boxes(out_dir: Path) -> PageBoxes:
+    from inkloop.results import read_results
+
+    out: PageBoxes = {}
+    for r in read_results(out_dir):
+        out[(Path(r.source or "").name, r.page.index)] = [(tuple(d.xyxy), d.score) for d in r.detections]
+    return out
+
+
+class Alternative:
+    """The obvious alternative: pymupdf at 150 dpi (or the image file) + ultralytics' predict."""
+
+    def __init__(self, model_path: Path, imgsz: int, conf: float, iou: float, dpi: float = 150.0) -> None:
+        from inkloop.training import offline_env
+
+        offline_env()
+        from ultralytics import YOLO
+
+        self.yolo = YOLO(str(model_path), task="detect")
+        self.kw = dict(imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)
+        self.dpi = dpi
+
+    def _predict(self, src: Any) -> Boxes:
+        res = self.yolo.predict(src, **self.kw)[0]
+        xyxy = res.boxes.xyxy.cpu().numpy().tolist()
+        conf = res.boxes.conf.cpu().numpy().tolist()
+        return [(tuple(float(v) for v in b), float(s)) for b, s in zip(xyxy, conf, strict=True)]
+
+    def run(self, files: Sequence[Path]) -> PageBoxes:
+        import pymupdf
+
+        out: PageBoxes = {}
+        for f in files:
+            if f.suffix.lower() != ".pdf":
+                out[(f.name, 0)] = self._predict(str(f))
+                continue
+            with pymupdf.open(f) as doc:
+                for i, page in enumerate(doc):
+                    pix = page.get_pixmap(dpi=self.dpi)
+                    img = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, pix.n)
+                    out[(f.name, i)] = self._predict(np.ascontiguousarray(img[:, :, ::-1]))  # RGB → BGR
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreement between two sets of detections
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def compare(ours: PageBoxes, theirs: PageBoxes, tolerance_px: float, conf: float, margin: float = 0.05) -> dict[str, Any]:
+    """Page-by-page agreement: same number of boxes, each paired box within ``tolerance_px``.
+
+    Boxes are paired greedily by IoU (≥ 0.5), highest score first. A disagreement whose unpaired
+    boxes all score within ``margin`` of the threshold is counted as a threshold flip: the two
+    renderings differ slightly, and a box at 0.26 in one can be 0.24 in the other.
+    """
+    keys = sorted(set(ours) | set(theirs))
+    agree = flips = 0
+    devs: list[float] = []
+    score_diffs: list[float] = []
+    mismatches: list[dict[str, Any]] = []
+    n_ours = n_theirs = 0
+    for key in keys:
+        a = sorted(ours.get(key, []), key=lambda x: -x[1])
+        b = sorted(theirs.get(key, []), key=lambda x: -x[1])
+        n_ours += len(a)
+        n_theirs += len(b)
+        used: set[int] = set()
+        unpaired_a: list[float] = []
+        page_dev = 0.0
+        for box, score in a:
+            best, best_j = 0.0, -1
+            for j, (box2, _s2) in enumerate(b):
+                if j not in used and (v := _iou(box, box2)) > best:
+                    best, best_j = v, j
+            if best_j < 0 or best < 0.5:
+                unpaired_a.append(score)
+                continue
+            used.add(best_j)
+            dev = max(abs(x - y) for x, y in zip(box, b[best_j][0], strict=True))
+            devs.append(dev)
+            score_diffs.append(abs(score - b[best_j][1]))
+            page_dev = max(page_dev, dev)
+        unpaired_b = [s for j, (_bx, s) in enumerate(b) if j not in used]
+        ok = not unpaired_a and not unpaired_b and page_dev <= tolerance_px
+        if ok:
+            agree += 1
+            continue
+        flip = page_dev <= tolerance_px and all(abs(s - conf) <= margin for s in unpaired_a + unpaired_b)
+        flips += flip
+        mismatches.append(
+            {
+                "file": key[0],
+                "page": key[1],
+                "pipeline_boxes": len(a),
+                "alternative_boxes": len(b),
+                "max_deviation_px": round(page_dev, 2),
+                "unpaired_scores": [round(s, 3) for s in unpaired_a + unpaired_b],
+                "threshold_flip": flip,
+            }
+        )
+    return {
+        "pages": len(keys),
+        "pages_agree": agree,
+        "agreement": round(agree / len(keys), 4) if keys else None,
+        "threshold_flips": flips,
+        "boxes_pipeline": n_ours,
+        "boxes_alternative": n_theirs,
+        "boxes_paired": len(devs),
+        "median_deviation_px": round(statistics.median(devs), 2) if devs else None,
+        "max_deviation_px": round(max(devs), 2) if devs else None,
+        "max_score_diff": round(max(score_diffs), 4) if score_diffs else None,
+        "tolerance_px": tolerance_px,
+        "mismatches": mismatches[:25],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory, each size in a fresh process
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_child(pdf: str, out_dir: str, model: str | None, batch_size: int | None, threads: int | None) -> dict[str, Any]:
+    """Run in a fresh process: the pipeline on one PDF; peak RSS and RSS once the model is loaded."""
+    import resource
+
+    from inkloop.detector import Detector
+    from inkloop.pipeline import DetectionRun, DetectOptions
+
+    opts = DetectOptions(model=model, force=True, threads=threads)
+    if batch_size:
+        opts.batch_size = batch_size
+    det = Detector(model, threads=threads)
+    det.detect([np.zeros((64, 64, 3), np.uint8)])  # arenas allocated, like any warm worker
+    ready = _rss_kb()
+    t0 = time.perf_counter()
+    summary = DetectionRun(out_dir, opts, detector=det).run([pdf])
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"pages": summary.pages, "seconds": round(seconds, 3), "rss_ready_mb": round(ready / 1024, 1),
+            "peak_rss_mb": round(peak / 1024, 1)}
+
+
+def measure_memory(pdf: Path, cfg: BenchConfig, work: Path) -> dict[str, Any]:
+    out_dir = work / f"mem-out-{pdf.stem}"
+    cmd = [sys.executable, "-m", "inkloop.bench", "memory-child", str(pdf), str(out_dir),
+           "--model", cfg.model or "", "--batch-size", str(cfg.batch_size or 0), "--threads", str(cfg.threads or 0)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement failed on {pdf.name}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Variants of the model (INT8, OpenVINO)
+
+
+def discover_variants(cfg: BenchConfig, model_path: Path, work: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Variants to measure beside fp32, and notes on those that are not available.
+
+    A variant is ``{"model": <onnx path>, "device": <provider short name>}``. INT8 comes from an
+    explicit ``--variant int8=PATH``, a ``*int8*.onnx`` file beside the model, or an INT8 export
+    function of :mod:`inkloop.export` if one exists; OpenVINO from onnxruntime's OpenVINO provider.
+    """
+    import onnxruntime as ort
+
+    found: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for name, path in cfg.variant_paths.items():
+        found[name] = {"model": str(path), "device": "cpu"}
+    if not any("int8" in k for k in found):
+        siblings = sorted(p for p in model_path.parent.glob("*.onnx") if "int8" in p.name.lower())
+        if siblings:
+            found["int8"] = {"model": str(siblings[0]), "device": "cpu"}
+        else:
+            made = _export_int8(model_path, work)
+            if isinstance(made, Path):
+                found["int8"] = {"model": str(made), "device": "cpu"}
+            else:
+                notes.append(f"int8: not yet available ({made})")
+    if "OpenVINOExecutionProvider" in ort.get_available_providers():
+        found["openvino"] = {"model": str(model_path), "device": "openvino"}
+    else:
+        notes.append("openvino: not available (this onnxruntime build has no OpenVINOExecutionProvider; "
+                     "install onnxruntime-openvino)")
+    return found, notes
+
+
+def _export_int8(model_path: Path, work: Path) -> Path | str:
+    """Ask the SDK's export module for an INT8 model; a string says why there is none."""
+    import importlib
+    import inspect
+
+    for mod_name in ("inkloop.export", "inkloop.lifecycle"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        for fn_name in ("export_int8", "quantize_int8", "export_onnx_int8"):
+            fn = getattr(mod, fn_name, None)
+            if fn is None:
+                continue
+            params = list(inspect.signature(fn).parameters)
+            try:
+                out = work / "variants" / "int8"
+                out.mkdir(parents=True, exist_ok=True)
+                res = fn(model_path, out) if len(params) >= 2 else fn(model_path)
+            except Exception as exc:
+                return f"{mod_name}.{fn_name} failed: {exc.__class__.__name__}: {exc}"
+            cand = Path(getattr(res, "path", res)) if isinstance(res, str | Path) or hasattr(res, "path") else None
+            if cand is None or not cand.exists():
+                cand = next(iter(sorted(out.glob("*.onnx"))), None)
+            if cand is not None and cand.exists():
+                return cand
+            return f"{mod_name}.{fn_name} produced no .onnx file"
+    return "no INT8 export in inkloop.export or a lifecycle module, and no *int8*.onnx beside the model"
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def _machine() -> dict[str, Any]:
+    import onnxruntime as ort
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "loadavg_start": [round(x, 2) for x in load],
+    }
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole benchmark in this process (memory in subprocesses); return the report dict."""
+    from inkloop.detector import Detector
+    from inkloop.pipeline import DetectOptions
+
+    say = log or (lambda msg: None)
+    batch = cfg.batch_size or DetectOptions().batch_size
+    work = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="inkloop-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"config": _config_dict(cfg, batch), "machine": _machine()}
+    try:
+        say(f"building the corpus in {work} ({cfg.pages} pages per kind)")
+        t0 = time.perf_counter()
+        corpus = build_corpus(work / "corpus", cfg)
+        report["corpus"] = {
+            kind: {"files": len(fs), "pages": corpus.pages[kind],
+                   "bytes": sum(f.stat().st_size for f in fs)} for kind, fs in corpus.files.items()
+        }
+        report["corpus"]["build_seconds"] = round(time.perf_counter() - t0, 2)
+
+        detector = Detector(cfg.model, threads=cfg.threads)
+        card = detector.card
+        report["model"] = {"path": str(detector.model.path), "version": card.model_version,
+                           "input_size": card.input_size, "preprocessing": card.preprocessing,
+                           "conf": detector.conf, "iou": detector.iou, "dynamic_batch": detector.dynamic_batch}
+        say("preprocessing tensors for the bare-model measurement")
+        tensors = model_tensors(corpus, detector, cfg.pages)
+        bare_batches = [1] + ([batch] if batch > 1 and detector.dynamic_batch else [])
+
+        alt: Alternative | None = None
+        if cfg.alternative:
+            alt = Alternative(detector.model.path, card.input_size, detector.conf, detector.iou, cfg.alt_dpi)
+
+        # contenders: name → (callable returning seconds, pages per call)
+        contenders: dict[str, tuple[Callable[[], float], int]] = {}
+        for b in bare_batches:
+            contenders[f"model_b{b}"] = (lambda b=b: bare_model(detector, tensors, b), len(tensors))
+        last_alt: dict[str, PageBoxes] = {}
+        for kind in KINDS:
+            files = corpus.files[kind]
+            out_dir = work / "out" / kind
+            contenders[f"pipeline_{kind}"] = (
+                lambda files=files, out_dir=out_dir: pipeline_run(files, detector, cfg, out_dir)[0],
+                corpus.pages[kind],
+            )
+            if alt is not None:
+
+                def run_alt(files: list[Path] = files, kind: str = kind) -> float:
+                    assert alt is not None
+                    secs, boxes = _clock(lambda: alt.run(files))
+                    last_alt[kind] = boxes
+                    return secs
+
+                contenders[f"alternative_{kind}"] = (run_alt, corpus.pages[kind])
+
+        say("warming up every contender")
+        warm = _warmup_files(corpus, cfg.warmup_pages, fixture_pages(cfg.pages_dir))
+        bare_model(detector, tensors[: cfg.warmup_pages], 1)
+        if len(bare_batches) > 1:
+            bare_model(detector, tensors[: max(batch, cfg.warmup_pages)], batch)
+        for kind in KINDS:
+            pipeline_run(warm[kind], detector, cfg, work / "out" / f"warm-{kind}")
+            if alt is not None:
+                alt.run(warm[kind])
+
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        names = list(contenders)
+        for r in range(cfg.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            say(f"round {r + 1}/{cfg.rounds}")
+            for name in order:
+                fn, _n = contenders[name]
+                times[name].append(fn())
+        report["timings"] = {
+            name: {"pages": contenders[name][1], "seconds": [round(t, 3) for t in times[name]],
+                   "median_seconds": round(_median(times[name]), 3),
+                   "pages_per_second": round(contenders[name][1] / _median(times[name]), 3)}
+            for name in names
+        }
+        report["ratios"] = _ratios(report["timings"], bare_batches)
+
+        if alt is not None:
+            report["agreement"] = {
+                kind: compare(pipeline_boxes(work / "out" / kind), last_alt[kind], cfg.tolerance_px, detector.conf)
+                for kind in KINDS
+            }
+
+        if cfg.variants or cfg.variant_paths:
+            report["variants"] = _measure_variants(cfg, detector, tensors, corpus, work, batch, say)
+
+        if cfg.memory:
+            say(f"peak memory: {cfg.memory_pages[0]}- and {cfg.memory_pages[1]}-page scanned PDFs, fresh processes")
+            jpegs = scan_jpegs(fixture_pages(cfg.pages_dir), cfg.jpeg_quality)
+            mem: dict[str, Any] = {}
+            for n in cfg.memory_pages:
+                pdf = make_scanned_pdf(work / "memory" / f"scan-{n}-pages.pdf", n, jpegs)
+                mem[f"pages_{n}"] = measure_memory(pdf, cfg, work)
+                mem[f"pages_{n}"]["file_mb"] = round(pdf.stat().st_size / 2**20, 1)
+                pdf.unlink()
+            small, large = (mem[f"pages_{n}"] for n in cfg.memory_pages)
+            mem["ratio"] = round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
+            mem["target"] = TARGET_MEMORY_RATIO
+            report["memory"] = mem
+        report["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        report["targets"] = _targets(report)
+        return report
+    finally:
+        if not cfg.keep and not cfg.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _warmup_files(corpus: Corpus, n: int, pages: Sequence[Path]) -> dict[str, list[Path]]:
+    """A small, separate set of files per kind for warming up (not the timed ones)."""
+    out: dict[str, list[Path]] = {}
+    warm = corpus.root / "warmup"
+    out["images"] = make_images(warm / "images", n, pages)
+    jpegs = scan_jpegs(pages[:1], 80)
+    out["scanned"] = [make_scanned_pdf(warm / "scan.pdf", n, jpegs, start=10**6)]
+    out["digital"] = [make_digital_pdf(warm / "digital.pdf", n, [_signature_crop(p) for p in pages], start=10**6)]
+    return out
+
+
+def _ratios(timings: dict[str, Any], bare_batches: Sequence[int]) -> dict[str, Any]:
+    limit_name = max((f"model_b{b}" for b in bare_batches), key=lambda k: timings[k]["pages_per_second"])
+    limit = timings[limit_name]["pages_per_second"]
+    out: dict[str, Any] = {"model_limit": limit_name, "model_limit_pages_per_second": limit}
+    for kind in KINDS:
+        p = timings[f"pipeline_{kind}"]["pages_per_second"]
+        row: dict[str, Any] = {"pipeline_vs_model": round(p / limit, 3)}
+        for b in bare_batches:
+            row[f"pipeline_vs_model_b{b}"] = round(p / timings[f"model_b{b}"]["pages_per_second"], 3)
+        alt = timings.get(f"alternative_{kind}")
+        if alt:
+            row["pipeline_vs_alternative"] = round(p / alt["pages_per_second"], 3)
+        out[kind] = row
+    return out
+
+
+def _measure_variants(
+    cfg: BenchConfig, fp32: Any, tensors: Sequence[Any], corpus: Corpus, work: Path, batch: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    from inkloop.detector import Detector
+    from inkloop.models import resolve_model
+
+    found, notes = discover_variants(cfg, fp32.model.path, work)
+    out: dict[str, Any] = {"notes": notes}
+    files = corpus.files["scanned"]
+    detectors = {"fp32": fp32}
+    for name, spec in found.items():
+        try:
+            ref = resolve_model(spec["model"])
+            ref.card = fp32.card if ref.card.input_size != fp32.card.input_size else ref.card
+            detectors[name] = Detector(ref, device=spec["device"], threads=cfg.threads)
+        except Exception as exc:
+            notes.append(f"{name}: cannot load ({exc.__class__.__name__}: {exc})")
+    say(f"variants: {', '.join(detectors)}")
+    for det in detectors.values():  # warm-up
+        bare_model(det, tensors[:batch], batch if det.dynamic_batch else 1)
+        pipeline_run(files[:1], det, cfg, work / "out" / "variant-warm")
+    times: dict[str, dict[str, list[float]]] = {n: {"model": [], "pipeline": []} for n in detectors}
+    for r in range(cfg.rounds):
+        order = list(detectors)[r % len(detectors) :] + list(detectors)[: r % len(detectors)]
+        for name in order:
+            det = detectors[name]
+            times[name]["model"].append(bare_model(det, tensors, batch if det.dynamic_batch else 1))
+            times[name]["pipeline"].append(pipeline_run(files, det, cfg, work / "out" / f"variant-{name}")[0])
+    base = pipeline_boxes(work / "out" / "variant-fp32")
+    for name in detectors:
+        row = {
+            "model_pages_per_second": round(len(tensors) / _median(times[name]["model"]), 3),
+            "pipeline_scanned_pages_per_second": round(corpus.pages["scanned"] / _median(times[name]["pipeline"]), 3),
+        }
+        if name != "fp32":
+            agree = compare(pipeline_boxes(work / "out" / f"variant-{name}"), base, cfg.tolerance_px, fp32.conf)
+            row["agreement_with_fp32"] = agree["agreement"]
+        out[name] = row
+    return out
+
+
+def _targets(report: dict[str, Any]) -> dict[str, Any]:
+    r = report["ratios"]
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        row = r[kind]
+        out[f"{kind}_vs_model"] = {"value": row["pipeline_vs_model"], "target": TARGET_VS_MODEL,
+                                   "met": row["pipeline_vs_model"] >= TARGET_VS_MODEL}
+        if "pipeline_vs_alternative" in row:
+            out[f"{kind}_vs_alternative"] = {"value": row["pipeline_vs_alternative"], "target": TARGET_VS_ALTERNATIVE,
+                                             "met": row["pipeline_vs_alternative"] >= TARGET_VS_ALTERNATIVE}
+    if "memory" in report:
+        m = report["memory"]["ratio"]
+        out["memory_ratio"] = {"value": m, "target": TARGET_MEMORY_RATIO, "met": m <= TARGET_MEMORY_RATIO}
+    return out
+
+
+def _config_dict(cfg: BenchConfig, batch: int) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["batch_size"] = batch
+    d["memory_pages"] = list(cfg.memory_pages)
+    return d
+
+
+def pages_per_hour(pages_per_second: float) -> int:
+    return int(round(pages_per_second * 3600, -2))
+
+
+def _child_main(argv: list[str]) -> None:
+    pdf, out_dir = argv[0], argv[1]
+    opts = dict(zip(argv[2::2], argv[3::2], strict=True))
+    res = memory_child(
+        pdf, out_dir, opts.get("--model") or None, int(opts.get("--batch-size", "0")) or None,
+        int(opts.get("--threads", "0")) or None,
+    )
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "memory-child":
+        _child_main(sys.argv[2:])
+    else:
+        print("usage: inkloop bench [--quick] [--out bench.json]  (this module's __main__ is internal)")
+        sys.exit(2)
