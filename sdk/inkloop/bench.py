@@ -153,7 +153,13 @@ def make_images(out: Path, n: int, pages: Sequence[Path]) -> list[Path]:
     return files
 
 
-def scan_jpegs(pages: Sequence[Path], quality: int = 80) -> list[bytes]:
+@dataclass(frozen=True)
+class ScanJpeg:
+    data: bytes
+    gray: bool
+
+
+def scan_jpegs(pages: Sequence[Path], quality: int = 80) -> list[ScanJpeg]:
     """Each fixture page upscaled to a 300-dpi letter scan (2550×3300) and JPEG-encoded once."""
     from PIL import Image
 
@@ -164,23 +170,62 @@ def scan_jpegs(pages: Sequence[Path], quality: int = 80) -> list[bytes]:
             big = im.convert(mode).resize(SCAN_PX, Image.Resampling.BICUBIC)
         buf = io.BytesIO()
         big.save(buf, "JPEG", quality=quality, dpi=(300, 300))
-        out.append(buf.getvalue())
+        out.append(ScanJpeg(buf.getvalue(), mode == "L"))
     return out
 
 
-def make_scanned_pdf(path: Path, n: int, jpegs: Sequence[bytes], start: int = 0) -> Path:
-    """A PDF of ``n`` letter pages, each exactly one embedded (unique) JPEG covering the page."""
-    import pymupdf
+def make_scanned_pdf(path: Path, n: int, jpegs: Sequence[ScanJpeg], start: int = 0, style: str = "scanner") -> Path:
+    """A PDF of ``n`` letter pages, each exactly one embedded (unique) JPEG covering the page.
 
+    ``style="scanner"`` writes the file the way scanners do (a bare ``/DeviceGray`` or
+    ``/DeviceRGB`` DCTDecode image per page, a one-line content stream); ``style="pymupdf"``
+    builds it with pymupdf's ``insert_image``, which adds ICC-based colorspaces.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = pymupdf.open()
-    for i in range(n):
-        k = start + i
-        page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
-        data = unique_jpeg(jpegs[k % len(jpegs)], f"{path.name} scan {k}")
-        page.insert_image(page.rect, stream=data, keep_proportion=False)
-    doc.save(path, garbage=0, deflate=False)
-    doc.close()
+    if style == "pymupdf":
+        import pymupdf
+
+        doc = pymupdf.open()
+        for i in range(n):
+            k = start + i
+            page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
+            data = unique_jpeg(jpegs[k % len(jpegs)].data, f"{path.name} scan {k}")
+            page.insert_image(page.rect, stream=data, keep_proportion=False)
+        doc.save(path, garbage=0, deflate=False)
+        doc.close()
+        return path
+    w_pt, h_pt = LETTER_PT
+    content = f"q {w_pt:g} 0 0 {h_pt:g} 0 0 cm /Im0 Do Q".encode()
+    offsets: list[int] = []
+    with path.open("wb") as f:
+        f.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+
+        def obj(body: bytes, stream: bytes | None = None) -> None:
+            offsets.append(f.tell())
+            f.write(f"{len(offsets)} 0 obj\n".encode() + body)
+            if stream is not None:
+                f.write(b"\nstream\n" + stream + b"\nendstream")
+            f.write(b"\nendobj\n")
+
+        kids = " ".join(f"{3 + 3 * i} 0 R" for i in range(n))
+        obj(b"<< /Type /Catalog /Pages 2 0 R >>")
+        obj(f"<< /Type /Pages /Count {n} /Kids [{kids}] >>".encode())
+        for i in range(n):
+            k = start + i
+            scan = jpegs[k % len(jpegs)]
+            data = unique_jpeg(scan.data, f"{path.name} scan {k}")
+            page, contents, image = 3 + 3 * i, 4 + 3 * i, 5 + 3 * i
+            assert len(offsets) + 1 == page
+            obj(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w_pt:g} {h_pt:g}] "
+                f"/Resources << /XObject << /Im0 {image} 0 R >> >> /Contents {contents} 0 R >>".encode())
+            obj(f"<< /Length {len(content)} >>".encode(), content)
+            cs = "/DeviceGray" if scan.gray else "/DeviceRGB"
+            obj(f"<< /Type /XObject /Subtype /Image /Width {SCAN_PX[0]} /Height {SCAN_PX[1]} /ColorSpace {cs} "
+                f"/BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>".encode(), data)
+        xref = f.tell()
+        f.write(f"xref\n0 {len(offsets) + 1}\n0000000000 65535 f \n".encode())
+        f.write(b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets))
+        f.write(f"trailer\n<< /Size {len(offsets) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
     return path
 
 
@@ -237,8 +282,10 @@ def build_corpus(root: Path, cfg: BenchConfig) -> Corpus:
     files: dict[str, list[Path]] = {"images": make_images(root / "images", n, pages)}
     jpegs = scan_jpegs(pages, cfg.jpeg_quality)
     sigs = [_signature_crop(p) for p in pages]
+    # half the scans written the way scanners do (DeviceGray/RGB), half by pymupdf (ICC-based)
     files["scanned"] = [
-        make_scanned_pdf(root / "scanned" / f"scan-{s:04d}.pdf", min(per, n - s), jpegs, start=s)
+        make_scanned_pdf(root / "scanned" / f"scan-{s:04d}.pdf", min(per, n - s), jpegs, start=s,
+                         style="scanner" if (s // per) % 2 == 0 else "pymupdf")
         for s in range(0, n, per)
     ]
     files["digital"] = [
@@ -324,12 +371,13 @@ class Alternative:
     def __init__(self, model_path: Path, imgsz: int, conf: float, iou: float, dpi: float = 150.0) -> None:
         from inkloop.training import offline_env
 
+        os.environ.setdefault("YOLO_VERBOSE", "false")  # a benchmark's output is its table
         offline_env()
         from ultralytics import YOLO
 
         self.yolo = YOLO(str(model_path), task="detect")
         self.kw = dict(imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)
-        self.dpi = dpi
+        self.dpi = int(round(dpi))  # pymupdf wants an integer dpi
 
     def _predict(self, src: Any) -> Boxes:
         res = self.yolo.predict(src, **self.kw)[0]
@@ -437,11 +485,15 @@ def compare(ours: PageBoxes, theirs: PageBoxes, tolerance_px: float, conf: float
 # Peak memory, each size in a fresh process
 
 
-def _rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+def _status_kb(field: str) -> int:
+    """A field of ``/proc/self/status`` in KiB (``VmRSS``: now, ``VmHWM``: the peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -457,11 +509,13 @@ def memory_child(pdf: str, out_dir: str, model: str | None, batch_size: int | No
         opts.batch_size = batch_size
     det = Detector(model, threads=threads)
     det.detect([np.zeros((64, 64, 3), np.uint8)])  # arenas allocated, like any warm worker
-    ready = _rss_kb()
+    ready = _status_kb("VmRSS")
     t0 = time.perf_counter()
     summary = DetectionRun(out_dir, opts, detector=det).run([pdf])
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    # VmHWM is this process image's own peak; ru_maxrss would also count the parent's RSS at the
+    # moment it spawned us (Linux keeps the high-water mark across fork + exec), off by a GB here
+    peak = _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"pages": summary.pages, "seconds": round(seconds, 3), "rss_ready_mb": round(ready / 1024, 1),
             "peak_rss_mb": round(peak / 1024, 1)}
 
@@ -632,17 +686,24 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
                 alt.run(warm[kind])
 
         times: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
         names = list(contenders)
         for r in range(cfg.rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
             say(f"round {r + 1}/{cfg.rounds}")
             for name in order:
                 fn, _n = contenders[name]
+                c0 = time.process_time()
                 times[name].append(fn())
+                cpu[name].append(time.process_time() - c0)
         report["timings"] = {
             name: {"pages": contenders[name][1], "seconds": [round(t, 3) for t in times[name]],
                    "median_seconds": round(_median(times[name]), 3),
-                   "pages_per_second": round(contenders[name][1] / _median(times[name]), 3)}
+                   "pages_per_second": round(contenders[name][1] / _median(times[name]), 3),
+                   # CPU time of the whole process (all threads) per page: less sensitive to other
+                   # load on the machine than wall time, and cpu/wall shows how busy the cores were
+                   "cpu_ms_per_page": round(1000 * _median(cpu[name]) / contenders[name][1], 2),
+                   "cores_busy": round(_median(cpu[name]) / _median(times[name]), 2)}
             for name in names
         }
         report["ratios"] = _ratios(report["timings"], bare_batches)

@@ -136,6 +136,10 @@ from inkloop.cli_evaluate import evaluate_command  # noqa: E402
 
 app.command("evaluate")(evaluate_command)
 
+from inkloop.cli_bench import bench_command  # noqa: E402
+
+app.command("bench")(bench_command)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; maps errors to the documented exit codes (typer maps usage errors to 2)."""

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +196,7 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
             return load_dataset(src / "data.yaml", split)
         if (src / "images" / split).is_dir():
             images = _list_images(src / "images" / split)
-        elif (src / "images").is_dir() and not any(src.glob(f"*/{split}")):
+        elif (src / "images").is_dir():
             raise DatasetError(f"{src}: no images/{split} folder and no data.yaml")
         else:
             images = sorted(
@@ -496,29 +496,31 @@ class EvalReport:
 
 def _stack(
     images: Sequence[ImagePredictions],
-) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
-    """Match every image; returns per-image ``correct`` and ``assigned`` plus pooled stats."""
+) -> tuple[list[ImagePredictions], list[np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
+    """Match every image (predictions sorted by descending score, as NMS leaves them, on a copy);
+    returns the sorted images, per-image ``correct`` and ``assigned``, and the pooled stats."""
+    ordered: list[ImagePredictions] = []
     corrects, assigns = [], []
     tps, confs, pcls, tcls = [], [], [], []
     for im in images:
         order = np.argsort(-np.asarray(im.scores), kind="stable")
-        if not np.array_equal(order, np.arange(len(order))):
-            im.boxes, im.scores, im.classes = im.boxes[order], im.scores[order], im.classes[order]
-        iou = box_iou(im.gt_boxes, im.boxes)
-        correct, assigned = match_predictions(im.classes, im.gt_classes, iou)
+        srt = replace(im, boxes=im.boxes[order], scores=im.scores[order], classes=im.classes[order])
+        ordered.append(srt)
+        iou = box_iou(srt.gt_boxes, srt.boxes)
+        correct, assigned = match_predictions(srt.classes, srt.gt_classes, iou)
         corrects.append(correct)
         assigns.append(assigned)
         tps.append(correct)
-        confs.append(np.asarray(im.scores, dtype=np.float64))
-        pcls.append(np.asarray(im.classes, dtype=np.int64))
-        tcls.append(np.asarray(im.gt_classes, dtype=np.int64))
+        confs.append(np.asarray(srt.scores, dtype=np.float64))
+        pcls.append(np.asarray(srt.classes, dtype=np.int64))
+        tcls.append(np.asarray(srt.gt_classes, dtype=np.int64))
     pooled = {
         "tp": np.concatenate(tps) if tps else np.zeros((0, len(IOU_THRESHOLDS)), bool),
         "conf": np.concatenate(confs) if confs else np.zeros(0),
         "pred_cls": np.concatenate(pcls) if pcls else np.zeros(0, np.int64),
         "target_cls": np.concatenate(tcls) if tcls else np.zeros(0, np.int64),
     }
-    return corrects, assigns, pooled
+    return ordered, corrects, assigns, pooled
 
 
 def image_errors(
@@ -569,7 +571,7 @@ def compute_metrics(
     Precision/recall/F1 at the operating threshold pool all classes (one class in practice);
     mAP is the per-class mean, as ultralytics.
     """
-    corrects, assigns, st = _stack(images)
+    ordered, corrects, assigns, st = _stack(images)
     apr = ap_per_class(st["tp"], st["conf"], st["pred_cls"], st["target_cls"])
     tp50 = st["tp"][:, 0] if len(st["tp"]) else np.zeros(0, bool)
     n_gt = len(st["target_cls"])
@@ -616,7 +618,7 @@ def compute_metrics(
     )
     errors = [
         image_errors(im, c, a, operating_threshold, class_names)
-        for im, c, a in zip(images, corrects, assigns, strict=True)
+        for im, c, a in zip(ordered, corrects, assigns, strict=True)
     ]
     return report, errors
 
@@ -733,9 +735,24 @@ def predict_dataset(
     return out, (1000.0 * run_seconds / len(samples) if samples else 0.0)
 
 
+def check_classes(dataset: YoloDataset, n_classes: int, model_version: str) -> None:
+    """Refuse labels with class ids the model does not have.
+
+    ultralytics would silently drop such images as corrupt, and a plain mean over classes would
+    count them as classes with AP 0: either way the mAP would mean something else. A dataset
+    labelled for another model is a mistake worth stopping for.
+    """
+    for s in dataset.samples:
+        bad = s.classes[(s.classes < 0) | (s.classes >= n_classes)]
+        if bad.size:
+            raise DatasetError(
+                f"{s.label}: class id {int(bad[0])} but {model_version} has {n_classes} class(es)"
+            )
+
+
 def evaluate(
-    model: Any = None,
-    data: str | os.PathLike[str] = ".",
+    model: Any,
+    data: str | os.PathLike[str],
     split: str = "val",
     conf: float | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -766,6 +783,7 @@ def evaluate(
 
         ref = model if isinstance(model, ModelRef) else resolve_model(model)
         det = Detector(ref, device=device, conf=EVAL_CONF, iou=ref.card.iou_threshold)
+    check_classes(dataset, len(det.card.class_names), det.card.model_version)
     if on_start is not None:
         on_start(len(dataset))
     preds, latency = predict_dataset(det, dataset, batch_size, progress)

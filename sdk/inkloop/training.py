@@ -10,10 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from inkloop.models import sha256_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -72,6 +77,34 @@ RECIPES: dict[str, Recipe] = {
             "hsv_v": 0.4,
         },
     ),
+    # Retraining a production model on curated data (old + new pages): start from its weights
+    # (``model`` is filled in with the parent's ``model.pt``), a learning rate low enough that the
+    # model refines what it knows instead of forgetting it, the same document-safe augmentations
+    # as ``bundled-v1``, and only ``last.pt``/``best.pt`` kept (not one checkpoint per epoch).
+    "finetune-v1": Recipe(
+        name="finetune-v1",
+        model="",
+        imgsz=416,
+        epochs=20,
+        batch=16,
+        patience=10,
+        extra={
+            "optimizer": "AdamW",
+            "lr0": 0.0005,
+            "lrf": 0.1,
+            "warmup_epochs": 1.0,
+            "fliplr": 0.0,
+            "flipud": 0.0,
+            "degrees": 2.0,
+            "scale": 0.5,
+            "mosaic": 1.0,
+            "close_mosaic": 5,
+            "hsv_h": 0.0,
+            "hsv_s": 0.2,
+            "hsv_v": 0.4,
+            "save_period": -1,
+        },
+    ),
     # Tiny settings for tests and loop simulations: minutes, not hours.
     "tiny": Recipe(
         name="tiny",
@@ -97,14 +130,6 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def dataset_files(root: Path) -> list[Path]:
     """Images and YOLO label files under a dataset root, sorted (label caches excluded)."""
     files = [
@@ -118,7 +143,7 @@ def dataset_files(root: Path) -> list[Path]:
 def dataset_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     """Hash every image and label file; the manifest's own hash is the data version."""
     base = Path(root)
-    entries = {p.relative_to(base).as_posix(): _sha256(p) for p in dataset_files(base)}
+    entries = {p.relative_to(base).as_posix(): sha256_file(p) for p in dataset_files(base)}
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {"data_version": f"sha256:{digest}", "files": entries}
 
@@ -150,6 +175,122 @@ def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
     return out
 
 
+class DataLeakError(ValueError):
+    """The frozen test split shares images with the data a model would be trained or tuned on."""
+
+
+def _split_files(data_yaml: Path, split: str) -> list[tuple[Path, Path | None]]:
+    """(image, label or None) of one split, resolved the way the evaluator resolves them."""
+    from inkloop.evaluate import load_dataset
+
+    return [(s.image, s.label) for s in load_dataset(data_yaml, split).samples]
+
+
+def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
+    """Content hash of one split (every image and its label), independent of paths and names.
+
+    Why content only: the gate compares models on the *frozen* test split; recording this hash
+    with every decision shows whether two decisions were made on the same test set, even if the
+    dataset was copied or renamed in between.
+    """
+    pairs = sorted(
+        f"{sha256_file(im)}:{sha256_file(lbl) if lbl is not None else '-'}"
+        for im, lbl in _split_files(Path(data), split)
+    )
+    return "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+
+def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str = "test") -> dict[str, Any]:
+    """Refuse a dataset whose test images also appear (byte for byte) in train or val.
+
+    Returns ``{"test": <split_version>, "test_images": n}``, or ``{}`` without a test split.
+    Exact-content comparison catches the usual accidents (a page exported twice, a re-split that
+    moved files); near-duplicates (re-scans) need curation upstream (FiftyOne).
+    """
+    import yaml
+
+    path = Path(data_yaml)
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not cfg.get(test_split):
+        return {}
+    test = _split_files(path, test_split)
+    test_hashes = {sha256_file(im): im for im, _ in test}
+    leaks: list[str] = []
+    for split in ("train", "val"):
+        if not cfg.get(split):
+            continue
+        for im, _ in _split_files(path, split):
+            if im in test_hashes.values() or sha256_file(im) in test_hashes:
+                leaks.append(f"{split}: {im}")
+    if leaks:
+        shown = "; ".join(leaks[:5]) + (f"; and {len(leaks) - 5} more" if len(leaks) > 5 else "")
+        raise DataLeakError(
+            f"{path}: {len(leaks)} training/validation image(s) are also in the frozen {test_split!r} "
+            f"split ({shown}); remove them from train/val so the gate's test stays unseen"
+        )
+    return {test_split: split_version(path, test_split), f"{test_split}_images": len(test)}
+
+
+def prepare_training_data(
+    data: str | os.PathLike[str], workdir: Path, test_split: str = "test"
+) -> tuple[Path, dict[str, Any]]:
+    """Write the data.yaml a training run may see: train and val only, never the test split.
+
+    The source's test split is checked to be disjoint from train/val (:class:`DataLeakError`)
+    and described (content hash, size) in the returned info, then dropped from the written yaml,
+    so no ultralytics code path (validation, plots, auto-splitting) can read it. A dataset folder
+    without data.yaml but with ``images/test`` gets that folder as its test split.
+    """
+    import yaml
+
+    out = resolve_data_yaml(data, workdir)
+    cfg: dict[str, Any] = yaml.safe_load(out.read_text())
+    root = Path(cfg["path"])
+    if test_split not in cfg and Path(data).is_dir() and (root / "images" / test_split).is_dir():
+        cfg[test_split] = f"images/{test_split}"
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    info: dict[str, Any] = {"source": str(data), "root": str(root), "frozen": check_test_split_frozen(out)}
+    if test_split in cfg:
+        del cfg[test_split]
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out, info
+
+
+def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """``recipe.json`` (the recipe's fields at top level, plus data version, seed and lineage) and
+    ``data_manifest.json`` (every file's hash), written *before* training so an interrupted run
+    still says what it was; a resumed run keeps the original record."""
+    record_path = run_dir / "recipe.json"
+    if record_path.exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = dataset_manifest(data_info["root"])
+    (run_dir / "data_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    versions: dict[str, str] = {}
+    for mod in ("ultralytics", "torch"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # a missing module only means the version is not recorded
+            continue
+    record = {
+        **asdict(r),
+        "data_version": manifest["data_version"],
+        "data": {k: v for k, v in data_info.items() if k != "root"},
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": versions,
+        **metadata,
+    }
+    tmp = record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, record_path)
+
+
+def recipe_from_record(record: dict[str, Any]) -> Recipe:
+    """The :class:`Recipe` inside a ``recipe.json`` (which also carries data and lineage keys)."""
+    names = {f.name for f in fields(Recipe)}
+    return Recipe(**{k: v for k, v in record.items() if k in names})
+
+
 def train(
     data: str | os.PathLike[str],
     recipe: Recipe | str = "bundled-v1",
@@ -157,11 +298,18 @@ def train(
     name: str | None = None,
     resume: bool = False,
     overrides: dict[str, Any] | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    on_model: Callable[[Any], None] | None = None,
 ) -> Path:
     """Run (or resume) a recipe; returns the run directory holding ``weights/{best,last}.pt``.
 
     Resuming continues from ``weights/last.pt`` with the optimizer state and epoch counter, so a
     multi-hour CPU run survives a stopped machine as long as the run directory survives.
+    ``recipe.json`` (recipe, seed, data version, ``metadata`` such as the parent model) is written
+    before the first epoch; a ``test`` split in the data is checked and withheld from training
+    (:func:`prepare_training_data`). ``on_model`` sees the ``YOLO`` object before it trains
+    (to add callbacks).
     """
     offline_env()
     from ultralytics import YOLO
@@ -174,11 +322,19 @@ def train(
     run_dir = Path(project).resolve() / (name or r.name)
     last = run_dir / "weights" / "last.pt"
     if resume and last.exists():
-        YOLO(str(last)).train(resume=True)
+        resumed = YOLO(str(last))
+        if on_model is not None:
+            on_model(resumed)
+        resumed.train(resume=True)
         return run_dir
-    data_yaml = resolve_data_yaml(data, run_dir.parent / f"{run_dir.name}-data")
+    if not r.model:
+        raise ValueError(f"recipe {r.name!r} names no starting model; pass overrides={{'model': ...}}")
+    data_yaml, data_info = prepare_training_data(data, run_dir.parent / f"{run_dir.name}-data")
     (run_dir.parent).mkdir(parents=True, exist_ok=True)
+    write_run_record(run_dir, r, data_info, dict(metadata or {}))
     model = YOLO(r.model)
+    if on_model is not None:
+        on_model(model)
     model.train(
         data=str(data_yaml),
         project=str(run_dir.parent),
@@ -186,8 +342,47 @@ def train(
         exist_ok=True,
         **r.train_args(),
     )
-    (run_dir / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
     return run_dir
+
+
+def _stop_between_saves(model: Any) -> None:
+    """Make SIGTERM end the training process at once, except while checkpoints are written.
+
+    ultralytics writes ``last.pt`` in place; a process killed in the middle leaves a truncated
+    checkpoint and an unresumable run. A SIGTERM arriving during the save is held until the save
+    returns. Only the ``python -m inkloop.training`` child installs this: a library call must not
+    take over its host's signal handling.
+    """
+    state = {"saving": False, "pending": False}
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        if state["saving"]:
+            state["pending"] = True
+            return
+        raise SystemExit(128 + signum)
+
+    def wrap_save(trainer: Any) -> None:
+        original = trainer.save_model
+
+        def save_model() -> Any:
+            state["saving"] = True
+            try:
+                return original()
+            finally:
+                state["saving"] = False
+                if state["pending"]:
+                    raise SystemExit(128 + signal.SIGTERM)
+
+        trainer.save_model = save_model
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    model.add_callback("on_pretrain_routine_start", wrap_save)
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def _main(argv: Iterable[str] | None = None) -> None:
@@ -196,11 +391,27 @@ def _main(argv: Iterable[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Train an inkloop recipe with ultralytics, offline.")
     p.add_argument("--data", required=True)
     p.add_argument("--recipe", default="bundled-v1", choices=sorted(RECIPES))
+    p.add_argument("--recipe-file", help="A recipe.json (its recipe fields are used; overrides --recipe).")
+    p.add_argument("--model", help="Starting weights (.pt) or architecture (.yaml); overrides the recipe's.")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Recipe/train overrides.")
     p.add_argument("--project", default="runs/train")
     p.add_argument("--name")
     p.add_argument("--resume", action="store_true")
     a = p.parse_args(list(argv) if argv is not None else None)
-    print(train(a.data, a.recipe, a.project, a.name, a.resume))
+    recipe: Recipe | str = a.recipe
+    if a.recipe_file:
+        recipe = recipe_from_record(json.loads(Path(a.recipe_file).read_text()))
+    overrides: dict[str, Any] = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = _parse_value(value)
+    if a.model:
+        overrides["model"] = a.model
+    run_dir = train(a.data, recipe, a.project, a.name, a.resume, overrides or None, on_model=_stop_between_saves)
+    print(run_dir)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""``inkloop bench``: the throughput benchmark as a command (see :mod:`inkloop.bench`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def bench_command(
+    model: Annotated[str | None, typer.Option(help="Model reference (default: the bundled model).")] = None,
+    pages: Annotated[int | None, typer.Option(help="Pages per input kind (images, scanned PDFs, born-digital PDFs). Default 120, --quick 8.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Timed rounds per contender; the median is reported. Default 3, --quick 1.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pipeline batch size (default: the pipeline's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: the pipeline's).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke-sized: a few pages, one round, a small memory check.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the full report as JSON here.")] = None,
+    alternative: Annotated[bool, typer.Option(help="Also time pymupdf 150 dpi + ultralytics predict, and compare detections.")] = True,
+    memory: Annotated[bool, typer.Option(help="Measure peak RSS on a long vs a short scanned PDF in fresh processes.")] = True,
+    memory_pages: Annotated[str | None, typer.Option(help="Short,long page counts for the memory check. Default 5,500; --quick 2,20.")] = None,
+    variants: Annotated[bool, typer.Option("--variants", help="Also measure INT8 / OpenVINO variants where available.")] = False,
+    variant: Annotated[list[str] | None, typer.Option(help="Extra variant NAME=PATH.onnx (repeatable); implies --variants.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Box agreement tolerance in page pixels (150 dpi for PDFs).")] = 4.0,
+    pages_dir: Annotated[Path | None, typer.Option(help="Folder of page images to build the corpus from (default: tests/fixtures/pages).")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Build the corpus here and keep it (default: a temp folder, removed).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Throughput: the pipeline vs the bare model vs pymupdf+ultralytics, detections compared, peak memory."""
+    from rich.console import Console
+
+    from inkloop.bench import BenchConfig, run_bench
+
+    console = Console(stderr=True) if json_out else Console()
+    overrides: dict[str, Any] = {
+        "model": model, "batch_size": batch_size, "threads": threads, "alternative": alternative,
+        "memory": memory, "variants": variants or bool(variant), "tolerance_px": tolerance,
+        "pages_dir": str(pages_dir) if pages_dir else None, "workdir": str(workdir) if workdir else None,
+    }
+    if pages is not None:
+        overrides["pages"] = pages
+    if rounds is not None:
+        overrides["rounds"] = rounds
+    if memory_pages:
+        try:
+            small, large = (int(x) for x in memory_pages.split(","))
+        except ValueError:
+            raise typer.BadParameter("--memory-pages takes two integers, e.g. 5,500") from None
+        overrides["memory_pages"] = (small, large)
+    vp: dict[str, str] = {}
+    for spec in variant or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"--variant takes NAME=PATH.onnx, got {spec!r}")
+        vp[name] = path
+    overrides["variant_paths"] = vp
+    cfg = BenchConfig.quick(**overrides) if quick else BenchConfig(**overrides)
+    with console.status("benchmarking") as status:
+        report = run_bench(cfg, log=lambda msg: status.update(msg))
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    print_report(console, report)
+    if out:
+        console.print(f"report written to {out}")
+
+
+def print_report(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from inkloop.bench import KINDS, pages_per_hour
+
+    m = report["model"]
+    tm = report["timings"]
+    t = Table(title=f"inkloop bench — {m['version']} ({m['input_size']} px, {m['preprocessing']}), "
+                    f"batch {report['config']['batch_size']}, {report['config']['rounds']} round(s), median")
+    for col in ("contender", "pages", "pages/s", "ms/page", "cpu ms/page", "vs model", "vs alternative", "agreement"):
+        t.add_column(col, justify="left" if col == "contender" else "right")
+    for name, row in tm.items():
+        kind = name.split("_", 1)[1] if "_" in name else ""
+        ratios = report["ratios"].get(kind, {})
+        agree = report.get("agreement", {}).get(kind) if name.startswith("pipeline_") else None
+        t.add_row(
+            name, str(row["pages"]), f"{row['pages_per_second']:.2f}",
+            f"{1000 / row['pages_per_second']:.1f}" if row["pages_per_second"] else "-",
+            f"{row['cpu_ms_per_page']:.1f}" if row.get("cpu_ms_per_page") is not None else "-",
+            f"{ratios['pipeline_vs_model']:.2f}×" if name.startswith("pipeline_") else "",
+            f"{ratios['pipeline_vs_alternative']:.2f}×" if name.startswith("pipeline_") and "pipeline_vs_alternative" in ratios else "",
+            f"{agree['pages_agree']}/{agree['pages']} ({agree['threshold_flips']} flips)" if agree else "",
+        )
+    console.print(t)
+    r = report["ratios"]
+    console.print(f"model limit: {r['model_limit']} = {r['model_limit_pages_per_second']:.2f} pages/s; "
+                  f"targets: pipeline ≥ 0.9× model, ≥ 1.5× alternative, identical detections")
+    for kind in KINDS:
+        p = tm[f"pipeline_{kind}"]["pages_per_second"]
+        console.print(f"  {kind}: {p:.2f} pages/s ≈ {pages_per_hour(p):,} pages/hour per worker")
+    for kind, a in report.get("agreement", {}).items():
+        if a["mismatches"]:
+            console.print(f"  {kind}: {a['pages'] - a['pages_agree']} page(s) differ "
+                          f"({a['threshold_flips']} threshold flips); max box deviation {a['max_deviation_px']} px, "
+                          f"max score diff {a['max_score_diff']}")
+    if "memory" in report:
+        mem = report["memory"]
+        rows = [f"{k.split('_')[1]} pages: peak {v['peak_rss_mb']} MB (ready {v['rss_ready_mb']} MB)"
+                for k, v in mem.items() if k.startswith("pages_")]
+        console.print(f"peak RSS: {'; '.join(rows)}; ratio {mem['ratio']} (target ≤ {mem['target']})")
+    if "variants" in report:
+        v = report["variants"]
+        for name, row in v.items():
+            if name != "notes":
+                console.print(f"variant {name}: model {row['model_pages_per_second']:.2f} pages/s, pipeline (scanned) "
+                              f"{row['pipeline_scanned_pages_per_second']:.2f} pages/s"
+                              + (f", agreement with fp32 {row['agreement_with_fp32']}" if "agreement_with_fp32" in row else ""))
+        for note in v["notes"]:
+            console.print(f"variant {note}")
+    la = report["machine"]
+    console.print(f"load average at start {la['loadavg_start']}, end {la.get('loadavg_end')} on {la['cpus']} CPUs")
