@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
+from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
 from inkloop_provider.operators.detect import InkloopDetectOperator
 from inkloop_provider.operators.results import InkloopMergeResultsOperator
-
-INKLOOP_ROOT = os.environ.get("INKLOOP_DATA", os.path.expanduser("~/inkloop-data"))
-RESULTS_ASSET = Asset(name="inkloop_results", uri=f"file://{INKLOOP_ROOT}/results")
-PRODUCTION_MODEL = Asset(
-    name="inkloop_production_model", uri="inkloop://models/signature-detector/production"
-)
 
 
 @dag(
@@ -31,8 +26,12 @@ PRODUCTION_MODEL = Asset(
         ),
         "out_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
         "model": Param(
-            "bundled", type="string", description="bundled, a path, hf://… or registry://name@production"
+            os.environ.get("INKLOOP_MODEL", "bundled"),
+            type="string",
+            description="bundled, a path, hf://… or registry://name@production (resolved when the task "
+            "runs, so a promotion is picked up by the next run)",
         ),
+        "route": Param(True, type="boolean", description="score uncertainty and write routing.jsonl"),
         "docs_per_batch": Param(20, type="integer", minimum=1),
         "conf": Param(None, type=["null", "number"]),
     },
@@ -60,9 +59,10 @@ def inkloop_detect() -> None:
         task_id="detect",
         model="{{ params.model }}",
         conf="{{ params.conf }}",
+        route="{{ params.route }}",
     ).expand_kwargs(batches.zip(parts).map(lambda bp: {"inputs": bp[0], "out_dir": bp[1]}))
     merged = InkloopMergeResultsOperator(
-        task_id="merge_results", out_dir="{{ params.out_dir }}", parts=parts, outlets=[RESULTS_ASSET]
+        task_id="merge_results", out_dir="{{ params.out_dir }}", parts=parts, outlets=[RESULTS]
     )
     detected >> merged
 

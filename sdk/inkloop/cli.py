@@ -140,6 +140,17 @@ from inkloop.cli_bench import bench_command  # noqa: E402
 
 app.command("bench")(bench_command)
 
+from inkloop.cli_curate import curate_app  # noqa: E402
+
+app.add_typer(curate_app, name="curate")
+
+from inkloop.cli_models import export_command, models_app, promote_command, train_command  # noqa: E402
+
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("export")(export_command)
+app.command("promote")(promote_command)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; maps errors to the documented exit codes (typer maps usage errors to 2)."""

@@ -360,19 +360,32 @@ class CurationStore:
         s["predictions"] = self._dets(r.predictions, r.width, r.height, scores=True)
         if r.has_review:
             self._apply_review(
-                s, r.review_status, r.ground_truth, r.width, r.height,
-                r.annotator, r.task_id, r.reviewed_at, r.rotated,
-            )  # fmt: skip
+                s,
+                r.review_status,
+                r.ground_truth,
+                r.width,
+                r.height,
+                r.annotator,
+                r.task_id,
+                r.reviewed_at,
+                r.rotated,
+            )
         elif new:
             s["reviewed"] = False
 
     def upsert_pages(
-        self, records: Iterable[PageRecord], progress: ProgressFn | None = None, batch_size: int = 200
+        self,
+        records: Iterable[PageRecord],
+        progress: ProgressFn | None = None,
+        batch_size: int = 200,
+        _retry: bool = False,
     ) -> dict[str, int]:
         """Add new pages and update known ones, by ``page_key``; returns ``added``/``updated``.
 
         Idempotent: upserting the same records twice leaves one sample per page with the same
-        content. Evaluation and issue fields are not recomputed here (run them again).
+        content. Concurrent writers (e.g. mapped Airflow tasks) are safe: the unique index
+        refuses a second sample for a page and the refused batch is retried as updates.
+        Evaluation and issue fields are not recomputed here (run them again).
         """
         latest: dict[str, PageRecord] = {}
         for r in records:
@@ -383,13 +396,23 @@ class CurationStore:
         existing = dict(zip(keys, ids, strict=True))
         new = [r for k, r in latest.items() if k not in existing]
         old = {existing[k]: r for k, r in latest.items() if k in existing}
+        added = raced = 0
         for i in range(0, len(new), batch_size):
+            chunk = new[i : i + batch_size]
             batch = []
-            for r in new[i : i + batch_size]:
+            for r in chunk:
                 s = self.fo.Sample(filepath=str(Path(r.image).resolve()))
                 self._fill(s, r, new=True)
                 batch.append(s)
-            self.dataset.add_samples(batch, progress=False)
+            try:
+                self.dataset.add_samples(batch, progress=False)
+                added += len(batch)
+            except ValueError as exc:
+                if _retry or "duplicate key" not in str(exc):
+                    raise
+                again = self.upsert_pages(chunk, batch_size=batch_size, _retry=True)
+                added += again["added"]
+                raced += again["updated"]
             if progress:
                 progress(len(batch))
         if old:
@@ -399,8 +422,8 @@ class CurationStore:
                 if progress:
                     progress(1)
         return {
-            "added": len(new),
-            "updated": len(old),
+            "added": added,
+            "updated": len(old) + raced,
             "reviewed": sum(1 for r in latest.values() if r.ground_truth is not None),
         }
 
@@ -456,7 +479,7 @@ class CurationStore:
         gt_field: str = "ground_truth",
         eval_key: str = "eval",
         iou: float = 0.5,
-        compute_mAP: bool = False,  # noqa: N803 (FiftyOne's spelling)
+        compute_mAP: bool = False,
         split: str | None = None,
     ) -> dict[str, Any]:
         """``evaluate_detections`` on the reviewed pages (or one split of them).
@@ -533,14 +556,12 @@ class CurationStore:
         it); Brain's similarity index is kept under the brain key ``page_similarity`` for the App.
         Returns the groups (each sorted), largest first.
         """
+        import fiftyone.brain as fob
         from scipy.sparse.csgraph import connected_components
         from sklearn.neighbors import NearestNeighbors
 
-        import fiftyone.brain as fob
-
         ds = self.dataset
         self._ensure_embeddings(progress)
-        F = self.fo.ViewField
         ds.set_field("near_duplicate", False).save("near_duplicate")
         for name in ("dup_group", "dup_of", "dup_distance"):
             ds.set_field(name, None).save(name)
@@ -580,9 +601,8 @@ class CurationStore:
                 dup_dist[str(dup_id)] = round(float(1.0 - X[a] @ X[b]), 6)
         group_of = {k: g[0] for g in groups for k in g}
         if group_of:
-            gview = view.match(F("page_key").is_in(list(group_of)))
-            gids, gkeys = gview.values(["id", "page_key"])
-            ds.set_values("dup_group", {i: group_of[k] for i, k in zip(gids, gkeys, strict=True)}, key_field="id")
+            anchors = {sid: group_of[k] for sid, k in zip(ids, keys, strict=True) if k in group_of}
+            ds.set_values("dup_group", anchors, key_field="id")
         if dup_of:
             ds.set_values("near_duplicate", dict.fromkeys(dup_of, True), key_field="id")
             ds.set_values("dup_of", dup_of, key_field="id")
@@ -635,7 +655,9 @@ class CurationStore:
             if lo_max >= loc_threshold:
                 why.append("loose_box")
                 score = max(score, lo_max)
-            conf_fp = [c for e, c in zip(ev or [], cf or [], strict=True) if e == "fp" and (c or 0) >= missing_conf]
+            conf_fp = [
+                c for e, c in zip(ev or [], cf or [], strict=True) if e == "fp" and (c or 0) >= missing_conf
+            ]
             if conf_fp:
                 why.append("missing_box")
                 score = max(score, max(conf_fp))
@@ -719,9 +741,8 @@ class CurationStore:
         cfg = self.split_config()
         if cfg is None:
             cfg = {k: (v if v is not None else DEFAULT_SPLIT[k]) for k, v in asked.items()}
-            if not (0 <= cfg["test_fraction"] and 0 <= cfg["val_fraction"]) or (
-                cfg["test_fraction"] + cfg["val_fraction"] >= 1
-            ):
+            t, v = cfg["test_fraction"], cfg["val_fraction"]
+            if min(t, v) < 0 or t + v >= 1:
                 raise CurationError(f"bad split fractions: {cfg}")
             cfg["frozen_at"] = _now()
             ds.info["inkloop_split"] = cfg
@@ -751,7 +772,7 @@ class CurationStore:
                 target = split_for_key(gkey, cfg["test_fraction"], cfg["val_fraction"], cfg["seed"])
             for i in idx:
                 cur = splits[i]
-                if not reviewed[i] or cur == "test" or cur == EXCLUDED or cur == target:
+                if not reviewed[i] or cur in ("test", EXCLUDED, target):
                     continue
                 if cur is None:
                     changes[ids[i]] = target
@@ -841,7 +862,9 @@ class CurationStore:
             stems: set[str] = set()
             pages: dict[str, list[str]] = {s: [] for s in SPLITS}
             n_boxes = negatives = dropped = 0
-            for key, src, split, w, h, labs, bxs in zip(keys, paths, splits, ws, hs, labels, boxes, strict=True):
+            for key, src, split, w, h, labs, bxs in zip(
+                keys, paths, splits, ws, hs, labels, boxes, strict=True
+            ):
                 stem = _safe_stem(key)
                 if stem in stems:  # two keys that sanitise alike: disambiguate by the key's hash
                     stem = f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
@@ -924,12 +947,16 @@ class CurationStore:
             try:
                 os.rename(tmp, final)
             except OSError as exc:  # another export of the same name won the race
-                raise CurationError(f"{final} appeared while exporting; versions are never overwritten") from exc
+                raise CurationError(
+                    f"{final} appeared while exporting; versions are never overwritten"
+                ) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         exports = list(self.dataset.info.get("inkloop_exports", []))
-        exports.append({k: summary[k] for k in ("version", "data_version", "path", "splits")} | {"at": _now()})
+        exports.append(
+            {k: summary[k] for k in ("version", "data_version", "path", "splits")} | {"at": _now()}
+        )
         self.dataset.info["inkloop_exports"] = exports[-100:]
         self.dataset.save()
         return summary
@@ -1033,3 +1060,21 @@ def import_results(
         "images_dir": str(images),
         "unrenderable_sources": failed,
     }
+
+
+def curate_cycle(
+    results_dir: str | os.PathLike[str],
+    reviews: str | os.PathLike[str],
+    export_dir: str | os.PathLike[str],
+    dataset: str = "inkloop",
+    find_issues: bool = True,
+) -> dict[str, Any]:
+    """One curation step of the loop (what the review-sync DAG runs): import the run's results and
+    the pulled reviews, evaluate the model on reviewed pages, flag duplicates and likely label
+    mistakes, and export a versioned YOLO training set (frozen test split kept apart)."""
+    store = CurationStore(dataset)
+    imported = import_results(store, results_dir, reviews=reviews)
+    evaluation = store.evaluate() if store.reviewed().count() else {}
+    issues = store.find_issues() if find_issues and store.reviewed().count() > 1 else {}
+    export = store.export_yolo(export_dir)
+    return {"dataset": dataset, "imported": imported, "evaluation": evaluation, "issues": issues, "export": export}

@@ -316,6 +316,9 @@ class OpenedDocument:
         side = max(w_pt, h_pt) if mode == "letterbox" else min(w_pt, h_pt)
         zoom = min(model_size / side, dpi / 72.0)
         pymupdf.TOOLS.mupdf_warnings(reset=True)
+        self._renders += 1
+        if self._renders % STORE_TRIM_PAGES == 0:  # both paths fill the store (the fast one with
+            _trim_mupdf_store()  # each page's compressed image, when it inspects the page)
         fast = _embedded_jpeg_view(self._pdf, page, pg, zoom)
         if fast is not None:
             return fast
@@ -323,9 +326,6 @@ class OpenedDocument:
         self._check_damage(index)
         img = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.height, pix.width, pix.n).copy()
         del pix
-        self._renders += 1
-        if self._renders % STORE_TRIM_PAGES == 0:
-            _trim_mupdf_store()
         # page pixel = point * dpi/72, image pixel = point * zoom
         s = (dpi / 72.0) / zoom
         return PageView(pg, img, (s, s))

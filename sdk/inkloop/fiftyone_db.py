@@ -12,6 +12,11 @@ Why this module exists:
   ``.cache/fiftyone-db`` inside the project; without it FiftyOne's default (``~/.fiftyone``) is
   used. The FiftyOne App must be started with the same variable to see the same datasets.
 - ``FIFTYONE_DATABASE_URI`` (any MongoDB) is respected untouched when set.
+- **One database service per user.** FiftyOne attaches to *any* running database service of the
+  same user, whatever its ``--dbpath``: a process configured for ``.cache/fiftyone-db`` would
+  silently read and write another directory's database if, say, a notebook on ``~/.fiftyone`` is
+  open. :func:`import_fiftyone` refuses that (:func:`check_service`) instead of letting a frozen
+  test split land in the wrong database.
 - Offline by default: ``FIFTYONE_DO_NOT_TRACK=true``. With the managed database (whose version we
   ship) ``FIFTYONE_DATABASE_VALIDATION`` defaults to false: otherwise every connection to MongoDB
   6.0 logs a deprecation warning, and the check it would make is known to pass.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import sysconfig
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,8 +52,57 @@ def mongod_path() -> Path:
     return Path(sysconfig.get_paths()["purelib"]) / "fiftyone" / "db" / "bin" / "mongod"
 
 
-def import_fiftyone() -> ModuleType:
-    """``import fiftyone`` with inkloop's environment defaults and actionable errors."""
+def running_services() -> list[tuple[int, str | None]]:
+    """``(pid, dbpath)`` of FiftyOne database services running for this user."""
+    import psutil
+
+    me = psutil.Process().username()
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "username"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if p.info["username"] != me or "--51-service" not in cmd:
+                continue
+            i = cmd.index("--51-service")
+            if cmd[i + 1 : i + 2] != ["db"]:
+                continue
+            dbpath = cmd[cmd.index("--dbpath") + 1] if "--dbpath" in cmd[:-1] else None
+            found.append((int(p.info["pid"]), dbpath))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+            continue
+    return found
+
+
+def check_service(database_dir: str | os.PathLike[str], wait: float = 5.0) -> None:
+    """Refuse to attach to a running database service that serves another directory.
+
+    A service whose last client just exited stops within a second or two, so a mismatch is
+    re-checked for ``wait`` seconds before it counts.
+    """
+    if os.environ.get("FIFTYONE_DATABASE_URI"):
+        return
+    want = Path(database_dir).resolve()
+    deadline = time.monotonic() + wait
+    while True:
+        other = [(pid, d) for pid, d in running_services() if d and Path(d).resolve() != want]
+        if not other or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    if other:
+        pid, d = other[0]
+        raise CurationSetupError(
+            f"a FiftyOne database service for {d} is running (pid {pid}); FiftyOne would use it "
+            f"instead of {want} (FIFTYONE_DATABASE_DIR). Close the program using it (a notebook, "
+            "`fiftyone app`, another inkloop command), or use the same FIFTYONE_DATABASE_DIR"
+        )
+
+
+def import_fiftyone(check: bool = True) -> ModuleType:
+    """``import fiftyone`` with inkloop's environment defaults and actionable errors.
+
+    With ``check``, also refuses a running database service for another directory
+    (:func:`check_service`); the database itself starts on first use.
+    """
     configure_env()
     try:
         import fiftyone
@@ -60,6 +115,8 @@ def import_fiftyone() -> ModuleType:
         raise CurationSetupError(
             f"FiftyOne is not installed ({exc}); install inkloop with the dev extras: pip install -e '.[dev]'"
         ) from exc
+    if check:
+        check_service(fiftyone.config.database_dir)
     return fiftyone
 
 

@@ -50,13 +50,22 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {image.shape}")
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Transform]:
+def letterbox(image: np.ndarray, size: int, stride: int | None = None) -> tuple[np.ndarray, Transform]:
+    """Fit in ``size``×``size`` keeping the aspect ratio, pad with grey.
+
+    With ``stride``, pad only up to the next multiple of it (ultralytics' "minimum rectangle",
+    what its predict does for models with dynamic input sizes): a letter page at 416 becomes
+    352×416 instead of 416×416, 15 % less work for the same boxes.
+    """
     h, w = image.shape[:2]
     r = min(size / h, size / w)
     new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
     if (new_w, new_h) != (w, h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    dw, dh = size - new_w, size - new_h
+    if stride:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
@@ -70,10 +79,16 @@ def stretch(image: np.ndarray, size: int) -> tuple[np.ndarray, Transform]:
     return image, Transform(size / w, size / h, 0.0, 0.0, w, h)
 
 
-def prepare(image: np.ndarray, size: int, mode: Preprocessing) -> tuple[np.ndarray, Transform]:
-    """RGB uint8 HxWxC → float32 CHW in [0, 1] at ``size``×``size``, plus its inverse transform."""
+def prepare(
+    image: np.ndarray, size: int, mode: Preprocessing, stride: int | None = None
+) -> tuple[np.ndarray, Transform]:
+    """RGB uint8 HxWxC → float32 CHW in [0, 1] at ``size``×``size``, plus its inverse transform.
+
+    ``stride`` (letterbox only, for models with dynamic input sizes): pad to a multiple of it
+    instead of the full square, see :func:`letterbox`.
+    """
     rgb = as_rgb(image)
-    resized, t = letterbox(rgb, size) if mode == "letterbox" else stretch(rgb, size)
+    resized, t = letterbox(rgb, size, stride) if mode == "letterbox" else stretch(rgb, size)
     chw = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32)
     chw *= 1.0 / 255.0
     return chw, t

@@ -18,6 +18,7 @@ unlike its console output it does not depend on terminal width, tqdm or log leve
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -144,15 +145,12 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         logger.warning("training process %d ignored SIGTERM for %.0f s; killing it", proc.pid, grace)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
-    try:  # stragglers of the group (dataloader workers) that outlived the leader
+    # Stragglers of the group (dataloader workers) that outlived the leader.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _checkpoint_resumable(last: Path) -> bool:
@@ -167,7 +165,9 @@ def _checkpoint_resumable(last: Path) -> bool:
     return isinstance(ckpt, dict) and ckpt.get("optimizer") is not None
 
 
-def resolve_start(start_from: str | os.PathLike[str] | None, registry: str | None = None) -> tuple[str, dict[str, Any]]:
+def resolve_start(
+    start_from: str | os.PathLike[str] | None, registry: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """The weights a retrain starts from and their lineage (recorded in ``recipe.json``).
 
     ``start_from``: ``registry://name@production`` (default alias production; the version's
@@ -179,7 +179,7 @@ def resolve_start(start_from: str | os.PathLike[str] | None, registry: str | Non
     ref = "bundled" if start_from is None else str(start_from)
     if ref == "bundled":
         onnx = bundled_model_path()
-        card = load_local(onnx, ref="bundled", verify=False).card
+        card = load_local(onnx, ref="bundled").card
         pt = onnx.with_name("model.pt")
         if not pt.is_file():
             raise ModelError(f"the bundled model has no model.pt to fine-tune from ({pt})")
@@ -259,6 +259,7 @@ class RetrainJob:
         self.python = python
         self._cancel = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._data_version: str | None = None
 
     # --------------------------------------------------------------- control
 
@@ -288,8 +289,15 @@ class RetrainJob:
         """The child's command line, the recipe, the epoch resumed from, and the data version."""
         record_path = self.run_dir / "recipe.json"
         last = self.weights_dir / "last.pt"
-        base = [self.python, "-m", "inkloop.training", "--project", str(self.run_dir.parent),
-                "--name", self.run_dir.name]
+        base = [
+            self.python,
+            "-m",
+            "inkloop.training",
+            "--project",
+            str(self.run_dir.parent),
+            "--name",
+            self.run_dir.name,
+        ]
         if self.resume and record_path.exists():
             record = json.loads(record_path.read_text())
             recipe = recipe_from_record(record)
@@ -348,11 +356,16 @@ class RetrainJob:
                 log.write(f"\n==== {_now()} {' '.join(cmd)}\n".encode())
                 log.flush()
                 self._proc = proc = subprocess.Popen(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
                     cwd=str(self.run_dir.parent),
                 )
-            self._status(state="running", pid=proc.pid, epochs=epochs, started_at=_now(),
-                         time_limit=self.time_limit)
+            self._status(
+                state="running", pid=proc.pid, epochs=epochs, started_at=_now(), time_limit=self.time_limit
+            )
             while True:
                 rc = proc.poll()
                 prog = read_progress(self.run_dir, epochs)
@@ -387,14 +400,20 @@ class RetrainJob:
                 _kill_group(self._proc, self.stop_grace)
         return self._finish(state, epochs, t0, resumed_from, message)
 
-    def _finish(self, state: Status, epochs: int, t0: float, resumed_from: int | None, message: str) -> RetrainResult:
+    def _finish(
+        self, state: Status, epochs: int, t0: float, resumed_from: int | None, message: str
+    ) -> RetrainResult:
         prog = read_progress(self.run_dir, epochs)
         done = prog.epoch if prog else 0
         if state == "finished" and done < epochs:
             # ultralytics also ends early on its own (patience): that is a finished run, say so.
             message = message or f"stopped early after {done} of {epochs} epochs (no improvement)"
-        self._status(state=state, epochs_done=done, returncode=self._proc.returncode if self._proc else None,
-                     message=message)
+        self._status(
+            state=state,
+            epochs_done=done,
+            returncode=self._proc.returncode if self._proc else None,
+            message=message,
+        )
         rc = self._proc.returncode if self._proc else None
         return self._result(state, done, time.monotonic() - t0, rc, resumed_from, message, epochs)
 
@@ -413,7 +432,7 @@ class RetrainJob:
         if epochs is None:
             record_path = self.run_dir / "recipe.json"
             epochs = json.loads(record_path.read_text()).get("epochs", done) if record_path.exists() else done
-        data_version = getattr(self, "_data_version", None)
+        data_version = self._data_version
         if data_version is None and (self.run_dir / "recipe.json").exists():
             data_version = json.loads((self.run_dir / "recipe.json").read_text()).get("data_version")
         return RetrainResult(

@@ -214,13 +214,14 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     if not cfg.get(test_split):
         return {}
     test = _split_files(path, test_split)
-    test_hashes = {sha256_file(im): im for im, _ in test}
+    test_paths = {im.resolve() for im, _ in test}
+    test_hashes = {sha256_file(im) for im, _ in test}
     leaks: list[str] = []
     for split in ("train", "val"):
         if not cfg.get(split):
             continue
         for im, _ in _split_files(path, split):
-            if im in test_hashes.values() or sha256_file(im) in test_hashes:
+            if im.resolve() in test_paths or sha256_file(im) in test_hashes:
                 leaks.append(f"{split}: {im}")
     if leaks:
         shown = "; ".join(leaks[:5]) + (f"; and {len(leaks) - 5} more" if len(leaks) > 5 else "")
@@ -409,7 +410,9 @@ def _main(argv: Iterable[str] | None = None) -> None:
         overrides[key] = _parse_value(value)
     if a.model:
         overrides["model"] = a.model
-    run_dir = train(a.data, recipe, a.project, a.name, a.resume, overrides or None, on_model=_stop_between_saves)
+    run_dir = train(
+        a.data, recipe, a.project, a.name, a.resume, overrides or None, on_model=_stop_between_saves
+    )
     print(run_dir)
     sys.stdout.flush()
 

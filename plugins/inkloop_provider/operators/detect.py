@@ -15,7 +15,7 @@ class InkloopDetectOperator(BaseOperator):
     ``.partial(...).expand(inputs=...)`` so detection spreads across workers.
     """
 
-    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf")
+    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route")
     ui_color = "#f4d7dd"
 
     def __init__(
@@ -27,6 +27,7 @@ class InkloopDetectOperator(BaseOperator):
         conf: float | str | None = None,
         batch_size: int = 4,
         force: bool = False,
+        route: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -36,16 +37,24 @@ class InkloopDetectOperator(BaseOperator):
         self.conf = conf
         self.batch_size = batch_size
         self.force = force
+        self.route = route
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.pipeline import DetectOptions, detect
+        from inkloop.routing import RoutingConfig
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf = float(self.conf) if self.conf not in (None, "", "None") else None
         summary = detect(
             inputs,
             self.out_dir,
-            DetectOptions(model=self.model or None, conf=conf, batch_size=self.batch_size, force=self.force),
+            DetectOptions(
+                model=self.model or None,
+                conf=conf,
+                batch_size=self.batch_size,
+                force=self.force,
+                routing=RoutingConfig() if str(self.route).lower() in ("true", "1") else None,
+            ),
         )
         self.log.info(
             "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s)",

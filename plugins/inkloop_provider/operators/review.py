@@ -66,8 +66,12 @@ class InkloopReviewPushOperator(BaseOperator):
             images_dir=self.images_dir or None,
         )
         context["ti"].xcom_push(key="project_url", value=summary["project_url"])
-        self.log.info("pushed %d new tasks (%d already there) to %s", summary["pushed"],
-                      summary["already_present"], summary["project_url"])
+        self.log.info(
+            "pushed %d new tasks (%d already there) to %s",
+            summary["pushed"],
+            summary["already_present"],
+            summary["project_url"],
+        )
         summary.pop("task_ids", None)
         return summary
 

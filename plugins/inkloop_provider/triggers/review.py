@@ -27,8 +27,13 @@ class LabelStudioReviewsTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "inkloop_provider.triggers.review.LabelStudioReviewsTrigger",
-            {"conn_id": self.conn_id, "project": self.project, "min_reviewed": self.min_reviewed,
-             "poll_interval": self.poll_interval, "baseline": self.baseline},
+            {
+                "conn_id": self.conn_id,
+                "project": self.project,
+                "min_reviewed": self.min_reviewed,
+                "poll_interval": self.poll_interval,
+                "baseline": self.baseline,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

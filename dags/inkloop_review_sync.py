@@ -1,0 +1,67 @@
+"""inkloop_review_sync: finished reviews → ground truth in FiftyOne → a versioned training set.
+
+Triggered when detection publishes results (the ``inkloop_results`` Asset): push the uncertain
+pages to Label Studio, wait (deferrable, no worker slot held) for enough finished reviews, pull
+them, curate in FiftyOne and export a YOLO dataset, published as the ``inkloop_training_data``
+Asset that schedules retraining.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag
+
+from inkloop_provider.assets import INKLOOP_ROOT, RESULTS, TRAINING_DATA
+from inkloop_provider.operators.curate import InkloopCurateOperator
+from inkloop_provider.operators.review import InkloopReviewPullOperator, InkloopReviewPushOperator
+from inkloop_provider.sensors.review import LabelStudioReviewsSensor
+
+
+@dag(
+    dag_id="inkloop_review_sync",
+    schedule=[RESULTS],
+    catchup=False,
+    tags=["inkloop"],
+    params={
+        "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
+        "project": Param("inkloop review", type="string", description="Label Studio project title"),
+        "budget": Param(
+            0.1, type="number", minimum=0, maximum=1, description="share of pages sent to review"
+        ),
+        "min_reviewed": Param(1, type="integer", minimum=0, description="reviews to wait for before syncing"),
+        "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
+        "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
+    },
+    doc_md=__doc__,
+)
+def inkloop_review_sync() -> None:
+    push = InkloopReviewPushOperator(
+        task_id="push_reviews",
+        results_dir="{{ params.results_dir }}",
+        project="{{ params.project }}",
+        budget="{{ params.budget }}",
+    )
+    wait = LabelStudioReviewsSensor(
+        task_id="wait_for_reviews",
+        project="{{ params.project }}",
+        min_reviewed="{{ params.min_reviewed }}",
+        poke_interval=30,
+        timeout=7 * 24 * 3600,
+        deferrable=True,
+    )
+    pull = InkloopReviewPullOperator(
+        task_id="pull_reviews",
+        out="{{ params.results_dir }}/reviews.jsonl",
+        project="{{ params.project }}",
+    )
+    curate = InkloopCurateOperator(
+        task_id="curate",
+        results_dir="{{ params.results_dir }}",
+        reviews="{{ params.results_dir }}/reviews.jsonl",
+        export_dir="{{ params.export_dir }}",
+        dataset="{{ params.dataset }}",
+        outlets=[TRAINING_DATA],
+    )
+    push >> wait >> pull >> curate
+
+
+inkloop_review_sync()

@@ -1,0 +1,53 @@
+"""Curation operator: reviews → FiftyOne dataset → evaluation, issues, frozen split → YOLO export.
+
+A thin shell over :mod:`inkloop.curate`; FiftyOne's database comes from its own configuration
+(``FIFTYONE_DATABASE_URI`` / ``FIFTYONE_DATABASE_DIR``) on the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from inkloop_provider.links.labelstudio import FiftyOneDatasetLink
+
+
+class InkloopCurateOperator(BaseOperator):
+    """Import results + reviews, evaluate, flag issues, export a versioned YOLO training set."""
+
+    template_fields: Sequence[str] = ("results_dir", "reviews", "dataset", "export_dir")
+    operator_extra_links = (FiftyOneDatasetLink(),)
+
+    def __init__(
+        self,
+        *,
+        results_dir: str,
+        reviews: str,
+        export_dir: str,
+        dataset: str = "inkloop",
+        find_issues: bool = True,
+        app_url: str = "http://127.0.0.1:5151",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.results_dir = results_dir
+        self.reviews = reviews
+        self.export_dir = export_dir
+        self.dataset = dataset
+        self.find_issues = find_issues
+        self.app_url = app_url
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.curate import curate_cycle
+
+        summary = curate_cycle(
+            self.results_dir,
+            self.reviews,
+            self.export_dir,
+            dataset=self.dataset,
+            find_issues=self.find_issues,
+        )
+        context["ti"].xcom_push(key="fiftyone_url", value=f"{self.app_url}/datasets/{self.dataset}")
+        return summary

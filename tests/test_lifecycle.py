@@ -1,0 +1,335 @@
+"""The model lifecycle on real pages and real training: retrain → export → gate → promote.
+
+Everything runs for real (ultralytics training in a child process, ONNX export, onnxruntime INT8
+quantization, the evaluator, the registry on disk), kept tiny: the four committed fixture pages,
+one epoch, a handful of seconds per step. The dataset's test split holds pages that are *not* in
+train/val, because the retrain refuses a test split that leaks into training.
+
+The tests do not assume the bundled model is any good: the accepted candidate is a near-copy of
+production (one step at a tiny learning rate) gated with a zero margin, and the refused candidate
+is production's own weights with the classification head zeroed, which no margin lets through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inkloop.gate import GatePolicy, candidate_parity, decide, promote, read_decision
+from inkloop.models import ModelCard, ModelError, resolve_model
+from inkloop.registry import Registry
+from inkloop.retrain import read_progress, retrain
+from inkloop.training import DataLeakError, prepare_training_data
+
+NAME = "signature-detector"
+SPLITS = {
+    "train": ["tobacco800_31", "xc8up_image_23_jpg.rf.39b931c2ad1076588ae38f5726a5e127"],
+    "val": ["tobacco800_31"],
+    "test": ["tobacco800_188", "xc8up_idr55d00_jpg.rf.fb4c4b9a8a564d9b15fa5af0ed6cfd73"],
+}
+
+
+def make_dataset(root: Path, pages_dir: Path, splits: dict[str, list[str]] = SPLITS) -> Path:
+    """A YOLO dataset (images/<split>, labels/<split>, data.yaml with a test split) from fixtures."""
+    for split, stems in splits.items():
+        for stem in stems:
+            image = next(p for p in pages_dir.iterdir() if p.stem == stem and p.suffix != ".txt")
+            for kind, src in (("images", image), ("labels", pages_dir / f"{stem}.txt")):
+                (root / kind / split).mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, root / kind / split / src.name)
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n  0: signature\n"
+    )
+    return root
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inkloop", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, pages_dir: Path) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds"), pages_dir)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def zero_head(src: Path, dst: Path) -> Path:
+    """The same checkpoint with its class logits pinned at -30: no box ever scores above 1e-13."""
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    model = ckpt["model"] if ckpt.get("model") is not None else ckpt["ema"]
+    for branch in model.model[-1].cv3:
+        branch[-1].weight.data.zero_()
+        branch[-1].bias.data.fill_(-30.0)
+    torch.save(ckpt, dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------------- pure logic
+
+
+def test_decide_applies_margin_recall_latency_and_parity():
+    pol = GatePolicy()  # margin 0.005, recall tolerance 0.01, latency ratio 2.0
+    prod = {"map50": 0.80, "recall": 0.90}
+    ok, reasons, checks = decide({"map50": 0.806, "recall": 0.895}, prod, pol, latency_ratio=1.1)
+    assert ok and checks["map50"]["ok"] and checks["recall"]["ok"] and checks["latency"]["ok"], reasons
+    ok, reasons, _ = decide({"map50": 0.803, "recall": 0.95}, prod, pol)
+    assert not ok and "mAP50" in reasons[0]  # better, but within noise: production stays
+    ok, reasons, _ = decide({"map50": 0.85, "recall": 0.88}, prod, pol)
+    assert not ok and "recall" in reasons[0]
+    ok, reasons, _ = decide({"map50": 0.85, "recall": 0.9}, prod, pol, latency_ratio=2.5)
+    assert not ok and "latency" in reasons[0]
+    ok, reasons, _ = decide({"map50": 0.85, "recall": 0.9}, prod, pol, parity=(False, "ΔmAP50 0.2"))
+    assert not ok and reasons == ["parity: ΔmAP50 0.2"]
+    ok, reasons, _ = decide({"map50": 0.1, "recall": 0.1}, None, pol)
+    assert ok and "no production" in reasons[0]
+    ok, _, _ = decide({"map50": 0.8, "recall": 0.9}, prod, GatePolicy(min_map50_gain=0.0))
+    assert ok  # ties promote only when the margin is zero
+    card = ModelCard(name="m", version="v1", class_names=["signature"])
+    assert candidate_parity(card)[0] is False  # no parity record: never promoted by the gate
+
+
+def test_test_split_leaking_into_training_is_refused(tmp_path, pages_dir):
+    leaky = dict(SPLITS, train=[*SPLITS["train"], SPLITS["test"][0]])
+    ds = make_dataset(tmp_path / "leaky", pages_dir, leaky)
+    with pytest.raises(DataLeakError, match="tobacco800_188"):
+        retrain(ds, tmp_path / "run", start_from="yolov8n.yaml")
+    assert not (tmp_path / "run" / "recipe.json").exists()  # refused before anything started
+    good = make_dataset(tmp_path / "good", pages_dir)
+    yml, info = prepare_training_data(good, tmp_path / "prep")
+    assert set(yaml.safe_load(yml.read_text())) == {"path", "train", "val", "names"}  # no test split
+    assert info["frozen"]["test"].startswith("sha256:") and info["frozen"]["test_images"] == 2
+
+
+def test_read_progress_skips_a_half_written_line(tmp_path):
+    (tmp_path / "results.csv").write_text(
+        "epoch,time,metrics/mAP50(B)\n1,3.5,0.1\n2,7.0,0.25\n3,10."  # epoch 3 being appended
+    )
+    p = read_progress(tmp_path, epochs=10)
+    assert p is not None and (p.epoch, p.epochs, p.metrics["metrics/mAP50(B)"]) == (2, 10, 0.25)
+
+
+# ------------------------------------------------------------------------- time limit and resume
+
+
+@pytest.mark.slow
+def test_time_limit_stops_training_and_the_run_resumes(tmp_path, dataset):
+    """`inkloop train` hits its time limit (exit 6, child group gone, last.pt kept); the run
+    resumes from the next epoch and a SIGTERM to the parent cancels it cleanly."""
+    run_dir = tmp_path / "scratch"
+    p = run_cli(
+        "train",
+        "--data",
+        str(dataset),
+        "--from",
+        "yolov8n.yaml",
+        "--run-dir",
+        str(run_dir),
+        "--imgsz",
+        "64",
+        "--epochs",
+        "300",
+        "--batch",
+        "2",
+        "--set",
+        "val=false",
+        "--set",
+        "cache=''",
+        "--set",
+        "plots=false",
+        "--time-limit",
+        "25s",
+        "--json",
+        "--quiet",
+    )
+    assert p.returncode == 6, p.stderr
+    first = json.loads(p.stdout)
+    assert first["status"] == "timed_out" and first["resumable"], first
+    assert first["epochs_done"] >= 1 and first["last"]
+    status = json.loads((run_dir / "inkloop-status.json").read_text())
+    assert not group_alive(status["pid"])  # the whole process group was stopped
+    record = json.loads((run_dir / "recipe.json").read_text())
+    assert record["seed"] == 0 and record["data_version"].startswith("sha256:")
+    assert record["parent"] == {"ref": "yolov8n.yaml", "from_scratch": True}
+
+    assert threading.current_thread() is threading.main_thread()  # the SIGTERM handler needs it
+    handler_before = signal.getsignal(signal.SIGTERM)
+    seen: list[int] = []
+
+    def on_progress(prog):  # the first epoch after resuming: "the operator stops the job"
+        seen.append(prog.epoch)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    second = retrain(None, run_dir, resume=True, time_limit=120, on_progress=on_progress)
+    assert second.status == "cancelled" and second.resumable, second.message
+    assert second.resumed_from_epoch == first["epochs_done"]
+    assert seen[0] > first["epochs_done"] and second.epochs_done > first["epochs_done"]
+    assert "Resuming training" in (run_dir / "train.log").read_text()
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # the job's handler is gone again
+    assert not group_alive(json.loads((run_dir / "inkloop-status.json").read_text())["pid"])
+
+
+# ------------------------------------------------------------------------------------ full cycle
+
+
+@pytest.mark.slow
+def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
+    reg_dir = tmp_path / "registry"
+    reg = Registry(reg_dir, cache_dir=tmp_path / "cache")
+    bundled = resolve_model(None)
+    v1 = reg.register(NAME, bundled.path, bundled.card, pt_path=bundled.path.with_name("model.pt"))
+    reg.promote(NAME, v1)
+
+    # 1. Retrain from production's .pt: one step at a tiny learning rate, a near-copy of it.
+    run = retrain(
+        dataset,
+        tmp_path / "runs" / "ft",
+        start_from=f"registry://{NAME}@production",
+        registry=str(reg_dir),
+        overrides={
+            "epochs": 1,
+            "batch": 2,
+            "cache": "",
+            "plots": False,
+            "lr0": 1e-5,
+            "warmup_epochs": 0,
+            "mosaic": 0.0,
+        },
+    )
+    assert run.ok and run.best is not None, run.message
+    record = json.loads((run.run_dir / "recipe.json").read_text())
+    assert record["parent"]["version"] == v1 and record["imgsz"] == bundled.card.input_size
+    assert record["data"]["frozen"]["test_images"] == 2
+
+    # 2. Export: ONNX + INT8 (+ OpenVINO / TensorRT where possible) with parity, registered.
+    p = run_cli(
+        "export",
+        str(run.run_dir),
+        "--out",
+        str(tmp_path / "export"),
+        "--data",
+        str(dataset),
+        "--registry",
+        str(reg_dir),
+        "--calibration-images",
+        "4",
+        "--json",
+    )
+    assert p.returncode == 0, p.stderr
+    exported = json.loads(p.stdout)
+    v2 = exported["version"]
+    card = reg.show(NAME, v2)
+    assert card.parent_version == f"{NAME}@{v1}" and card.data_version == record["data_version"]
+    assert card.recipe["seed"] == 0 and card.recipe["name"] == "finetune-v1"
+    variants = card.extra["variants"]
+    onnx_parity = variants["onnx"]["parity"]
+    assert variants["onnx"]["reference"] == "pt" and variants["onnx"]["offered"], variants["onnx"]
+    assert onnx_parity["mean_iou"] >= 0.99 and abs(onnx_parity["delta_map50"]) <= 1e-6
+    int8 = variants["int8"]
+    assert int8["status"] == "ok" and int8["quantization"]["head_excluded"]
+    within = abs(int8["parity"]["delta_map50"]) <= 0.01 and int8["parity"]["mean_iou"] >= 0.9
+    assert int8["offered"] == within
+    assert (f"{v2}-int8" in reg.list_versions(NAME)) == within  # only offered variants are served
+    for fmt in ("openvino", "tensorrt"):
+        assert variants[fmt]["status"] in ("skipped", "ok") and (
+            variants[fmt]["status"] == "ok" or variants[fmt]["reason"]
+        )
+    assert reg.aliases(NAME) == {"candidate": v2, "production": v1}
+
+    # 3. Gate + promotion: same quality, margin 0 → promoted; the decision is stored beside it.
+    p = run_cli(
+        "promote",
+        NAME,
+        "--data",
+        str(dataset),
+        "--registry",
+        str(reg_dir),
+        "--margin",
+        "0",
+        "--max-latency-ratio",
+        "3",
+        "--json",
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    decision = json.loads(p.stdout)
+    assert decision["promote"] and decision["promoted"] and decision["previous"] == v1
+    assert decision["test_set"]["images"] == 2 and decision["checks"]["parity"]["ok"]
+    assert decision["checks"]["test_split"]["ok"] and decision["latency"]["ratio"] > 0
+    assert reg.alias(NAME, "production") == v2
+    assert read_decision(reg, NAME, v2)["promote"] is True
+
+    # 4. A worse candidate (production's weights, classification head zeroed) is refused.
+    bad_pt = zero_head(tmp_path / "export" / "model.pt", tmp_path / "bad.pt")
+    p = run_cli(
+        "export",
+        str(bad_pt),
+        "--out",
+        str(tmp_path / "bad"),
+        "--data",
+        str(dataset),
+        "--name",
+        NAME,
+        "--imgsz",
+        str(card.input_size),
+        "--formats",
+        "",
+        "--registry",
+        str(reg_dir),
+        "--json",
+    )
+    assert p.returncode == 0, p.stderr
+    v3 = json.loads(p.stdout)["version"]
+    p = run_cli("promote", NAME, "--data", str(dataset), "--registry", str(reg_dir), "--json")
+    assert p.returncode == 5, p.stdout + p.stderr
+    refused = json.loads(p.stdout)
+    assert refused["candidate"] == v3 and not refused["promote"] and not refused["promoted"]
+    assert refused["metrics"]["candidate"]["map50"] == 0.0 and any("mAP50" in r for r in refused["reasons"])
+    assert reg.alias(NAME, "production") == v2  # production stays
+    assert read_decision(reg, NAME, v3)["promote"] is False
+
+    # 5. A corrupted model file is refused by its checksum, even with --force.
+    onnx_file = reg_dir / "models" / NAME / v3 / "model.onnx"
+    blob = bytearray(onnx_file.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    onnx_file.write_bytes(bytes(blob))
+    p = run_cli("promote", NAME, "--candidate", v3, "--force", "--registry", str(reg_dir))
+    assert p.returncode == 4 and "checksum mismatch" in p.stdout + p.stderr
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        promote(NAME, dataset, registry=reg, candidate=v3)
+    assert reg.alias(NAME, "production") == v2
+
+    # 6. models list / show / rollback.
+    p = run_cli("models", "list", "--registry", str(reg_dir), "--json")
+    assert p.returncode == 0, p.stderr
+    listed = json.loads(p.stdout)["models"][NAME]
+    assert listed["aliases"]["production"] == v2 and {v1, v2, v3} <= set(listed["versions"])
+    p = run_cli("models", "show", f"{NAME}@production", "--registry", str(reg_dir), "--json")
+    shown = json.loads(p.stdout)
+    assert p.returncode == 0 and shown["version"] == v2 and shown["gate"]["promote"] is True
+    p = run_cli("models", "rollback", NAME, "--registry", str(reg_dir), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout) == {
+        "name": NAME,
+        "alias": "production",
+        "from": v2,
+        "to": v1,
+    }
+    assert reg.alias(NAME, "production") == v1
