@@ -318,7 +318,7 @@ def pipeline_options(cfg: BenchConfig) -> Any:
     """The pipeline's options for the benchmark: its defaults unless the config overrides them."""
     from inkloop.pipeline import DetectOptions
 
-    opts = DetectOptions(model=cfg.model, force=True, threads=cfg.threads)
+    opts = DetectOptions(model=cfg.model, threads=cfg.threads)  # every run writes to a fresh folder
     if cfg.batch_size:
         opts.batch_size = cfg.batch_size
     if cfg.workers:
@@ -457,7 +457,7 @@ def compare(
         n_theirs += len(b)
         used: set[int] = set()
         unpaired_a: list[float] = []
-        page_dev = 0.0
+        page_dev, page_iou = 0.0, 1.0
         for box, score in a:
             best, best_j = 0.0, -1
             for j, (box2, _s2) in enumerate(b):
@@ -467,6 +467,7 @@ def compare(
                 unpaired_a.append(score)
                 continue
             used.add(best_j)
+            page_iou = min(page_iou, best)
             dev = max(abs(x - y) for x, y in zip(box, b[best_j][0], strict=True))
             devs.append(dev)
             score_diffs.append(abs(score - b[best_j][1]))
@@ -484,6 +485,7 @@ def compare(
                 "pipeline_boxes": len(a),
                 "alternative_boxes": len(b),
                 "max_deviation_px": round(page_dev, 2),
+                "min_paired_iou": round(page_iou, 3),
                 "unpaired_scores": [round(s, 3) for s in unpaired_a + unpaired_b],
                 "threshold_flip": flip,
             }

@@ -196,13 +196,18 @@ def train_command(
     )
     task = progress.add_task("epochs", total=None, info="starting…")
 
+    def on_start(done: int, total: int) -> None:
+        # Shown only once the training process runs, so a refusal is not preceded by a bar.
+        progress.update(task, total=total, completed=done)
+        progress.start()
+
     def on_progress(p: TrainProgress) -> None:
         m50 = p.metrics.get("metrics/mAP50(B)")
         info = f"val mAP50 {m50:.3f}" if m50 is not None else ""
         progress.update(task, total=p.epochs, completed=p.epoch, info=info)
 
     try:
-        with progress, _stdout_to_stderr(json_out):
+        with _stdout_to_stderr(json_out):
             result = retrain(
                 data,
                 run_dir,
@@ -213,11 +218,15 @@ def train_command(
                 time_limit=limit,
                 resume=resume,
                 on_progress=on_progress,
+                on_start=on_start,
             )
     except (DataLeakError, DatasetError, RetrainError, FileNotFoundError) as exc:
         raise _fail(console, "cannot train", exc, EXIT_USAGE) from None
     except ModelError as exc:
         raise _fail(console, "model error", exc, EXIT_MODEL) from None
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
     summary = result.to_dict()
     _emit(json_out, summary)

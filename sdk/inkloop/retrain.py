@@ -331,7 +331,11 @@ class RetrainJob:
 
     # ------------------------------------------------------------------- run
 
-    def run(self, on_progress: Callable[[TrainProgress], None] | None = None) -> RetrainResult:
+    def run(
+        self,
+        on_progress: Callable[[TrainProgress], None] | None = None,
+        on_start: Callable[[int, int], None] | None = None,
+    ) -> RetrainResult:
         """Train until done, the time limit, or :meth:`cancel` (also SIGTERM / Ctrl-C); never raises
         for a failed *training* (the result says ``failed`` with the log's tail), only for a run
         that cannot start (:class:`RetrainError`, :class:`~inkloop.training.DataLeakError`)."""
@@ -366,6 +370,8 @@ class RetrainJob:
             self._status(
                 state="running", pid=proc.pid, epochs=epochs, started_at=_now(), time_limit=self.time_limit
             )
+            if on_start is not None:  # the child runs: (epochs already done, total epochs)
+                on_start(last_seen, epochs)
             while True:
                 rc = proc.poll()
                 prog = read_progress(self.run_dir, epochs)
@@ -485,6 +491,7 @@ def retrain(
     time_limit: float | None = None,
     resume: bool = False,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
     job: Callable[[RetrainJob], None] | None = None,
 ) -> RetrainResult:
     """Fine-tune a model on curated data (old plus new pages) in a child process.
@@ -494,8 +501,10 @@ def retrain(
     change recipe fields (``epochs``, ``imgsz``, ``batch``, ``seed``…) or add ultralytics
     arguments (``lr0``, ``freeze``…). With ``resume=True`` an existing ``run_dir`` continues
     from its ``last.pt`` with its recorded recipe (``data``, ``start_from``, ``recipe`` and
-    ``overrides`` are then ignored). ``job`` receives the :class:`RetrainJob` before it starts, so
-    a caller can keep a handle to :meth:`RetrainJob.cancel`.
+    ``overrides`` are then ignored). ``on_start(epochs_done, epochs)`` is called once the child
+    process runs, ``on_progress`` after every finished epoch. ``job`` receives the
+    :class:`RetrainJob` before it starts, so a caller can keep a handle to
+    :meth:`RetrainJob.cancel`.
     """
     run_path = Path(run_dir)
     if resume and (run_path / "recipe.json").exists():
@@ -512,4 +521,4 @@ def retrain(
         rj = RetrainJob(data, run_path, r, metadata={"parent": parent}, time_limit=time_limit, resume=resume)
     if job is not None:
         job(rj)
-    return rj.run(on_progress)
+    return rj.run(on_progress, on_start)

@@ -8,6 +8,7 @@ here, inside functions, so ``import inkloop`` stays light.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -213,7 +214,12 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     cfg = yaml.safe_load(path.read_text()) or {}
     if not cfg.get(test_split):
         return {}
-    test = _split_files(path, test_split)
+    from inkloop.evaluate import DatasetError
+
+    try:
+        test = _split_files(path, test_split)
+    except DatasetError:  # a declared but still empty test split: nothing can leak yet
+        return {test_split: None, f"{test_split}_images": 0}
     test_paths = {im.resolve() for im, _ in test}
     test_hashes = {sha256_file(im) for im, _ in test}
     leaks: list[str] = []
@@ -268,10 +274,10 @@ def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metada
     manifest = dataset_manifest(data_info["root"])
     (run_dir / "data_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     versions: dict[str, str] = {}
-    for mod in ("ultralytics", "torch"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # a missing module only means the version is not recorded
+    for dist in ("ultralytics", "torch", "inkloop"):
+        try:  # package metadata, not an import: the parent of a training run stays torch-free
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             continue
     record = {
         **asdict(r),

@@ -536,9 +536,23 @@ def build_variants(
             dataset, labelled = None, False
     else:
         dataset, labelled = None, False
+    if dataset is None and not calib:
+        # Nothing to measure on: the fp32 file is usable, but unchecked (the gate will refuse it
+        # until it is exported again with data), and no variant is built blind.
+        why = "no pages given (pass a dataset): parity not checked"
+        return {
+            "onnx": {
+                "format": "onnx",
+                "precision": "fp32",
+                **_file_info(out / "model.onnx"),
+                "status": "ok",
+                "reference": None,
+                "offered": True,
+                "note": why,
+            },
+            **{name: {"status": "skipped", "offered": False, "reason": why} for name in wanted},
+        }
     if dataset is None:
-        if not calib:
-            raise ValueError("parity checks need pages: pass a dataset with a test split or training pages")
         from inkloop.evaluate import Sample, YoloDataset
 
         empty = (np.zeros((0, 4)), np.zeros(0, np.int64))

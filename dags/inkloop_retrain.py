@@ -1,0 +1,75 @@
+"""inkloop_retrain: curated data → fine-tune → export (+ INT8/OpenVINO) → gate → promote.
+
+Scheduled by the ``inkloop_training_data`` Asset (a new curated export from review sync). The
+promotion publishes ``inkloop_production_model``; detection resolves ``registry://…@production``
+when it runs, so the next detection run uses the promoted model. A refused candidate skips the
+promotion (production stays, the reasons are in the gate's XCom and beside the candidate).
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import Param, dag
+
+from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL, TRAINING_DATA
+from inkloop_provider.operators.lifecycle import (
+    InkloopExportOperator,
+    InkloopPromoteOperator,
+    InkloopTrainOperator,
+)
+
+
+@dag(
+    dag_id="inkloop_retrain",
+    schedule=[TRAINING_DATA],
+    catchup=False,
+    tags=["inkloop"],
+    params={
+        "data": Param(
+            f"{INKLOOP_ROOT}/datasets",
+            type="string",
+            description="a curated YOLO export, or the export folder (newest version is used)",
+        ),
+        "model_name": Param("signature-detector", type="string"),
+        "registry": Param(f"{INKLOOP_ROOT}/registry", type="string"),
+        "epochs": Param(30, type="integer", minimum=1),
+        "imgsz": Param(
+            None, type=["null", "integer"], description="default: the production model's input size"
+        ),
+        "time_limit": Param(6 * 3600, type="number", minimum=60, description="seconds before training stops"),
+        "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
+        "runs_dir": Param(f"{INKLOOP_ROOT}/runs", type="string"),
+    },
+    doc_md=__doc__,
+)
+def inkloop_retrain() -> None:
+    train = InkloopTrainOperator(
+        task_id="train",
+        data="{{ params.data }}",
+        run_dir="{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
+        start_from="registry://{{ params.model_name }}@production",
+        epochs="{{ params.epochs }}",
+        imgsz="{{ params.imgsz }}",
+        time_limit="{{ params.time_limit }}",
+        queue=os.environ.get("INKLOOP_TRAINING_QUEUE", "default"),  # a dedicated queue in production
+    )
+    export = InkloopExportOperator(
+        task_id="export",
+        source="{{ ti.xcom_pull(task_ids='train')['best'] }}",
+        out_dir="{{ ti.xcom_pull(task_ids='train')['run_dir'] }}/export",
+        data="{{ ti.xcom_pull(task_ids='train')['data'] }}",
+        registry="{{ params.registry }}",
+    )
+    promote = InkloopPromoteOperator(
+        task_id="gate_and_promote",
+        name="{{ params.model_name }}",
+        data="{{ ti.xcom_pull(task_ids='train')['data'] }}",
+        registry="{{ params.registry }}",
+        margin="{{ params.margin }}",
+        outlets=[PRODUCTION_MODEL],
+    )
+    train >> export >> promote
+
+
+inkloop_retrain()

@@ -1,0 +1,141 @@
+"""Lifecycle operators: retrain, export + register a candidate, gate + promote.
+
+Thin shells over :func:`inkloop.retrain.retrain`, :func:`inkloop.lifecycle.export_candidate` and
+:func:`inkloop.gate.promote`. Training runs in a child process with a time limit, so a worker in a
+dedicated ``training`` queue (and TensorRT export in a ``gpu`` queue) keeps the scheduler free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+
+def latest_dataset(export_dir: str) -> str:
+    """The newest curated export (``<export_dir>/<version>/data.yaml``) by modification time."""
+    from pathlib import Path
+
+    candidates = sorted(Path(export_dir).glob("*/data.yaml"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no curated dataset under {export_dir} (run inkloop_review_sync first)")
+    return str(candidates[-1].parent)
+
+
+class InkloopTrainOperator(BaseOperator):
+    """Fine-tune from the production model on curated data; returns the run's outcome."""
+
+    template_fields: Sequence[str] = ("data", "run_dir", "start_from", "epochs", "imgsz", "time_limit")
+
+    def __init__(
+        self,
+        *,
+        data: str,
+        run_dir: str,
+        start_from: str = "registry://signature-detector@production",
+        epochs: int | str | None = None,
+        imgsz: int | str | None = None,
+        time_limit: float | str | None = None,
+        resume: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data, self.run_dir, self.start_from = data, run_dir, start_from
+        self.epochs, self.imgsz, self.time_limit, self.resume = epochs, imgsz, time_limit, resume
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from pathlib import Path
+
+        from inkloop.retrain import retrain
+
+        data = latest_dataset(self.data) if not Path(self.data, "data.yaml").exists() else self.data
+        overrides = {
+            k: int(v)
+            for k, v in (("epochs", self.epochs), ("imgsz", self.imgsz))
+            if v not in (None, "", "None")
+        }
+        result = retrain(
+            data,
+            self.run_dir,
+            start_from=self.start_from,
+            overrides=overrides or None,
+            time_limit=float(self.time_limit) if self.time_limit not in (None, "", "None") else None,
+            resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
+            on_progress=lambda p: self.log.info("training: %s", p),
+        )
+        if result.status != "completed":
+            raise RuntimeError(
+                f"training ended {result.status}: {result.message} (resumable: re-run the task)"
+            )
+        return {
+            "status": result.status,
+            "run_dir": str(result.run_dir),
+            "best": str(result.best),
+            "epochs": result.epochs_done,
+            "data": data,
+            "data_version": result.data_version,
+        }
+
+
+class InkloopExportOperator(BaseOperator):
+    """Export a trained run to ONNX (+ INT8/OpenVINO/TensorRT where possible), register a candidate."""
+
+    template_fields: Sequence[str] = ("source", "out_dir", "data", "registry")
+
+    def __init__(
+        self, *, source: str, out_dir: str, data: str, registry: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source, self.out_dir, self.data, self.registry = source, out_dir, data, registry
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inkloop.lifecycle import export_candidate
+
+        res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
+        return {
+            "version": res.version,
+            "model_ref": res.model_ref,
+            "alias": res.alias,
+            "variants": res.registered_variants,
+            "metrics": res.card.metrics,
+        }
+
+
+class InkloopPromoteOperator(BaseOperator):
+    """Gate the candidate against production on the frozen test split; move the alias only if it wins.
+
+    A refused candidate skips the task (so the production-model Asset is not updated) after
+    recording the decision and its reasons in XCom and beside the candidate in the registry.
+    """
+
+    template_fields: Sequence[str] = ("name", "data", "registry", "margin")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        data: str,
+        registry: str | None = None,
+        margin: float | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name, self.data, self.registry, self.margin = name, data, registry, margin
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.exceptions import AirflowSkipException
+
+        from inkloop.gate import GatePolicy, promote
+
+        policy = (
+            GatePolicy(min_map50_gain=float(self.margin)) if self.margin not in (None, "", "None") else None
+        )
+        decision = promote(self.name, self.data, registry=self.registry or None, policy=policy)
+        summary = decision.to_dict()
+        context["ti"].xcom_push(key="gate", value=summary)
+        if not decision.promoted:
+            self.log.warning("candidate refused: %s", "; ".join(decision.reasons))
+            raise AirflowSkipException(f"gate refused the candidate: {'; '.join(decision.reasons)}")
+        self.log.info("promoted %s to %s (was %s)", decision.candidate, decision.alias, decision.previous)
+        return summary
