@@ -39,6 +39,7 @@ from inkloop_provider.operators.lifecycle import (
         ),
         "time_limit": Param(6 * 3600, type="number", minimum=60, description="seconds before training stops"),
         "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
+        "gate_policy": Param({}, type="object", description="other GatePolicy fields (max_recall_drop, …)"),
         "runs_dir": Param(f"{INKLOOP_ROOT}/runs", type="string"),
     },
     doc_md=__doc__,
@@ -67,6 +68,7 @@ def inkloop_retrain() -> None:
         data="{{ ti.xcom_pull(task_ids='train')['data'] }}",
         registry="{{ params.registry }}",
         margin="{{ params.margin }}",
+        policy="{{ params.gate_policy }}",
         outlets=[PRODUCTION_MODEL],
     )
     train >> export >> promote

@@ -27,6 +27,9 @@ from inkloop_provider.sensors.review import LabelStudioReviewsSensor
         "budget": Param(
             0.1, type="number", minimum=0, maximum=1, description="share of pages sent to review"
         ),
+        "min_uncertainty": Param(
+            0.3, type="number", minimum=0, maximum=1, description="pages at or above it are review candidates"
+        ),
         "min_reviewed": Param(1, type="integer", minimum=0, description="reviews to wait for before syncing"),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
@@ -39,6 +42,7 @@ def inkloop_review_sync() -> None:
         results_dir="{{ params.results_dir }}",
         project="{{ params.project }}",
         budget="{{ params.budget }}",
+        min_uncertainty="{{ params.min_uncertainty }}",
     )
     wait = LabelStudioReviewsSensor(
         task_id="wait_for_reviews",

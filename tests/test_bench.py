@@ -28,7 +28,17 @@ def test_quick_bench_reports_every_field(tmp_path):
     assert res.exit_code == 0, res.output
     assert "pages/hour per worker" in res.output
     r = json.loads(out.read_text())
-    assert set(r) >= {"config", "machine", "corpus", "model", "timings", "ratios", "agreement", "memory", "targets"}
+    assert set(r) >= {
+        "config",
+        "machine",
+        "corpus",
+        "model",
+        "timings",
+        "ratios",
+        "agreement",
+        "memory",
+        "targets",
+    }
     batch, workers = r["config"]["batch_size"], r["config"]["workers"]
     for kind in bench.KINDS:
         assert r["corpus"][kind]["pages"] == 3
@@ -64,7 +74,11 @@ def fixture_corpus(tmp_path_factory):
             bench.make_scanned_pdf(root / "scanner.pdf", len(pages), jpegs),
             bench.make_scanned_pdf(root / "pymupdf.pdf", len(pages), jpegs, style="pymupdf"),
         ],
-        "digital": [bench.make_digital_pdf(root / "digital.pdf", len(pages), [bench._signature_crop(p) for p in pages])],
+        "digital": [
+            bench.make_digital_pdf(
+                root / "digital.pdf", len(pages), [bench._signature_crop(p) for p in pages]
+            )
+        ],
     }
 
 
@@ -132,8 +146,16 @@ def test_corpus_files_are_unique_but_show_the_same_pixels(tmp_path):
 
 def test_compare_counts_threshold_flips_and_moves():
     box = (100.0, 100.0, 200.0, 150.0)
-    ours = {("a", 0): [(box, 0.9)], ("a", 1): [(box, 0.9), ((300, 300, 400, 350), 0.26)], ("a", 2): [(box, 0.9)]}
-    theirs = {("a", 0): [((101, 100, 201, 150), 0.88)], ("a", 1): [(box, 0.9)], ("a", 2): [((110, 100, 210, 150), 0.9)]}
+    ours = {
+        ("a", 0): [(box, 0.9)],
+        ("a", 1): [(box, 0.9), ((300, 300, 400, 350), 0.26)],
+        ("a", 2): [(box, 0.9)],
+    }
+    theirs = {
+        ("a", 0): [((101, 100, 201, 150), 0.88)],
+        ("a", 1): [(box, 0.9)],
+        ("a", 2): [((110, 100, 210, 150), 0.9)],
+    }
     r = bench.compare(ours, theirs, tolerance_px=4.0, conf=0.25)
     assert (r["pages"], r["pages_agree"], r["threshold_flips"]) == (3, 1, 1)
     moved = next(m for m in r["mismatches"] if m["page"] == 2)

@@ -12,22 +12,59 @@ import typer
 
 def bench_command(
     model: Annotated[str | None, typer.Option(help="Model reference (default: the bundled model).")] = None,
-    pages: Annotated[int | None, typer.Option(help="Pages per input kind (images, scanned PDFs, born-digital PDFs). Default 120, --quick 8.")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Timed rounds per contender; the median is reported. Default 3, --quick 1.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pipeline batch size (default: the pipeline's).")] = None,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: the pipeline's).")] = None,
+    pages: Annotated[
+        int | None,
+        typer.Option(
+            help="Pages per input kind (images, scanned PDFs, born-digital PDFs). Default 120, --quick 8."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help="Timed rounds per contender; the median is reported. Default 3, --quick 1."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Pipeline batch size (default: the pipeline's).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="onnxruntime intra-op threads (default: the pipeline's).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Inference workers (default: the pipeline's).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke-sized: a few pages, one round, a small memory check.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the full report as JSON here.")] = None,
-    alternative: Annotated[bool, typer.Option(help="Also time pymupdf 150 dpi + ultralytics predict, and compare detections.")] = True,
-    memory: Annotated[bool, typer.Option(help="Measure peak RSS on a long vs a short scanned PDF in fresh processes.")] = True,
-    memory_pages: Annotated[str | None, typer.Option(help="Short,long page counts for the memory check. Default 5,500; --quick 2,20.")] = None,
-    variants: Annotated[bool, typer.Option("--variants", help="Also measure INT8 / OpenVINO variants where available.")] = False,
-    variant: Annotated[list[str] | None, typer.Option(help="Extra variant NAME=PATH.onnx (repeatable); implies --variants.")] = None,
-    tolerance: Annotated[float, typer.Option(help="Box agreement tolerance in page pixels (150 dpi for PDFs).")] = 4.0,
-    agreement_conf: Annotated[float | None, typer.Option(help="Also compare detections at this lower score threshold (untimed extra pass).")] = None,
-    pages_dir: Annotated[Path | None, typer.Option(help="Folder of page images to build the corpus from (default: tests/fixtures/pages).")] = None,
-    workdir: Annotated[Path | None, typer.Option(help="Build the corpus here and keep it (default: a temp folder, removed).")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smoke-sized: a few pages, one round, a small memory check.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the full report as JSON here.")
+    ] = None,
+    alternative: Annotated[
+        bool, typer.Option(help="Also time pymupdf 150 dpi + ultralytics predict, and compare detections.")
+    ] = True,
+    memory: Annotated[
+        bool, typer.Option(help="Measure peak RSS on a long vs a short scanned PDF in fresh processes.")
+    ] = True,
+    memory_pages: Annotated[
+        str | None,
+        typer.Option(help="Short,long page counts for the memory check. Default 5,500; --quick 2,20."),
+    ] = None,
+    variants: Annotated[
+        bool, typer.Option("--variants", help="Also measure INT8 / OpenVINO variants where available.")
+    ] = False,
+    variant: Annotated[
+        list[str] | None, typer.Option(help="Extra variant NAME=PATH.onnx (repeatable); implies --variants.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Box agreement tolerance in page pixels (150 dpi for PDFs).")
+    ] = 4.0,
+    agreement_conf: Annotated[
+        float | None,
+        typer.Option(help="Also compare detections at this lower score threshold (untimed extra pass)."),
+    ] = None,
+    pages_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of page images to build the corpus from (default: tests/fixtures/pages)."),
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Build the corpus here and keep it (default: a temp folder, removed).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Throughput: the pipeline vs the bare model vs pymupdf+ultralytics, detections compared, peak memory."""
@@ -38,10 +75,17 @@ def bench_command(
     width = None if sys.stdout.isatty() else 150  # a wide table in logs and CI output too
     console = Console(stderr=True, width=width) if json_out else Console(width=width)
     overrides: dict[str, Any] = {
-        "model": model, "batch_size": batch_size, "threads": threads, "workers": workers, "alternative": alternative,
-        "memory": memory, "variants": variants or bool(variant), "tolerance_px": tolerance,
+        "model": model,
+        "batch_size": batch_size,
+        "threads": threads,
+        "workers": workers,
+        "alternative": alternative,
+        "memory": memory,
+        "variants": variants or bool(variant),
+        "tolerance_px": tolerance,
         "agreement_conf": agreement_conf,
-        "pages_dir": str(pages_dir) if pages_dir else None, "workdir": str(workdir) if workdir else None,
+        "pages_dir": str(pages_dir) if pages_dir else None,
+        "workdir": str(workdir) if workdir else None,
     }
     if pages is not None:
         overrides["pages"] = pages
@@ -83,8 +127,19 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         f"{c['batch_size']}, {c['workers']} inference worker(s) × {c['threads']} thread(s); "
         f"median of {c['rounds']} round(s)"
     )
-    for col in ("input", "contender", "pages", "pages/s", "ms/page", "cpu ms/page", "cores busy", "vs model",
-                "vs best bare", "vs alternative", "same detections"):
+    for col in (
+        "input",
+        "contender",
+        "pages",
+        "pages/s",
+        "ms/page",
+        "cpu ms/page",
+        "cores busy",
+        "vs model",
+        "vs best bare",
+        "vs alternative",
+        "same detections",
+    ):
         t.add_column(col, justify="left" if col in ("input", "contender") else "right")
     for kind in KINDS:
         ratios, agree = r[kind], report.get("agreement", {}).get(kind)
@@ -100,7 +155,9 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                 f"{row['cores_busy']:.2f}",
                 f"{ratios['pipeline_vs_model']:.2f}×" if pipe else "",
                 f"{ratios['pipeline_vs_model_best']:.2f}×" if pipe else "",
-                f"{ratios['pipeline_vs_alternative']:.2f}×" if pipe and "pipeline_vs_alternative" in ratios else "",
+                f"{ratios['pipeline_vs_alternative']:.2f}×"
+                if pipe and "pipeline_vs_alternative" in ratios
+                else "",
                 f"{agree['pages_agree']}/{agree['pages']} pages" if pipe and agree else "",
                 end_section=name == list(tm[kind])[-1],
             )
@@ -113,11 +170,15 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     )
     for kind in KINDS:
         p = tm[kind]["pipeline"]["pages_per_second"]
-        console.print(f"  {kind}: {p:.2f} pages/s ≈ {pages_per_hour(p):,} pages/hour per worker "
-                      f"(model inputs {', '.join(m['input_shapes'][kind])})")
+        console.print(
+            f"  {kind}: {p:.2f} pages/s ≈ {pages_per_hour(p):,} pages/hour per worker "
+            f"(model inputs {', '.join(m['input_shapes'][kind])})"
+        )
     sections = [("agreement", "at the operating threshold")]
     if "agreement_low_threshold" in report:
-        sections.append(("agreement_low_threshold", f"at score ≥ {report['agreement_low_threshold']['conf']}"))
+        sections.append(
+            ("agreement_low_threshold", f"at score ≥ {report['agreement_low_threshold']['conf']}")
+        )
     for key, label in sections:
         for kind in KINDS:
             a = report.get(key, {}).get(kind)
@@ -135,8 +196,11 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
         console.print(f"  target {name}: {v['value']} (target {v['target']}) {mark}")
     if "memory" in report:
         mem = report["memory"]
-        rows = [f"{k.split('_')[1]} pages: peak {v['peak_rss_mb']} MB (ready {v['rss_ready_mb']} MB)"
-                for k, v in mem.items() if k.startswith("pages_")]
+        rows = [
+            f"{k.split('_')[1]} pages: peak {v['peak_rss_mb']} MB (ready {v['rss_ready_mb']} MB)"
+            for k, v in mem.items()
+            if k.startswith("pages_")
+        ]
         console.print(f"peak RSS: {'; '.join(rows)}; ratio {mem['ratio']} (target ≤ {mem['target']})")
     if "variants" in report:
         v = report["variants"]
@@ -145,7 +209,11 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                 console.print(
                     f"variant {name}: model {row['model_pages_per_second']:.2f} pages/s, pipeline (scanned) "
                     f"{row['pipeline_scanned_pages_per_second']:.2f} pages/s"
-                    + (f", agreement with fp32 {row['agreement_with_fp32']}" if "agreement_with_fp32" in row else "")
+                    + (
+                        f", agreement with fp32 {row['agreement_with_fp32']}"
+                        if "agreement_with_fp32" in row
+                        else ""
+                    )
                     + (f" ({row['note']})" if row.get("note") else "")
                 )
         for note in v["notes"]:

@@ -355,8 +355,6 @@ class OpenedDocument:
                 )
 
     def _raster_view(self, index: int, model_size: int, mode: str) -> PageView:
-        from PIL import Image
-
         assert self._tiff is not None
         im = self._tiff
         if index:
@@ -370,7 +368,8 @@ class OpenedDocument:
         # Decoded whole and resized bilinearly, as ultralytics' predict (and training) does with
         # an image file, so detections match theirs; gray pages stay gray until they are small.
         try:
-            frame = im if im.mode in ("L", "RGB") else im.convert("L" if im.mode in ("1", "LA", "I;16") else "RGB")
+            gray = im.mode in ("1", "LA", "I;16")
+            frame = im if im.mode in ("L", "RGB") else im.convert("L" if gray else "RGB")
             frame.load()
         except Exception as exc:
             raise DocumentError(

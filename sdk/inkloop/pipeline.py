@@ -3,8 +3,9 @@
 Rendering (pymupdf, Pillow, OpenCV) runs in a producer thread; onnxruntime infers batches in
 worker threads (on a 2-core worker: two single-threaded runs at once, see :class:`_Inference`);
 decoding, mapping back and writing stay in the caller's thread, in input order. So both cores stay
-busy with useful work. pymupdf is not thread-safe, so every pymupdf call holds :data:`PDF_LOCK`. Every input ends in exactly one place: ``results.jsonl`` (all its pages)
-or ``quarantine.jsonl`` (with the reason); a document whose page fails midway is quarantined whole.
+busy with useful work. pymupdf is not thread-safe, so every pymupdf call holds :data:`PDF_LOCK`.
+Every input ends in exactly one place: ``results.jsonl`` (all its pages) or ``quarantine.jsonl``
+(with the reason); a document whose page fails midway is quarantined whole.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ class _Inference:
         self.detector = detector
         self.split = type(detector).run is Detector.run and getattr(detector, "session", None) is not None
         self.workers = max(1, workers)
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="inkloop-infer") if self.split else None
+        self.pool = (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="inkloop-infer") if self.split else None
+        )
         self.stride = _dynamic_stride(detector) if self.split and rect else None
         # On the CPU provider a batch costs the same per page as single pages (38.8, 38.2, 38.6,
         # 38.8 ms/page at batch 1, 2, 4, 8 with one thread, yolov8n 352×416) but holds a batch's
@@ -243,7 +246,8 @@ def _produce(
                     tta = None
                     if routing is not None and routing.tta:
                         tta = prepare_tta(detector, view.image, routing)
-                    view.image = view.image[:0]  # the model copy is no longer needed
+                    # the model copy is no longer needed (a [:0] slice would keep its buffer alive)
+                    view.image = np.empty((0, 0, 3), np.uint8)
                 except DocumentError as exc:
                     out.put(_Item(doc, error=exc, last=True))
                     break
@@ -280,7 +284,9 @@ class DetectionRun:
         with ResultStore(self.out_dir) as store:
             infer = _Inference(self.detector, self.workers, self.opts.rect_inputs)
             producer = threading.Thread(
-                target=_produce, args=(sources, self.detector, store, self.opts, q, stop, infer.prepare), daemon=True
+                target=_produce,
+                args=(sources, self.detector, store, self.opts, q, stop, infer.prepare),
+                daemon=True,
             )
             producer.start()
             pending: dict[int, list[PageResult]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from inkloop.models import sha256_file
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -187,6 +190,13 @@ def _split_files(data_yaml: Path, split: str) -> list[tuple[Path, Path | None]]:
     return [(s.image, s.label) for s in load_dataset(data_yaml, split).samples]
 
 
+def _has_images(data_yaml: Path, split: str) -> bool:
+    try:
+        return bool(_split_files(data_yaml, split))
+    except Exception:  # a missing or empty split folder
+        return False
+
+
 def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
     """Content hash of one split (every image and its label), independent of paths and names.
 
@@ -260,6 +270,14 @@ def prepare_training_data(
     if test_split in cfg:
         del cfg[test_split]
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if not _has_images(out, "val") and _has_images(out, "train"):
+        # A small curated set can end with an empty val split (whole duplicate groups are kept in
+        # one split). ultralytics refuses to train without val; validating on train keeps training
+        # going and is recorded, while the frozen test split stays untouched for the gate.
+        cfg["val"] = cfg["train"]
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        info["val_fallback"] = "val split empty: validating on train"
+        log.warning("%s: val split is empty; validating on train (the test split stays frozen)", data)
     return out, info
 
 

@@ -109,7 +109,7 @@ class InkloopPromoteOperator(BaseOperator):
     recording the decision and its reasons in XCom and beside the candidate in the registry.
     """
 
-    template_fields: Sequence[str] = ("name", "data", "registry", "margin")
+    template_fields: Sequence[str] = ("name", "data", "registry", "margin", "policy")
 
     def __init__(
         self,
@@ -118,19 +118,24 @@ class InkloopPromoteOperator(BaseOperator):
         data: str,
         registry: str | None = None,
         margin: float | str | None = None,
+        policy: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.name, self.data, self.registry, self.margin = name, data, registry, margin
+        self.name, self.data, self.registry, self.margin, self.policy = name, data, registry, margin, policy
 
     def execute(self, context: Context) -> dict[str, Any]:
+        import ast
+
         from airflow.exceptions import AirflowSkipException
 
         from inkloop.gate import GatePolicy, promote
 
-        policy = (
-            GatePolicy(min_map50_gain=float(self.margin)) if self.margin not in (None, "", "None") else None
-        )
+        raw = self.policy
+        fields = dict(ast.literal_eval(raw) if isinstance(raw, str) and raw.strip() else raw or {})
+        if self.margin not in (None, "", "None"):
+            fields.setdefault("min_map50_gain", float(self.margin))
+        policy = GatePolicy(**fields) if fields else None
         decision = promote(self.name, self.data, registry=self.registry or None, policy=policy)
         summary = decision.to_dict()
         context["ti"].xcom_push(key="gate", value=summary)

@@ -25,7 +25,14 @@ def review_client(conn_id: str, project: str) -> Any:
 class InkloopReviewPushOperator(BaseOperator):
     """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent)."""
 
-    template_fields: Sequence[str] = ("results_dir", "project", "budget", "document_root", "images_dir")
+    template_fields: Sequence[str] = (
+        "results_dir",
+        "project",
+        "budget",
+        "min_uncertainty",
+        "document_root",
+        "images_dir",
+    )
     operator_extra_links = (LabelStudioProjectLink(),)
 
     def __init__(
@@ -35,6 +42,7 @@ class InkloopReviewPushOperator(BaseOperator):
         project: str = "inkloop review",
         labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
         budget: float | str = 0.1,
+        min_uncertainty: float | str = 0.3,
         delivery: str = "upload",
         document_root: str | None = None,
         images_dir: str | None = None,
@@ -46,6 +54,7 @@ class InkloopReviewPushOperator(BaseOperator):
         self.project = project
         self.labelstudio_conn_id = labelstudio_conn_id
         self.budget = budget
+        self.min_uncertainty = min_uncertainty
         self.delivery = delivery
         self.document_root = document_root
         self.images_dir = images_dir
@@ -59,7 +68,9 @@ class InkloopReviewPushOperator(BaseOperator):
         summary = push_results(
             client,
             self.results_dir,
-            RoutingConfig(max_review_fraction=float(self.budget)),
+            RoutingConfig(
+                max_review_fraction=float(self.budget), review_min_uncertainty=float(self.min_uncertainty)
+            ),
             include_audit=self.include_audit,
             delivery=self.delivery,  # type: ignore[arg-type]
             document_root=self.document_root or None,

@@ -1,0 +1,138 @@
+"""Ship a trained run as the bundled model: export, measure on val, pick the threshold, write the card.
+
+``python -m inkloop.bundle --run RUN_DIR --data DATASET [--version 1]`` is the last step of the
+bundled model's recipe (``training.RECIPES["bundled-v1"]``). Everything the card states is
+measured here, in one run:
+
+- metrics on the dataset's val split with inkloop's evaluator (same algorithm as ultralytics val);
+- the operating threshold: the F1-optimal score threshold on val, rounded *down* to a 0.05 grid
+  (favouring recall: a false box costs a reviewer a click, a missed signature costs more) and
+  clamped to [0.1, 0.5], so a threshold tuned to 81 pages does not over-fit them;
+- CPU latency as a ratio to yolov8s at 640 (an untrained yolov8s has the same cost as a trained
+  one), both timed with bare ``InferenceSession.run`` on the same machine in the same run,
+  interleaved so machine noise hits both alike;
+- the data version: the hash of every image and label file of the dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inkloop.models import ModelCard, resolve_model
+
+
+def choose_operating_threshold(best_f1_threshold: float, grid: float = 0.05) -> float:
+    """Round the F1-optimal threshold down to ``grid``, clamped to [0.1, 0.5]."""
+    return round(min(0.5, max(0.1, math.floor(best_f1_threshold / grid + 1e-9) * grid)), 4)
+
+
+def latency_ratio(model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", ref_imgsz: int = 640,
+                  repeats: int = 30) -> dict[str, float]:
+    """Median ms per image of ``model_onnx`` and of ``ref_cfg`` at ``ref_imgsz``, timed interleaved."""
+    import onnxruntime as ort
+
+    from inkloop.training import offline_env
+
+    offline_env()
+    from ultralytics import YOLO
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = YOLO(ref_cfg)
+        ref_path = Path(ref.export(format="onnx", imgsz=ref_imgsz, dynamic=False, simplify=True, device="cpu"))
+        moved = Path(tmp) / "ref.onnx"
+        ref_path.replace(moved)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        a = ort.InferenceSession(str(model_onnx), opts, providers=["CPUExecutionProvider"])
+        b = ort.InferenceSession(str(moved), opts, providers=["CPUExecutionProvider"])
+        xa = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+        xb = np.random.default_rng(0).random((1, 3, ref_imgsz, ref_imgsz), dtype=np.float32)
+        na, nb = a.get_inputs()[0].name, b.get_inputs()[0].name
+        for _ in range(3):
+            a.run(None, {na: xa})
+            b.run(None, {nb: xb})
+        ta, tb = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a.run(None, {na: xa})
+            ta.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            b.run(None, {nb: xb})
+            tb.append(time.perf_counter() - t)
+    ma, mb = statistics.median(ta) * 1000, statistics.median(tb) * 1000
+    return {"ms_per_image": round(ma, 2), "yolov8s_640_ms_per_image": round(mb, 2), "ratio_to_yolov8s_640": round(ma / mb, 3)}
+
+
+def ship(run_dir: Path, data: Path, out_dir: Path, version: str, weights: str = "best.pt") -> ModelCard:
+    """Export ``run_dir/weights/<weights>`` into ``out_dir`` with a complete, measured card."""
+    from inkloop.evaluate import evaluate
+    from inkloop.export import export_onnx
+    from inkloop.training import dataset_manifest
+
+    import yaml
+
+    from inkloop.training import RECIPES
+
+    if (run_dir / "recipe.json").exists():
+        args = json.loads((run_dir / "recipe.json").read_text())
+    else:  # a run started by an older inkloop: the recipe by name, ultralytics' own args.yaml
+        ul = yaml.safe_load((run_dir / "args.yaml").read_text()) if (run_dir / "args.yaml").exists() else {}
+        args = {"recipe": "bundled-v1", **RECIPES["bundled-v1"].train_args(), "model": ul.get("model"),
+                "imgsz": ul.get("imgsz", 416), "epochs": ul.get("epochs")}
+    results_csv = (run_dir / "results.csv").read_text().splitlines() if (run_dir / "results.csv").exists() else []
+    epochs_done = max(0, len(results_csv) - 1)
+    imgsz = int(args.get("imgsz", 416))
+    card = export_onnx(run_dir / "weights" / weights, out_dir, imgsz, "signature-detector", version)
+    report = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", plot=False)
+    threshold = choose_operating_threshold(report.best_f1.threshold)
+    at_op = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", conf=threshold, plot=False)
+    manifest = dataset_manifest(data)
+    card.conf_threshold = threshold
+    card.data_version = manifest["data_version"]
+    card.recipe = {**args, "epochs_completed": epochs_done, "weights": weights}
+    card.metrics = {
+        "split": "val",
+        "images": at_op.n_images,
+        "boxes": at_op.n_gt,
+        "mAP50": round(at_op.map50, 4),
+        "mAP50-95": round(at_op.map50_95, 4),
+        "precision": round(at_op.precision, 4),
+        "recall": round(at_op.recall, 4),
+        "f1": round(at_op.f1, 4),
+        "threshold_choice": {
+            "method": "F1-optimal on val, rounded down to 0.05, clamped to [0.1, 0.5]",
+            "best_f1": report.best_f1.to_dict(),
+        },
+        "cpu_latency": latency_ratio(out_dir / "model.onnx", imgsz),
+    }
+    card.license = "AGPL-3.0-or-later (derived from ultralytics YOLOv8, AGPL-3.0)"
+    card.extra["training_data"] = {"name": "signatures-real (Tobacco800 + Roboflow signatures-xc8up)",
+                                   "images": len([f for f in manifest["files"] if not f.endswith(".txt")])}
+    card.save(out_dir / "card.json")
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="training run folder (weights/, results.csv)")
+    p.add_argument("--data", type=Path, required=True, help="YOLO dataset with a val split")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "assets" / "signature-detector")
+    p.add_argument("--version", default="1")
+    p.add_argument("--weights", default="best.pt")
+    a = p.parse_args(argv)
+    card = ship(a.run, a.data, a.out, a.version, a.weights)
+    out: dict[str, Any] = {"model_version": card.model_version, "conf_threshold": card.conf_threshold, **card.metrics}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
