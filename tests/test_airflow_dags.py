@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+
 from airflow_env import ROOT, migrate, run_airflow
 
 pytestmark = pytest.mark.airflow
@@ -66,7 +67,9 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.split("RESULT", 1)[1])
     assert res["errors"] == {}
-    assert {"inkloop_detect", "inkloop_review_sync", "inkloop_retrain", "inkloop_reexport"} <= set(res["dags"])
+    assert {"inkloop_detect", "inkloop_review_sync", "inkloop_retrain", "inkloop_reexport"} <= set(
+        res["dags"]
+    )
     assert res["rendered"] >= 3  # model, conf, out_dir templates render with the DAG's params
 
 

@@ -29,8 +29,15 @@ def _region(xyxy, w, h, label="signature", rotation=0.0):
     v = to_labelstudio(xyxy, w, h)
     v["rotation"] = rotation
     v["rectanglelabels"] = [label]
-    return {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": w,
-            "original_height": h, "image_rotation": 0, "value": v}
+    return {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "value": v,
+    }
 
 
 @pytest.fixture()
@@ -53,8 +60,10 @@ def page_pngs(tmp_path, pages_dir):
         im = Image.open(src).convert("RGB")
         im.save(img)
         w, h = im.size
-        dets = [Detection("signature", 0.55, (0.2 * w, 0.6 * h, 0.5 * w, 0.7 * h)),
-                Detection("signature", 0.31, (0.6 * w, 0.1 * h, 0.8 * w, 0.15 * h))]
+        dets = [
+            Detection("signature", 0.55, (0.2 * w, 0.6 * h, 0.5 * w, 0.7 * h)),
+            Detection("signature", 0.31, (0.6 * w, 0.1 * h, 0.8 * w, 0.15 * h)),
+        ]
         out.append((_page(i, w, h, dets), img))
     del shutil
     return out
@@ -95,7 +104,9 @@ def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):
     review.client.annotations.create(id=tasks[keys[3]].id, result=[], was_cancelled=True)
     # page 4: a rotated box → enclosing axis-aligned box, flagged
     w4, h4 = page_pngs[4][0].page.width, page_pngs[4][0].page.height
-    review.client.annotations.create(id=tasks[keys[4]].id, result=[_region((100, 100, 300, 150), w4, h4, rotation=90)])
+    review.client.annotations.create(
+        id=tasks[keys[4]].id, result=[_region((100, 100, 300, 150), w4, h4, rotation=90)]
+    )
 
     state = tmp_path / "cursor.json"
     pulled = {p.page_key: p for p in review.pull(state)}
@@ -129,13 +140,17 @@ def test_local_files_delivery(labelstudio, tmp_path, request):
     from PIL import Image
 
     Image.new("RGB", (200, 300), "white").save(img)
-    res = review.push([(_page(90, 200, 300), img)], delivery="local-files", document_root=labelstudio.document_root)
+    res = review.push(
+        [(_page(90, 200, 300), img)], delivery="local-files", document_root=labelstudio.document_root
+    )
     assert res["pushed"] == 1
     task = next(iter(review.iter_tasks()))
     assert task.data["image"] == "/data/local-files/?d=pages/p.png"
     import httpx
 
-    r = httpx.get(labelstudio.url + task.data["image"], headers={"Authorization": f"Token {labelstudio.token}"})
+    r = httpx.get(
+        labelstudio.url + task.data["image"], headers={"Authorization": f"Token {labelstudio.token}"}
+    )
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
 
 
@@ -143,8 +158,9 @@ def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio)
     from inkloop.labelstudio_server import free_port
 
     token = "super-secret-token-123"
-    down = LabelStudioReview(f"http://127.0.0.1:{free_port()}", token,
-                             retry=RetryPolicy(attempts=3, base_delay=0.05, timeout=2))
+    down = LabelStudioReview(
+        f"http://127.0.0.1:{free_port()}", token, retry=RetryPolicy(attempts=3, base_delay=0.05, timeout=2)
+    )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ReviewServiceError) as ei:
         down.ensure_project()
@@ -178,12 +194,20 @@ def test_review_cli_push_pull_status(labelstudio, tmp_path, documents_dir):
     import sys
 
     out = tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "inkloop", "detect", str(documents_dir), "--out", str(out), "-q", "--route"], check=False)
+    subprocess.run(
+        [sys.executable, "-m", "inkloop", "detect", str(documents_dir), "--out", str(out), "-q", "--route"],
+        check=False,
+    )
     env = dict(os.environ, INKLOOP_LS_TOKEN=labelstudio.token, INKLOOP_LS_URL=labelstudio.url)
 
     def cli(*args: str) -> dict:
-        p = subprocess.run([sys.executable, "-m", "inkloop", "review", *args, "--json"], env=env,
-                           capture_output=True, text=True, timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-m", "inkloop", "review", *args, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert p.returncode == 0, p.stderr
         assert labelstudio.token not in p.stdout + p.stderr
         return json.loads(p.stdout)

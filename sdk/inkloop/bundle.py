@@ -35,8 +35,9 @@ def choose_operating_threshold(best_f1_threshold: float, grid: float = 0.05) -> 
     return round(min(0.5, max(0.1, math.floor(best_f1_threshold / grid + 1e-9) * grid)), 4)
 
 
-def latency_ratio(model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", ref_imgsz: int = 640,
-                  repeats: int = 30) -> dict[str, float]:
+def latency_ratio(
+    model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", ref_imgsz: int = 640, repeats: int = 30
+) -> dict[str, float]:
     """Median ms per image of ``model_onnx`` and of ``ref_cfg`` at ``ref_imgsz``, timed interleaved."""
     import onnxruntime as ort
 
@@ -47,7 +48,9 @@ def latency_ratio(model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", r
 
     with tempfile.TemporaryDirectory() as tmp:
         ref = YOLO(ref_cfg)
-        ref_path = Path(ref.export(format="onnx", imgsz=ref_imgsz, dynamic=False, simplify=True, device="cpu"))
+        ref_path = Path(
+            ref.export(format="onnx", imgsz=ref_imgsz, dynamic=False, simplify=True, device="cpu")
+        )
         moved = Path(tmp) / "ref.onnx"
         ref_path.replace(moved)
         opts = ort.SessionOptions()
@@ -69,26 +72,35 @@ def latency_ratio(model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", r
             b.run(None, {nb: xb})
             tb.append(time.perf_counter() - t)
     ma, mb = statistics.median(ta) * 1000, statistics.median(tb) * 1000
-    return {"ms_per_image": round(ma, 2), "yolov8s_640_ms_per_image": round(mb, 2), "ratio_to_yolov8s_640": round(ma / mb, 3)}
+    return {
+        "ms_per_image": round(ma, 2),
+        "yolov8s_640_ms_per_image": round(mb, 2),
+        "ratio_to_yolov8s_640": round(ma / mb, 3),
+    }
 
 
 def ship(run_dir: Path, data: Path, out_dir: Path, version: str, weights: str = "best.pt") -> ModelCard:
     """Export ``run_dir/weights/<weights>`` into ``out_dir`` with a complete, measured card."""
-    from inkloop.evaluate import evaluate
-    from inkloop.export import export_onnx
-    from inkloop.training import dataset_manifest
-
     import yaml
 
-    from inkloop.training import RECIPES
+    from inkloop.evaluate import evaluate
+    from inkloop.export import export_onnx
+    from inkloop.training import RECIPES, dataset_manifest
 
     if (run_dir / "recipe.json").exists():
         args = json.loads((run_dir / "recipe.json").read_text())
     else:  # a run started by an older inkloop: the recipe by name, ultralytics' own args.yaml
         ul = yaml.safe_load((run_dir / "args.yaml").read_text()) if (run_dir / "args.yaml").exists() else {}
-        args = {"recipe": "bundled-v1", **RECIPES["bundled-v1"].train_args(), "model": ul.get("model"),
-                "imgsz": ul.get("imgsz", 416), "epochs": ul.get("epochs")}
-    results_csv = (run_dir / "results.csv").read_text().splitlines() if (run_dir / "results.csv").exists() else []
+        args = {
+            "recipe": "bundled-v1",
+            **RECIPES["bundled-v1"].train_args(),
+            "model": ul.get("model"),
+            "imgsz": ul.get("imgsz", 416),
+            "epochs": ul.get("epochs"),
+        }
+    results_csv = (
+        (run_dir / "results.csv").read_text().splitlines() if (run_dir / "results.csv").exists() else []
+    )
     epochs_done = max(0, len(results_csv) - 1)
     imgsz = int(args.get("imgsz", 416))
     card = export_onnx(run_dir / "weights" / weights, out_dir, imgsz, "signature-detector", version)
@@ -115,8 +127,10 @@ def ship(run_dir: Path, data: Path, out_dir: Path, version: str, weights: str = 
         "cpu_latency": latency_ratio(out_dir / "model.onnx", imgsz),
     }
     card.license = "AGPL-3.0-or-later (derived from ultralytics YOLOv8, AGPL-3.0)"
-    card.extra["training_data"] = {"name": "signatures-real (Tobacco800 + Roboflow signatures-xc8up)",
-                                   "images": len([f for f in manifest["files"] if not f.endswith(".txt")])}
+    card.extra["training_data"] = {
+        "name": "signatures-real (Tobacco800 + Roboflow signatures-xc8up)",
+        "images": len([f for f in manifest["files"] if not f.endswith(".txt")]),
+    }
     card.save(out_dir / "card.json")
     return card
 
@@ -130,7 +144,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default="best.pt")
     a = p.parse_args(argv)
     card = ship(a.run, a.data, a.out, a.version, a.weights)
-    out: dict[str, Any] = {"model_version": card.model_version, "conf_threshold": card.conf_threshold, **card.metrics}
+    out: dict[str, Any] = {
+        "model_version": card.model_version,
+        "conf_threshold": card.conf_threshold,
+        **card.metrics,
+    }
     print(json.dumps(out, indent=2))
 
 

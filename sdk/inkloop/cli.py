@@ -6,7 +6,9 @@ Exit codes (stable, scripts rely on them):
 - 1: unexpected internal error;
 - 2: usage error (bad option, missing argument);
 - 3: finished, but some inputs were quarantined (see ``quarantine.jsonl``);
-- 4: model error (missing, corrupt, unloadable model).
+- 4: model error (missing, corrupt, unloadable model);
+- 5: ``inkloop promote``: the gate refused the candidate (production unchanged);
+- 6: ``inkloop train``: stopped before the end (time limit, cancelled) but resumable.
 """
 
 from __future__ import annotations
@@ -39,25 +41,64 @@ def _console(json_mode: bool) -> Any:
 
 @app.command()
 def detect(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders, globs or storage URLs (s3://, gs://, memory://…).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.jsonl, quarantine.jsonl, summary.json.")],
-    model: Annotated[str | None, typer.Option(help="Model: 'bundled' (default), a .onnx path, hf://owner/repo/file.onnx@rev, registry://name@alias.")] = None,
+    inputs: Annotated[
+        list[str], typer.Argument(help="Files, folders, globs or storage URLs (s3://, gs://, memory://…).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder for results.jsonl, quarantine.jsonl, summary.json."),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model: 'bundled' (default), a .onnx path, hf://owner/repo/file.onnx@rev, registry://name@alias."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino.")] = "cpu",
-    conf: Annotated[float | None, typer.Option(help="Score threshold (default: the model card's operating threshold).")] = None,
+    conf: Annotated[
+        float | None, typer.Option(help="Score threshold (default: the model card's operating threshold).")
+    ] = None,
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: the model card's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Pages per inference batch.")] = 4,
-    dpi: Annotated[float, typer.Option(help="Reading resolution for PDF page pixels and annotated outputs.")] = 150.0,
-    annotate: Annotated[bool, typer.Option("--annotate", help="Write an annotated PNG per page (annotated/).")] = False,
-    annotate_pdf: Annotated[bool, typer.Option("--annotate-pdf", help="Write a copy of each PDF with the boxes as annotations.")] = False,
-    crops: Annotated[bool, typer.Option("--crops", help="Write a PNG crop of each detection (crops/).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-process documents already in the results.")] = False,
+    dpi: Annotated[
+        float, typer.Option(help="Reading resolution for PDF page pixels and annotated outputs.")
+    ] = 150.0,
+    annotate: Annotated[
+        bool, typer.Option("--annotate", help="Write an annotated PNG per page (annotated/).")
+    ] = False,
+    annotate_pdf: Annotated[
+        bool, typer.Option("--annotate-pdf", help="Write a copy of each PDF with the boxes as annotations.")
+    ] = False,
+    crops: Annotated[
+        bool, typer.Option("--crops", help="Write a PNG crop of each detection (crops/).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-process documents already in the results.")
+    ] = False,
     max_pages: Annotated[int, typer.Option(help="Quarantine documents with more pages than this.")] = 2000,
-    max_pixels: Annotated[int, typer.Option(help="Quarantine pages larger than this many pixels.")] = 200_000_000,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
+    max_pixels: Annotated[
+        int, typer.Option(help="Quarantine pages larger than this many pixels.")
+    ] = 200_000_000,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    route: Annotated[bool, typer.Option("--route/--no-route", help="Score each page's uncertainty and write routing.jsonl (review / audit / auto_accept).")] = False,
-    review_budget: Annotated[float, typer.Option(help="With --route: most pages sent to review, as a fraction of the run.")] = 0.1,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="With --route: a second, test-time-augmented inference per page.")] = True,
+    route: Annotated[
+        bool,
+        typer.Option(
+            "--route/--no-route",
+            help="Score each page's uncertainty and write routing.jsonl (review / audit / auto_accept).",
+        ),
+    ] = False,
+    review_budget: Annotated[
+        float, typer.Option(help="With --route: most pages sent to review, as a fraction of the run.")
+    ] = 0.1,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta/--no-tta", help="With --route: a second, test-time-augmented inference per page."
+        ),
+    ] = True,
 ) -> None:
     """Detect signatures in documents; every input ends in results.jsonl or quarantine.jsonl."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -69,8 +110,16 @@ def detect(
 
     console = _console(json_out)
     opts = DetectOptions(
-        model=model, device=device, conf=conf, iou=iou, batch_size=batch_size, people_dpi=dpi, force=force,
-        annotate_png=annotate, annotate_pdf=annotate_pdf, crops=crops,
+        model=model,
+        device=device,
+        conf=conf,
+        iou=iou,
+        batch_size=batch_size,
+        people_dpi=dpi,
+        force=force,
+        annotate_png=annotate,
+        annotate_pdf=annotate_pdf,
+        crops=crops,
         limits=Limits(max_pages=max_pages, max_pixels=max_pixels),
         routing=RoutingConfig(max_review_fraction=review_budget, tta=tta) if route else None,
     )
@@ -81,9 +130,14 @@ def detect(
         raise typer.Exit(EXIT_MODEL) from None
 
     with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[pages]} pages"), TimeElapsedColumn(),
-        console=console, disable=quiet, transient=False,
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[pages]} pages"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
     ) as progress:
         task = progress.add_task("documents", total=None, pages=0)
         state = {"pages": 0}
@@ -112,8 +166,18 @@ def _print_summary(console: Any, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title="inkloop detect", show_header=False)
-    for key in ("documents", "pages", "pages_with_detections", "detections", "skipped", "quarantined",
-                "seconds", "pages_per_second", "model_version", "out_dir"):
+    for key in (
+        "documents",
+        "pages",
+        "pages_with_detections",
+        "detections",
+        "skipped",
+        "quarantined",
+        "seconds",
+        "pages_per_second",
+        "model_version",
+        "out_dir",
+    ):
         t.add_row(key.replace("_", " "), str(s[key]))
     console.print(t)
 

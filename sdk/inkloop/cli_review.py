@@ -12,13 +12,19 @@ from typing import Annotated, Any
 
 import typer
 
-review_app = typer.Typer(help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True)
+review_app = typer.Typer(
+    help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True
+)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="INKLOOP_LS_URL", help="Label Studio URL.")]
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", envvar=["INKLOOP_LS_TOKEN", "LABEL_STUDIO_API_KEY"], help="API token (prefer the env var).",
-                 show_envvar=True),
+    typer.Option(
+        "--token",
+        envvar=["INKLOOP_LS_TOKEN", "LABEL_STUDIO_API_KEY"],
+        help="API token (prefer the env var).",
+        show_envvar=True,
+    ),
 ]
 ProjectOpt = Annotated[str, typer.Option("--project", help="Project title (created if missing).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
@@ -48,10 +54,18 @@ def push(
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     project: ProjectOpt = "inkloop review",
-    delivery: Annotated[str, typer.Option(help="How page images reach Label Studio: upload, local-files.")] = "upload",
-    document_root: Annotated[Path | None, typer.Option(help="The server's LOCAL_FILES_DOCUMENT_ROOT (local-files).")] = None,
-    images_dir: Annotated[Path | None, typer.Option(help="Where page images are rendered (default RESULTS/review-images).")] = None,
-    budget: Annotated[float, typer.Option(help="Most pages sent to review, as a fraction of the run's pages.")] = 0.1,
+    delivery: Annotated[
+        str, typer.Option(help="How page images reach Label Studio: upload, local-files.")
+    ] = "upload",
+    document_root: Annotated[
+        Path | None, typer.Option(help="The server's LOCAL_FILES_DOCUMENT_ROOT (local-files).")
+    ] = None,
+    images_dir: Annotated[
+        Path | None, typer.Option(help="Where page images are rendered (default RESULTS/review-images).")
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(help="Most pages sent to review, as a fraction of the run's pages.")
+    ] = 0.1,
     max_pages: Annotated[int | None, typer.Option(help="Most pages sent to review, as a count.")] = None,
     include_audit: Annotated[bool, typer.Option(help="Also send the random audit sample.")] = True,
     dpi: Annotated[float, typer.Option(help="Reading resolution of PDF page images.")] = 150.0,
@@ -97,7 +111,9 @@ def pull(
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     project: ProjectOpt = "inkloop review",
-    state: Annotated[Path | None, typer.Option(help="Cursor file for incremental pulls (default OUT.cursor.json).")] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Cursor file for incremental pulls (default OUT.cursor.json).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Pull reviews finished or changed since the last pull; write them as JSON Lines."""
@@ -127,5 +143,3 @@ def status(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _emit(summary, json_out)
-
-

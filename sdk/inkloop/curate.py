@@ -1077,4 +1077,10 @@ def curate_cycle(
     evaluation = store.evaluate() if store.reviewed().count() else {}
     issues = store.find_issues() if find_issues and store.reviewed().count() > 1 else {}
     export = store.export_yolo(export_dir)
-    return {"dataset": dataset, "imported": imported, "evaluation": evaluation, "issues": issues, "export": export}
+    return {
+        "dataset": dataset,
+        "imported": imported,
+        "evaluation": evaluation,
+        "issues": issues,
+        "export": export,
+    }

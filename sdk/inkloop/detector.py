@@ -61,6 +61,10 @@ class Prepared:
 class Detector:
     """An ONNX detector configured from its model card."""
 
+    #: Pad letterboxed inputs to a multiple of this instead of the full square (set for models
+    #: with dynamic height/width; ``None`` for subclasses that bypass ``__init__``).
+    stride: int | None = None
+
     def __init__(
         self,
         model: ModelRef | str | None = None,
@@ -94,6 +98,15 @@ class Detector:
         self.input_name = inp.name
         batch_dim = inp.shape[0]
         self.dynamic_batch = not isinstance(batch_dim, int)
+        # Letterbox models exported with dynamic height/width take "minimum rectangle" inputs
+        # (padded to a multiple of the stride, as ultralytics' predict feeds them): a letter page
+        # is 352×416 instead of 416×416, 15 % less work, and the same tensor ultralytics builds.
+        shape = inp.shape
+        if self.card.preprocessing == "letterbox" and len(shape) == 4 and not isinstance(shape[2], int):
+            try:
+                self.stride = int(self.session.get_modelmeta().custom_metadata_map.get("stride", 32))
+            except (TypeError, ValueError):
+                self.stride = 32
         out_shape = self.session.get_outputs()[0].shape
         if isinstance(out_shape[1], int) and out_shape[1] - 4 != len(self.card.class_names):
             raise ModelError(
@@ -111,19 +124,25 @@ class Detector:
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """CPU-side preprocessing, separate so a pipeline can run it beside inference."""
-        tensor, transform = prepare(image, self.card.input_size, self.card.preprocessing)
+        tensor, transform = prepare(image, self.card.input_size, self.card.preprocessing, self.stride)
         return Prepared(tensor, transform)
 
     def run(self, batch: Sequence[Prepared]) -> list[list[Detection]]:
         """Inference and decoding for already-prepared images."""
         if not batch:
             return []
-        if self.dynamic_batch:
-            raw = self.session.run(None, {self.input_name: np.stack([p.tensor for p in batch])})[0]
-        else:
-            raw = np.concatenate(
-                [self.session.run(None, {self.input_name: p.tensor[None]})[0] for p in batch]
-            )
+        raw: list[np.ndarray] = [np.empty(0)] * len(batch)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(batch):  # rectangular inputs: one batch per shape
+            groups.setdefault(p.tensor.shape, []).append(i)
+        for idx in groups.values():
+            if self.dynamic_batch:
+                out = self.session.run(None, {self.input_name: np.stack([batch[i].tensor for i in idx])})[0]
+                for k, i in enumerate(idx):
+                    raw[i] = out[k]
+            else:
+                for i in idx:
+                    raw[i] = self.session.run(None, {self.input_name: batch[i].tensor[None]})[0][0]
         return [self._decode(raw[i], p.transform) for i, p in enumerate(batch)]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:

@@ -109,19 +109,6 @@ def _input_batch(items: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _dynamic_stride(detector: Detector) -> int | None:
-    """The stride to pad to, for a letterbox model whose input height and width are dynamic."""
-    if detector.card.preprocessing != "letterbox":
-        return None
-    shape = detector.session.get_inputs()[0].shape
-    if len(shape) != 4 or isinstance(shape[2], int) or isinstance(shape[3], int):
-        return None
-    try:
-        return int(detector.session.get_modelmeta().custom_metadata_map.get("stride", 32))
-    except (TypeError, ValueError):
-        return 32
-
-
 class _Inference:
     """The model's forward pass for a batch, in worker threads beside rendering and writing.
 
@@ -139,7 +126,7 @@ class _Inference:
         self.pool = (
             ThreadPoolExecutor(self.workers, thread_name_prefix="inkloop-infer") if self.split else None
         )
-        self.stride = _dynamic_stride(detector) if self.split and rect else None
+        self.stride = detector.stride if self.split and rect else None
         # On the CPU provider a batch costs the same per page as single pages (38.8, 38.2, 38.6,
         # 38.8 ms/page at batch 1, 2, 4, 8 with one thread, yolov8n 352×416) but holds a batch's
         # activations per worker; so CPU workers infer page by page, accelerators by the batch.
@@ -263,7 +250,9 @@ def _produce(
 class DetectionRun:
     """One run over a set of inputs into one output folder."""
 
-    def __init__(self, out_dir: str | Path, options: DetectOptions | None = None, detector: Detector | None = None):
+    def __init__(
+        self, out_dir: str | Path, options: DetectOptions | None = None, detector: Detector | None = None
+    ):
         self.opts = options or DetectOptions()
         cores = os.cpu_count() or 1
         self.workers = self.opts.inference_workers or (1 if detector is not None else min(2, cores))
@@ -369,9 +358,7 @@ class DetectionRun:
                 continue
             assert it.view is not None
             view = it.view
-            mapped = [
-                Detection(d.label, d.score, view.to_page(d.xyxy)) for d in by_item[id(it)]
-            ]
+            mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in by_item[id(it)]]
             result = PageResult(
                 page=view.page,
                 detections=kept(mapped, threshold),  # what a run without routing keeps
@@ -391,7 +378,12 @@ class DetectionRun:
                 self._finish(it.doc, pending.pop(key), store, summary, notify)
 
     def _finish(
-        self, doc: OpenedDocument, results: list[PageResult], store: ResultStore, summary: Summary, notify: ProgressFn
+        self,
+        doc: OpenedDocument,
+        results: list[PageResult],
+        store: ResultStore,
+        summary: Summary,
+        notify: ProgressFn,
     ) -> None:
         try:
             self._write_outputs(doc, results)
@@ -405,11 +397,24 @@ class DetectionRun:
         summary.pages += len(results)
         summary.pages_with_detections += sum(1 for r in results if r.detections)
         summary.detections += sum(len(r.detections) for r in results)
-        notify("document", {"source": doc.source, "doc_id": doc.doc_id, "pages": len(results),
-                            "detections": sum(len(r.detections) for r in results)})
+        notify(
+            "document",
+            {
+                "source": doc.source,
+                "doc_id": doc.doc_id,
+                "pages": len(results),
+                "detections": sum(len(r.detections) for r in results),
+            },
+        )
 
     def _quarantine(
-        self, store: ResultStore, summary: Summary, source: str, doc_id: str | None, err: DocumentError, notify: ProgressFn
+        self,
+        store: ResultStore,
+        summary: Summary,
+        source: str,
+        doc_id: str | None,
+        err: DocumentError,
+        notify: ProgressFn,
     ) -> None:
         rec = QuarantineRecord(source=source, reason=err.reason, error=err.kind, doc_id=doc_id)
         store.write_quarantine(rec)
@@ -431,17 +436,26 @@ class DetectionRun:
             with PDF_LOCK:
                 img = doc.render_for_people(r.page.index)
             if o.annotate_png:
-                outputs.write_png(outputs.draw_boxes(img, r.detections), self.out_dir / "annotated" / f"{stem}-p{r.page.index + 1}.png")
+                outputs.write_png(
+                    outputs.draw_boxes(img, r.detections),
+                    self.out_dir / "annotated" / f"{stem}-p{r.page.index + 1}.png",
+                )
             if o.crops:
                 for k, d in enumerate(r.detections):
-                    outputs.write_png(outputs.crop(img, d), self.out_dir / "crops" / f"{stem}-p{r.page.index + 1}-{k + 1}.png")
+                    outputs.write_png(
+                        outputs.crop(img, d),
+                        self.out_dir / "crops" / f"{stem}-p{r.page.index + 1}-{k + 1}.png",
+                    )
         if o.annotate_pdf and doc.kind == "pdf":
             with PDF_LOCK:
                 outputs.annotate_pdf(doc.path, results, self.out_dir / "annotated" / f"{stem}.pdf")
 
 
 def detect(
-    inputs: Sequence[str], out_dir: str | Path, options: DetectOptions | None = None, progress: ProgressFn | None = None
+    inputs: Sequence[str],
+    out_dir: str | Path,
+    options: DetectOptions | None = None,
+    progress: ProgressFn | None = None,
 ) -> Summary:
     """Detect over files, folders or storage URLs; write results to ``out_dir``; return the summary."""
     return DetectionRun(out_dir, options).run(inputs, progress)

@@ -147,8 +147,16 @@ class LabelStudioReview:
                 if not _transient(exc) or attempt == self.retry.attempts:
                     msg = self._redact(_describe(exc))[:500]
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise ReviewServiceError(f"Label Studio at {self.url}: {what} failed{tries}: {msg}") from None
-                log.warning("Label Studio %s failed (%s), retry %d in %.1fs", what, exc.__class__.__name__, attempt, delay)
+                    raise ReviewServiceError(
+                        f"Label Studio at {self.url}: {what} failed{tries}: {msg}"
+                    ) from None
+                log.warning(
+                    "Label Studio %s failed (%s), retry %d in %.1fs",
+                    what,
+                    exc.__class__.__name__,
+                    attempt,
+                    delay,
+                )
                 time.sleep(delay * (0.5 + random.random() / 2))
                 delay = min(delay * 2, self.retry.max_delay)
         raise AssertionError("unreachable")
@@ -166,7 +174,9 @@ class LabelStudioReview:
                 **kwargs,
             )
             if r.status_code >= 400:
-                err = httpx.HTTPStatusError(f"HTTP {r.status_code}: {r.text[:300]}", request=r.request, response=r)
+                err = httpx.HTTPStatusError(
+                    f"HTTP {r.status_code}: {r.text[:300]}", request=r.request, response=r
+                )
                 err.status_code = r.status_code  # type: ignore[attr-defined]
                 raise err
             return r.json()
@@ -184,7 +194,9 @@ class LabelStudioReview:
         """Get or create the review project by title (idempotent)."""
         from inkloop.labelstudio_server import instructions_html, labeling_config
 
-        for p in self.call("list projects", lambda: list(self.client.projects.list(title=self.project_title))):
+        for p in self.call(
+            "list projects", lambda: list(self.client.projects.list(title=self.project_title))
+        ):
             if p.title == self.project_title:
                 return int(p.id)
         created = self.call(
@@ -206,11 +218,15 @@ class LabelStudioReview:
     def iter_tasks(self) -> Iterator[Any]:
         """Every task of the project with its annotations (paged by the SDK)."""
         pid = self.project_id
-        pager = self.call("list tasks", lambda: self.client.tasks.list(project=pid, fields="all", page_size=100))
+        pager = self.call(
+            "list tasks", lambda: self.client.tasks.list(project=pid, fields="all", page_size=100)
+        )
         yield from pager
 
     def existing_page_keys(self) -> dict[str, int]:
-        return {t.data.get("page_key"): int(t.id) for t in self.iter_tasks() if t.data and t.data.get("page_key")}
+        return {
+            t.data.get("page_key"): int(t.id) for t in self.iter_tasks() if t.data and t.data.get("page_key")
+        }
 
     # -- images ----------------------------------------------------------------------------------
     def upload_image(self, path: Path) -> str:
@@ -224,7 +240,9 @@ class LabelStudioReview:
         ids = resp.get("file_upload_ids") or []
         if not ids:
             raise ReviewServiceError(f"Label Studio at {self.url}: upload of {path.name} returned no file id")
-        uploads = self._http("GET", f"/api/projects/{self.project_id}/file-uploads", params={"ids": json.dumps(ids)})
+        uploads = self._http(
+            "GET", f"/api/projects/{self.project_id}/file-uploads", params={"ids": json.dumps(ids)}
+        )
         file_path = uploads[0]["file"]
         return f"/data/{file_path}" if not file_path.startswith("/") else file_path
 
@@ -277,7 +295,9 @@ class LabelStudioReview:
         if delivery == "upload":
             return self.upload_image(path)
         if document_root is None:
-            raise ValueError("local-files delivery needs document_root (the server's LOCAL_FILES_DOCUMENT_ROOT)")
+            raise ValueError(
+                "local-files delivery needs document_root (the server's LOCAL_FILES_DOCUMENT_ROOT)"
+            )
         rel = path.resolve().relative_to(Path(document_root).resolve())
         self.ensure_local_storage(path.resolve().parent)
         return f"/data/local-files/?d={rel.as_posix()}"
@@ -286,7 +306,9 @@ class LabelStudioReview:
         """Label Studio serves a local file only under a Local Storage of the project: add one."""
         pid = self.project_id
         if not hasattr(self, "_storages"):
-            found = self.call("list local storages", lambda: self.client.import_storage.local.list(project=pid))
+            found = self.call(
+                "list local storages", lambda: self.client.import_storage.local.list(project=pid)
+            )
             self._storages = {str(st.path) for st in found}
         if any(str(folder) == p or str(folder).startswith(p.rstrip("/") + "/") for p in self._storages):
             return
@@ -332,7 +354,9 @@ class LabelStudioReview:
                 "uncertainty": r.uncertainty,
                 "reasons": ", ".join(r.reasons),
             },
-            "predictions": [{"model_version": r.model_version, "score": round(float(page_score), 5), "result": regions}],
+            "predictions": [
+                {"model_version": r.model_version, "score": round(float(page_score), 5), "result": regions}
+            ],
         }
 
     # -- pull --------------------------------------------------------------------------------------
@@ -362,7 +386,10 @@ class LabelStudioReview:
                 elif ts == newest:
                     newest_ids.add(a.get("id"))
         if state_file is not None:
-            _save_state(state_file, {"cursor": newest, "seen_at_cursor": sorted(i for i in newest_ids if i is not None)})
+            _save_state(
+                state_file,
+                {"cursor": newest, "seen_at_cursor": sorted(i for i in newest_ids if i is not None)},
+            )
         return out
 
     def status(self) -> dict[str, Any]:
@@ -375,8 +402,14 @@ class LabelStudioReview:
                 done += 1
             elif anns:
                 skipped += 1
-        return {"project_id": self.project_id, "url": self.project_url(), "tasks": total, "reviewed": done,
-                "skipped": skipped, "pending": total - done - skipped}
+        return {
+            "project_id": self.project_id,
+            "url": self.project_url(),
+            "tasks": total,
+            "reviewed": done,
+            "skipped": skipped,
+            "pending": total - done - skipped,
+        }
 
 
 def _describe(exc: BaseException) -> str:
@@ -422,8 +455,14 @@ def _resolve(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
         if not anns:
             return None
         last = max(anns, key=lambda a: a["updated_at"])
-        return ReviewedPage(status="skipped", ground_truth=None, annotation_id=last.get("id"),
-                            annotator=_who(last), updated_at=last["updated_at"], **base)  # type: ignore[arg-type]
+        return ReviewedPage(
+            status="skipped",
+            ground_truth=None,
+            annotation_id=last.get("id"),
+            annotator=_who(last),
+            updated_at=last["updated_at"],
+            **base,
+        )  # type: ignore[arg-type]
     marked = [a for a in submitted if a.get("ground_truth")]
     chosen = max(marked or submitted, key=lambda a: a["updated_at"])
     boxes: list[Detection] = []
@@ -440,8 +479,15 @@ def _resolve(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
         x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(ow), x1), min(float(oh), y1)
         for label in value.get("rectanglelabels") or ["signature"]:
             boxes.append(Detection(label=label, score=1.0, xyxy=(x0, y0, x1, y1)))
-    return ReviewedPage(status="submitted", ground_truth=boxes, annotation_id=chosen.get("id"), annotator=_who(chosen),
-                        updated_at=chosen["updated_at"], rotated=rotated, **base)  # type: ignore[arg-type]
+    return ReviewedPage(
+        status="submitted",
+        ground_truth=boxes,
+        annotation_id=chosen.get("id"),
+        annotator=_who(chosen),
+        updated_at=chosen["updated_at"],
+        rotated=rotated,
+        **base,
+    )  # type: ignore[arg-type]
 
 
 def _who(a: dict[str, Any]) -> str | None:
@@ -552,7 +598,9 @@ def push_results(
     return summary
 
 
-def pull_to_file(client: LabelStudioReview, out: str | Path, state: str | Path | None = None) -> dict[str, Any]:
+def pull_to_file(
+    client: LabelStudioReview, out: str | Path, state: str | Path | None = None
+) -> dict[str, Any]:
     """Incremental pull appended to ``out`` (JSON Lines); returns counts."""
     out = Path(out)
     pages = client.pull(state or out.with_suffix(".cursor.json"))

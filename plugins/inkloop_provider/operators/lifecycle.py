@@ -64,10 +64,9 @@ class InkloopTrainOperator(BaseOperator):
             resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
             on_progress=lambda p: self.log.info("training: %s", p),
         )
-        if result.status != "completed":
-            raise RuntimeError(
-                f"training ended {result.status}: {result.message} (resumable: re-run the task)"
-            )
+        if not result.ok:
+            hint = " (resumable: re-run the task)" if result.resumable else ""
+            raise RuntimeError(f"training ended {result.status}: {result.message}{hint}")
         return {
             "status": result.status,
             "run_dir": str(result.run_dir),
