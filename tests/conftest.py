@@ -20,6 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
+# One FiftyOne database for the whole suite (FiftyOne attaches to any running one of this user).
+os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-db"))
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 
 @pytest.fixture(scope="session")

@@ -183,7 +183,7 @@ def test_time_limit_stops_training_and_the_run_resumes(tmp_path, dataset):
     assert second.status == "cancelled" and second.resumable, second.message
     assert second.resumed_from_epoch == first["epochs_done"]
     assert seen[0] > first["epochs_done"] and second.epochs_done > first["epochs_done"]
-    assert "Resuming training" in (run_dir / "train.log").read_text()
+    assert (run_dir / "train.log").read_text().count("--resume") >= 1  # the child was asked to resume
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the job's handler is gone again
     assert not group_alive(json.loads((run_dir / "inkloop-status.json").read_text())["pid"])
 

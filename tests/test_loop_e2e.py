@@ -28,17 +28,28 @@ PROJECT = "e2e loop"
 
 
 def make_inbox(pages_dir: Path, inbox: Path) -> dict[str, list[tuple[float, float, float, float]]]:
-    """Single-page PNG documents (crops/rescans of the fixture pages) and their true boxes by file name."""
+    """Single-page PNG documents and their true boxes, by file name.
+
+    Each fixture page is placed on larger white sheets at different offsets and scales, so the
+    pages are distinct documents (not near-duplicates, which curation would keep in one split) and
+    the frozen test split of this small set is not empty.
+    """
     inbox.mkdir(parents=True)
     truth: dict[str, list[tuple[float, float, float, float]]] = {}
+    layouts = [(0.0, 0.0, 1.0), (0.35, 0.05, 0.8), (0.05, 0.4, 0.7), (0.3, 0.3, 0.9), (0.5, 0.1, 0.6)]
     for src in sorted(pages_dir.glob("*.png")) + sorted(pages_dir.glob("*.jpg")):
         im = Image.open(src).convert("RGB")
         labels = read_labels(src.with_suffix(".txt").read_text())
-        for k, scale in enumerate((1.0, 0.9, 0.8, 0.7, 0.6)):
+        for k, (ox, oy, scale) in enumerate(layouts):
             w, h = round(im.width * scale), round(im.height * scale)
+            sheet = Image.new("RGB", (round(im.width * 1.6), round(im.height * 1.5)), "white")
+            x0, y0 = round(ox * im.width), round(oy * im.height)
+            sheet.paste(im.resize((w, h)), (x0, y0))
             name = f"{src.stem[:20]}-{k}.png"
-            im.resize((w, h)).save(inbox / name)
-            truth[name] = [from_yolo(c, w, h) for _, c in labels]
+            sheet.save(inbox / name)
+            truth[name] = [
+                (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0) for b in (from_yolo(c, w, h) for _, c in labels)
+            ]
     return truth
 
 
@@ -95,7 +106,8 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
     env = migrate(tmp_path / "airflow", data)
     env.update(
         INKLOOP_REGISTRY=str(registry),
-        FIFTYONE_DATABASE_DIR=str(tmp_path / "fiftyone-db"),
+        # the suite's one FiftyOne database: FiftyOne attaches to a running one of the same user
+        FIFTYONE_DATABASE_DIR=os.environ["FIFTYONE_DATABASE_DIR"],
         AIRFLOW_CONN_LABELSTUDIO_DEFAULT=json.dumps(
             {"conn_type": "labelstudio", "host": labelstudio.url, "password": labelstudio.token}
         ),

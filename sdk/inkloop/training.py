@@ -236,7 +236,11 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     for split in ("train", "val"):
         if not cfg.get(split):
             continue
-        for im, _ in _split_files(path, split):
+        try:
+            files = _split_files(path, split)
+        except DatasetError:  # an empty split cannot leak
+            continue
+        for im, _ in files:
             if im.resolve() in test_paths or sha256_file(im) in test_hashes:
                 leaks.append(f"{split}: {im}")
     if leaks:
@@ -347,6 +351,8 @@ def train(
     run_dir = Path(project).resolve() / (name or r.name)
     last = run_dir / "weights" / "last.pt"
     if resume and last.exists():
+        if data:  # a fresh machine: recreate the data.yaml the checkpoint points to
+            prepare_training_data(data, run_dir.parent / f"{run_dir.name}-data")
         resumed = YOLO(str(last))
         if on_model is not None:
             on_model(resumed)

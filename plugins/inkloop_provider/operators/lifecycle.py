@@ -126,7 +126,7 @@ class InkloopPromoteOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import ast
 
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from inkloop.gate import GatePolicy, promote
 
