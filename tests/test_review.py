@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -227,3 +228,74 @@ def test_review_cli_push_pull_status(labelstudio, tmp_path, documents_dir):
     assert pulled["pulled"] == 1 and pulled["negatives"] == 1
     st = cli("status", "--project", "cli test")
     assert st["reviewed"] == 1 and st["tasks"] == first["selected"]
+
+
+def _flaky_server(plan: list[str]):
+    """A local HTTP server that answers per ``plan`` (503 or ok), then serves normally."""
+    import http.server
+    import json as _json
+    import threading
+
+    calls: list[str] = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):  # keep test output quiet
+            pass
+
+        def do_GET(self):
+            step = plan[len(calls)] if len(calls) < len(plan) else "ok"
+            calls.append(step)
+            if step == "503":
+                self.send_response(503)
+                self.end_headers()
+                self.wfile.write(b"busy")
+                return
+            page = {"count": 1, "next": None, "previous": None, "results": [{"id": 7, "title": "slow test"}]}
+            body = _json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, calls
+
+
+def test_slow_server_times_out_and_is_retried_then_clear_error():
+    """A server that accepts connections but never answers: every attempt times out."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections complete in the kernel; nothing ever reads or answers
+    try:
+        client = LabelStudioReview(
+            f"http://127.0.0.1:{sock.getsockname()[1]}",
+            "tok-123456",
+            project_title="slow test",
+            retry=RetryPolicy(attempts=3, base_delay=0.05, timeout=0.5),
+        )
+        t0 = time.monotonic()
+        with pytest.raises(ReviewServiceError, match=r"after 3 attempts: ReadTimeout"):
+            client.ensure_project()
+        assert time.monotonic() - t0 < 30
+    finally:
+        sock.close()
+
+
+def test_5xx_forever_gives_a_clear_error():
+    srv, calls = _flaky_server(["503"] * 10)
+    try:
+        client = LabelStudioReview(
+            f"http://127.0.0.1:{srv.server_port}",
+            "tok-123456",
+            project_title="down test",
+            retry=RetryPolicy(attempts=3, base_delay=0.05, timeout=1),
+        )
+        with pytest.raises(ReviewServiceError, match=r"list projects failed after 3 attempts: HTTP 503"):
+            client.ensure_project()
+        assert len(calls) >= 3  # label-studio-sdk also retries 5xx inside each of our attempts
+    finally:
+        srv.shutdown()
