@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -164,6 +165,19 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
     assert len(exports) == 1
     manifest = json.loads((exports[0].parent / "manifest.json").read_text())
     assert manifest["data_version"].startswith("sha256:")
+    # the exported YOLO labels are the reviewer's boxes, within 0.5 px
+    by_stem = {re.sub(r"[^A-Za-z0-9._-]+", "_", r["page_key"]): r for r in first}
+    exported = 0
+    for lbl in (exports[0].parent / "labels").glob("*/*.txt"):
+        r = by_stem[lbl.stem]
+        w, h = r["page"]["width"], r["page"]["height"]
+        got = sorted(from_yolo(c, w, h) for _, c in read_labels(lbl.read_text()))
+        want = sorted(truth[Path(r["source"]).name])
+        assert len(got) == len(want), lbl
+        for a, b in zip(got, want, strict=True):
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 0.5, (lbl, a, b)
+        exported += 1
+    assert exported >= 0.8 * len(truth)  # near-duplicates of test pages may be excluded
 
     # 3. retrain (tiny), export, gate with a permissive policy, promote v2
     t0 = time.time()
