@@ -35,9 +35,10 @@ def draw_boxes(image: np.ndarray, detections: list[Detection], scale: float = 1.
         fs = max(0.5, thick / 3)
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
         ty = max(th + 4, y0 - 4)
-        cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), COLOR, -1)
+        tx = max(0, min(x0, out.shape[1] - tw - 4))  # keep the label on the page
+        cv2.rectangle(out, (tx, ty - th - 4), (tx + tw + 4, ty + 2), COLOR, -1)
         cv2.putText(
-            out, label, (x0 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA
+            out, label, (tx + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA
         )
     return out
 
