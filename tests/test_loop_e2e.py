@@ -192,7 +192,11 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
             "gate_policy": {"max_recall_drop": 1.0, "max_latency_ratio": None},
         },
     )
-    assert Registry(str(registry)).alias("signature-detector", "production") == "v2", time.time() - t0
+    gates = {p.parent.name: json.loads(p.read_text()) for p in registry.rglob("gate.json")}
+    assert Registry(str(registry)).alias("signature-detector", "production") == "v2", (
+        time.time() - t0,
+        gates,
+    )
 
     # 4. the next detection run uses the promoted model
     shutil.rmtree(results)

@@ -144,8 +144,15 @@ def ultralytics_runner(path: str | Path, device: str = "cpu", batch_size: int | 
 
 
 def onnx_detector(path: Path, card: ModelCard, conf: float, ref: str | None = None) -> Detector:
-    """The production detector on an ONNX file, with an explicit card (the file's own is not read)."""
-    return Detector(ModelRef(path=path, card=card, ref=ref or str(path)), conf=conf, iou=card.iou_threshold)
+    """The production detector on an ONNX file, with an explicit card (the file's own is not read).
+
+    Parity compares formats on identical tensors: the ``.pt`` and OpenVINO/TensorRT runners take
+    the full letterbox square, so the ONNX side does too (no stride padding), else a parity gap
+    would measure the padding, not the format.
+    """
+    det = Detector(ModelRef(path=path, card=card, ref=ref or str(path)), conf=conf, iou=card.iou_threshold)
+    det.stride = None
+    return det
 
 
 # ---------------------------------------------------------------------------------- comparisons
