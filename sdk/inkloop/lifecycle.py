@@ -68,6 +68,18 @@ class ExportResult:
         }
 
 
+def latest_export(export_dir: str | os.PathLike[str]) -> str:
+    """The newest curated YOLO export (``<export_dir>/<version>/data.yaml``) by modification time.
+
+    The retrain DAG is scheduled by the training-data Asset and trains on whatever curation
+    exported last.
+    """
+    candidates = sorted(Path(export_dir).glob("*/data.yaml"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no curated dataset under {export_dir} (run `inkloop curate export` first)")
+    return str(candidates[-1].parent)
+
+
 def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """The checkpoint to export and its run record (``recipe.json``, or ``{}``).
 

@@ -13,16 +13,6 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 
-def latest_dataset(export_dir: str) -> str:
-    """The newest curated export (``<export_dir>/<version>/data.yaml``) by modification time."""
-    from pathlib import Path
-
-    candidates = sorted(Path(export_dir).glob("*/data.yaml"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise FileNotFoundError(f"no curated dataset under {export_dir} (run inkloop_review_sync first)")
-    return str(candidates[-1].parent)
-
-
 class InkloopTrainOperator(BaseOperator):
     """Fine-tune from the production model on curated data; returns the run's outcome."""
 
@@ -47,9 +37,10 @@ class InkloopTrainOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from pathlib import Path
 
+        from inkloop.lifecycle import latest_export
         from inkloop.retrain import retrain
 
-        data = latest_dataset(self.data) if not Path(self.data, "data.yaml").exists() else self.data
+        data = self.data if Path(self.data, "data.yaml").exists() else latest_export(self.data)
         overrides = {
             k: int(v)
             for k, v in (("epochs", self.epochs), ("imgsz", self.imgsz))
