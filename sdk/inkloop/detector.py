@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inkloop.models import ModelCard, ModelError, ModelRef, resolve_model
-from inkloop.nms import decode
+from inkloop.nms import decode as decode_head
 from inkloop.preprocess import Transform, prepare
 from inkloop.types import Detection
 
@@ -143,14 +143,16 @@ class Detector:
             else:
                 for i in idx:
                     raw[i] = self.session.run(None, {self.input_name: batch[i].tensor[None]})[0][0]
-        return [self._decode(raw[i], p.transform) for i, p in enumerate(batch)]
+        return [self.decode(raw[i], p.transform) for i, p in enumerate(batch)]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Boxes for each RGB (or grayscale) uint8 image, in that image's pixels."""
         return self.run([self.prepare(im) for im in images])
 
-    def _decode(self, pred: np.ndarray, transform: Transform) -> list[Detection]:
-        boxes, scores, classes = decode(pred, self.conf, self.iou, self.max_det)
+    def decode(self, pred: np.ndarray, transform: Transform) -> list[Detection]:
+        """One image's raw head output → detections in source pixels (public so a pipeline can run
+        the forward pass elsewhere, e.g. in worker threads, and decode in its own thread)."""
+        boxes, scores, classes = decode_head(pred, self.conf, self.iou, self.max_det)
         if not len(boxes):
             return []
         src = transform.to_source(boxes)

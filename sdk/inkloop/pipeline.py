@@ -180,7 +180,7 @@ class _Inference:
             return []
         if raw is None:
             return self.detector.run(batch)
-        return [self.detector._decode(r, p.transform) for r, p in zip(raw, batch, strict=True)]
+        return [self.detector.decode(r, p.transform) for r, p in zip(raw, batch, strict=True)]
 
     def close(self) -> None:
         if self.pool is not None:

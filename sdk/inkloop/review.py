@@ -126,7 +126,7 @@ class LabelStudioReview:
         self.project_title = project_title
         self.class_names = list(class_names)
         self._project_id: int | None = None
-        self._storages: set[str]
+        self._storages: set[str] | None = None  # the project's local-storage paths, listed once
 
     def __repr__(self) -> str:
         return f"LabelStudioReview(url={self.url!r}, project={self.project_title!r})"
@@ -305,7 +305,7 @@ class LabelStudioReview:
     def ensure_local_storage(self, folder: Path) -> None:
         """Label Studio serves a local file only under a Local Storage of the project: add one."""
         pid = self.project_id
-        if not hasattr(self, "_storages"):
+        if self._storages is None:
             found = self.call(
                 "list local storages", lambda: self.client.import_storage.local.list(project=pid)
             )

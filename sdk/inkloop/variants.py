@@ -92,7 +92,7 @@ class RunnerDetector(Detector):
         if not batch:
             return []
         raw = self._runner(np.stack([p.tensor for p in batch]))
-        return [self._decode(raw[i], p.transform) for i, p in enumerate(batch)]
+        return [self.decode(raw[i], p.transform) for i, p in enumerate(batch)]
 
 
 def torch_runner(pt: str | Path) -> Runner:
