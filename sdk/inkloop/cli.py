@@ -208,6 +208,10 @@ from inkloop.cli_curate import curate_app  # noqa: E402
 
 app.add_typer(curate_app, name="curate")
 
+from inkloop.cli_loop import loop_app  # noqa: E402
+
+app.add_typer(loop_app, name="loop")
+
 from inkloop.cli_models import export_command, models_app, promote_command, train_command  # noqa: E402
 
 app.add_typer(models_app, name="models")
