@@ -127,3 +127,33 @@ def test_people_rendering_matches_page_pixels(documents_dir):
         img = d.render_for_people(0)
         assert img.shape[:2] == (v.page.height, v.page.width)
         assert "Signature" in d.page_text(0)
+
+
+def test_exif_orientation_gives_the_upright_page(tmp_path, pages_dir):
+    """A page stored sideways with an EXIF orientation tag is detected as the upright page."""
+    from PIL import Image
+
+    from inkloop.pipeline import DetectOptions, detect
+    from inkloop.results import read_results
+
+    src = next(p for p in sorted(pages_dir.iterdir()) if p.suffix == ".png")
+    with Image.open(src) as im:
+        upright = im.convert("RGB")
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the pixels are stored turned left
+    upright.rotate(90, expand=True).save(tmp_path / "sideways.jpg", quality=95, exif=exif)
+
+    with open_document(tmp_path / "sideways.jpg") as d:
+        view = d.model_view(0, 416)
+        people = d.render_for_people(0)
+    assert (view.page.width, view.page.height) == upright.size
+    assert people.shape[:2] == (upright.size[1], upright.size[0])
+
+    detect([str(tmp_path / "upright.jpg"), str(tmp_path / "sideways.jpg")], tmp_path / "out", DetectOptions())
+    results = {r.source.rsplit("/", 1)[-1]: r for r in read_results(tmp_path / "out")}
+    a, b = results["upright.jpg"].detections, results["sideways.jpg"].detections
+    assert a, "the fixture page has a signature the bundled model finds"
+    assert len(a) == len(b)
+    for da, db in zip(sorted(a, key=lambda d: d.xyxy), sorted(b, key=lambda d: d.xyxy), strict=True):
+        assert np.allclose(da.xyxy, db.xyxy, atol=6)  # JPEG re-encoding of a turned image: a few px

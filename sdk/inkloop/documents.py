@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -362,19 +363,21 @@ class OpenedDocument:
         w, h = im.size
         if w * h > self.limits.max_pixels:
             raise DocumentError(self.source, f"page {index + 1}: {w}×{h} pixels, over the limit", "too_large")
-        pg = Page(self.doc_id, index, w, h)
-        side = max(w, h) if mode == "letterbox" else min(w, h)
-        r = min(1.0, model_size / side)
         # Decoded whole and resized bilinearly, as ultralytics' predict (and training) does with
         # an image file, so detections match theirs; gray pages stay gray until they are small.
         try:
             gray = im.mode in ("1", "LA", "I;16")
             frame = im if im.mode in ("L", "RGB") else im.convert("L" if gray else "RGB")
             frame.load()
+            frame = upright(im, frame)
         except Exception as exc:
             raise DocumentError(
                 self.source, f"page {index + 1}: corrupt or truncated image ({_clean(exc)})", "corrupt"
             ) from exc
+        w, h = frame.size  # a rotated photo's page is its upright size: boxes refer to that
+        pg = Page(self.doc_id, index, w, h)
+        side = max(w, h) if mode == "letterbox" else min(w, h)
+        r = min(1.0, model_size / side)
         arr = np.asarray(frame)
         tw, th = max(1, round(w * r)), max(1, round(h * r))
         if (tw, th) != (w, h):
@@ -399,13 +402,40 @@ class OpenedDocument:
 
         with Image.open(self.path) as im:
             im.seek(index)
-            return np.asarray(im.convert("RGB")).copy()
+            return np.asarray(upright(im, im.convert("RGB"))).copy()
 
     def page_text(self, index: int) -> str:
         """The PDF text layer of a page ('' for images); used by routing's document cues."""
         if self._pdf is None:
             return ""
         return str(self._pdf[index].get_text("text"))
+
+
+def upright(source: Any, frame: Any) -> Any:
+    """``frame`` (decoded from ``source``) turned the way its EXIF orientation says.
+
+    Phones and some scanners store pages sideways with an orientation tag; viewers, ultralytics
+    (``cv2.imread``) and the training labels all use the upright picture, so the pipeline does
+    too: the page's width, height and boxes are those of the upright image.
+    """
+    from PIL import Image
+
+    try:
+        orientation = source.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block is not a reason to lose the page
+        return frame
+    if not isinstance(orientation, int) or not 2 <= orientation <= 8:
+        return frame
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }[orientation]
+    return frame.transpose(method)
 
 
 #: What may be on a scanned page besides its one image: invisible OCR text does not change pixels.
