@@ -113,3 +113,31 @@ def test_unavailable_provider_is_a_clear_error():
     with pytest.raises(ModelError, match="not available"):
         select_providers("tensorrt")
     assert select_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_openvino_runtime_gives_the_onnxruntime_boxes(tmp_path, pages_dir):
+    """``--device openvino`` without onnxruntime's provider runs the same ONNX on OpenVINO Runtime:
+    detector, pipeline (two inference threads) and evaluator all work and agree with onnxruntime."""
+    pytest.importorskip("openvino", reason="the openvino package is part of the dev install")
+    from inkloop.openvino_backend import PROVIDER
+    from inkloop.pipeline import DetectOptions, detect
+    from inkloop.results import read_results
+
+    cpu, ov = Detector(None, conf=0.05), Detector(None, device="openvino", conf=0.05, threads=1)
+    assert ov.session.get_providers() == [PROVIDER] and ov.stride == cpu.stride == 32
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(pages_dir.glob("*.png"))]
+    for a, b in zip(cpu.detect(imgs), ov.detect(imgs), strict=True):
+        assert len(a) == len(b) and a
+        for x, y in zip(a, b, strict=True):
+            assert np.allclose(x.xyxy, y.xyxy, atol=0.5) and abs(x.score - y.score) < 1e-3
+
+    pages = [str(p) for p in sorted(pages_dir.iterdir()) if p.suffix != ".txt"]
+    detect(pages, tmp_path / "cpu", DetectOptions())
+    detect(pages, tmp_path / "ov", DetectOptions(device="openvino"))
+    ours = {r.page_key: r for r in read_results(tmp_path / "cpu")}
+    theirs = {r.page_key: r for r in read_results(tmp_path / "ov")}
+    assert ours.keys() == theirs.keys() and len(ours) == len(pages)
+    for key, r in ours.items():
+        a, b = r.detections, theirs[key].detections
+        assert len(a) == len(b)
+        assert all(abs(x.score - y.score) < 1e-3 for x, y in zip(a, b, strict=True))

@@ -608,12 +608,15 @@ def discover_variants(
                 }
             else:
                 notes.append(f"int8: not available ({made})")
-    if "OpenVINOExecutionProvider" in ort.get_available_providers():
+    from inkloop.openvino_backend import available as openvino_runtime
+
+    if "OpenVINOExecutionProvider" in ort.get_available_providers() or openvino_runtime():
+        # onnxruntime's OpenVINO provider when this build has it, else OpenVINO Runtime itself
         found["openvino"] = {"model": str(model_path), "device": "openvino"}
     else:
         notes.append(
-            "openvino: not available (this onnxruntime build has no OpenVINOExecutionProvider; "
-            "install onnxruntime-openvino)"
+            "openvino: not available (no OpenVINOExecutionProvider in this onnxruntime build and "
+            "no openvino package; pip install openvino)"
         )
     return found, notes
 
@@ -646,7 +649,7 @@ def _measure_variants(
 
     from inkloop.detector import Detector
     from inkloop.models import ModelRef
-    from inkloop.pipeline import DetectionRun
+    from inkloop.pipeline import CPU_BACKENDS, DetectionRun
 
     found, notes = discover_variants(cfg, fp32_path, card, work)
     out: dict[str, Any] = {"notes": notes}
@@ -671,7 +674,7 @@ def _measure_variants(
 
     def bare_batch(det: Any) -> int:  # as the pipeline infers: page by page on the CPU
         return (
-            1 if det.session.get_providers()[0] == "CPUExecutionProvider" or not det.dynamic_batch else batch
+            1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
         )
 
     for name, run in runs.items():  # warm-up
@@ -726,7 +729,7 @@ def _machine() -> dict[str, Any]:
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole benchmark in this process (memory in subprocesses); return the report dict."""
     from inkloop.detector import Detector
-    from inkloop.pipeline import DetectionRun, _Inference
+    from inkloop.pipeline import CPU_BACKENDS, DetectionRun, _Inference
 
     say = log or (lambda msg: None)
     work = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="inkloop-bench-"))
@@ -790,7 +793,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
             bare[f"model_b{batch}"] = (plain, batch, 1)
         # the pipeline's own session and threading, nothing else: the model's best here
         pipe_batch = (
-            1 if det.session.get_providers()[0] == "CPUExecutionProvider" or not det.dynamic_batch else batch
+            1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
         )
         bare[f"model_b{pipe_batch}_x{run.workers}"] = (det, pipe_batch, run.workers)
 

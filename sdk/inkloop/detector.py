@@ -40,14 +40,32 @@ def select_providers(device: str | Sequence[str] | None) -> list[str]:
     for name in wanted:
         prov = PROVIDERS.get(name.lower(), name)
         if prov not in available:
+            hint = (
+                " (or pip install openvino to run on OpenVINO Runtime)" if prov.startswith("OpenVINO") else ""
+            )
             raise ModelError(
                 f"execution provider {name!r} is not available in this onnxruntime build "
-                f"(available: {', '.join(sorted(available))})"
+                f"(available: {', '.join(sorted(available))}){hint}"
             )
         out.append(prov)
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
+
+
+def _openvino_runtime(device: str | Sequence[str] | None) -> bool:
+    """``openvino`` asked for, onnxruntime lacking its OpenVINO provider, OpenVINO Runtime installed:
+    then the model runs on OpenVINO Runtime directly (:mod:`inkloop.openvino_backend`)."""
+    import onnxruntime as ort
+
+    from inkloop.openvino_backend import available
+
+    return (
+        isinstance(device, str)
+        and device.lower() == "openvino"
+        and "OpenVINOExecutionProvider" not in ort.get_available_providers()
+        and available()
+    )
 
 
 @dataclass(frozen=True)
@@ -87,9 +105,14 @@ class Detector:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(
-                str(self.model.path), opts, providers=select_providers(device)
-            )
+            if _openvino_runtime(device):
+                from inkloop.openvino_backend import OpenVINOSession
+
+                self.session = OpenVINOSession(self.model.path, threads)
+            else:
+                self.session = ort.InferenceSession(
+                    str(self.model.path), opts, providers=select_providers(device)
+                )
         except ModelError:
             raise
         except Exception as exc:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 PDF_LOCK = threading.RLock()
 
+#: Backends that run on the CPU, where inference goes page by page (see :class:`_Inference`).
+CPU_BACKENDS = ("CPUExecutionProvider", "OpenVINORuntime:CPU")
+
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
@@ -130,7 +133,7 @@ class _Inference:
         # On the CPU provider a batch costs the same per page as single pages (38.8, 38.2, 38.6,
         # 38.8 ms/page at batch 1, 2, 4, 8 with one thread, yolov8n 352×416) but holds a batch's
         # activations per worker; so CPU workers infer page by page, accelerators by the batch.
-        self.per_page = self.split and detector.session.get_providers()[0] == "CPUExecutionProvider"
+        self.per_page = self.split and detector.session.get_providers()[0] in CPU_BACKENDS
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """The model input for a page image (runs in the producer thread).

@@ -81,6 +81,33 @@ RECIPES: dict[str, Recipe] = {
             "hsv_v": 0.4,
         },
     ),
+    # Stage 2 of the bundled model: 60 epochs from scratch leave yolov8n under-trained (val mAP50
+    # still rising at the end). Continue from stage 1's last weights (``--model
+    # <bundled-v1 run>/weights/last.pt``) with a fresh cosine schedule at a tenth of stage 1's
+    # peak learning rate, mosaic until the last 5 epochs; the same document-safe augmentations.
+    "bundled-v2": Recipe(
+        name="bundled-v2",
+        model="",
+        imgsz=416,
+        epochs=30,
+        batch=16,
+        extra={
+            "optimizer": "SGD",
+            "lr0": 0.002,
+            "lrf": 0.05,
+            "cos_lr": True,
+            "warmup_epochs": 1.0,
+            "fliplr": 0.0,
+            "flipud": 0.0,
+            "degrees": 2.0,
+            "scale": 0.5,
+            "mosaic": 1.0,
+            "close_mosaic": 5,
+            "hsv_h": 0.0,
+            "hsv_s": 0.2,
+            "hsv_v": 0.4,
+        },
+    ),
     # Retraining a production model on curated data (old + new pages): start from its weights
     # (``model`` is filled in with the parent's ``model.pt``), a learning rate low enough that the
     # model refines what it knows instead of forgetting it, the same document-safe augmentations

@@ -516,6 +516,7 @@ def build_variants(
     tolerance: ParityTolerance | None = None,
     calibration_images: int = 64,
     int8_options: dict[str, Any] | None = None,
+    calibration_splits: Iterable[str] = ("train", "val"),
 ) -> dict[str, dict[str, Any]]:
     """Check ``out_dir/model.onnx`` against ``out_dir/model.pt``, build the asked formats beside
     them, check each against the fp32 ONNX; return ``card.extra["variants"]``-shaped records.
@@ -524,7 +525,9 @@ def build_variants(
     measured, its train/val pages calibrate INT8. Without a labelled split, boxes are compared on
     calibration pages and mAP parity is recorded as not measured. ``int8_options`` go to
     :func:`quantize_int8` (``per_channel``, ``exclude_head``, ``method``, ``activations``,
-    ``reduce_range``).
+    ``reduce_range``). ``calibration_splits``: where INT8 calibration pages come from (pass
+    ``("train",)`` when ``split`` is val, so the variant is not calibrated on the pages it is
+    scored on).
     """
     from inkloop.evaluate import EVAL_CONF, DatasetError, load_dataset
 
@@ -534,7 +537,7 @@ def build_variants(
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
-    calib = calibration_pages(data, calibration_images) if data is not None else []
+    calib = calibration_pages(data, calibration_images, calibration_splits) if data is not None else []
     labelled = True
     if data is not None:
         try:
