@@ -336,3 +336,13 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
         "to": v1,
     }
     assert reg.alias(NAME, "production") == v1
+
+
+def test_int8_calibration_can_exclude_the_scored_split(dataset):
+    """Scoring a variant on val: its calibration pages come from train only (no tuning to val)."""
+    from inkloop.variants import calibration_pages
+
+    both = calibration_pages(dataset, 64)
+    train_only = calibration_pages(dataset, 64, ("train",))
+    assert {p.parent.name for p in both} == {"train", "val"}
+    assert train_only and {p.parent.name for p in train_only} == {"train"}

@@ -673,9 +673,7 @@ def _measure_variants(
     say(f"variants: {', '.join(runs)}")
 
     def bare_batch(det: Any) -> int:  # as the pipeline infers: page by page on the CPU
-        return (
-            1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
-        )
+        return 1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
 
     for name, run in runs.items():  # warm-up
         bare_model(run.detector, tensors[:batch], bare_batch(run.detector), workers)
@@ -792,9 +790,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         if batch > 1 and plain.dynamic_batch:
             bare[f"model_b{batch}"] = (plain, batch, 1)
         # the pipeline's own session and threading, nothing else: the model's best here
-        pipe_batch = (
-            1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
-        )
+        pipe_batch = 1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
         bare[f"model_b{pipe_batch}_x{run.workers}"] = (det, pipe_batch, run.workers)
 
         alt: Alternative | None = None
@@ -955,6 +951,14 @@ def _ratios(timings: dict[str, dict[str, Any]], bare: Sequence[str]) -> dict[str
         }
         if "alternative" in t:
             row["pipeline_vs_alternative"] = round(p / t["alternative"]["pages_per_second"], 3)
+        # Where the rest goes: CPU the pipeline spends per page beyond the model's own (opening,
+        # hashing, decoding, resizing, NMS, writing). With every core busy, throughput is cores /
+        # CPU per page, so the best the pipeline can reach is model CPU / pipeline CPU.
+        model_cpu, pipe_cpu = t[best]["cpu_ms_per_page"], t["pipeline"]["cpu_ms_per_page"]
+        row["cpu_ms_per_page_model"] = model_cpu
+        row["cpu_ms_per_page_pipeline"] = pipe_cpu
+        row["cpu_overhead_ms_per_page"] = round(pipe_cpu - model_cpu, 2)
+        row["ceiling_vs_model_best"] = round(model_cpu / pipe_cpu, 3) if pipe_cpu else None
         out[kind] = row
     return out
 

@@ -174,6 +174,15 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
             f"  {kind}: {p:.2f} pages/s ≈ {pages_per_hour(p):,} pages/hour per worker "
             f"(model inputs {', '.join(m['input_shapes'][kind])})"
         )
+    for kind in KINDS:
+        rk = r[kind]
+        if rk.get("ceiling_vs_model_best") is not None:
+            console.print(
+                f"  CPU per page, {kind}: model {rk['cpu_ms_per_page_model']:.1f} ms, pipeline "
+                f"{rk['cpu_ms_per_page_pipeline']:.1f} ms (+{rk['cpu_overhead_ms_per_page']:.1f} ms for "
+                f"opening, decoding, resizing, NMS, writing): with every core busy the pipeline can reach "
+                f"at most {rk['ceiling_vs_model_best']:.2f}× the best bare model"
+            )
     sections = [("agreement", "at the operating threshold")]
     if "agreement_low_threshold" in report:
         sections.append(

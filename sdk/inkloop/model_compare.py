@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--markdown", action="store_true", help="print the Markdown table, not JSON")
     a = p.parse_args(argv)
+    os.environ["YOLO_VERBOSE"] = "false"  # stdout carries the result only (ultralytics logs to stdout)
     result = compare(a.model, a.data, tuple(a.sizes), tuple(a.modes), a.repeats)
     print(markdown(result) if a.markdown else json.dumps(result, indent=2))
 

@@ -60,6 +60,18 @@ class Recipe:
         return args
 
 
+#: Documents are upright and never mirrored; scans vary in contrast, brightness and scale.
+DOCUMENT_AUGMENTATION: dict[str, Any] = {
+    "fliplr": 0.0,
+    "flipud": 0.0,
+    "degrees": 2.0,
+    "scale": 0.5,
+    "mosaic": 1.0,
+    "hsv_h": 0.0,
+    "hsv_s": 0.2,
+    "hsv_v": 0.4,
+}
+
 #: Named recipes. ``bundled-v1`` produced the model shipped in ``inkloop/assets``.
 RECIPES: dict[str, Recipe] = {
     "bundled-v1": Recipe(
@@ -68,18 +80,7 @@ RECIPES: dict[str, Recipe] = {
         imgsz=416,
         epochs=60,
         batch=16,
-        # Documents are upright and never mirrored vertically; scans vary in contrast and scale.
-        extra={
-            "fliplr": 0.0,
-            "flipud": 0.0,
-            "degrees": 2.0,
-            "scale": 0.5,
-            "mosaic": 1.0,
-            "close_mosaic": 8,
-            "hsv_h": 0.0,
-            "hsv_s": 0.2,
-            "hsv_v": 0.4,
-        },
+        extra={**DOCUMENT_AUGMENTATION, "close_mosaic": 8},
     ),
     # Stage 2 of the bundled model: 60 epochs from scratch leave yolov8n under-trained (val mAP50
     # still rising at the end). Continue from stage 1's last weights (``--model
@@ -97,15 +98,8 @@ RECIPES: dict[str, Recipe] = {
             "lrf": 0.05,
             "cos_lr": True,
             "warmup_epochs": 1.0,
-            "fliplr": 0.0,
-            "flipud": 0.0,
-            "degrees": 2.0,
-            "scale": 0.5,
-            "mosaic": 1.0,
+            **DOCUMENT_AUGMENTATION,
             "close_mosaic": 5,
-            "hsv_h": 0.0,
-            "hsv_s": 0.2,
-            "hsv_v": 0.4,
         },
     ),
     # Retraining a production model on curated data (old + new pages): start from its weights
@@ -124,15 +118,8 @@ RECIPES: dict[str, Recipe] = {
             "lr0": 0.0005,
             "lrf": 0.1,
             "warmup_epochs": 1.0,
-            "fliplr": 0.0,
-            "flipud": 0.0,
-            "degrees": 2.0,
-            "scale": 0.5,
-            "mosaic": 1.0,
+            **DOCUMENT_AUGMENTATION,
             "close_mosaic": 5,
-            "hsv_h": 0.0,
-            "hsv_s": 0.2,
-            "hsv_v": 0.4,
             "save_period": -1,
         },
     ),
