@@ -7,6 +7,7 @@ end is what a team looks at before trusting routing with its reviewers' time.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,6 +56,8 @@ def simulate_command(
     from inkloop.loop_simulation import SimulationConfig, simulate
 
     console = Console(stderr=True) if json_out else Console()
+    # ultralytics logs every export to stdout; the progress lines and the table are what matter here
+    os.environ.setdefault("YOLO_VERBOSE", "false")
     try:
         config = SimulationConfig(
             data=data,

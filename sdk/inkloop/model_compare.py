@@ -41,6 +41,21 @@ def input_shape(size: int, mode: str, stride: int = 32, page: tuple[int, int] = 
     return nh + (size - nh) % stride, nw + (size - nw) % stride
 
 
+def timing_options() -> Any:
+    """Session options for timing several sessions in turn: no spinning thread pools.
+
+    onnxruntime's intra-op threads spin for a while after a run, waiting for more work; timed
+    round-robin, the previous session's spinning threads steal the cores of the next run (we saw a
+    352×416 run take 38 ms right after a yolov8s run and 21 ms otherwise).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 def time_shapes(
     sessions: dict[str, tuple[Any, tuple[int, int]]], repeats: int = 20, warmup: int = 3
 ) -> dict[str, float]:
@@ -103,8 +118,7 @@ def compare(
                     "recall": round(rep.recall, 4),
                 }
             )
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts = timing_options()
     with tempfile.TemporaryDirectory() as tmp:
         ref_path = reference_onnx(Path(tmp))
         sess = ort.InferenceSession(str(base.path), opts, providers=["CPUExecutionProvider"])

@@ -10,6 +10,7 @@ inference workers can run at once, as they do with onnxruntime.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,14 @@ class OpenVINOSession:
 
         core = ov.Core()
         model = core.read_model(str(path))
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+            # ``threads`` per call, as onnxruntime's intra-op threads: one stream per group of
+            # ``threads`` cores, so calls from several threads (the pipeline's inference workers)
+            # run side by side instead of queueing for a single stream.
+            streams = max(1, (os.cpu_count() or 1) // int(threads))
+            config: dict[str, Any] = {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": int(threads) * streams}
+        else:
+            config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         self._compiled = core.compile_model(model, device, config)
         self._local = threading.local()
         self._inputs = [_Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.inputs]
