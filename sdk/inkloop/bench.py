@@ -649,7 +649,7 @@ def _measure_variants(
 
     from inkloop.detector import Detector
     from inkloop.models import ModelRef
-    from inkloop.pipeline import CPU_BACKENDS, DetectionRun
+    from inkloop.pipeline import DetectionRun, infers_page_by_page
 
     found, notes = discover_variants(cfg, fp32_path, card, work)
     out: dict[str, Any] = {"notes": notes}
@@ -672,18 +672,17 @@ def _measure_variants(
             notes.append(f"{name}: cannot load ({exc.__class__.__name__}: {exc})")
     say(f"variants: {', '.join(runs)}")
 
-    def bare_batch(det: Any) -> int:  # as the pipeline infers: page by page on the CPU
-        return 1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
-
     for name, run in runs.items():  # warm-up
-        bare_model(run.detector, tensors[:batch], bare_batch(run.detector), workers)
+        bare_model(run.detector, tensors[:batch], 1 if infers_page_by_page(run.detector) else batch, workers)
         pipeline_run(run, files[:1], work / "out" / f"variant-warm-{name}")
     times: dict[str, dict[str, list[float]]] = {n: {"model": [], "pipeline": []} for n in runs}
     names = list(runs)
     for r in range(cfg.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             run = runs[name]
-            times[name]["model"].append(bare_model(run.detector, tensors, bare_batch(run.detector), workers))
+            times[name]["model"].append(
+                bare_model(run.detector, tensors, 1 if infers_page_by_page(run.detector) else batch, workers)
+            )
             times[name]["pipeline"].append(pipeline_run(run, files, work / "out" / f"variant-{name}"))
     base = pipeline_boxes(work / "out" / "variant-fp32")
     for name in names:
@@ -727,7 +726,7 @@ def _machine() -> dict[str, Any]:
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole benchmark in this process (memory in subprocesses); return the report dict."""
     from inkloop.detector import Detector
-    from inkloop.pipeline import CPU_BACKENDS, DetectionRun, _Inference
+    from inkloop.pipeline import DetectionRun, _Inference, infers_page_by_page
 
     say = log or (lambda msg: None)
     work = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="inkloop-bench-"))
@@ -790,7 +789,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         if batch > 1 and plain.dynamic_batch:
             bare[f"model_b{batch}"] = (plain, batch, 1)
         # the pipeline's own session and threading, nothing else: the model's best here
-        pipe_batch = 1 if det.session.get_providers()[0] in CPU_BACKENDS or not det.dynamic_batch else batch
+        pipe_batch = 1 if infers_page_by_page(det) else batch
         bare[f"model_b{pipe_batch}_x{run.workers}"] = (det, pipe_batch, run.workers)
 
         alt: Alternative | None = None

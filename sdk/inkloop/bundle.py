@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from inkloop.models import ModelCard, resolve_model
 
@@ -69,45 +65,23 @@ def choose_operating_threshold(
 def latency_ratio(
     model_onnx: Path, imgsz: int, ref_cfg: str = "yolov8s.yaml", ref_imgsz: int = 640, repeats: int = 30
 ) -> dict[str, float]:
-    """Median ms per image of ``model_onnx`` and of ``ref_cfg`` at ``ref_imgsz``, timed interleaved."""
+    """Median ms per image of ``model_onnx`` and of ``ref_cfg`` at ``ref_imgsz``, timed interleaved
+    (:func:`inkloop.model_compare.time_shapes`, no spinning thread pools)."""
     import onnxruntime as ort
 
-    from inkloop.training import offline_env
+    from inkloop.model_compare import reference_onnx, time_shapes, timing_options
 
-    offline_env()
-    from ultralytics import YOLO
-
+    opts = timing_options()
     with tempfile.TemporaryDirectory() as tmp:
-        ref = YOLO(ref_cfg)
-        ref_path = Path(
-            ref.export(format="onnx", imgsz=ref_imgsz, dynamic=False, simplify=True, device="cpu")
+        ref = ort.InferenceSession(
+            str(reference_onnx(Path(tmp), ref_cfg, ref_imgsz)), opts, providers=["CPUExecutionProvider"]
         )
-        moved = Path(tmp) / "ref.onnx"
-        ref_path.replace(moved)
-        from inkloop.model_compare import timing_options
-
-        opts = timing_options()  # no spinning threads: one session's must not slow the other's runs
-        a = ort.InferenceSession(str(model_onnx), opts, providers=["CPUExecutionProvider"])
-        b = ort.InferenceSession(str(moved), opts, providers=["CPUExecutionProvider"])
-        xa = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-        xb = np.random.default_rng(0).random((1, 3, ref_imgsz, ref_imgsz), dtype=np.float32)
-        na, nb = a.get_inputs()[0].name, b.get_inputs()[0].name
-        for _ in range(3):
-            a.run(None, {na: xa})
-            b.run(None, {nb: xb})
-        ta, tb = [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a.run(None, {na: xa})
-            ta.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            b.run(None, {nb: xb})
-            tb.append(time.perf_counter() - t)
-    ma, mb = statistics.median(ta) * 1000, statistics.median(tb) * 1000
+        own = ort.InferenceSession(str(model_onnx), opts, providers=["CPUExecutionProvider"])
+        ms = time_shapes({"model": (own, (imgsz, imgsz)), "ref": (ref, (ref_imgsz, ref_imgsz))}, repeats)
     return {
-        "ms_per_image": round(ma, 2),
-        "yolov8s_640_ms_per_image": round(mb, 2),
-        "ratio_to_yolov8s_640": round(ma / mb, 3),
+        "ms_per_image": ms["model"],
+        "yolov8s_640_ms_per_image": ms["ref"],
+        "ratio_to_yolov8s_640": round(ms["model"] / ms["ref"], 3),
     }
 
 

@@ -194,10 +194,15 @@ def write_subset(dest: Path, train: Sequence[Any], heldout: Sequence[Any], names
                 os.symlink(Path(s.label).resolve(), label)
             else:
                 label.write_text("")  # a page without signatures is a labelled negative
-    names_yaml = "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
-    (dest / "data.yaml").write_text(
-        f"path: {dest.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names_yaml}"
-    )
+    import yaml
+
+    cfg = {
+        "path": str(dest.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(names)),
+    }
+    (dest / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
 
 

@@ -39,6 +39,14 @@ PDF_LOCK = threading.RLock()
 #: Backends that run on the CPU, where inference goes page by page (see :class:`_Inference`).
 CPU_BACKENDS = ("CPUExecutionProvider", "OpenVINORuntime:CPU")
 
+
+def infers_page_by_page(detector: Detector) -> bool:
+    """True on CPU backends and for fixed-batch models: there a batch costs the same per page as
+    single pages (38.8, 38.2, 38.6, 38.8 ms/page at batch 1, 2, 4, 8 with one thread, yolov8n
+    352×416) but holds a batch's activations per worker; accelerators infer by the batch."""
+    return detector.session.get_providers()[0] in CPU_BACKENDS or not detector.dynamic_batch
+
+
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
@@ -130,10 +138,7 @@ class _Inference:
             ThreadPoolExecutor(self.workers, thread_name_prefix="inkloop-infer") if self.split else None
         )
         self.stride = detector.stride if self.split and rect else None
-        # On the CPU provider a batch costs the same per page as single pages (38.8, 38.2, 38.6,
-        # 38.8 ms/page at batch 1, 2, 4, 8 with one thread, yolov8n 352×416) but holds a batch's
-        # activations per worker; so CPU workers infer page by page, accelerators by the batch.
-        self.per_page = self.split and detector.session.get_providers()[0] in CPU_BACKENDS
+        self.per_page = self.split and infers_page_by_page(detector)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """The model input for a page image (runs in the producer thread).

@@ -157,12 +157,15 @@ def make_synthetic(data: str, out: str | Path, pages: int | None = None, seed: i
         written += 1
     train_dirs = sorted({str(s.image.parent.resolve()) for s in train.samples})
     val_dirs = sorted({str(s.image.parent.resolve()) for s in val.samples})
-    yaml_text = "path: {}\ntrain:\n{}\nval:\n{}\nnames:\n  0: signature\n".format(
-        out.resolve(),
-        "\n".join(f"  - {d}" for d in [*train_dirs, str((out / "images" / "train").resolve())]),
-        "\n".join(f"  - {d}" for d in val_dirs),
-    )
-    (out / "data.yaml").write_text(yaml_text)
+    import yaml
+
+    cfg = {
+        "path": str(out.resolve()),
+        "train": [*train_dirs, str((out / "images" / "train").resolve())],
+        "val": val_dirs,
+        "names": {0: "signature"},
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     info = {
         "synthetic_pages": written,
         "attempts": attempts,
