@@ -346,3 +346,34 @@ def test_int8_calibration_can_exclude_the_scored_split(dataset):
     train_only = calibration_pages(dataset, 64, ("train",))
     assert {p.parent.name for p in both} == {"train", "val"}
     assert train_only and {p.parent.name for p in train_only} == {"train"}
+
+
+def test_int8_can_keep_named_layers_in_float(dataset, tmp_path):
+    """Mixed precision: layers named by prefix stay float (no QuantizeLinear feeds them), the rest
+    of the network is INT8, and the file still runs with the fp32 model's outputs' shape."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from inkloop.variants import calibration_pages, quantize_int8
+
+    bundled = resolve_model(None)
+    calib = calibration_pages(dataset, 4, ("train",))
+    out = tmp_path / "mixed.onnx"
+    settings = quantize_int8(bundled.path, out, bundled.card, calib, float_prefixes=["/model.0/"])
+    assert settings["float_layers"] == ["/model.0/"] and settings["calibration_images"] == len(calib)
+    graph = onnx.load(str(out)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def dequantized_weight(conv: str) -> bool:
+        node = next(n for n in graph.node if n.name == conv)
+        src = producer.get(node.input[1])
+        return src is not None and src.op_type == "DequantizeLinear"
+
+    assert not dequantized_weight("/model.0/conv/Conv")  # kept in float
+    assert dequantized_weight("/model.1/conv/Conv")  # quantized
+    size = bundled.card.input_size
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    ref = ort.InferenceSession(str(bundled.path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"images": x})[0].shape == ref.run(None, {"images": x})[0].shape
