@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixture_data import SPLITS, make_dataset
 
 from inkloop.gate import GatePolicy, candidate_parity, decide, promote, read_decision
 from inkloop.models import ModelCard, ModelError, resolve_model
@@ -32,25 +32,6 @@ from inkloop.retrain import read_progress, retrain
 from inkloop.training import DataLeakError, prepare_training_data
 
 NAME = "signature-detector"
-SPLITS = {
-    "train": ["tobacco800_31", "xc8up_image_23_jpg.rf.39b931c2ad1076588ae38f5726a5e127"],
-    "val": ["tobacco800_31"],
-    "test": ["tobacco800_188", "xc8up_idr55d00_jpg.rf.fb4c4b9a8a564d9b15fa5af0ed6cfd73"],
-}
-
-
-def make_dataset(root: Path, pages_dir: Path, splits: dict[str, list[str]] = SPLITS) -> Path:
-    """A YOLO dataset (images/<split>, labels/<split>, data.yaml with a test split) from fixtures."""
-    for split, stems in splits.items():
-        for stem in stems:
-            image = next(p for p in pages_dir.iterdir() if p.stem == stem and p.suffix != ".txt")
-            for kind, src in (("images", image), ("labels", pages_dir / f"{stem}.txt")):
-                (root / kind / split).mkdir(parents=True, exist_ok=True)
-                shutil.copy(src, root / kind / split / src.name)
-    (root / "data.yaml").write_text(
-        "path: .\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n  0: signature\n"
-    )
-    return root
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from inkloop.models import ModelCard, resolve_model
+from inkloop.models import ModelCard, Preprocessing, resolve_model
 
 GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(9))  # 0.10 … 0.50
 
@@ -85,8 +85,19 @@ def latency_ratio(
     }
 
 
-def ship(run_dir: Path, data: Path, out_dir: Path, version: str, weights: str = "best.pt") -> ModelCard:
-    """Export ``run_dir/weights/<weights>`` into ``out_dir`` with a complete, measured card."""
+def ship(
+    run_dir: Path,
+    data: Path,
+    out_dir: Path,
+    version: str,
+    weights: str = "best.pt",
+    preprocessing: Preprocessing = "letterbox",
+) -> ModelCard:
+    """Export ``run_dir/weights/<weights>`` into ``out_dir`` with a complete, measured card.
+
+    ``preprocessing``: how the run's pages reached the model in training (``stretch`` for a run
+    on :mod:`inkloop.stretched` pages); the card records it, and everything is measured with it.
+    """
     import yaml
 
     from inkloop.evaluate import evaluate
@@ -109,7 +120,14 @@ def ship(run_dir: Path, data: Path, out_dir: Path, version: str, weights: str = 
     )
     epochs_done = max(0, len(results_csv) - 1)
     imgsz = int(args.get("imgsz", 416))
-    card = export_onnx(run_dir / "weights" / weights, out_dir, imgsz, "signature-detector", version)
+    card = export_onnx(
+        run_dir / "weights" / weights,
+        out_dir,
+        imgsz,
+        "signature-detector",
+        version,
+        preprocessing=preprocessing,
+    )
     report = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", plot=False)
     threshold, table = choose_operating_threshold(resolve_model(out_dir / "model.onnx"), data)
     at_op = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", conf=threshold, plot=False)
@@ -190,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", default="1")
     p.add_argument("--weights", default="best.pt")
     p.add_argument(
+        "--preprocessing",
+        choices=("letterbox", "stretch"),
+        default="letterbox",
+        help="how the run saw its pages (stretch: trained on inkloop.stretched pages)",
+    )
+    p.add_argument(
         "--remeasure",
         action="store_true",
         help="do not export: re-measure the model already in --out (CPU latency vs yolov8s@640, "
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a.run is None:
         p.error("--run is required (unless --remeasure)")
-    card = ship(a.run, a.data, a.out, a.version, a.weights)
+    card = ship(a.run, a.data, a.out, a.version, a.weights, a.preprocessing)
     out: dict[str, Any] = {
         "model_version": card.model_version,
         "conf_threshold": card.conf_threshold,
