@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import yaml
+from fixture_data import make_dataset
 from PIL import Image
 
 from inkloop.convert.yolo import from_yolo, read_labels
@@ -14,14 +13,9 @@ from inkloop.synthetic import make_synthetic
 
 
 def test_synthetic_pages_add_one_labelled_signature(tmp_path, pages_dir):
-    data = tmp_path / "data"
     pages = sorted(p for p in pages_dir.iterdir() if p.suffix != ".txt")
-    for split, chosen in (("train", pages[:3]), ("val", pages[3:])):
-        for kind in ("images", "labels"):
-            (data / kind / split).mkdir(parents=True)
-        for p in chosen:
-            shutil.copy(p, data / "images" / split / p.name)
-            shutil.copy(p.with_suffix(".txt"), data / "labels" / split / f"{p.stem}.txt")
+    stems = [p.stem for p in pages]
+    data = make_dataset(tmp_path / "data", pages_dir, {"train": stems[:3], "val": stems[3:]})
     info = make_synthetic(str(data), tmp_path / "synth", pages=4, seed=1)
     assert info["synthetic_pages"] == 4 and info["crops"] >= 3
 

@@ -359,6 +359,14 @@ def model_tensors(
     return got
 
 
+def pipeline_batch(detector: Any, batch: int) -> int:
+    """The batch the pipeline runs ``detector`` at (page by page on CPU backends): the bare
+    model is timed the same way, so the ratio compares like with like."""
+    from inkloop.pipeline import infers_page_by_page
+
+    return 1 if infers_page_by_page(detector) else batch
+
+
 def bare_model(detector: Any, prepared: Sequence[Any], batch: int, workers: int = 1) -> float:
     """Seconds for ``session.run`` alone over the tensors, ``batch`` at a time, no decoding.
 
@@ -649,7 +657,7 @@ def _measure_variants(
 
     from inkloop.detector import Detector
     from inkloop.models import ModelRef
-    from inkloop.pipeline import DetectionRun, infers_page_by_page
+    from inkloop.pipeline import DetectionRun
 
     found, notes = discover_variants(cfg, fp32_path, card, work)
     out: dict[str, Any] = {"notes": notes}
@@ -673,7 +681,7 @@ def _measure_variants(
     say(f"variants: {', '.join(runs)}")
 
     for name, run in runs.items():  # warm-up
-        bare_model(run.detector, tensors[:batch], 1 if infers_page_by_page(run.detector) else batch, workers)
+        bare_model(run.detector, tensors[:batch], pipeline_batch(run.detector, batch), workers)
         pipeline_run(run, files[:1], work / "out" / f"variant-warm-{name}")
     times: dict[str, dict[str, list[float]]] = {n: {"model": [], "pipeline": []} for n in runs}
     names = list(runs)
@@ -681,7 +689,7 @@ def _measure_variants(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             run = runs[name]
             times[name]["model"].append(
-                bare_model(run.detector, tensors, 1 if infers_page_by_page(run.detector) else batch, workers)
+                bare_model(run.detector, tensors, pipeline_batch(run.detector, batch), workers)
             )
             times[name]["pipeline"].append(pipeline_run(run, files, work / "out" / f"variant-{name}"))
     base = pipeline_boxes(work / "out" / "variant-fp32")
@@ -726,7 +734,7 @@ def _machine() -> dict[str, Any]:
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole benchmark in this process (memory in subprocesses); return the report dict."""
     from inkloop.detector import Detector
-    from inkloop.pipeline import DetectionRun, _Inference, infers_page_by_page
+    from inkloop.pipeline import DetectionRun, _Inference
 
     say = log or (lambda msg: None)
     work = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="inkloop-bench-"))
@@ -789,7 +797,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         if batch > 1 and plain.dynamic_batch:
             bare[f"model_b{batch}"] = (plain, batch, 1)
         # the pipeline's own session and threading, nothing else: the model's best here
-        pipe_batch = 1 if infers_page_by_page(det) else batch
+        pipe_batch = pipeline_batch(det, batch)
         bare[f"model_b{pipe_batch}_x{run.workers}"] = (det, pipe_batch, run.workers)
 
         alt: Alternative | None = None

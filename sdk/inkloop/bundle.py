@@ -34,17 +34,15 @@ def f_beta(p: float, r: float, beta: float = 2.0) -> float:
 
 
 def choose_operating_threshold(
-    model: Any, data: Path, beta: float = 2.0, flat: float = 0.01
+    preds: list[Any], class_names: list[str], beta: float = 2.0, flat: float = 0.01
 ) -> tuple[float, list[dict[str, float]]]:
-    """The grid threshold with the best F-beta on val (within ``flat``: the highest), and the table."""
-    from inkloop.detector import Detector
-    from inkloop.evaluate import EVAL_CONF, compute_metrics, load_dataset, predict_dataset
+    """The grid threshold with the best F-beta on val predictions (within ``flat``: the highest),
+    and the table. ``preds``: :func:`inkloop.evaluate.predict_dataset` output at ``EVAL_CONF``."""
+    from inkloop.evaluate import compute_metrics
 
-    det = Detector(model, conf=EVAL_CONF)
-    preds, _ = predict_dataset(det, load_dataset(data, "val"))
     table = []
     for t in GRID:
-        m, _ = compute_metrics(preds, det.card.class_names, t)
+        m, _ = compute_metrics(preds, class_names, t)
         table.append(
             {
                 "threshold": t,
@@ -100,7 +98,8 @@ def ship(
     """
     import yaml
 
-    from inkloop.evaluate import evaluate
+    from inkloop.detector import Detector
+    from inkloop.evaluate import EVAL_CONF, check_classes, compute_metrics, load_dataset, predict_dataset
     from inkloop.export import export_onnx
     from inkloop.training import RECIPES, dataset_manifest
 
@@ -128,9 +127,14 @@ def ship(
         version,
         preprocessing=preprocessing,
     )
-    report = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", plot=False)
-    threshold, table = choose_operating_threshold(resolve_model(out_dir / "model.onnx"), data)
-    at_op = evaluate(resolve_model(out_dir / "model.onnx"), data, split="val", conf=threshold, plot=False)
+    # One pass over val at EVAL_CONF serves everything: the threshold grid, the metrics at the
+    # chosen threshold and the best-F1 point (mAP and best F1 do not depend on the threshold).
+    det = Detector(resolve_model(out_dir / "model.onnx"), conf=EVAL_CONF)
+    dataset = load_dataset(data, "val")
+    check_classes(dataset, len(det.card.class_names), det.card.model_version)
+    preds, _ = predict_dataset(det, dataset)
+    threshold, table = choose_operating_threshold(preds, det.card.class_names)
+    at_op, _ = compute_metrics(preds, det.card.class_names, threshold)
     manifest = dataset_manifest(data)
     card.conf_threshold = threshold
     card.data_version = manifest["data_version"]
@@ -147,7 +151,7 @@ def ship(
         "threshold_choice": {
             "method": "highest threshold within 0.01 of the best F2 on val, grid 0.10, 0.15, …, 0.50",
             "grid": table,
-            "best_f1": report.best_f1.to_dict(),
+            "best_f1": at_op.best_f1.to_dict(),
         },
         "cpu_latency": latency_ratio(out_dir / "model.onnx", imgsz),
     }

@@ -51,7 +51,7 @@ def make_stretched(data: str | Path, out: str | Path, size: int = 640) -> dict[s
                 str(out / "images" / split / f"{s.image.stem}.png"), cv2.cvtColor(square, cv2.COLOR_RGB2BGR)
             )
             label = out / "labels" / split / f"{s.image.stem}.txt"
-            if s.label is not None and Path(s.label).is_file():
+            if s.label is not None:  # load_dataset sets it only for an existing file
                 shutil.copyfile(s.label, label)
             else:
                 label.write_text("")  # a page without signatures stays a negative

@@ -111,13 +111,13 @@ def synthesize_page(
     spot = find_blank(gray < INK_LEVEL, (pw, ph), taken, rng)  # type: ignore[arg-type]
     if spot is None:
         return None
+    ys, xs = np.nonzero(piece < INK_LEVEL)
+    if not len(xs):  # jitter lightened the ink away: nothing to label
+        return None
     x, y = spot
     out = host.copy()
     region = out[y : y + ph, x : x + pw]
     np.minimum(region, piece[:, :, None], out=region)  # ink on paper: the darker pixel wins
-    ys, xs = np.nonzero(piece < INK_LEVEL)
-    if not len(xs):
-        return None
     new = (float(x + xs.min()), float(y + ys.min()), float(x + xs.max() + 1), float(y + ys.max() + 1))
     return out, [*taken, new]
 

@@ -102,26 +102,6 @@ RECIPES: dict[str, Recipe] = {
             "close_mosaic": 5,
         },
     ),
-    # Stage 2 with synthetic pages (``python -m inkloop.synthetic --data signatures-real --out
-    # synth --seed 0``: one real signature pasted on a blank region of each real train page):
-    # the same schedule as ``bundled-v2`` from the same weights, so the two runs differ only in
-    # the data (``--data synth/data.yaml``: real train + synthetic, real val).
-    "bundled-v3-synth": Recipe(
-        name="bundled-v3-synth",
-        model="",
-        imgsz=416,
-        epochs=30,
-        batch=16,
-        extra={
-            "optimizer": "SGD",
-            "lr0": 0.002,
-            "lrf": 0.05,
-            "cos_lr": True,
-            "warmup_epochs": 1.0,
-            **DOCUMENT_AUGMENTATION,
-            "close_mosaic": 5,
-        },
-    ),
     # Retraining a production model on curated data (old + new pages): start from its weights
     # (``model`` is filled in with the parent's ``model.pt``), a learning rate low enough that the
     # model refines what it knows instead of forgetting it, the same document-safe augmentations
@@ -154,6 +134,13 @@ RECIPES: dict[str, Recipe] = {
         extra={"plots": False, "val": True},
     ),
 }
+# Stage 2 with synthetic pages (``python -m inkloop.synthetic --data signatures-real --out synth
+# --seed 0``: one real signature pasted on a blank region of each real train page): stage 2's
+# recipe itself under its own name, so the two runs differ only in the data (``--data
+# synth/data.yaml``: real train + synthetic, real val).
+RECIPES["bundled-v3-synth"] = replace(
+    RECIPES["bundled-v2"], name="bundled-v3-synth", extra=dict(RECIPES["bundled-v2"].extra)
+)
 
 
 def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:

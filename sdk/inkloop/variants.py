@@ -407,9 +407,9 @@ def quantize_int8(
             preprocessed = False
         model = onnx.load(str(src))
         excluded = head_decode_nodes(model) if exclude_head else []
-        # Layers kept in float by name prefix (ultralytics names nodes /model.<layer>/...).
-        excluded += [n.name for n in model.graph.node if n.name.startswith(tuple(float_prefixes))]
-        excluded = sorted(set(excluded)) if float_prefixes else excluded
+        if float_prefixes:  # layers kept in float by name (ultralytics: /model.<layer>/...)
+            prefixes = tuple(float_prefixes)
+            excluded = sorted({*excluded, *(n.name for n in model.graph.node if n.name.startswith(prefixes))})
         input_name = model.graph.input[0].name
         reader = _PageReader(calibration_images, input_name, card)
 
