@@ -34,8 +34,10 @@ from inkloop.evaluate import (
     compute_ap,
     compute_metrics,
     evaluate,
+    group_of,
     load_dataset,
     match_predictions,
+    metrics_by_group,
     predict_dataset,
 )
 from inkloop.models import resolve_model
@@ -126,6 +128,34 @@ def test_wrong_class_never_matches() -> None:
     report, errors = compute_metrics([im], ["signature", "stamp"], 0.25)
     assert report.map50 == 0.0 and report.fp == 1 and report.fn == 1
     assert errors[0].false[0]["label"] == "stamp"
+
+
+def test_metrics_by_group_scores_each_group_as_its_own_split() -> None:
+    from dataclasses import replace
+
+    good = [replace(img([A], [(A, 0.9)]), path=f"/d/tobacco800_{i}.png") for i in range(3)]
+    poor = [
+        replace(img([A, B], [(A, 0.8), (C, 0.7)]), path="/d/xc8up_1.jpg"),
+        replace(img([B], []), path="/d/xc8up_2.jpg"),
+    ]
+    other = [replace(img([], [(C, 0.6)]), path="/d/scan.png")]
+    images = good + poor + other
+    groups = metrics_by_group(images, NAMES, 0.25, r"^(tobacco800|xc8up)_")
+    assert list(groups) == ["(no match)", "tobacco800", "xc8up"]
+    t, x, n = groups["tobacco800"], groups["xc8up"], groups["(no match)"]
+    assert (t["n_images"], t["n_gt"], t["tp"], t["fp"], t["fn"]) == (3, 3, 3, 0, 0)
+    assert t["map50"] == pytest.approx(PERFECT_AP) and t["recall"] == 1.0
+    assert (x["n_images"], x["n_gt"], x["tp"], x["fp"], x["fn"]) == (2, 3, 1, 1, 2)
+    assert x["recall"] == pytest.approx(1 / 3) and x["precision"] == pytest.approx(0.5)
+    assert (n["n_images"], n["n_gt"], n["fp"]) == (1, 0, 1)
+    # each group is the metric of that subset alone, and the groups partition the split
+    alone, _ = compute_metrics(poor, NAMES, 0.25)
+    assert x["map50"] == pytest.approx(alone.map50) and x["map50_95"] == pytest.approx(alone.map50_95)
+    whole, _ = compute_metrics(images, NAMES, 0.25)
+    assert sum(g["tp"] for g in groups.values()) == whole.tp
+    assert sum(g["n_images"] for g in groups.values()) == len(images)
+    # without a capture group the whole match names the group
+    assert group_of("/d/tobacco800_1.png", __import__("re").compile(r"^[^_]+")) == "tobacco800"
 
 
 def test_compute_ap_endpoints() -> None:
@@ -412,6 +442,22 @@ def test_cli_evaluate(tmp_path: Path, pages_dir: Path) -> None:
     d = json.loads(p.stdout)
     assert d["operating_threshold"] == 0.1 and d["n_images"] == 4
     assert {f.name for f in out.iterdir()} == {"report.json", "errors.jsonl", "pr_curve.png"}
+
+
+def test_cli_evaluate_by_group(tmp_path: Path, pages_dir: Path) -> None:
+    """The fixture pages come from two collections; ``--group-by`` scores each on its own."""
+    out = tmp_path / "eval"
+    p = run_cli("evaluate", "--data", str(pages_dir), "--out", str(out), "--group-by", "^[^_]+")
+    assert p.returncode == 0, p.stderr
+    assert "by group" in p.stdout and "tobacco800" in p.stdout and "xc8up" in p.stdout
+    d = json.loads((out / "report.json").read_text())
+    assert d["group_by"] == "^[^_]+"
+    assert {k: v["n_images"] for k, v in d["groups"].items()} == {"tobacco800": 2, "xc8up": 2}
+    assert sum(v["n_gt"] for v in d["groups"].values()) == d["n_gt"]
+    assert sum(v["tp"] for v in d["groups"].values()) == d["tp"]
+    bad = run_cli("evaluate", "--data", str(pages_dir), "--out", str(out), "--group-by", "(unclosed")
+    assert bad.returncode == 2
+    assert "--group-by" in bad.stdout and "unclosed" in bad.stdout
 
 
 def test_cli_evaluate_exit_codes(tmp_path: Path, pages_dir: Path) -> None:

@@ -8,6 +8,7 @@ path that cannot be used (the message names it), 4 for a model that cannot be lo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +41,13 @@ def evaluate_command(
     target_recall: Annotated[
         float, typer.Option(help="Also report the best-precision threshold reaching this recall.")
     ] = 0.9,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score groups of images separately: a regular expression over file names, "
+            "its first group (or whole match) names the group, e.g. '^[^_]+' for a source prefix."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -62,6 +70,12 @@ def evaluate_command(
         disable=quiet,
     )
     task = progress.add_task("images", total=None)
+    if group_by is not None:
+        try:
+            re.compile(group_by)
+        except re.error as exc:
+            console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
+            raise typer.Exit(EXIT_USAGE) from None
 
     def on_start(n: int) -> None:
         # Started only once data and model are loaded, so an error message is not followed by an
@@ -81,6 +95,7 @@ def evaluate_command(
             target_recall=target_recall,
             on_start=on_start,
             progress=lambda n: progress.advance(task, n),
+            group_by=group_by,
         )
     except DatasetError as exc:
         console.print(f"[red]dataset error:[/red] {escape(str(exc))}")
@@ -138,3 +153,19 @@ def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if d["groups"]:
+        g = Table(title=escape(f"by group ({d['group_by']})"))
+        for col in ("group", "images", "gt boxes", "mAP50", "mAP50-95", "P", "R", "F1"):
+            g.add_column(col)
+        for name, m in d["groups"].items():
+            g.add_row(
+                escape(name),
+                str(m["n_images"]),
+                str(m["n_gt"]),
+                f"{m['map50']:.4f}",
+                f"{m['map50_95']:.4f}",
+                f"{m['precision']:.3f}",
+                f"{m['recall']:.3f}",
+                f"{m['f1']:.3f}",
+            )
+        console.print(g)

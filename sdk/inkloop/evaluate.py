@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -484,6 +485,10 @@ class EvalReport:
     errors_path: str | None = None
     pr_curve_path: str | None = None
     pr_curve: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    #: The regular expression that split images into groups, and each group's numbers
+    #: (:func:`metrics_by_group`).
+    group_by: str | None = None
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "pr_curve"}
@@ -692,6 +697,54 @@ def write_errors(errors: Iterable[ImageErrors], path: str | os.PathLike[str]) ->
 # ----------------------------------------------------------------------------------------- running
 
 
+NO_GROUP = "(no match)"
+
+
+def group_of(path: str, pattern: re.Pattern[str]) -> str:
+    """The group an image belongs to: ``pattern``'s first capture group (or whole match) in the
+    file name; :data:`NO_GROUP` when it does not match."""
+    m = pattern.search(Path(path).name)
+    if m is None:
+        return NO_GROUP
+    return str(m.group(1) if m.groups() else m.group(0))
+
+
+def metrics_by_group(
+    images: Sequence[ImagePredictions],
+    class_names: Sequence[str],
+    operating_threshold: float,
+    pattern: str | re.Pattern[str],
+) -> dict[str, dict[str, Any]]:
+    """The same metrics for each group of images (by file name), e.g. per source of a pooled dataset.
+
+    Why: a split pooled from several collections gives one mAP that hides which collection the
+    model fails on, and collections differ in more than pictures: ``signatures-real`` pools
+    Tobacco800 scans (tight boxes round the ink) and signatures-xc8up photos (boxes that often
+    take in the printed name under a signature). A model can be fine on one and poor on the other.
+    Each group is scored on its own, as if it were the whole split.
+    """
+    rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+    members: dict[str, list[ImagePredictions]] = {}
+    for im in images:
+        members.setdefault(group_of(im.path, rx), []).append(im)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(members):
+        r, _ = compute_metrics(members[name], class_names, operating_threshold, None)
+        out[name] = {
+            "n_images": r.n_images,
+            "n_gt": r.n_gt,
+            "map50": round(r.map50, 6),
+            "map50_95": round(r.map50_95, 6),
+            "precision": round(r.precision, 6),
+            "recall": round(r.recall, 6),
+            "f1": round(r.f1, 6),
+            "tp": r.tp,
+            "fp": r.fp,
+            "fn": r.fn,
+        }
+    return out
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """An image as RGB uint8, EXIF orientation applied (the orientation its labels refer to)."""
     from PIL import Image, ImageOps
@@ -763,17 +816,21 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     plot: bool = True,
+    group_by: str | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` (any model reference, or a :class:`Detector`) on a YOLO dataset split.
 
     Predictions are collected at score 0.001 with the card's NMS IoU, as ``YOLO.val`` does, so
     mAP covers the whole precision–recall curve; P/R/F1 are reported at ``conf`` (default: the
     card's operating threshold). With ``out_dir``, writes ``report.json``, ``errors.jsonl`` and
-    ``pr_curve.png`` there. Raises :class:`DatasetError` for unusable data and
-    :class:`inkloop.models.ModelError` for unusable models.
+    ``pr_curve.png`` there. With ``group_by`` (a regular expression over image file names), the
+    report also scores each group on its own (:func:`metrics_by_group`). Raises
+    :class:`DatasetError` for unusable data, :class:`inkloop.models.ModelError` for unusable
+    models and :class:`re.error` for a ``group_by`` that is not a regular expression.
     """
     from inkloop.detector import Detector
 
+    rx = re.compile(group_by) if group_by is not None else None  # fail before any work
     t0 = time.perf_counter()
     dataset = load_dataset(data, split)
     if isinstance(model, Detector):
@@ -801,6 +858,9 @@ def evaluate(
         nms_iou=det.iou,
     )
     report.latency_ms_per_image = round(latency, 3)
+    if rx is not None:
+        report.group_by = group_by
+        report.groups = metrics_by_group(preds, det.card.class_names, threshold, rx)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
