@@ -153,9 +153,9 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                 f"{1000 / row['pages_per_second']:.1f}" if row["pages_per_second"] else "-",
                 f"{row['cpu_ms_per_page']:.1f}",
                 f"{row['cores_busy']:.2f}",
-                f"{ratios['pipeline_vs_model']:.2f}×" if pipe else "",
-                f"{ratios['pipeline_vs_model_best']:.2f}×" if pipe else "",
-                f"{ratios['pipeline_vs_alternative']:.2f}×"
+                f"{ratios['pipeline_vs_model']:.3f}×" if pipe else "",
+                f"{ratios['pipeline_vs_model_best']:.3f}×" if pipe else "",
+                f"{ratios['pipeline_vs_alternative']:.3f}×"
                 if pipe and "pipeline_vs_alternative" in ratios
                 else "",
                 f"{agree['pages_agree']}/{agree['pages']} pages" if pipe and agree else "",
