@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def test_metrics_by_group_scores_each_group_as_its_own_split() -> None:
     assert sum(g["tp"] for g in groups.values()) == whole.tp
     assert sum(g["n_images"] for g in groups.values()) == len(images)
     # without a capture group the whole match names the group
-    assert group_of("/d/tobacco800_1.png", __import__("re").compile(r"^[^_]+")) == "tobacco800"
+    assert group_of("/d/tobacco800_1.png", re.compile(r"^[^_]+")) == "tobacco800"
 
 
 def test_compute_ap_endpoints() -> None:

@@ -70,12 +70,6 @@ def evaluate_command(
         disable=quiet,
     )
     task = progress.add_task("images", total=None)
-    if group_by is not None:
-        try:
-            re.compile(group_by)
-        except re.error as exc:
-            console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
-            raise typer.Exit(EXIT_USAGE) from None
 
     def on_start(n: int) -> None:
         # Started only once data and model are loaded, so an error message is not followed by an
@@ -103,6 +97,9 @@ def evaluate_command(
     except ModelError as exc:
         console.print(f"[red]model error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_MODEL) from None
+    except re.error as exc:  # evaluate() compiles --group-by before any work
+        console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
     finally:
         if progress.live.is_started:
             progress.stop()

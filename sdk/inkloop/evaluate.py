@@ -698,6 +698,8 @@ def write_errors(errors: Iterable[ImageErrors], path: str | os.PathLike[str]) ->
 
 
 NO_GROUP = "(no match)"
+#: What :func:`metrics_by_group` reports per group (as in ``report.json``).
+GROUP_FIELDS = ("n_images", "n_gt", "map50", "map50_95", "precision", "recall", "f1", "tp", "fp", "fn")
 
 
 def group_of(path: str, pattern: re.Pattern[str]) -> str:
@@ -729,19 +731,8 @@ def metrics_by_group(
         members.setdefault(group_of(im.path, rx), []).append(im)
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(members):
-        r, _ = compute_metrics(members[name], class_names, operating_threshold, None)
-        out[name] = {
-            "n_images": r.n_images,
-            "n_gt": r.n_gt,
-            "map50": round(r.map50, 6),
-            "map50_95": round(r.map50_95, 6),
-            "precision": round(r.precision, 6),
-            "recall": round(r.recall, 6),
-            "f1": round(r.f1, 6),
-            "tp": r.tp,
-            "fp": r.fp,
-            "fn": r.fn,
-        }
+        d = compute_metrics(members[name], class_names, operating_threshold, None)[0].to_dict()
+        out[name] = {k: d[k] for k in GROUP_FIELDS}
     return out
 
 
