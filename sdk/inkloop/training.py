@@ -123,6 +123,19 @@ RECIPES: dict[str, Recipe] = {
             "save_period": -1,
         },
     ),
+    # The second-generation bundled model: yolov8n started from ultralytics' COCO weights (named
+    # as a user with internet would; ``--model PATH`` where downloads fail), fine-tuned on every
+    # real page cleared for training. ultralytics' ``auto`` optimizer (AdamW at this length), a
+    # cosine schedule, the document-safe augmentations, mosaic off for the last 5 epochs.
+    "coco-v2": Recipe(
+        name="coco-v2",
+        model="yolov8n.pt",
+        imgsz=416,
+        epochs=35,
+        batch=16,
+        patience=15,
+        extra={**DOCUMENT_AUGMENTATION, "cos_lr": True, "close_mosaic": 5, "save_period": -1},
+    ),
     # Tiny settings for tests and loop simulations: minutes, not hours.
     "tiny": Recipe(
         name="tiny",
