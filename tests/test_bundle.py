@@ -6,10 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixture_data import make_dataset
 
-from inkloop.bundle import GRID, ship
+from inkloop.bundle import GRID, NMS_IOUS, choose_operating_threshold, duplicate_boxes, ship
+from inkloop.evaluate import ImagePredictions
 from inkloop.models import resolve_model
 from inkloop.training import dataset_manifest
 
@@ -22,7 +24,9 @@ def test_ship_writes_a_measured_card(tmp_path: Path, pages_dir: Path) -> None:
     run = tmp_path / "run"
     (run / "weights").mkdir(parents=True)
     shutil.copy(resolve_model(None).path.with_name("model.pt"), run / "weights" / "best.pt")
-    (run / "recipe.json").write_text(json.dumps({"recipe": "bundled-v2", "imgsz": 416, "epochs": 3}))
+    (run / "recipe.json").write_text(
+        json.dumps({"recipe": "bundled-v2", "imgsz": 416, "epochs": 3, "model": "yolov8n.yaml"})
+    )
     (run / "results.csv").write_text("epoch,metrics/mAP50(B)\n1,0.5\n2,0.6\n")
     preprocessing = "stretch"  # not the default: the card must say what the run was trained with
     card = ship(run, data, tmp_path / "out", "9", preprocessing=preprocessing)
@@ -40,3 +44,61 @@ def test_ship_writes_a_measured_card(tmp_path: Path, pages_dir: Path) -> None:
     assert 0 < lat["ms_per_image"] < lat["yolov8s_640_ms_per_image"]
     assert saved.recipe["recipe"] == "bundled-v2" and saved.recipe["epochs_completed"] == 2
     assert saved.data_version == dataset_manifest(data)["data_version"] and "AGPL" in saved.license
+    assert saved.iou_threshold in NMS_IOUS
+    nms = m["nms_choice"]["grid"]
+    assert [r["nms_iou"] for r in nms] == list(NMS_IOUS) and isinstance(m["duplicate_boxes"], int)
+    picked = next(r for r in nms if r["nms_iou"] == saved.iou_threshold)
+    assert picked["mAP50"] == pytest.approx(m["mAP50"], abs=1e-4)
+    assert picked["duplicate_boxes"] == min(
+        r["duplicate_boxes"] for r in nms if r["mAP50"] >= picked["mAP50"] - 0.005
+    )
+    assert saved.extra["init_weights"]["name"]  # what the run started from, on the card
+
+
+def _preds(rows: list[tuple[list[list[float]], list[float], list[list[float]]]]) -> list[ImagePredictions]:
+    return [
+        ImagePredictions(
+            path=f"{i}.png",
+            gt_boxes=np.array(gt, dtype=np.float64).reshape(-1, 4),
+            gt_classes=np.zeros(len(gt), np.int64),
+            boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            scores=np.array(scores, dtype=np.float64),
+            classes=np.zeros(len(scores), np.int64),
+        )
+        for i, (boxes, scores, gt) in enumerate(rows)
+    ]
+
+
+def test_threshold_is_the_lowest_with_enough_precision() -> None:
+    """Ten true boxes scoring 0.9 … 0.45 and two false ones at 0.5 and 0.3: below 0.5 precision
+    falls under 0.85; the rule keeps the most recall that 0.85 precision allows."""
+    gt = [[i * 100.0, 0, i * 100.0 + 50, 50] for i in range(10)]
+    true_scores = [0.9 - 0.05 * i for i in range(10)]  # 0.90 … 0.45
+    boxes = [*gt, [0, 500, 50, 550], [0, 600, 50, 650]]
+    preds = _preds([(boxes, [*true_scores, 0.5, 0.3], gt)])
+    t, table, rule = choose_operating_threshold(preds, ["signature"])
+    row = next(r for r in table if r["threshold"] == t)
+    assert row["precision"] >= 0.85 and rule.startswith("lowest")
+    lower = [r for r in table if r["threshold"] < t]
+    assert lower and all(r["precision"] < 0.85 for r in lower)
+    # no threshold precise enough: the best F1 instead, and the rule says so
+    noisy = _preds(
+        [
+            (
+                boxes + [[0, 700 + 60 * k, 50, 750 + 60 * k] for k in range(12)],
+                [*true_scores, 0.5, 0.3] + [0.95] * 12,
+                gt,
+            )
+        ]
+    )
+    t2, table2, rule2 = choose_operating_threshold(noisy, ["signature"])
+    assert rule2.startswith("best F1") and next(r for r in table2 if r["threshold"] == t2)["f1"] == max(
+        r["f1"] for r in table2
+    )
+
+
+def test_duplicate_boxes_counts_nested_and_overlapping_boxes() -> None:
+    big, inner, apart = [0, 0, 100, 40], [10, 5, 60, 35], [300, 0, 400, 40]
+    preds = _preds([([big, inner, apart], [0.9, 0.8, 0.7], [big, apart])])
+    assert duplicate_boxes(preds, 0.5) == 1  # the nested box (IoU 0.375: plain NMS keeps it)
+    assert duplicate_boxes(preds, 0.85) == 0  # only the big box is kept

@@ -5,10 +5,16 @@ bundled model's recipe (``training.RECIPES["bundled-v1"]``). Everything the card
 measured here, in one run:
 
 - metrics on the dataset's val split with inkloop's evaluator (same algorithm as ultralytics val);
-- the operating threshold: F2 (recall weighted twice: in a review loop a false box costs a
-  reviewer a click, a missed signature is lost) on val over a coarse grid (0.10, 0.15, …, 0.50);
-  where the curve is flat, the highest threshold within 0.01 of the best. The coarse grid keeps a
-  threshold chosen on 81 pages from fitting them;
+- the operating threshold, serving both kinds of users: the lowest threshold of a coarse grid
+  (0.10, 0.15, …, 0.70) whose val precision is at least 0.85, so auto-accepted results hold
+  fewer than one false box in six true ones while keeping all the recall that precision allows;
+  the near misses below it are what routing's ambiguous band sends to people. Where no grid
+  threshold reaches 0.85, the best-F1 one. The coarse grid keeps a threshold chosen on 81 pages
+  from fitting them; the whole grid is on the card;
+- the NMS IoU: overlapping boxes on one signature (a box inside a bigger one) cost a reviewer a
+  deletion each, so of the IoUs within 0.005 mAP50 of the best, the one leaving the fewest
+  duplicate boxes (a kept box covering at least half of a higher-scoring kept box, or covered by
+  it) at the operating threshold;
 - CPU latency as a ratio to yolov8s at 640 (an untrained yolov8s has the same cost as a trained
   one), both timed with bare ``InferenceSession.run`` on the same machine in the same run,
   interleaved so machine noise hits both alike;
@@ -23,9 +29,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inkloop.models import ModelCard, Preprocessing, resolve_model
 
-GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(9))  # 0.10 … 0.50
+GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(13))  # 0.10 … 0.70
+NMS_IOUS = (0.7, 0.6, 0.5, 0.45)
+MIN_PRECISION = 0.85  # auto-accepted results: fewer than one false box in six true ones
+TARGET_RECALL = 0.88  # recorded: whether the chosen threshold also keeps this much recall
 
 
 def f_beta(p: float, r: float, beta: float = 2.0) -> float:
@@ -34,10 +45,14 @@ def f_beta(p: float, r: float, beta: float = 2.0) -> float:
 
 
 def choose_operating_threshold(
-    preds: list[Any], class_names: list[str], beta: float = 2.0, flat: float = 0.01
-) -> tuple[float, list[dict[str, float]]]:
-    """The grid threshold with the best F-beta on val predictions (within ``flat``: the highest),
-    and the table. ``preds``: :func:`inkloop.evaluate.predict_dataset` output at ``EVAL_CONF``."""
+    preds: list[Any], class_names: list[str], min_precision: float = MIN_PRECISION
+) -> tuple[float, list[dict[str, float]], str]:
+    """The operating threshold, the whole grid, and which rule chose it.
+
+    The lowest grid threshold whose precision is ≥ ``min_precision`` (the most recall at that
+    precision); if none reaches it, the best-F1 threshold (ties: the higher). ``preds``:
+    :func:`inkloop.evaluate.predict_dataset` output at ``EVAL_CONF``.
+    """
     from inkloop.evaluate import compute_metrics
 
     table = []
@@ -49,15 +64,67 @@ def choose_operating_threshold(
                 "precision": round(m.precision, 4),
                 "recall": round(m.recall, 4),
                 "f1": round(m.f1, 4),
-                f"f{beta:g}": round(f_beta(m.precision, m.recall, beta), 4),
+                "f2": round(f_beta(m.precision, m.recall, 2.0), 4),
             }
         )
-    key = f"f{beta:g}"
-    top = max(row[key] for row in table)
-    # The curve is flat near its top: take the highest threshold within `flat` of the best, so
-    # reviewers are not sent boxes that buy no measurable recall.
-    best = max((row for row in table if row[key] >= top - flat), key=lambda row: row["threshold"])
-    return float(best["threshold"]), table
+    precise = [row for row in table if row["precision"] >= min_precision and row["recall"] > 0]
+    if precise:
+        best = min(precise, key=lambda row: row["threshold"])
+        return float(best["threshold"]), table, f"lowest threshold with precision >= {min_precision}"
+    best = max(table, key=lambda row: (row["f1"], row["threshold"]))
+    return float(best["threshold"]), table, f"best F1 (no threshold reaches precision {min_precision})"
+
+
+def duplicate_boxes(preds: list[Any], threshold: float, cover: float = 0.5) -> int:
+    """Boxes at ``threshold`` that cover, or are covered by, ``cover`` of a higher-scoring kept box.
+
+    Why intersection over the smaller box and not IoU: the duplicates reviewers delete are mostly
+    a box nested in a bigger one around the same signature, whose IoU stays low.
+    """
+    count = 0
+    for p in preds:
+        keep = p.scores >= threshold
+        boxes = p.boxes[keep][np.argsort(-p.scores[keep])]
+        for i in range(1, len(boxes)):
+            a, prev = boxes[i], boxes[:i]
+            iw = np.clip(np.minimum(a[2], prev[:, 2]) - np.maximum(a[0], prev[:, 0]), 0, None)
+            ih = np.clip(np.minimum(a[3], prev[:, 3]) - np.maximum(a[1], prev[:, 1]), 0, None)
+            area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+            smaller = np.minimum(area(a), area(prev))
+            count += bool(((iw * ih) / np.maximum(smaller, 1e-9) >= cover).any())
+    return count
+
+
+def choose_nms_iou(
+    detector: Any, dataset: Any, ious: tuple[float, ...] = NMS_IOUS, flat: float = 0.005
+) -> tuple[float, list[Any], list[dict[str, Any]]]:
+    """The NMS IoU for the card, the val predictions made with it, and the table behind the choice."""
+    from inkloop.evaluate import compute_metrics, predict_dataset
+
+    rows, preds_by_iou = [], {}
+    for iou in ious:
+        detector.iou = iou
+        preds, _ = predict_dataset(detector, dataset)
+        threshold, _, _ = choose_operating_threshold(preds, detector.card.class_names)
+        m, _ = compute_metrics(preds, detector.card.class_names, threshold)
+        preds_by_iou[iou] = preds
+        rows.append(
+            {
+                "nms_iou": iou,
+                "threshold": threshold,
+                "mAP50": round(m.map50, 4),
+                "mAP50-95": round(m.map50_95, 4),
+                "precision": round(m.precision, 4),
+                "recall": round(m.recall, 4),
+                "duplicate_boxes": duplicate_boxes(preds, threshold),
+            }
+        )
+    top = max(r["mAP50"] for r in rows)
+    best = min(
+        (r for r in rows if r["mAP50"] >= top - flat), key=lambda r: (r["duplicate_boxes"], -r["mAP50"])
+    )
+    detector.iou = best["nms_iou"]
+    return float(best["nms_iou"]), preds_by_iou[best["nms_iou"]], rows
 
 
 def latency_ratio(
@@ -99,7 +166,7 @@ def ship(
     import yaml
 
     from inkloop.detector import Detector
-    from inkloop.evaluate import EVAL_CONF, check_classes, compute_metrics, load_dataset, predict_dataset
+    from inkloop.evaluate import EVAL_CONF, check_classes, compute_metrics, load_dataset
     from inkloop.export import export_onnx
     from inkloop.training import RECIPES, dataset_manifest
 
@@ -127,17 +194,18 @@ def ship(
         version,
         preprocessing=preprocessing,
     )
-    # One pass over val at EVAL_CONF serves everything: the threshold grid, the metrics at the
-    # chosen threshold and the best-F1 point (mAP and best F1 do not depend on the threshold).
+    # One pass over val at EVAL_CONF per NMS IoU serves everything: the IoU, the threshold grid,
+    # the metrics at the chosen threshold and the best-F1 point (mAP does not depend on the threshold).
     det = Detector(resolve_model(out_dir / "model.onnx"), conf=EVAL_CONF)
     dataset = load_dataset(data, "val")
     check_classes(dataset, len(det.card.class_names), det.card.model_version)
-    preds, _ = predict_dataset(det, dataset)
-    threshold, table = choose_operating_threshold(preds, det.card.class_names)
+    nms_iou, preds, nms_table = choose_nms_iou(det, dataset)
+    threshold, table, rule = choose_operating_threshold(preds, det.card.class_names)
     at_op, _ = compute_metrics(preds, det.card.class_names, threshold)
-    manifest = dataset_manifest(data)
+    data_version = args.get("data_version") or dataset_manifest(data)["data_version"]
     card.conf_threshold = threshold
-    card.data_version = manifest["data_version"]
+    card.iou_threshold = nms_iou
+    card.data_version = data_version
     card.recipe = {**args, "epochs_completed": epochs_done, "weights": weights}
     card.metrics = {
         "split": "val",
@@ -149,19 +217,43 @@ def ship(
         "recall": round(at_op.recall, 4),
         "f1": round(at_op.f1, 4),
         "threshold_choice": {
-            "method": "highest threshold within 0.01 of the best F2 on val, grid 0.10, 0.15, …, 0.50",
+            "method": f"{rule}, grid 0.10, 0.15, …, 0.70 on val",
+            "recall_target": {"recall": TARGET_RECALL, "met": at_op.recall >= TARGET_RECALL},
             "grid": table,
             "best_f1": at_op.best_f1.to_dict(),
         },
+        "nms_choice": {
+            "method": "fewest duplicate boxes among NMS IoUs within 0.005 mAP50 of the best",
+            "grid": nms_table,
+        },
+        "duplicate_boxes": duplicate_boxes(preds, threshold),
         "cpu_latency": latency_ratio(out_dir / "model.onnx", imgsz),
     }
     card.license = "AGPL-3.0-or-later (derived from ultralytics YOLOv8, AGPL-3.0)"
+    manifest_path = run_dir / "data_manifest.json"
+    files = json.loads(manifest_path.read_text())["files"] if manifest_path.exists() else {}
     card.extra["training_data"] = {
-        "name": "signatures-real (Tobacco800 + Roboflow signatures-xc8up)",
-        "images": len([f for f in manifest["files"] if not f.endswith(".txt")]),
+        "name": "signatures-real + signatures-extra (Tobacco800, Roboflow signatures-xc8up, "
+        "tech4humans/signature-detection)",
+        "images": len([f for f in files if not f.endswith(".txt")]) or None,
     }
+    init = args.get("init_weights") or _init_record(args.get("model"))
+    if init:
+        card.extra["init_weights"] = init
     card.save(out_dir / "card.json")
     return card
+
+
+def _init_record(model: str | None) -> dict[str, Any] | None:
+    """Starting weights of a run recorded before ``recipe.json`` carried ``init_weights``."""
+    from inkloop.training import initial_weights
+
+    if not model:
+        return None
+    try:
+        return initial_weights(model)[1]
+    except FileNotFoundError:
+        return {"name": Path(model).name, "file": None, "sha256": None}
 
 
 def measure_variants(

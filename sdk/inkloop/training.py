@@ -319,6 +319,46 @@ def prepare_training_data(
     return out, info
 
 
+#: Hub names of ultralytics' COCO-pretrained starting weights, as a user with internet writes them.
+PRETRAINED_NAMES = ("yolov8n.pt", "yolov8s.pt", "yolo11n.pt", "yolo11s.pt")
+
+
+class StartWeightsError(FileNotFoundError):
+    """The recipe's starting weights cannot be found locally and cannot be downloaded here."""
+
+
+def initial_weights(model: str, search: Iterable[str | os.PathLike[str]] = ()) -> tuple[str, dict[str, Any]]:
+    """The file a run starts from and its record for the card (name, file, SHA-256).
+
+    ``model`` is an architecture yaml (from scratch: no weights), a path, or a hub name such as
+    ``yolov8n.pt``. A hub name is looked up first in ``search`` folders and ``$INKLOOP_PRETRAINED``
+    (as ``yolov8n.pt`` or ``yolov8n-coco.pt``), so an offline machine uses a local copy of the same
+    weights; with nothing local, ultralytics downloads it, unless ``YOLO_OFFLINE`` is set, which is
+    then a clear error here instead of a failed download deep inside ultralytics.
+    """
+    if model.endswith((".yaml", ".yml")):
+        return model, {"name": model, "pretrained": False}
+    path = Path(model).expanduser()
+    if not path.is_file() and Path(model).name == model:
+        folders = [*search, *filter(None, os.environ.get("INKLOOP_PRETRAINED", "").split(os.pathsep))]
+        stem = Path(model).stem
+        found = [Path(d) / n for d in folders for n in (model, f"{stem}-coco.pt") if (Path(d) / n).is_file()]
+        if found:
+            path = found[0]
+        elif os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes"):
+            raise StartWeightsError(
+                f"starting weights {model!r}: not found in {folders or 'any folder'} and downloads are "
+                "off (YOLO_OFFLINE); pass --model PATH or set INKLOOP_PRETRAINED to a folder holding it"
+            )
+        else:
+            return model, {"name": model, "pretrained": True, "file": None, "sha256": None}
+    if not path.is_file():
+        raise StartWeightsError(f"starting weights {model!r}: no such file")
+    name = model if Path(model).name == model else path.name
+    record = {"name": name, "pretrained": True, "file": path.name, "sha256": sha256_file(path)}
+    return str(path), record
+
+
 def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metadata: dict[str, Any]) -> None:
     """``recipe.json`` (the recipe's fields at top level, plus data version, seed and lineage) and
     ``data_manifest.json`` (every file's hash), written *before* training so an interrupted run
@@ -394,10 +434,11 @@ def train(
         return run_dir
     if not r.model:
         raise ValueError(f"recipe {r.name!r} names no starting model; pass overrides={{'model': ...}}")
+    start, init_record = initial_weights(r.model)
     data_yaml, data_info = prepare_training_data(data, run_dir.parent / f"{run_dir.name}-data")
     (run_dir.parent).mkdir(parents=True, exist_ok=True)
-    write_run_record(run_dir, r, data_info, dict(metadata or {}))
-    model = YOLO(r.model)
+    write_run_record(run_dir, r, data_info, {"init_weights": init_record, **(metadata or {})})
+    model = YOLO(start)
     if on_model is not None:
         on_model(model)
     model.train(
