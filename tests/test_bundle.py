@@ -49,9 +49,9 @@ def test_ship_writes_a_measured_card(tmp_path: Path, pages_dir: Path) -> None:
     assert [r["nms_iou"] for r in nms] == list(NMS_IOUS) and isinstance(m["duplicate_boxes"], int)
     picked = next(r for r in nms if r["nms_iou"] == saved.iou_threshold)
     assert picked["mAP50"] == pytest.approx(m["mAP50"], abs=1e-4)
-    assert picked["duplicate_boxes"] == min(
-        r["duplicate_boxes"] for r in nms if r["mAP50"] >= picked["mAP50"] - 0.005
-    )
+    top = max(r["mAP50"] for r in nms)
+    assert picked["mAP50"] >= top - 0.01
+    assert picked["duplicate_boxes"] == min(r["duplicate_boxes"] for r in nms if r["mAP50"] >= top - 0.01)
     assert saved.extra["init_weights"]["name"]  # what the run started from, on the card
 
 
