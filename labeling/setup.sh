@@ -4,7 +4,7 @@
 #
 # Label Studio gets its own venv because it pins Django and friends; the SDK never imports it.
 #   INKLOOP_LS_VENV   venv location (default: $REPO/.venv-labelstudio)
-# The logic lives in sdk/inkloop/labelstudio_server.py (shared with start.sh, stop.sh, the CLI and
+# The logic lives in sdk/inkloop/devservers/labelstudio/ (shared with start.sh, stop.sh, the CLI and
 # the pytest fixture); this script only calls it.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,4 +12,4 @@ PY="$REPO/.venv/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)"
 export INKLOOP_REPO="${INKLOOP_REPO:-$REPO}"
 export PYTHONPATH="$REPO/sdk${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PY" -m inkloop.labelstudio_server setup "$@"
+exec "$PY" -m inkloop.devservers.labelstudio setup "$@"

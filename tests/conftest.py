@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from inkloop.labelstudio_server import LabelStudioHandle
+    from inkloop.devservers.labelstudio.server import LabelStudioHandle
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -51,23 +51,23 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     integration test reads as green and hides a broken setup. Yields a handle with ``.url`` and
     ``.token``; only the server's own PID (its process group) is stopped at the end.
     """
-    from inkloop import labelstudio_server as ls
+    from inkloop.devservers.labelstudio import processes, server, settings, venv
 
     try:
-        ls.ensure_venv()
-    except ls.LabelStudioServerError as exc:
+        venv.ensure_venv()
+    except settings.LabelStudioServerError as exc:
         pytest.fail(f"cannot set up Label Studio: {exc}", pytrace=False)
     data_dir = tmp_path_factory.mktemp("labelstudio-data")
     document_root = tmp_path_factory.mktemp("labelstudio-files")
     handle: LabelStudioHandle | None = None
     for attempt in range(3):  # a free port can be taken between finding and using it
         try:
-            handle = ls.start(ls.free_port(), data_dir, document_root=document_root)
+            handle = server.start(processes.free_port(), data_dir, document_root=document_root)
             break
-        except ls.PortInUseError:
+        except settings.PortInUseError:
             if attempt == 2:
                 raise
-        except ls.LabelStudioServerError as exc:
+        except settings.LabelStudioServerError as exc:
             pytest.fail(f"cannot start Label Studio: {exc}", pytrace=False)
     assert handle is not None
     try:

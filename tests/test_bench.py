@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inkloop import bench
+from inkloop.benchmarks import bench as bench
 from inkloop.cli import app
 
 
@@ -89,7 +89,7 @@ def test_pipeline_and_alternative_agree_on_fixture_pages(tmp_path, fixture_corpu
     so they must agree exactly. Scans are decoded by DCT scaling, not MuPDF's image scaler, so a
     box may move a little or one near the threshold may flip; nothing more.
     """
-    from inkloop.pipeline import DetectionRun, DetectOptions
+    from inkloop.detection.pipeline import DetectionRun, DetectOptions
 
     run = DetectionRun(tmp_path / "x", DetectOptions())
     det = run.detector
@@ -111,7 +111,7 @@ def test_pipeline_and_alternative_agree_on_fixture_pages(tmp_path, fixture_corpu
 def test_scanned_corpus_takes_the_dct_fast_path(fixture_corpus):
     """Both ways of writing a scan (bare DeviceGray/RGB, pymupdf's ICC-based) are decoded by DCT
     scaling, never rendered: the benchmark measures the path real scans take."""
-    import inkloop.documents as documents
+    import inkloop.documents.opening as documents
 
     calls = []
     real = documents._embedded_jpeg_view

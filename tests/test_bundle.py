@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle import GRID, NMS_IOUS, choose_operating_threshold, duplicate_boxes, ship
 from fixture_data import make_dataset
 
-from inkloop.bundle import GRID, NMS_IOUS, choose_operating_threshold, duplicate_boxes, ship
-from inkloop.evaluate import ImagePredictions
-from inkloop.models import resolve_model
-from inkloop.training import dataset_manifest
+from inkloop.evaluation.evaluator import ImagePredictions
+from inkloop.lifecycle.training import dataset_manifest
+from inkloop.models.resolve import resolve_model
 
 
 def test_ship_writes_a_measured_card(tmp_path: Path, pages_dir: Path) -> None:

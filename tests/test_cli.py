@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from badfiles import make_all
-from inkloop.results import read_quarantine, read_results
+from inkloop.detection.results import read_quarantine, read_results
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-d
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 from inkloop.convert.yolo import from_yolo, read_labels  # noqa: E402
-from inkloop.curate import (  # noqa: E402
+from inkloop.curation.store import (  # noqa: E402
     CurationError,
     CurationStore,
     PageRecord,
@@ -117,7 +117,7 @@ def close(a: tuple[float, ...], b: tuple[float, ...], tol: float) -> bool:
 SUBPROCESS_STORE = textwrap.dedent(
     """
     import airflow  # noqa: F401  (before fiftyone, as in an Airflow worker: trap 2)
-    from inkloop.curate import CurationStore
+    from inkloop.curation.store import CurationStore
     store = CurationStore("process-check")
     print(len(store.dataset))
     store.delete()
@@ -148,7 +148,7 @@ def _run_store_process(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str]
 
 
 def test_import_inkloop_does_not_import_fiftyone() -> None:
-    code = "import sys, inkloop, inkloop.curate, inkloop.cli; assert 'fiftyone' not in sys.modules, 'heavy'"
+    code = "import sys, inkloop, inkloop.curation.store, inkloop.cli; assert 'fiftyone' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -156,7 +156,7 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
     """A process (importing airflow first) uses a fresh database dir and exits: FiftyOne's
     service must stop its mongod. FiftyOne attaches to any running service of this user, so the
     check needs none running (true when this module runs alone or first)."""
-    from inkloop.fiftyone_db import running_services
+    from inkloop.curation.database import running_services
 
     if running_services():
         pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
@@ -371,7 +371,7 @@ def _sha256(path: Path) -> str:
 def test_export_yolo_versions_and_manifest(make_store: Callable[[], CurationStore], tmp_path: Path) -> None:
     from PIL import Image
 
-    from inkloop.training import dataset_manifest
+    from inkloop.lifecycle.training import dataset_manifest
 
     store = make_store()
     negatives = [
@@ -441,8 +441,8 @@ def test_export_yolo_versions_and_manifest(make_store: Callable[[], CurationStor
 
 
 def _results_and_reviews(tmp_path: Path) -> tuple[Path, Path]:
-    from inkloop.results import ResultStore
-    from inkloop.review import ReviewedPage, write_reviews
+    from inkloop.detection.results import ResultStore
+    from inkloop.review.labelstudio import ReviewedPage, write_reviews
     from inkloop.types import Page, PageResult
 
     res = tmp_path / "results"

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inkloop.detector import Detector, select_providers
-from inkloop.models import ModelError, resolve_model
-from inkloop.nms import decode, nms
+from inkloop.detection.detector import Detector, select_providers
+from inkloop.detection.nms import decode, nms
+from inkloop.models.references import ModelError
+from inkloop.models.resolve import resolve_model
 from parity import BATCHED, OPENVINO_BOX, OPENVINO_SCORE, ULTRALYTICS_BOX, ULTRALYTICS_SCORE
 
 
 def _match(a, b):
     """Greedy pairing of two lists of (xyxy, score) by IoU."""
-    from inkloop.nms import iou_one_to_many
+    from inkloop.detection.nms import iou_one_to_many
 
     pairs, used = [], set()
     for box, score in a:
@@ -119,9 +120,9 @@ def test_openvino_runtime_gives_the_onnxruntime_boxes(tmp_path, pages_dir):
     """``--device openvino`` without onnxruntime's provider runs the same ONNX on OpenVINO Runtime:
     detector, pipeline (two inference threads) and evaluator all work and agree with onnxruntime."""
     pytest.importorskip("openvino", reason="the openvino package is part of the dev install")
-    from inkloop.openvino_backend import PROVIDER
-    from inkloop.pipeline import DetectOptions, detect
-    from inkloop.results import read_results
+    from inkloop.detection.openvino_backend import PROVIDER
+    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.detection.results import read_results
 
     cpu, ov = Detector(None, conf=0.05), Detector(None, device="openvino", conf=0.05, threads=1)
     assert ov.session.get_providers() == [PROVIDER] and ov.stride == cpu.stride == 32

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from badfiles import make_all
-from inkloop.documents import DocumentError, Limits, expand_inputs, open_document, sniff_media_type
+from inkloop.documents.opening import DocumentError, Limits, expand_inputs, open_document, sniff_media_type
 
 
 def test_pdf_pages_geometry_and_model_size(documents_dir):
@@ -133,8 +133,8 @@ def test_exif_orientation_gives_the_upright_page(tmp_path, pages_dir):
     """A page stored sideways with an EXIF orientation tag is detected as the upright page."""
     from PIL import Image
 
-    from inkloop.pipeline import DetectOptions, detect
-    from inkloop.results import read_results
+    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.detection.results import read_results
 
     src = next(p for p in sorted(pages_dir.iterdir()) if p.suffix == ".png")
     with Image.open(src) as im:

@@ -1,4 +1,4 @@
-"""``inkloop.evaluate``: metric code on hand-built cases, and agreement with ultralytics' ``val``.
+"""``inkloop.evaluation.evaluator``: metric code on hand-built cases, and agreement with ultralytics' ``val``.
 
 Why three kinds of parity test: the bundled model changes during development and an early
 checkpoint scores mAP ≈ 0, where "ours ≈ theirs" proves little. So the metric code is also
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inkloop.evaluate import (
+from inkloop.evaluation.evaluator import (
     EVAL_CONF,
     IOU_THRESHOLDS,
     DatasetError,
@@ -41,7 +41,7 @@ from inkloop.evaluate import (
     metrics_by_group,
     predict_dataset,
 )
-from inkloop.models import resolve_model
+from inkloop.models.resolve import resolve_model
 from parity import EVAL_VS_VAL
 
 NAMES = ["signature"]
@@ -387,7 +387,7 @@ def test_detector_finds_the_boxes_ultralytics_val_finds(ultralytics_val: dict[st
     (≈ 0.01), and among near-tied scores NMS keeps a different, equally meaningless box on any
     float difference. For such a model this test is vacuous and the metric tests carry the weight.
     """
-    from inkloop.detector import Detector
+    from inkloop.detection.detector import Detector
 
     ref = ultralytics_val["ref"]
     det = Detector(ref, conf=EVAL_CONF, iou=ref.card.iou_threshold)

@@ -18,8 +18,9 @@ import psutil
 import pytest
 import requests
 
-from inkloop import labelstudio_server as ls
-from inkloop.labelstudio_server import LabelStudioHandle
+from inkloop.devservers.labelstudio import processes, readiness, server, settings
+from inkloop.devservers.labelstudio.server import LabelStudioHandle
+from inkloop.review import labeling
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "do-not-leak-this-token-4711"
@@ -34,7 +35,7 @@ def _auth(token: str) -> dict[str, str]:
 
 
 def test_labeling_config_structure() -> None:
-    root = ET.fromstring(ls.labeling_config(["signature", "initials"]))
+    root = ET.fromstring(labeling.labeling_config(["signature", "initials"]))
     image = root.find("Image")
     rects = root.find("RectangleLabels")
     assert root.find("Header") is not None
@@ -47,24 +48,24 @@ def test_labeling_config_structure() -> None:
 
 def test_labeling_config_escapes_and_validates_names() -> None:
     odd = ["a&b", 'say "hi"', "<x>"]
-    root = ET.fromstring(ls.labeling_config(odd))
+    root = ET.fromstring(labeling.labeling_config(odd))
     assert [label.attrib["value"] for label in root.iter("Label")] == odd
     with pytest.raises(ValueError):
-        ls.labeling_config([])
+        labeling.labeling_config([])
     with pytest.raises(ValueError):
-        ls.labeling_config(["signature", "signature"])
+        labeling.labeling_config(["signature", "signature"])
     with pytest.raises(ValueError):
-        ls.labeling_config(["  "])
+        labeling.labeling_config(["  "])
 
 
 def test_committed_config_is_the_generated_one() -> None:
     """labeling/config.xml is what the code generates for the reference model's one class."""
-    assert (ROOT / "labeling" / "config.xml").read_text() == ls.labeling_config(["signature"])
+    assert (ROOT / "labeling" / "config.xml").read_text() == labeling.labeling_config(["signature"])
 
 
 def test_markdown_to_html() -> None:
     md = "# Title\n\nSome **bold**, *em* and `code` <b>.\n\n1. one\n   continued\n2. two\n\n- a\n- b\n"
-    out = ls.markdown_to_html(md)
+    out = labeling.markdown_to_html(md)
     assert "<h1>Title</h1>" in out
     assert "<p>Some <strong>bold</strong>, <em>em</em> and <code>code</code> &lt;b&gt;.</p>" in out
     assert "<ol><li>one continued</li><li>two</li></ol>" in out
@@ -72,9 +73,9 @@ def test_markdown_to_html() -> None:
 
 
 def test_instructions_html_reads_the_file_and_has_a_fallback(tmp_path: Path) -> None:
-    out = ls.instructions_html()
+    out = labeling.instructions_html()
     assert "<h1>" in out and "valuable negative" in out and "Skip" in out
-    fallback = ls.instructions_html(tmp_path / "missing.md")
+    fallback = labeling.instructions_html(tmp_path / "missing.md")
     assert "<li>" in fallback and "negative" in fallback
 
 
@@ -83,19 +84,19 @@ def test_instructions_html_reads_the_file_and_has_a_fallback(tmp_path: Path) -> 
 
 
 def test_wait_ready_on_closed_port_does_not_leak_token() -> None:
-    port = ls.free_port()  # nothing listens there once the probe socket is closed
-    with pytest.raises(ls.ServerNotReadyError) as info:
-        ls.wait_ready(f"http://127.0.0.1:{port}", timeout=1.0, token=SECRET, interval=0.2)
+    port = processes.free_port()  # nothing listens there once the probe socket is closed
+    with pytest.raises(settings.ServerNotReadyError) as info:
+        readiness.wait_ready(f"http://127.0.0.1:{port}", timeout=1.0, token=SECRET, interval=0.2)
     assert isinstance(info.value, TimeoutError)
     _assert_no_secret(info.value)
 
 
 def test_start_errors_do_not_leak_token(tmp_path: Path) -> None:
-    with pytest.raises(ls.SetupError) as info:
-        ls.start(ls.free_port(), tmp_path / "data", SECRET, venv=tmp_path / "no-venv")
+    with pytest.raises(settings.SetupError) as info:
+        server.start(processes.free_port(), tmp_path / "data", SECRET, venv=tmp_path / "no-venv")
     _assert_no_secret(info.value)
-    with pytest.raises(ls.LabelStudioServerError) as short:
-        ls.start(ls.free_port(), tmp_path / "data", "abc", venv=tmp_path / "no-venv")
+    with pytest.raises(settings.LabelStudioServerError) as short:
+        server.start(processes.free_port(), tmp_path / "data", "abc", venv=tmp_path / "no-venv")
     assert "abc" not in str(short.value)
 
 
@@ -103,10 +104,10 @@ def test_stop_leaves_a_foreign_pid_alone(tmp_path: Path) -> None:
     """A stale pid file naming a process that is not Label Studio must not get it killed."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / ls.PID_FILE_NAME).write_text(f"{other.pid}\n")
-        assert ls.stop(tmp_path) is False
+        (tmp_path / settings.PID_FILE_NAME).write_text(f"{other.pid}\n")
+        assert server.stop(tmp_path) is False
         assert other.poll() is None
-        assert not (tmp_path / ls.PID_FILE_NAME).exists()
+        assert not (tmp_path / settings.PID_FILE_NAME).exists()
     finally:
         other.kill()
         other.wait()
@@ -129,7 +130,7 @@ def test_listens_only_on_loopback(labelstudio: LabelStudioHandle) -> None:
     port = labelstudio.port
     assert labelstudio.url == f"http://127.0.0.1:{port}"
     # Our own /proc reading and psutil's must agree: one listener, on 127.0.0.1:port.
-    assert ls.listening_addresses(labelstudio.pid) == [("127.0.0.1", port)]
+    assert processes.listening_addresses(labelstudio.pid) == [("127.0.0.1", port)]
     proc = psutil.Process(labelstudio.pid)
     procs = [proc, *proc.children(recursive=True)]
     listening = {
@@ -164,21 +165,21 @@ def test_token_works_and_is_required(labelstudio: LabelStudioHandle) -> None:
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_wrong_token_is_reported_without_leaking(labelstudio: LabelStudioHandle) -> None:
-    with pytest.raises(ls.TokenRejectedError) as info:
-        ls.wait_ready(labelstudio.url, timeout=30, token=SECRET)
+    with pytest.raises(settings.TokenRejectedError) as info:
+        readiness.wait_ready(labelstudio.url, timeout=30, token=SECRET)
     _assert_no_secret(info.value)
-    ls.wait_ready(labelstudio.url, timeout=30, token=labelstudio.token)
+    readiness.wait_ready(labelstudio.url, timeout=30, token=labelstudio.token)
 
 
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_busy_port_fails_loudly(labelstudio: LabelStudioHandle, tmp_path: Path) -> None:
     """Label Studio would silently take the next port; start() must refuse instead."""
-    assert not ls.port_is_free(labelstudio.port)
-    with pytest.raises(ls.PortInUseError) as info:
-        ls.start(labelstudio.port, tmp_path / "other", SECRET)
+    assert not processes.port_is_free(labelstudio.port)
+    with pytest.raises(settings.PortInUseError) as info:
+        server.start(labelstudio.port, tmp_path / "other", SECRET)
     _assert_no_secret(info.value)
-    assert not (tmp_path / "other" / ls.PID_FILE_NAME).exists()
+    assert not (tmp_path / "other" / settings.PID_FILE_NAME).exists()
 
 
 @pytest.mark.labelstudio
@@ -191,8 +192,8 @@ def test_generated_config_and_instructions_accepted(labelstudio: LabelStudioHand
         headers=headers,
         json={
             "title": "inkloop test: labeling config",
-            "label_config": ls.labeling_config(["signature", "initials"]),
-            "expert_instruction": ls.instructions_html(),
+            "label_config": labeling.labeling_config(["signature", "initials"]),
+            "expert_instruction": labeling.instructions_html(),
             "show_instruction": True,
         },
         timeout=60,

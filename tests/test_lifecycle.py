@@ -25,12 +25,13 @@ import pytest
 import yaml
 from fixture_data import SPLITS, make_dataset
 
-from inkloop.gate import GatePolicy, candidate_parity, decide, promote, read_decision
-from inkloop.models import ModelCard, ModelError, resolve_model
-from inkloop.registry import Registry
-from inkloop.retrain import read_progress, retrain
-from inkloop.training import DataLeakError, prepare_training_data
-from inkloop.variants import ParityTolerance
+from inkloop.lifecycle.gate import GatePolicy, candidate_parity, decide, promote, read_decision
+from inkloop.lifecycle.retrain import read_progress, retrain
+from inkloop.lifecycle.training import DataLeakError, prepare_training_data
+from inkloop.lifecycle.variants import ParityTolerance
+from inkloop.models.references import ModelCard, ModelError
+from inkloop.models.registry import Registry
+from inkloop.models.resolve import resolve_model
 
 NAME = "signature-detector"
 
@@ -328,7 +329,7 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
 
 def test_int8_calibration_can_exclude_the_scored_split(dataset):
     """Scoring a variant on val: its calibration pages come from train only (no tuning to val)."""
-    from inkloop.variants import calibration_pages
+    from inkloop.lifecycle.variants import calibration_pages
 
     both = calibration_pages(dataset, 64)
     train_only = calibration_pages(dataset, 64, ("train",))
@@ -343,7 +344,7 @@ def test_int8_can_keep_named_layers_in_float(dataset, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from inkloop.variants import calibration_pages, quantize_int8
+    from inkloop.lifecycle.variants import calibration_pages, quantize_int8
 
     bundled = resolve_model(None)
     calib = calibration_pages(dataset, 4, ("train",))

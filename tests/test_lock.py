@@ -120,7 +120,7 @@ def test_locks_are_resolved_for_the_project_python() -> None:
 
 
 def test_label_studio_server_version_is_the_locked_one() -> None:
-    from inkloop.labelstudio_server import LABEL_STUDIO_VERSION
+    from inkloop.devservers.labelstudio.settings import LABEL_STUDIO_VERSION
 
     assert read_lock(REQS / "labelstudio.lock")["label-studio"] == Version(LABEL_STUDIO_VERSION), FIX
 

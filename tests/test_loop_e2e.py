@@ -56,7 +56,7 @@ def make_inbox(pages_dir: Path, inbox: Path) -> dict[str, list[tuple[float, floa
 
 def reviewer(url: str, token: str, truth: dict, stop: threading.Event, done: list[int]) -> None:
     """Annotate every task of the project with the true boxes, as a person would in the UI."""
-    from inkloop.review import LabelStudioReview
+    from inkloop.review.labelstudio import LabelStudioReview
 
     client = LabelStudioReview(url, token, project_title=PROJECT)
     seen: set[int] = set()
@@ -90,8 +90,8 @@ def reviewer(url: str, token: str, truth: dict, stop: threading.Event, done: lis
 
 
 def test_full_loop(tmp_path, pages_dir, labelstudio):
-    from inkloop.models import resolve_model
-    from inkloop.registry import Registry
+    from inkloop.models.registry import Registry
+    from inkloop.models.resolve import resolve_model
 
     data = tmp_path / "data"
     inbox = data / "inbox"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from inkloop.loop_simulation import SimulationConfig, plan, simulate
-from inkloop.pipeline import DetectOptions, detect
-from inkloop.results import read_results
-from inkloop.routing import RoutingConfig, route_results
+from inkloop.benchmarks.loop_simulation import SimulationConfig, plan, simulate
+from inkloop.detection.pipeline import DetectOptions, detect
+from inkloop.detection.results import read_results
+from inkloop.detection.routing import RoutingConfig, route_results
 
 
 def make_dataset(root: Path, pages_dir: Path) -> Path:

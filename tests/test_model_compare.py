@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from model_compare import compare, input_shape, markdown
 
-from inkloop.evaluate import evaluate
-from inkloop.model_compare import compare, input_shape, markdown
+from inkloop.evaluation.evaluator import evaluate
 
 
 def test_input_shape_matches_the_pipeline():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from inkloop.models import ModelCard, ModelError, card_from_onnx_metadata, parse_hf_ref, resolve_model
+from inkloop.models.references import ModelCard, ModelError, card_from_onnx_metadata, parse_hf_ref
+from inkloop.models.resolve import resolve_model
 
 
 def test_bundled_model_loads_with_card_and_checksum():

@@ -21,14 +21,16 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from inkloop.models import ModelCard, ModelError, resolve_model, sha256_file
-from inkloop.registry import (
+from inkloop.documents.hashing import sha256_file
+from inkloop.models.references import ModelCard, ModelError
+from inkloop.models.registry import (
     Registry,
     default_cache_dir,
     default_registry_url,
     parse_registry_ref,
     resolve_registry_ref,
 )
+from inkloop.models.resolve import resolve_model
 
 NAME = "sig"
 
@@ -473,7 +475,7 @@ def test_memory_registry_failed_upload_cleans_up(
 _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    import inkloop.registry as r
+    import inkloop.models.registry as r
 
     url, op, where = sys.argv[1], sys.argv[2], sys.argv[3]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from inkloop.convert.labelstudio import to_labelstudio
-from inkloop.review import LabelStudioReview, PageImages, RetryPolicy, ReviewServiceError
+from inkloop.review.labelstudio import LabelStudioReview, PageImages, RetryPolicy, ReviewServiceError
 from inkloop.types import Detection, Page, PageResult
 
 pytestmark = pytest.mark.labelstudio
@@ -156,7 +156,7 @@ def test_local_files_delivery(labelstudio, tmp_path, request):
 
 
 def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio):
-    from inkloop.labelstudio_server import free_port
+    from inkloop.devservers.labelstudio.processes import free_port
 
     token = "super-secret-token-123"
     down = LabelStudioReview(
@@ -175,8 +175,8 @@ def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio)
 
 
 def test_page_images_render_at_page_pixels(tmp_path, documents_dir):
-    from inkloop.pipeline import DetectOptions, detect
-    from inkloop.results import read_results
+    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.detection.results import read_results
 
     detect([str(documents_dir / "unsigned form.pdf")], tmp_path / "out", DetectOptions())
     results = read_results(tmp_path / "out")

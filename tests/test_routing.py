@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inkloop.detector import Prepared
-from inkloop.models import ModelCard
-from inkloop.pipeline import DetectionRun, DetectOptions, detect
-from inkloop.preprocess import prepare
-from inkloop.results import read_results
-from inkloop.routing import (
+from inkloop.detection.detector import Prepared
+from inkloop.detection.pipeline import DetectionRun, DetectOptions, detect
+from inkloop.detection.preprocess import prepare
+from inkloop.detection.results import read_results
+from inkloop.detection.routing import (
     ROUTING,
     RoutingConfig,
     apply_gamma,
@@ -39,6 +38,7 @@ from inkloop.routing import (
     shrink_prepare,
     tta_signal,
 )
+from inkloop.models.references import ModelCard
 from inkloop.types import Detection, Page, PageResult
 
 T = 0.25  # operating threshold used throughout
@@ -61,7 +61,7 @@ def page_result(key: str, uncertainty: float | None, reasons: Sequence[str] = ()
 
 
 class ScriptedDetector:
-    """Stands in for :class:`inkloop.detector.Detector`: fixed boxes in model-input pixels,
+    """Stands in for :class:`inkloop.detection.detector.Detector`: fixed boxes in model-input pixels,
     different for the plain and the TTA view, filtered by ``conf`` like the real decoder."""
 
     PLAIN = ((0.60, (100, 100, 200, 140)), (0.20, (100, 250, 200, 290)), (0.05, (20, 20, 60, 40)))
@@ -335,7 +335,7 @@ def test_decode_low_then_filter_equals_decode_at_threshold(pages_dir):
     """Greedy NMS never lets a lower box suppress a higher one, so decoding at the band's floor and
     keeping ``score > threshold`` gives the boxes of a run at the threshold. Checked on the real
     model's raw output at a threshold taken from its own scores, so it holds for any checkpoint."""
-    from inkloop.detector import Detector
+    from inkloop.detection.detector import Detector
 
     img = np.asarray(Image.open(pages_dir / "tobacco800_188.png").convert("RGB"))
     d = Detector(None, conf=0.0005)

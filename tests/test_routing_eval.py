@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from inkloop.routing_eval import measure, page_has_error
+from routing_eval import measure
+
+from inkloop.evaluation.routing_errors import page_has_error
 
 
 def test_page_has_error():

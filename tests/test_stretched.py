@@ -8,9 +8,9 @@ import cv2
 import pytest
 import yaml
 from fixture_data import SPLITS, make_dataset
+from stretched import make_stretched
 
-from inkloop.evaluate import load_dataset
-from inkloop.stretched import make_stretched
+from inkloop.evaluation.evaluator import load_dataset
 
 
 def test_stretched_pages_are_square_and_keep_their_labels(tmp_path, pages_dir):

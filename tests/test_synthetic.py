@@ -6,10 +6,10 @@ import numpy as np
 import yaml
 from fixture_data import make_dataset
 from PIL import Image
+from synthetic import make_synthetic
 
 from inkloop.convert.yolo import from_yolo, read_labels
-from inkloop.evaluate import load_dataset
-from inkloop.synthetic import make_synthetic
+from inkloop.evaluation.evaluator import load_dataset
 
 
 def test_synthetic_pages_add_one_labelled_signature(tmp_path, pages_dir):

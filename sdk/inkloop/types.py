@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: Version of the JSON Lines record layout written by :mod:`inkloop.results`.
+#: Version of the JSON Lines record layout written by :mod:`inkloop.detection.results`.
 SCHEMA_VERSION = 1
 
 Decision = Literal["auto_accept", "review", "audit"]
@@ -93,8 +93,6 @@ class Detection:
             "xyxy": [round(float(v), 2) for v in self.xyxy],
         }
         if page is not None and page.pdf_size is not None and page.dpi:
-            from inkloop.convert.pdf import pixels_to_points
-
             d["pdf_xyxy"] = [round(v, 3) for v in pixels_to_points(self.xyxy, page.dpi)]
         return d
 
@@ -171,3 +169,19 @@ class QuarantineRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QuarantineRecord:
         return cls(source=d["source"], reason=d["reason"], error=d["error"], doc_id=d.get("doc_id"))
+
+
+# Page pixels at a render DPI ⇄ PDF points (1/72 inch, origin top-left as pymupdf uses it).
+POINTS_PER_INCH = 72.0
+
+
+def pixels_to_points(xyxy: BoxXYXY, dpi: float) -> BoxXYXY:
+    f = POINTS_PER_INCH / dpi
+    x0, y0, x1, y1 = xyxy
+    return (x0 * f, y0 * f, x1 * f, y1 * f)
+
+
+def points_to_pixels(xyxy: BoxXYXY, dpi: float) -> BoxXYXY:
+    f = dpi / POINTS_PER_INCH
+    x0, y0, x1, y1 = xyxy
+    return (x0 * f, y0 * f, x1 * f, y1 * f)

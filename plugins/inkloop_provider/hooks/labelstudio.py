@@ -12,7 +12,7 @@ from airflow.sdk import BaseHook
 
 
 class LabelStudioHook(BaseHook):
-    """Gives operators a ready ``inkloop.review.LabelStudioClient`` (or the raw SDK client)."""
+    """Gives operators a ready ``inkloop.review.labelstudio.LabelStudioClient`` (or the raw SDK client)."""
 
     conn_name_attr = "labelstudio_conn_id"
     default_conn_name = "labelstudio_default"

@@ -1,4 +1,4 @@
-"""Detection operators: thin shells over :func:`inkloop.pipeline.detect`."""
+"""Detection operators: thin shells over :func:`inkloop.detection.pipeline.detect`."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ class InkloopDetectOperator(BaseOperator):
         self.route = route
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.pipeline import DetectOptions, detect
-        from inkloop.routing import RoutingConfig
+        from inkloop.detection.pipeline import DetectOptions, detect
+        from inkloop.detection.routing import RoutingConfig
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf = float(self.conf) if self.conf not in (None, "", "None") else None

@@ -1,7 +1,8 @@
 """Lifecycle operators: retrain, export + register a candidate, gate + promote.
 
-Thin shells over :func:`inkloop.retrain.retrain`, :func:`inkloop.lifecycle.export_candidate` and
-:func:`inkloop.gate.promote`. Training runs in a child process with a time limit, so a worker in a
+Thin shells over :func:`inkloop.lifecycle.retrain.retrain`,
+:func:`inkloop.lifecycle.promotion.export_candidate` and :func:`inkloop.lifecycle.gate.promote`.
+Training runs in a child process with a time limit, so a worker in a
 dedicated ``training`` queue (and TensorRT export in a ``gpu`` queue) keeps the scheduler free.
 """
 
@@ -37,8 +38,8 @@ class InkloopTrainOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from pathlib import Path
 
-        from inkloop.lifecycle import latest_export
-        from inkloop.retrain import retrain
+        from inkloop.lifecycle.promotion import latest_export
+        from inkloop.lifecycle.retrain import retrain
 
         data = self.data if Path(self.data, "data.yaml").exists() else latest_export(self.data)
         overrides = {
@@ -80,7 +81,7 @@ class InkloopExportOperator(BaseOperator):
         self.source, self.out_dir, self.data, self.registry = source, out_dir, data, registry
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.lifecycle import export_candidate
+        from inkloop.lifecycle.promotion import export_candidate
 
         res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
         return {
@@ -119,7 +120,7 @@ class InkloopPromoteOperator(BaseOperator):
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from inkloop.gate import GatePolicy, promote
+        from inkloop.lifecycle.gate import GatePolicy, promote
 
         raw = self.policy
         fields = dict(ast.literal_eval(raw) if isinstance(raw, str) and raw.strip() else raw or {})

@@ -25,10 +25,10 @@ class InkloopReexportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from pathlib import Path
 
-        from inkloop.lifecycle import export_candidate, find_weights
+        from inkloop.lifecycle.promotion import export_candidate, find_weights
 
         if self.model.startswith("registry://"):
-            from inkloop.registry import Registry, parse_registry_ref
+            from inkloop.models.registry import Registry, parse_registry_ref
 
             name, tag = parse_registry_ref(self.model)
             weights = Path(Registry().fetch(name, tag, with_pt=True).path).with_name("model.pt")

@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator, Context
 
 
 class InkloopMergeResultsOperator(BaseOperator):
-    """Thin shell over :func:`inkloop.results.merge_parts`; returns the merged summary."""
+    """Thin shell over :func:`inkloop.detection.results.merge_parts`; returns the merged summary."""
 
     template_fields: Sequence[str] = ("out_dir", "parts")
 
@@ -19,7 +19,7 @@ class InkloopMergeResultsOperator(BaseOperator):
         self.parts = parts
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.results import merge_parts
+        from inkloop.detection.results import merge_parts
 
         parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
         return merge_parts(self.out_dir, parts).to_dict()

@@ -1,6 +1,7 @@
 """Review operators: push uncertain pages to Label Studio, pull finished reviews.
 
-Thin shells over :func:`inkloop.review.push_results` and :func:`inkloop.review.pull_to_file`;
+Thin shells over :func:`inkloop.review.labelstudio.push_results` and
+:func:`inkloop.review.labelstudio.pull_to_file`;
 the Label Studio URL and token come from an Airflow connection (``labelstudio`` type).
 """
 
@@ -16,7 +17,7 @@ from inkloop_provider.links.labelstudio import LabelStudioProjectLink
 
 
 def review_client(conn_id: str, project: str) -> Any:
-    from inkloop.review import LabelStudioReview
+    from inkloop.review.labelstudio import LabelStudioReview
 
     url, token = LabelStudioHook(conn_id).get_url_and_token()
     return LabelStudioReview(url, token, project_title=project)
@@ -61,8 +62,8 @@ class InkloopReviewPushOperator(BaseOperator):
         self.include_audit = include_audit
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.review import push_results
-        from inkloop.routing import RoutingConfig
+        from inkloop.detection.routing import RoutingConfig
+        from inkloop.review.labelstudio import push_results
 
         client = review_client(self.labelstudio_conn_id, self.project)
         summary = push_results(
@@ -109,7 +110,7 @@ class InkloopReviewPullOperator(BaseOperator):
         self.state = state
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.review import pull_to_file
+        from inkloop.review.labelstudio import pull_to_file
 
         client = review_client(self.labelstudio_conn_id, self.project)
         context["ti"].xcom_push(key="project_url", value=client.project_url())

@@ -1,0 +1,2 @@
+"""Benchmarks over the whole loop: throughput (``inkloop bench``) and the loop simulation
+(``inkloop loop simulate``)."""

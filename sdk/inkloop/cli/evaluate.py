@@ -1,0 +1,168 @@
+"""``inkloop evaluate``: score a model on a YOLO dataset split, with ultralytics-comparable mAP.
+
+Kept out of :mod:`inkloop.cli` so the evaluator's options and output live beside nothing else;
+``inkloop.cli`` only registers :func:`evaluate_command`. Exit codes follow ``inkloop.cli``: 2 for a dataset
+path that cannot be used (the message names it), 4 for a model that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+EXIT_OK, EXIT_USAGE, EXIT_MODEL = 0, 2, 4
+
+
+def evaluate_command(
+    data: Annotated[
+        str,
+        typer.Option(
+            help="A YOLO data.yaml, a dataset folder (images/<split>, labels/<split>) or a flat folder."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model: 'bundled' (default), a .onnx path, hf://…, registry://name@alias."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Dataset split to evaluate.")] = "val",
+    conf: Annotated[
+        float | None,
+        typer.Option(help="Operating score threshold for P/R/F1 (default: the model card's)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.json, errors.jsonl, pr_curve.png.")
+    ] = Path("eval-out"),
+    device: Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 4,
+    target_recall: Annotated[
+        float, typer.Option(help="Also report the best-precision threshold reaching this recall.")
+    ] = 0.9,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score groups of images separately: a regular expression over file names, "
+            "its first group (or whole match) names the group, e.g. '^[^_]+' for a source prefix."
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from inkloop.evaluation.evaluator import DatasetError, evaluate
+    from inkloop.models.references import ModelError
+
+    # With --json, stdout carries only the JSON document; people's output goes to stderr.
+    console = Console(stderr=True) if json_out else Console()
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    task = progress.add_task("images", total=None)
+
+    def on_start(n: int) -> None:
+        # Started only once data and model are loaded, so an error message is not followed by an
+        # empty progress bar.
+        progress.update(task, total=n)
+        progress.start()
+
+    try:
+        report = evaluate(
+            model,
+            data,
+            split=split,
+            conf=conf,
+            out_dir=out,
+            device=device,
+            batch_size=batch_size,
+            target_recall=target_recall,
+            on_start=on_start,
+            progress=lambda n: progress.advance(task, n),
+            group_by=group_by,
+        )
+    except DatasetError as exc:
+        console.print(f"[red]dataset error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except ModelError as exc:
+        console.print(f"[red]model error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_MODEL) from None
+    except re.error as exc:  # evaluate() compiles --group-by before any work
+        console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+
+    d = report.to_dict()
+    if json_out:
+        typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
+    else:
+        _print_report(console, d, out)
+    raise typer.Exit(EXIT_OK)
+
+
+def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = escape(f"inkloop evaluate — {d['model_version']} on {d['data']} [{d['split']}]")
+    t = Table(title=title, show_header=False)
+    b, a = d["best_f1"], d["at_target_recall"]
+    rows = [
+        ("images / gt boxes", f"{d['n_images']} / {d['n_gt']}"),
+        ("mAP50", f"{d['map50']:.4f}"),
+        ("mAP50-95", f"{d['map50_95']:.4f}"),
+        (
+            f"P / R / F1 @ conf>{d['operating_threshold']:g}",
+            f"{d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f}",
+        ),
+        ("TP / FP / FN", f"{d['tp']} / {d['fp']} / {d['fn']}"),
+        (
+            "best F1 threshold",
+            f"conf>{b['threshold']:.4g}: P {b['precision']:.3f} R {b['recall']:.3f} F1 {b['f1']:.3f}",
+        ),
+    ]
+    if d["target_recall"] is not None:
+        rows.append(
+            (
+                f"recall ≥ {d['target_recall']:g}",
+                f"conf>{a['threshold']:.4g}: P {a['precision']:.3f} R {a['recall']:.3f}"
+                if a
+                else "not reached",
+            )
+        )
+    rows += [
+        ("latency", f"{d['latency_ms_per_image']:.1f} ms/image (inference + NMS)"),
+        ("seconds", f"{d['seconds']:.1f}"),
+        ("outputs", escape(str(out))),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if d["groups"]:
+        g = Table(title=escape(f"by group ({d['group_by']})"))
+        for col in ("group", "images", "gt boxes", "mAP50", "mAP50-95", "P", "R", "F1"):
+            g.add_column(col)
+        for name, m in d["groups"].items():
+            g.add_row(
+                escape(name),
+                str(m["n_images"]),
+                str(m["n_gt"]),
+                f"{m['map50']:.4f}",
+                f"{m['map50_95']:.4f}",
+                f"{m['precision']:.3f}",
+                f"{m['recall']:.3f}",
+                f"{m['f1']:.3f}",
+            )
+        console.print(g)

@@ -1,0 +1,97 @@
+"""OpenVINO Runtime behind the small part of onnxruntime's session interface the detector uses.
+
+``--device openvino`` prefers onnxruntime's OpenVINO execution provider (the
+``onnxruntime-openvino`` build). Without it, but with the ``openvino`` package installed
+(``pip install "inkloop[openvino]"``), the same ONNX file is compiled by OpenVINO Runtime itself;
+this adapter lets :class:`inkloop.detection.detector.Detector` (and so the pipeline, the evaluator and the
+benchmark) use it unchanged. Each calling thread gets its own infer request, so the pipeline's
+inference workers can run at once, as they do with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: What :meth:`OpenVINOSession.get_providers` reports (the pipeline infers page by page on CPUs).
+PROVIDER = "OpenVINORuntime:CPU"
+
+
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+@dataclass(frozen=True)
+class _Arg:
+    name: str
+    shape: list[Any]
+
+
+@dataclass(frozen=True)
+class _Meta:
+    custom_metadata_map: dict[str, str] = field(default_factory=dict)
+
+
+class OpenVINOSession:
+    """``run``, ``get_inputs``, ``get_outputs``, ``get_providers``, ``get_modelmeta`` over OpenVINO."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, device: str = "CPU") -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        if threads:
+            # ``threads`` per call, as onnxruntime's intra-op threads: one stream per group of
+            # ``threads`` cores, so calls from several threads (the pipeline's inference workers)
+            # run side by side instead of queueing for a single stream.
+            streams = max(1, (os.cpu_count() or 1) // int(threads))
+            config: dict[str, Any] = {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": int(threads) * streams}
+        else:
+            config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self._compiled = core.compile_model(model, device, config)
+        self._local = threading.local()
+        self._inputs = [_Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.inputs]
+        self._outputs = [_Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.outputs]
+        self._meta = _Meta(_onnx_metadata(path))
+
+    def get_inputs(self) -> list[_Arg]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Arg]:
+        return self._outputs
+
+    def get_providers(self) -> list[str]:
+        return [PROVIDER]
+
+    def get_modelmeta(self) -> _Meta:
+        return self._meta
+
+    def run(self, output_names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        result = request.infer({self._inputs[0].name: next(iter(feed.values()))})
+        # copy: the request reuses its output buffer on the next call from this thread
+        return [np.array(result[self._compiled.output(i)]) for i in range(len(self._outputs))]
+
+
+def _dims(shape: Any) -> list[Any]:
+    """Static dimensions as ints, dynamic ones as names (as onnxruntime reports them)."""
+    return [d.get_length() if d.is_static else f"d{i}" for i, d in enumerate(shape)]
+
+
+def _onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ONNX file's metadata (ultralytics writes stride, names, imgsz there)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return dict(sess.get_modelmeta().custom_metadata_map)

@@ -1,0 +1,5 @@
+import sys
+
+from inkloop.devservers.labelstudio.cli import main
+
+sys.exit(main())

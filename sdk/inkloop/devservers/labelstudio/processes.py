@@ -1,0 +1,175 @@
+"""Processes and ports: free ports, whether a PID is our Label Studio, where it listens, pid files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from inkloop.devservers.labelstudio.settings import HOST, STATE_FILE_NAME
+
+
+def free_port(host: str = HOST) -> int:
+    """A port the kernel considers free right now (bind to port 0), for tests and parallel runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """True when Label Studio would get ``port`` as asked, by its own test and by the kernel's.
+
+    Label Studio's test is a connect to ``localhost:port``; Django then binds with SO_REUSEADDR.
+    Both are mirrored, so a port in TIME_WAIT counts as free (it is) and a listener on any
+    address that would clash counts as busy.
+    """
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                if s.connect_ex((addr, port)) == 0:
+                    return False
+        except OSError:
+            pass  # no IPv6 on this machine
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited already
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _is_label_studio(pid: int) -> bool:
+    """Whether ``pid`` is a ``label-studio start`` process, so a reused PID is never killed."""
+    cmd = _cmdline(pid)
+    return any("label-studio" in part or "label_studio" in part for part in cmd) and "start" in cmd
+
+
+def _process_group(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` (the server and any helper it spawned)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _decode_proc_addr(hex_addr: str) -> tuple[str, int]:
+    ip_hex, port_hex = hex_addr.split(":")
+    raw = bytes.fromhex(ip_hex)
+    if len(raw) == 4:
+        ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:  # four little-endian 32-bit words
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        ip = socket.inet_ntop(socket.AF_INET6, words)
+    return ip, int(port_hex, 16)
+
+
+def listening_addresses(pid: int) -> list[tuple[str, int]]:
+    """TCP (address, port) pairs that ``pid``'s process group listens on, read from /proc.
+
+    Why not just connect: a connect to 127.0.0.1 cannot tell "bound to 127.0.0.1" from "bound to
+    0.0.0.0", and only the latter exposes the server to the network.
+    """
+    inodes: set[str] = set()
+    for member in _process_group(pid) or [pid]:
+        fd_dir = Path(f"/proc/{member}/fd")
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found: list[tuple[str, int]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                found.append(_decode_proc_addr(cols[1]))
+    return sorted(set(found))
+
+
+def _read_pid_file(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal ``pid``'s group when it leads one (we started it so), else ``pid`` alone."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None:
+            try:
+                process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+        if not _pid_alive(pid) and not [p for p in _process_group(pid) if _pid_alive(p)]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _remove_runtime_files(pid_file: Path, pid: int) -> None:
+    """Remove the pid file (and state file) only if they still name ``pid``."""
+    if _read_pid_file(pid_file) == pid:
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
+        state_file = pid_file.with_name(STATE_FILE_NAME)
+        with contextlib.suppress(OSError):
+            if json.loads(state_file.read_text()).get("pid") == pid:
+                state_file.unlink()

@@ -1,0 +1,94 @@
+"""Waiting until a started server answers, with the token checked; secrets kept out of messages."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from inkloop.devservers.labelstudio.settings import READY_TIMEOUT, ServerNotReadyError, TokenRejectedError
+
+
+def _redact(text: str, secrets: Sequence[str | None]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _http_get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url``; (status, body). Raises OSError (URLError) when nothing answers."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read() if exc.fp else b""
+
+
+def _log_tail(log_file: Path | None, secrets: Sequence[str | None], lines: int = 30) -> str:
+    if log_file is None or not log_file.exists():
+        return ""
+    try:
+        tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return _redact("\n".join(tail), secrets)
+
+
+def wait_ready(
+    url: str,
+    timeout: float = READY_TIMEOUT,
+    *,
+    token: str | None = None,
+    process: subprocess.Popen[bytes] | None = None,
+    log_file: Path | None = None,
+    interval: float = 0.5,
+) -> None:
+    """Block until ``url``'s ``/health/`` answers ``UP`` (and ``token`` is accepted, if given).
+
+    Raises :class:`ServerNotReadyError` on timeout or when ``process`` exits first (its log tail
+    included, token redacted), and :class:`TokenRejectedError` when the server refuses the token.
+    No message ever contains the token, nor a raw urllib error that might echo request headers.
+    """
+    base = url.rstrip("/")
+    deadline = time.monotonic() + timeout
+    last_problem = "no answer yet"
+    while True:
+        if process is not None and process.poll() is not None:
+            tail = _log_tail(log_file, [token])
+            raise ServerNotReadyError(
+                f"Label Studio exited with code {process.returncode} before {base} was ready"
+                + (f"; last lines of {log_file}:\n{tail}" if tail else "")
+            )
+        try:
+            status, body = _http_get(f"{base}/health/", timeout=min(5.0, max(timeout, 0.1)))
+            if status == 200 and b"UP" in body:
+                break
+            last_problem = f"/health/ answered HTTP {status}"
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last_problem = f"{type(exc).__name__}: {_redact(str(reason), [token])}"
+        if time.monotonic() >= deadline:
+            raise ServerNotReadyError(
+                f"Label Studio at {base} not ready after {timeout:.0f} s ({last_problem})"
+            )
+        time.sleep(interval)
+    if token is not None:
+        try:
+            status, _ = _http_get(f"{base}/api/current-user/whoami", token=token)
+        except OSError as exc:
+            raise ServerNotReadyError(
+                f"Label Studio at {base} stopped answering ({type(exc).__name__})"
+            ) from None
+        if status in (401, 403):
+            raise TokenRejectedError(
+                f"Label Studio at {base} rejects the API token (HTTP {status}); was its data dir "
+                "initialised with other credentials? Use a fresh data dir or the matching token."
+            )
+        if status != 200:
+            raise ServerNotReadyError(f"Label Studio at {base}: /api/current-user/whoami gave {status}")

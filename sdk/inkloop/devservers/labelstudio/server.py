@@ -1,0 +1,337 @@
+"""Start and stop a local Label Studio server: the handle, the child's environment, ``start``, ``stop``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inkloop.devservers.labelstudio.processes import (
+    _is_label_studio,
+    _pid_alive,
+    _read_pid_file,
+    _remove_runtime_files,
+    _signal_group,
+    _wait_gone,
+    listening_addresses,
+    port_is_free,
+)
+from inkloop.devservers.labelstudio.readiness import wait_ready
+from inkloop.devservers.labelstudio.settings import (
+    _STRIPPED_ENV,
+    _STRIPPED_ENV_PREFIXES,
+    DB_FILE_NAME,
+    DEFAULT_USERNAME,
+    HOST,
+    LABEL_STUDIO_VERSION,
+    LOG_FILE_NAME,
+    PID_FILE_NAME,
+    READY_TIMEOUT,
+    STATE_FILE_NAME,
+    STOP_TIMEOUT,
+    LabelStudioServerError,
+    PortInUseError,
+    SetupError,
+    default_data_dir,
+    default_document_root,
+    default_password,
+    default_port,
+    default_template_dir,
+    default_token,
+    default_username,
+    default_venv,
+)
+from inkloop.devservers.labelstudio.template import (
+    _copy_data_dir,
+    _fingerprint,
+    _template_usable,
+    save_template,
+)
+from inkloop.devservers.labelstudio.venv import ensure_venv
+
+
+@dataclass
+class LabelStudioHandle:
+    """A running server: where it is, how to authenticate, and what to stop. The token is kept
+    out of ``repr`` so test failures and logs do not print it."""
+
+    url: str
+    token: str = field(repr=False)
+    pid: int
+    port: int
+    data_dir: Path
+    document_root: Path
+    pid_file: Path
+    log_file: Path
+    username: str = DEFAULT_USERNAME
+    started_in: float = 0.0  # seconds from launch to ready
+    used_template: bool = False
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        return stop(self, timeout=timeout)
+
+    def __enter__(self) -> LabelStudioHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _child_env(
+    *,
+    data_dir: Path,
+    document_root: Path,
+    username: str,
+    password: str,
+    token: str,
+    venv: Path,
+    extra_env: Mapping[str, str] | None,
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _STRIPPED_ENV and not k.startswith(_STRIPPED_ENV_PREFIXES)
+    }
+    env.update(
+        {
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_DATABASE_NAME": str(data_dir / DB_FILE_NAME),
+            "LABEL_STUDIO_DJANGO_DB": "sqlite",
+            "LABEL_STUDIO_DEBUG": "false",
+            "LABEL_STUDIO_USERNAME": username,
+            "LABEL_STUDIO_PASSWORD": password,
+            "LABEL_STUDIO_USER_TOKEN": token,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            "LOCAL_FILES_SERVING_ENABLED": "true",
+            "LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
+            "SSRF_PROTECTION_ENABLED": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if extra_env:
+        env.update(extra_env)
+    return env
+
+
+def _read_state(data_dir: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((data_dir / STATE_FILE_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def running_server(data_dir: Path | None = None) -> tuple[int, str] | None:
+    """(pid, url) of the Label Studio server of ``data_dir``'s pid file, if it still runs."""
+    data_dir = (data_dir or default_data_dir()).resolve()
+    pid = _read_pid_file(data_dir / PID_FILE_NAME)
+    if pid is None or not _pid_alive(pid) or not _is_label_studio(pid):
+        return None
+    return pid, str(_read_state(data_dir).get("url", ""))
+
+
+def start(
+    port: int | None = None,
+    data_dir: Path | str | None = None,
+    token: str | None = None,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    venv: Path | None = None,
+    document_root: Path | str | None = None,
+    template_dir: Path | str | None = None,
+    use_template: bool = True,
+    timeout: float = READY_TIMEOUT,
+    extra_env: Mapping[str, str] | None = None,
+) -> LabelStudioHandle:
+    """Start Label Studio on 127.0.0.1:``port`` with ``data_dir``; return once it is usable.
+
+    Usable means: ``/health/`` answers, the token is accepted, and the server's own process
+    listens on exactly 127.0.0.1:``port``. The venv must exist (:func:`ensure_venv`). The server
+    runs in its own session/process group, so it outlives a CLI call and :func:`stop` can end
+    it and any helper it spawned without touching anything else. On failure the child is
+    stopped before the error propagates.
+    """
+    port = default_port() if port is None else int(port)
+    data_dir = Path(data_dir).resolve() if data_dir else default_data_dir()
+    token = token or default_token()
+    username = username or default_username()
+    password = password or default_password()
+    venv = (venv or default_venv()).resolve()
+    document_root = Path(document_root).resolve() if document_root else default_document_root()
+    template = Path(template_dir).resolve() if template_dir else default_template_dir()
+    if len(token) <= 5:
+        # Label Studio ignores such a token silently and prints it; refuse it here instead.
+        raise LabelStudioServerError("the API token must be longer than 5 characters")
+    executable = venv / "bin" / "label-studio"
+    if not executable.exists():
+        raise SetupError(f"no Label Studio in {venv}; run labeling/setup.sh (or ensure_venv())")
+
+    existing = running_server(data_dir)
+    if existing is not None:
+        raise LabelStudioServerError(
+            f"a Label Studio server already runs for {data_dir} (pid {existing[0]}, "
+            f"{existing[1] or 'unknown url'}); stop it first (labeling/stop.sh)"
+        )
+    if not port_is_free(port):
+        raise PortInUseError(
+            f"port {port} on {HOST} is in use; Label Studio would silently move to another "
+            "port. Free it or choose another (INKLOOP_LS_PORT / --port)."
+        )
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    document_root.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, username, password, token)
+    fresh = not (data_dir / DB_FILE_NAME).exists()
+    used_template = False
+    if fresh and use_template and _template_usable(template, fingerprint):
+        _copy_data_dir(template, data_dir)
+        used_template = True
+
+    url = f"http://{HOST}:{port}"
+    pid_file = data_dir / PID_FILE_NAME
+    log_file = data_dir / LOG_FILE_NAME
+    env = _child_env(
+        data_dir=data_dir,
+        document_root=document_root,
+        username=username,
+        password=password,
+        token=token,
+        venv=venv,
+        extra_env=extra_env,
+    )
+    cmd = [str(executable), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
+    started = time.monotonic()
+    with open(log_file, "ab") as log:
+        log.write(f"\n=== inkloop: starting Label Studio on {url} at {datetime.now(UTC)} ===\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=data_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stop() ends it and only it
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    (data_dir / STATE_FILE_NAME).write_text(
+        json.dumps({"pid": process.pid, "url": url, "port": port, "username": username}) + "\n"
+    )
+    handle = LabelStudioHandle(
+        url=url,
+        token=token,
+        pid=process.pid,
+        port=port,
+        data_dir=data_dir,
+        document_root=document_root,
+        pid_file=pid_file,
+        log_file=log_file,
+        username=username,
+        used_template=used_template,
+        _process=process,
+    )
+    try:
+        wait_ready(url, timeout, token=token, process=process, log_file=log_file)
+        listening = listening_addresses(process.pid)
+        if listening and listening != [(HOST, port)]:
+            raise LabelStudioServerError(f"Label Studio listens on {listening}, not only on {HOST}:{port}")
+    except BaseException:
+        stop(handle)
+        raise
+    handle.started_in = time.monotonic() - started
+    if fresh and not used_template and use_template:
+        save_template(data_dir, template, fingerprint)
+    return handle
+
+
+def stop(target: LabelStudioHandle | Path | str | None = None, *, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop the server of a handle, a data dir (its pid file) or a pid file; default: the default data dir.
+
+    Only that PID's process group is signalled (SIGTERM, then SIGKILL after ``timeout``), and
+    only if the PID still is a ``label-studio start`` process, so a stale pid file can never
+    kill an unrelated process that reused the number. Returns whether a server was stopped.
+    """
+    process: subprocess.Popen[bytes] | None = None
+    if isinstance(target, LabelStudioHandle):
+        pid: int | None = target.pid
+        pid_file = target.pid_file
+        process = target._process
+    else:
+        path = Path(target).resolve() if target else default_data_dir()
+        pid_file = path if path.is_file() else path / PID_FILE_NAME  # a pid file or a data dir
+        pid = _read_pid_file(pid_file)
+    if pid is None:
+        return False
+    if not _pid_alive(pid) or not _is_label_studio(pid):
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
+        _remove_runtime_files(pid_file, pid)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    if not _wait_gone(pid, process, timeout):
+        _signal_group(pid, signal.SIGKILL)
+        _wait_gone(pid, process, 10.0)
+    _remove_runtime_files(pid_file, pid)
+    return True
+
+
+@dataclass
+class LabelStudioServer:
+    """One local server's settings, resolved once from arguments and ``INKLOOP_LS_*`` variables.
+
+    Used by the CLI and scripts; tests may use it or the functions directly. The token is kept
+    out of ``repr``.
+    """
+
+    port: int = field(default_factory=default_port)
+    data_dir: Path = field(default_factory=default_data_dir)
+    token: str = field(default_factory=default_token, repr=False)
+    username: str = field(default_factory=default_username)
+    password: str = field(default_factory=default_password, repr=False)
+    venv: Path = field(default_factory=default_venv)
+    document_root: Path = field(default_factory=default_document_root)
+    template_dir: Path = field(default_factory=default_template_dir)
+    timeout: float = READY_TIMEOUT
+    handle: LabelStudioHandle | None = field(default=None, repr=False)
+
+    def setup(self, *, quiet: bool = False) -> Path:
+        return ensure_venv(self.venv, quiet=quiet)
+
+    def start(self) -> LabelStudioHandle:
+        self.handle = start(
+            self.port,
+            self.data_dir,
+            self.token,
+            username=self.username,
+            password=self.password,
+            venv=self.venv,
+            document_root=self.document_root,
+            template_dir=self.template_dir,
+            timeout=self.timeout,
+        )
+        return self.handle
+
+    def stop(self) -> bool:
+        return stop(self.handle if self.handle is not None else self.data_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"

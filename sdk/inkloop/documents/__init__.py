@@ -1,0 +1,1 @@
+"""Documents: opening PDFs, TIFFs and images, rendering pages, limits, quarantine reasons."""

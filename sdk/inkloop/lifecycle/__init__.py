@@ -1,0 +1,1 @@
+"""Lifecycle: training, export and variants, the gate, promotion and the retraining loop."""

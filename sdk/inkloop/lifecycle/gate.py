@@ -1,0 +1,388 @@
+"""The promotion gate: a candidate replaces production only if it is measurably better.
+
+Both models are scored in one run, on the same frozen test split, with the same evaluator
+(:func:`inkloop.evaluation.evaluator.evaluate`), and timed side by side (interleaved, so a busy machine slows
+both equally). The candidate is promoted only if all of these hold (:class:`GatePolicy`):
+
+- mAP50 ≥ production's + ``min_map50_gain`` (default 0.005: on a test split of a few hundred
+  pages one more or one fewer found signature moves mAP50 by about 0.003, so a smaller gain is
+  indistinguishable from noise and would churn production; set 0 to accept ties);
+- recall at each model's operating threshold is not lower than production's by more than
+  ``max_recall_drop`` (default 0.01): a missed signature is the expensive error of this loop,
+  it is never reviewed;
+- latency ratio candidate/production ≤ ``max_latency_ratio`` (default 2.0: a switch to a bigger
+  architecture is a decision to make with ``--force`` or a policy, not by accident);
+- parity holds: the candidate's fp32 ONNX file gives the same boxes and mAP50 as the checkpoint it
+  was exported from (recorded at export time by :mod:`inkloop.lifecycle.variants`);
+- the candidate was trained with this same frozen test split held out (its recipe records the
+  split's content hash), so it has not seen these pages.
+
+Whatever the outcome, the decision (:class:`GateDecision`) is returned and written next to the
+candidate as ``gate.json`` in its registry version folder; the registry itself (versions, card
+checksums) is never modified, only the alias moves on promotion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from inkloop.models.references import ModelError, ModelRef
+
+logger = logging.getLogger(__name__)
+
+GATE_FILE = "gate.json"
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What "better" means for a promotion (see the module docstring for why these defaults)."""
+
+    min_map50_gain: float = 0.005
+    max_recall_drop: float = 0.01
+    max_latency_ratio: float | None = 2.0
+    require_parity: bool = True
+    #: Refuse a candidate whose recorded frozen test split differs from the one it is gated on.
+    require_same_test_split: bool = True
+    latency_images: int = 8
+    latency_repeats: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GateDecision:
+    """The gate's verdict and everything it was based on; :meth:`to_dict` is ``gate.json``."""
+
+    name: str
+    candidate: str
+    production: str | None
+    promote: bool
+    reasons: list[str]
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    latency: dict[str, float | None] = field(default_factory=dict)
+    test_set: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    forced: bool = False
+    promoted: bool = False
+    alias: str = "production"
+    previous: str | None = None
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    candidate: dict[str, Any],
+    production: dict[str, Any] | None,
+    policy: GatePolicy,
+    *,
+    latency_ratio: float | None = None,
+    parity: tuple[bool, str] = (True, ""),
+    test_split: tuple[bool, str] = (True, ""),
+) -> tuple[bool, list[str], dict[str, dict[str, Any]]]:
+    """The pure decision: ``(promote, reasons, checks)`` from already measured numbers.
+
+    ``candidate``/``production`` hold ``map50`` and ``recall``; ``production`` None means there is
+    nothing to beat (the first model of a name). Every failed check adds a reason; a promotion's
+    reasons say what it beat.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
+    if production is not None:
+        need = production["map50"] + policy.min_map50_gain
+        ok = candidate["map50"] >= need - 1e-12
+        checks["map50"] = {
+            "ok": ok,
+            "candidate": candidate["map50"],
+            "production": production["map50"],
+            "required": round(need, 6),
+        }
+        if not ok:
+            reasons.append(
+                f"mAP50 {candidate['map50']:.4f} < production {production['map50']:.4f} + margin "
+                f"{policy.min_map50_gain} (needs {need:.4f})"
+            )
+        floor = production["recall"] - policy.max_recall_drop
+        ok = candidate["recall"] >= floor - 1e-12
+        checks["recall"] = {
+            "ok": ok,
+            "candidate": candidate["recall"],
+            "production": production["recall"],
+            "required": round(floor, 6),
+        }
+        if not ok:
+            reasons.append(
+                f"recall at the operating threshold {candidate['recall']:.4f} < production "
+                f"{production['recall']:.4f} - tolerance {policy.max_recall_drop}"
+            )
+        if policy.max_latency_ratio is not None and latency_ratio is not None:
+            ok = latency_ratio <= policy.max_latency_ratio
+            checks["latency"] = {"ok": ok, "ratio": round(latency_ratio, 4), "max": policy.max_latency_ratio}
+            if not ok:
+                reasons.append(
+                    f"latency ratio {latency_ratio:.2f} > {policy.max_latency_ratio} (candidate/production)"
+                )
+    if policy.require_parity:
+        checks["parity"] = {"ok": parity[0], "detail": parity[1]}
+        if not parity[0]:
+            reasons.append(f"parity: {parity[1]}")
+    if policy.require_same_test_split:
+        checks["test_split"] = {"ok": test_split[0], "detail": test_split[1]}
+        if not test_split[0]:
+            reasons.append(f"test split: {test_split[1]}")
+    promote = not reasons
+    if promote:
+        if production is None:
+            reasons.append("no production model yet: nothing to beat")
+        else:
+            reasons.append(
+                f"mAP50 {candidate['map50']:.4f} ≥ {production['map50']:.4f} + {policy.min_map50_gain}, "
+                f"recall {candidate['recall']:.4f} vs {production['recall']:.4f}"
+            )
+    return promote, reasons, checks
+
+
+def candidate_parity(card: Any) -> tuple[bool, str]:
+    """Whether the export recorded parity between the candidate's ONNX file and its checkpoint."""
+    variant = card.extra.get("variant")
+    if isinstance(variant, dict):  # the candidate *is* a variant (e.g. v3-int8): its own record
+        return bool(variant.get("offered")), variant.get(
+            "reason"
+        ) or f"{variant.get('name')} variant within tolerance"
+    record = (card.extra.get("variants") or {}).get("onnx")
+    if not isinstance(record, dict):
+        return False, "no parity record on the card (export it with `inkloop export` to measure it)"
+    if record.get("reference") is None:
+        return False, record.get("note", "parity with the checkpoint was not checked")
+    if not record.get("offered"):
+        return False, record.get("reason", "fp32 ONNX outside parity tolerance")
+    p = record.get("parity") or {}
+    return True, f"fp32 ONNX vs .pt: mean box IoU {p.get('mean_iou')}, ΔmAP50 {p.get('delta_map50')}"
+
+
+def _frozen_split_check(card: Any, test_version: str, split: str) -> tuple[bool, str]:
+    recorded = ((card.recipe or {}).get("data") or {}).get("frozen") or {}
+    held_out = recorded.get(split)
+    if held_out is None:
+        return (
+            True,
+            "the candidate's recipe records no frozen test split"
+            " (trained outside inkloop.lifecycle.retrain?)",
+        )
+    if held_out == test_version:
+        return True, f"held out during training ({test_version[:19]}…)"
+    return False, (
+        f"the candidate was trained holding out another {split} split ({held_out[:19]}…, this one is "
+        f"{test_version[:19]}…): its training data may contain these pages"
+    )
+
+
+def side_by_side_latency(detectors: dict[str, Any], images: list[Any], repeats: int = 3) -> dict[str, float]:
+    """Median ms per image of each detector's forward pass, runs interleaved image by image.
+
+    Interleaving (A, B, B, A, …) makes background load, CPU frequency and cache effects hit both
+    models alike, so the *ratio* is meaningful even on a busy machine. Only ``session.run``-level
+    work is timed (``Detector.run`` on prepared tensors), not image decoding.
+    """
+    prepared = {k: [d.prepare(im) for im in images] for k, d in detectors.items()}
+    for k, d in detectors.items():  # warm-up: first runs allocate and pick kernels
+        d.run(prepared[k][:1])
+    times: dict[str, list[float]] = {k: [] for k in detectors}
+    order = list(detectors)
+    for r in range(repeats):
+        for i in range(len(images)):
+            for k in order if (r + i) % 2 == 0 else reversed(order):
+                t0 = time.perf_counter()
+                detectors[k].run([prepared[k][i]])
+                times[k].append(time.perf_counter() - t0)
+    return {k: round(1000 * statistics.median(v), 3) for k, v in times.items()}
+
+
+def _registry(registry: Any) -> Any:
+    from inkloop.models.registry import Registry
+
+    return registry if isinstance(registry, Registry) else Registry(registry)
+
+
+def evaluate_gate(
+    name: str,
+    data: str | os.PathLike[str],
+    *,
+    registry: Any = None,
+    candidate: str = "candidate",
+    production: str = "production",
+    split: str = "test",
+    policy: GatePolicy | None = None,
+) -> GateDecision:
+    """Measure candidate and production on ``data``'s frozen ``split`` and decide; moves nothing.
+
+    ``candidate``/``production`` are versions or aliases in ``registry`` (a :class:`Registry` or
+    its URL). Both models' files are checksum-verified before anything is measured.
+    """
+    from inkloop.detection.detector import Detector
+    from inkloop.evaluation.evaluator import EVAL_CONF, evaluate, load_dataset, load_rgb
+    from inkloop.lifecycle.training import split_version
+    from inkloop.lifecycle.variants import summarize_report
+
+    t0 = time.perf_counter()
+    pol = policy or GatePolicy()
+    reg = _registry(registry)
+    cand_v = reg.resolve_version(name, candidate)
+    reg.verify(name, cand_v)
+    aliases = reg.aliases(name)
+    if production in aliases:
+        prod_v: str | None = aliases[production]
+    elif production in reg.list_versions(name):
+        prod_v = production
+    else:  # the alias does not exist yet: the first model of this name has nothing to beat
+        prod_v = None
+    refs: dict[str, ModelRef] = {"candidate": reg.fetch(name, cand_v)}
+    if prod_v is not None:
+        reg.verify(name, prod_v)
+        refs["production"] = reg.fetch(name, prod_v)
+    dataset = load_dataset(data, split)
+    test_version = split_version(data, split)
+    test_set = {"data": str(data), "split": split, "version": test_version, "images": len(dataset)}
+    cand_card = refs["candidate"].card
+    if prod_v is not None and list(refs["production"].card.class_names) != list(cand_card.class_names):
+        raise ModelError(
+            f"{name}@{cand_v} predicts {cand_card.class_names}, production {name}@{prod_v} predicts "
+            f"{refs['production'].card.class_names}: their metrics are not comparable"
+        )
+    if prod_v == cand_v:
+        return GateDecision(
+            name=name,
+            candidate=cand_v,
+            production=prod_v,
+            promote=True,
+            test_set=test_set,
+            reasons=[f"{name}@{cand_v} already is {production}"],
+            policy=pol.to_dict(),
+            alias=production,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+    detectors = {k: Detector(r, conf=EVAL_CONF, iou=r.card.iou_threshold) for k, r in refs.items()}
+    metrics: dict[str, dict[str, Any] | None] = {"production": None}
+    for k, det in detectors.items():
+        metrics[k] = summarize_report(evaluate(det, data, split).to_dict())
+    latency: dict[str, float | None] = {"candidate_ms": None, "production_ms": None, "ratio": None}
+    if prod_v is not None:
+        # One intra-op thread each: with a machine's cores shared with other work (a training
+        # job, the other model's run), multi-threaded timings vary far more than the models do.
+        timed = {k: Detector(r, conf=r.card.conf_threshold, threads=1) for k, r in refs.items()}
+        images = [load_rgb(s.image) for s in dataset.samples[: max(1, pol.latency_images)]]
+        repeats = max(pol.latency_repeats, math.ceil(12 / len(images)))  # at least 12 timings each
+        ms = side_by_side_latency(timed, images, repeats)
+        latency = {
+            "candidate_ms": ms["candidate"],
+            "production_ms": ms["production"],
+            "ratio": round(ms["candidate"] / ms["production"], 4) if ms["production"] else None,
+        }
+    cand_metrics = metrics["candidate"]
+    assert cand_metrics is not None
+    promote, reasons, checks = decide(
+        cand_metrics,
+        metrics["production"],
+        pol,
+        latency_ratio=latency["ratio"],
+        parity=candidate_parity(cand_card),
+        test_split=_frozen_split_check(cand_card, test_version, split),
+    )
+    return GateDecision(
+        name=name,
+        candidate=cand_v,
+        production=prod_v,
+        promote=promote,
+        reasons=reasons,
+        checks=checks,
+        metrics=metrics,
+        latency=latency,
+        test_set=test_set,
+        policy=pol.to_dict(),
+        alias=production,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def write_decision(registry: Any, decision: GateDecision) -> str:
+    """Store ``gate.json`` in the candidate's version folder (beside, not inside, its card).
+
+    The card and the files it vouches for are immutable; the gate's verdict is an annotation that
+    a later gate run (new test set, new production) may replace, so it lives in its own file.
+    """
+    reg = _registry(registry)
+    path = f"{reg._version_dir(decision.name, decision.candidate)}/{GATE_FILE}"
+    reg.fs.pipe_file(path, (json.dumps(decision.to_dict(), indent=2) + "\n").encode())
+    return reg._display(path)
+
+
+def read_decision(registry: Any, name: str, version: str) -> dict[str, Any] | None:
+    """The last gate decision stored for a version, or None."""
+    reg = _registry(registry)
+    path = f"{reg._version_dir(name, version)}/{GATE_FILE}"
+    try:
+        return json.loads(reg.fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def promote(
+    name: str,
+    data: str | os.PathLike[str] | None = None,
+    *,
+    registry: Any = None,
+    candidate: str = "candidate",
+    alias: str = "production",
+    split: str = "test",
+    policy: GatePolicy | None = None,
+    force: bool = False,
+) -> GateDecision:
+    """Gate ``candidate`` against ``alias`` and move the alias only if the gate says so.
+
+    ``force`` skips the measurements (never the checksum verification: a corrupt model is refused
+    with :class:`ModelError` either way). The decision is written as ``gate.json`` beside the
+    candidate and returned; ``decision.promoted`` says whether the alias moved.
+    """
+    reg = _registry(registry)
+    cand_v = reg.resolve_version(name, candidate)
+    reg.verify(name, cand_v)  # before any work: a corrupt file is a model error, not a gate refusal
+    if force:
+        decision = GateDecision(
+            name=name,
+            candidate=cand_v,
+            production=reg.alias(name, alias),
+            promote=True,
+            forced=True,
+            reasons=["forced: the gate was not run"],
+            policy=(policy or GatePolicy()).to_dict(),
+            alias=alias,
+        )
+    else:
+        if data is None:
+            raise ValueError("the gate needs the dataset with the frozen test split (or force=True)")
+        decision = evaluate_gate(
+            name, data, registry=reg, candidate=cand_v, production=alias, split=split, policy=policy
+        )
+    if decision.promote:
+        decision.previous = reg.promote(name, cand_v, alias)
+        decision.promoted = decision.previous != cand_v
+        logger.info("%s@%s → %s (was %s)", name, alias, cand_v, decision.previous)
+    else:
+        logger.info("%s@%s refused: %s", name, cand_v, "; ".join(decision.reasons))
+    try:
+        write_decision(reg, decision)
+    except Exception as exc:  # the alias already moved (or not): a failed annotation must not hide that
+        logger.warning("could not write %s for %s@%s: %s", GATE_FILE, name, cand_v, exc)
+    return decision

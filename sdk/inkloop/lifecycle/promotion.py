@@ -1,0 +1,217 @@
+"""From a finished training run to a registered candidate: export, variants, parity, register.
+
+The steps of the retrain loop and where they live:
+
+1. :func:`inkloop.lifecycle.retrain.retrain`: fine-tune in a child process (progress, time limit, resume);
+2. :func:`export_candidate` (here): ONNX + card with lineage, variants with parity
+   (:mod:`inkloop.lifecycle.variants`), registration as a new version and the ``candidate`` alias;
+3. :func:`inkloop.lifecycle.gate.promote`: candidate vs production on the frozen test split; the
+   ``production`` alias moves only if the gate passes.
+
+Why variants are registered as their own versions (``v7-int8`` beside ``v7``): a registry version
+holds exactly one ONNX file whose checksum its card vouches for, so an INT8 file needs its own
+version to be served as ``registry://name@v7-int8`` with the same guarantees. Only ONNX variants
+within parity tolerance are registered; OpenVINO and TensorRT outputs stay in the export folder
+(they are built per machine kind anyway) and are described on the card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inkloop.lifecycle.variants import FORMATS, ParityTolerance, build_variants, variant_card
+from inkloop.models.references import BUNDLED_NAME, ModelCard, ModelError
+
+logger = logging.getLogger(__name__)
+
+_REGISTER_ATTEMPTS = 5
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_candidate` produced and where it is."""
+
+    out_dir: Path
+    card: ModelCard
+    version: str | None = None
+    registry: str | None = None
+    alias: str | None = None
+    registered_variants: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_ref(self) -> str:
+        """How to use the model elsewhere: a registry reference, else the exported file."""
+        if self.version:
+            return f"registry://{self.card.name}@{self.version}"
+        return str(self.out_dir / "model.onnx")
+
+    def to_dict(self) -> dict[str, Any]:
+        variants = self.card.extra.get("variants", {})
+        return {
+            "out_dir": str(self.out_dir),
+            "name": self.card.name,
+            "version": self.version,
+            "registry": self.registry,
+            "alias": self.alias,
+            "model_ref": self.model_ref,
+            "metrics": self.card.metrics,
+            "variants": {
+                k: {kk: v.get(kk) for kk in ("status", "offered", "reason", "parity", "registry_version")}
+                for k, v in variants.items()
+            },
+            "registered_variants": self.registered_variants,
+        }
+
+
+def latest_export(export_dir: str | os.PathLike[str]) -> str:
+    """The newest curated YOLO export (``<export_dir>/<version>/data.yaml``) by modification time.
+
+    The retrain DAG is scheduled by the training-data Asset and trains on whatever curation
+    exported last.
+    """
+    candidates = sorted(Path(export_dir).glob("*/data.yaml"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no curated dataset under {export_dir} (run `inkloop curate export` first)")
+    return str(candidates[-1].parent)
+
+
+def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to export and its run record (``recipe.json``, or ``{}``).
+
+    ``source`` is a run directory (its ``weights/best.pt``, else ``weights/last.pt``) or a
+    ``.pt`` file (its run record is looked up two folders up, ultralytics' layout).
+    """
+    src = Path(source)
+    if src.is_dir():
+        weights = next(
+            (p for p in (src / "weights" / "best.pt", src / "weights" / "last.pt") if p.is_file()), None
+        )
+        if weights is None:
+            raise ModelError(f"{src}: no weights/best.pt or weights/last.pt (has the run finished an epoch?)")
+        run_dir = src
+    elif src.is_file() and src.suffix == ".pt":
+        weights, run_dir = src, src.parent.parent
+    else:
+        raise ModelError(f"{src}: expected a training run folder or a .pt checkpoint")
+    record_path = run_dir / "recipe.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record:
+        record.setdefault("run_dir", str(run_dir.resolve()))
+    return weights, record
+
+
+def _plan_version(reg: Any, name: str) -> str:
+    """The version the next registration will get; the registry's own numbering rule."""
+    return reg._next_version(name)
+
+
+def export_candidate(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    registry: Any = None,
+    register: bool = True,
+    alias: str | None = "candidate",
+    imgsz: int | None = None,
+    preprocessing: str | None = None,
+    conf_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    formats: tuple[str, ...] | list[str] = FORMATS,
+    split: str = "test",
+    tolerance: ParityTolerance | None = None,
+    calibration_images: int = 64,
+    int8_options: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export a trained checkpoint, build and check its variants, and register it as a candidate.
+
+    Settings the card needs (name, input size, preprocessing, thresholds) default to the parent
+    model's, as recorded in the run's ``recipe.json``, so a retrained model serves exactly like
+    the one it replaces. The card also gets the data version, the recipe and seed, the parent
+    version, the fp32 model's metrics on the ``split`` of ``data`` and ``extra["variants"]``.
+    With ``register`` (and a registry: a :class:`~inkloop.models.registry.Registry`, its URL, or None
+    for the default one) the model becomes a new version, offered ONNX variants become
+    ``<version>-<variant>`` versions, and ``alias`` (default ``candidate``) points at it.
+    """
+    from inkloop.lifecycle.export import export_onnx
+
+    weights, record = find_weights(source)
+    parent = dict(record.get("parent") or {})
+    defaults = dict(parent.pop("card", None) or {})
+    card_name = name or defaults.get("name") or BUNDLED_NAME
+    size = int(imgsz or defaults.get("input_size") or record.get("imgsz") or 640)
+    recipe = {k: v for k, v in record.items() if k not in ("parent",)}
+    card_extra: dict[str, Any] = {
+        "data_version": record.get("data_version"),
+        "parent_version": parent.get("model_version") or parent.get("ref"),
+        "recipe": recipe,
+        "lineage": {"parent": parent, "weights": str(weights)},
+    }
+    out = Path(out_dir).resolve()
+    card = export_onnx(
+        weights,
+        out,
+        imgsz=size,
+        name=card_name,
+        version="unregistered",
+        preprocessing=preprocessing or defaults.get("preprocessing", "letterbox"),  # type: ignore[arg-type]
+        conf_threshold=conf_threshold if conf_threshold is not None else defaults.get("conf_threshold", 0.25),
+        iou_threshold=iou_threshold if iou_threshold is not None else defaults.get("iou_threshold", 0.7),
+        card_extra=card_extra,
+    )
+    variants = build_variants(
+        out,
+        card,
+        data,
+        formats=formats,
+        split=split,
+        tolerance=tolerance,
+        calibration_images=calibration_images,
+        int8_options=int8_options,
+    )
+    card.extra["variants"] = variants
+    if variants["onnx"].get("metrics"):
+        card.metrics = dict(variants["onnx"]["metrics"])
+    result = ExportResult(out_dir=out, card=card)
+    if not register:
+        card.save(out / "card.json")
+        return result
+
+    from inkloop.models.registry import Registry
+
+    reg = registry if isinstance(registry, Registry) else Registry(registry)
+    offered_onnx = [
+        k for k, v in variants.items() if k != "onnx" and v.get("offered") and v.get("format") == "onnx"
+    ]
+    for attempt in range(_REGISTER_ATTEMPTS):
+        version = _plan_version(reg, card_name)
+        for k in offered_onnx:
+            variants[k]["registry_version"] = f"{version}-{k}"
+        card.version = version
+        card.save(out / "card.json")
+        try:
+            got = reg.register(card_name, out / "model.onnx", card, pt_path=out / "model.pt", version=version)
+            break
+        except ModelError as exc:  # someone registered that number meanwhile: plan the next one
+            if "already exists" not in str(exc) or attempt == _REGISTER_ATTEMPTS - 1:
+                raise
+    registered = reg.show(card_name, got)
+    result.card, result.version, result.registry = registered, got, reg.url
+    for k in offered_onnx:
+        vcard = variant_card(registered, k, variants[k])
+        result.registered_variants[k] = reg.register(
+            card_name, out / variants[k]["file"], vcard, version=f"{got}-{k}"
+        )
+    if alias:
+        reg.set_alias(card_name, alias, got)
+        result.alias = alias
+    logger.info(
+        "registered %s@%s in %s (variants: %s)", card_name, got, reg.url, result.registered_variants or "none"
+    )
+    return result

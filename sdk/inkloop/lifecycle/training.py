@@ -1,0 +1,526 @@
+"""Training recipes: reproducible ultralytics runs, offline, resumable, with the data version recorded.
+
+Why a module and not a notebook: the bundled model and every retrained candidate must be
+re-creatable from the repository alone (recipe + data hash + seed). ultralytics is imported only
+here, inside functions, so ``import inkloop`` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inkloop.documents.hashing import sha256_file
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a training run's outcome, recorded on the model card."""
+
+    name: str
+    model: str = "yolov8n.yaml"  # an architecture yaml (from scratch) or a .pt to fine-tune
+    imgsz: int = 416
+    epochs: int = 60
+    batch: int = 16
+    seed: int = 0
+    patience: int = 100
+    workers: int = 0
+    cache: str = "ram"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def train_args(self) -> dict[str, Any]:
+        args = {
+            "imgsz": self.imgsz,
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "seed": self.seed,
+            "deterministic": True,
+            "patience": self.patience,
+            "workers": self.workers,
+            "cache": self.cache,
+            "device": "cpu",
+            "plots": True,
+            "save_period": 1,
+        }
+        args.update(self.extra)
+        return args
+
+
+#: Documents are upright and never mirrored; scans vary in contrast, brightness and scale.
+DOCUMENT_AUGMENTATION: dict[str, Any] = {
+    "fliplr": 0.0,
+    "flipud": 0.0,
+    "degrees": 2.0,
+    "scale": 0.5,
+    "mosaic": 1.0,
+    "hsv_h": 0.0,
+    "hsv_s": 0.2,
+    "hsv_v": 0.4,
+}
+
+#: Named recipes. ``bundled-v1`` produced the model shipped in ``inkloop/assets``.
+RECIPES: dict[str, Recipe] = {
+    "bundled-v1": Recipe(
+        name="bundled-v1",
+        model="yolov8n.yaml",
+        imgsz=416,
+        epochs=60,
+        batch=16,
+        extra={**DOCUMENT_AUGMENTATION, "close_mosaic": 8},
+    ),
+    # Stage 2 of the bundled model: 60 epochs from scratch leave yolov8n under-trained (val mAP50
+    # still rising at the end). Continue from stage 1's last weights (``--model
+    # <bundled-v1 run>/weights/last.pt``) with a fresh cosine schedule at a tenth of stage 1's
+    # peak learning rate, mosaic until the last 5 epochs; the same document-safe augmentations.
+    "bundled-v2": Recipe(
+        name="bundled-v2",
+        model="",
+        imgsz=416,
+        epochs=30,
+        batch=16,
+        extra={
+            "optimizer": "SGD",
+            "lr0": 0.002,
+            "lrf": 0.05,
+            "cos_lr": True,
+            "warmup_epochs": 1.0,
+            **DOCUMENT_AUGMENTATION,
+            "close_mosaic": 5,
+        },
+    ),
+    # Retraining a production model on curated data (old + new pages): start from its weights
+    # (``model`` is filled in with the parent's ``model.pt``), a learning rate low enough that the
+    # model refines what it knows instead of forgetting it, the same document-safe augmentations
+    # as ``bundled-v1``, and only ``last.pt``/``best.pt`` kept (not one checkpoint per epoch).
+    "finetune-v1": Recipe(
+        name="finetune-v1",
+        model="",
+        imgsz=416,
+        epochs=20,
+        batch=16,
+        patience=10,
+        extra={
+            "optimizer": "AdamW",
+            "lr0": 0.0005,
+            "lrf": 0.1,
+            "warmup_epochs": 1.0,
+            **DOCUMENT_AUGMENTATION,
+            "close_mosaic": 5,
+            "save_period": -1,
+        },
+    ),
+    # The second-generation bundled model: yolov8n started from ultralytics' COCO weights (named
+    # as a user with internet would; ``--model PATH`` where downloads fail), fine-tuned on every
+    # real page cleared for training. ultralytics' ``auto`` optimizer (AdamW at this length), a
+    # cosine schedule, the document-safe augmentations, mosaic off for the last 5 epochs.
+    "coco-v2": Recipe(
+        name="coco-v2",
+        model="yolov8n.pt",
+        imgsz=416,
+        epochs=35,
+        batch=16,
+        patience=15,
+        extra={**DOCUMENT_AUGMENTATION, "cos_lr": True, "close_mosaic": 5, "save_period": -1},
+    ),
+    # Tiny settings for tests and loop simulations: minutes, not hours.
+    "tiny": Recipe(
+        name="tiny",
+        model="yolov8n.yaml",
+        imgsz=160,
+        epochs=2,
+        batch=8,
+        cache="",
+        extra={"plots": False, "val": True},
+    ),
+}
+# Stage 2 with synthetic pages (``python tools/synthetic.py --data signatures-real --out synth
+# --seed 0``: one real signature pasted on a blank region of each real train page): stage 2's
+# recipe itself under its own name, so the two runs differ only in the data (``--data
+# synth/data.yaml``: real train + synthetic, real val).
+RECIPES["bundled-v3-synth"] = replace(
+    RECIPES["bundled-v2"], name="bundled-v3-synth", extra=dict(RECIPES["bundled-v2"].extra)
+)
+
+
+def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
+    """Make ultralytics behave offline: no hub, no auto-installs, a writable config dir."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "true")
+    if config_dir is not None:
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+    else:
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(Path.home() / ".cache" / "inkloop" / "ultralytics"))
+    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def dataset_files(root: Path) -> list[Path]:
+    """Images and YOLO label files under a dataset root, sorted (label caches excluded)."""
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ".txt")
+    ]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def dataset_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Hash every image and label file; the manifest's own hash is the data version."""
+    base = Path(root)
+    entries = {p.relative_to(base).as_posix(): sha256_file(p) for p in dataset_files(base)}
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    return {"data_version": f"sha256:{digest}", "files": entries}
+
+
+def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
+    """Write a data.yaml with an absolute ``path`` so ultralytics never guesses the dataset root.
+
+    Accepts a dataset folder (with ``images/train`` and ``images/val``) or a data yaml.
+    """
+    import yaml
+
+    src = Path(data)
+    if src.is_dir():
+        yml = src / "data.yaml"
+        cfg: dict[str, Any] = yaml.safe_load(yml.read_text()) if yml.exists() else {}
+        root = src
+    elif src.is_file():
+        cfg = yaml.safe_load(src.read_text())
+        root = (src.parent / cfg.get("path", ".")).resolve()
+    else:
+        raise FileNotFoundError(f"dataset not found: {src}")
+    cfg.setdefault("train", "images/train")
+    cfg.setdefault("val", "images/val")
+    cfg.setdefault("names", {0: "signature"})
+    cfg["path"] = str(Path(root).resolve())
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "data.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+class DataLeakError(ValueError):
+    """The frozen test split shares images with the data a model would be trained or tuned on."""
+
+
+def _split_files(data_yaml: Path, split: str) -> list[tuple[Path, Path | None]]:
+    """(image, label or None) of one split, resolved the way the evaluator resolves them."""
+    from inkloop.evaluation.evaluator import load_dataset
+
+    return [(s.image, s.label) for s in load_dataset(data_yaml, split).samples]
+
+
+def _has_images(data_yaml: Path, split: str) -> bool:
+    try:
+        return bool(_split_files(data_yaml, split))
+    except Exception:  # a missing or empty split folder
+        return False
+
+
+def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
+    """Content hash of one split (every image and its label), independent of paths and names.
+
+    Why content only: the gate compares models on the *frozen* test split; recording this hash
+    with every decision shows whether two decisions were made on the same test set, even if the
+    dataset was copied or renamed in between.
+    """
+    pairs = sorted(
+        f"{sha256_file(im)}:{sha256_file(lbl) if lbl is not None else '-'}"
+        for im, lbl in _split_files(Path(data), split)
+    )
+    return "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+
+def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str = "test") -> dict[str, Any]:
+    """Refuse a dataset whose test images also appear (byte for byte) in train or val.
+
+    Returns ``{"test": <split_version>, "test_images": n}``, or ``{}`` without a test split.
+    Exact-content comparison catches the usual accidents (a page exported twice, a re-split that
+    moved files); near-duplicates (re-scans) need curation upstream (FiftyOne).
+    """
+    import yaml
+
+    path = Path(data_yaml)
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not cfg.get(test_split):
+        return {}
+    from inkloop.evaluation.evaluator import DatasetError
+
+    try:
+        test = _split_files(path, test_split)
+    except DatasetError:  # a declared but still empty test split: nothing can leak yet
+        return {test_split: None, f"{test_split}_images": 0}
+    test_paths = {im.resolve() for im, _ in test}
+    test_hashes = {sha256_file(im) for im, _ in test}
+    leaks: list[str] = []
+    for split in ("train", "val"):
+        if not cfg.get(split):
+            continue
+        try:
+            files = _split_files(path, split)
+        except DatasetError:  # an empty split cannot leak
+            continue
+        for im, _ in files:
+            if im.resolve() in test_paths or sha256_file(im) in test_hashes:
+                leaks.append(f"{split}: {im}")
+    if leaks:
+        shown = "; ".join(leaks[:5]) + (f"; and {len(leaks) - 5} more" if len(leaks) > 5 else "")
+        raise DataLeakError(
+            f"{path}: {len(leaks)} training/validation image(s) are also in the frozen {test_split!r} "
+            f"split ({shown}); remove them from train/val so the gate's test stays unseen"
+        )
+    return {test_split: split_version(path, test_split), f"{test_split}_images": len(test)}
+
+
+def prepare_training_data(
+    data: str | os.PathLike[str], workdir: Path, test_split: str = "test"
+) -> tuple[Path, dict[str, Any]]:
+    """Write the data.yaml a training run may see: train and val only, never the test split.
+
+    The source's test split is checked to be disjoint from train/val (:class:`DataLeakError`)
+    and described (content hash, size) in the returned info, then dropped from the written yaml,
+    so no ultralytics code path (validation, plots, auto-splitting) can read it. A dataset folder
+    without data.yaml but with ``images/test`` gets that folder as its test split.
+    """
+    import yaml
+
+    out = resolve_data_yaml(data, workdir)
+    cfg: dict[str, Any] = yaml.safe_load(out.read_text())
+    root = Path(cfg["path"])
+    if test_split not in cfg and Path(data).is_dir() and (root / "images" / test_split).is_dir():
+        cfg[test_split] = f"images/{test_split}"
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    info: dict[str, Any] = {"source": str(data), "root": str(root), "frozen": check_test_split_frozen(out)}
+    if test_split in cfg:
+        del cfg[test_split]
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if not _has_images(out, "val") and _has_images(out, "train"):
+        # A small curated set can end with an empty val split (whole duplicate groups are kept in
+        # one split). ultralytics refuses to train without val; validating on train keeps training
+        # going and is recorded, while the frozen test split stays untouched for the gate.
+        cfg["val"] = cfg["train"]
+        out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        info["val_fallback"] = "val split empty: validating on train"
+        log.warning("%s: val split is empty; validating on train (the test split stays frozen)", data)
+    return out, info
+
+
+#: Hub names of ultralytics' COCO-pretrained starting weights, as a user with internet writes them.
+PRETRAINED_NAMES = ("yolov8n.pt", "yolov8s.pt", "yolo11n.pt", "yolo11s.pt")
+
+
+class StartWeightsError(FileNotFoundError):
+    """The recipe's starting weights cannot be found locally and cannot be downloaded here."""
+
+
+def initial_weights(model: str, search: Iterable[str | os.PathLike[str]] = ()) -> tuple[str, dict[str, Any]]:
+    """The file a run starts from and its record for the card (name, file, SHA-256).
+
+    ``model`` is an architecture yaml (from scratch: no weights), a path, or a hub name such as
+    ``yolov8n.pt``. A hub name is looked up first in ``search`` folders and ``$INKLOOP_PRETRAINED``
+    (as ``yolov8n.pt`` or ``yolov8n-coco.pt``), so an offline machine uses a local copy of the same
+    weights; with nothing local, ultralytics downloads it, unless ``YOLO_OFFLINE`` is set, which is
+    then a clear error here instead of a failed download deep inside ultralytics.
+    """
+    if model.endswith((".yaml", ".yml")):
+        return model, {"name": model, "pretrained": False}
+    path = Path(model).expanduser()
+    if not path.is_file() and Path(model).name == model:
+        folders = [*search, *filter(None, os.environ.get("INKLOOP_PRETRAINED", "").split(os.pathsep))]
+        stem = Path(model).stem
+        found = [Path(d) / n for d in folders for n in (model, f"{stem}-coco.pt") if (Path(d) / n).is_file()]
+        if found:
+            path = found[0]
+        elif os.environ.get("YOLO_OFFLINE", "").lower() in ("1", "true", "yes"):
+            raise StartWeightsError(
+                f"starting weights {model!r}: not found in {folders or 'any folder'} and downloads are "
+                "off (YOLO_OFFLINE); pass --model PATH or set INKLOOP_PRETRAINED to a folder holding it"
+            )
+        else:
+            return model, {"name": model, "pretrained": True, "file": None, "sha256": None}
+    if not path.is_file():
+        raise StartWeightsError(f"starting weights {model!r}: no such file")
+    name = model if Path(model).name == model else path.name
+    record = {"name": name, "pretrained": True, "file": path.name, "sha256": sha256_file(path)}
+    return str(path), record
+
+
+def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """``recipe.json`` (the recipe's fields at top level, plus data version, seed and lineage) and
+    ``data_manifest.json`` (every file's hash), written *before* training so an interrupted run
+    still says what it was; a resumed run keeps the original record."""
+    record_path = run_dir / "recipe.json"
+    if record_path.exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = dataset_manifest(data_info["root"])
+    (run_dir / "data_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    versions: dict[str, str] = {}
+    for dist in ("ultralytics", "torch", "inkloop"):
+        try:  # package metadata, not an import: the parent of a training run stays torch-free
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    record = {
+        **asdict(r),
+        "data_version": manifest["data_version"],
+        "data": {k: v for k, v in data_info.items() if k != "root"},
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": versions,
+        **metadata,
+    }
+    tmp = record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, record_path)
+
+
+def recipe_from_record(record: dict[str, Any]) -> Recipe:
+    """The :class:`Recipe` inside a ``recipe.json`` (which also carries data and lineage keys)."""
+    names = {f.name for f in fields(Recipe)}
+    return Recipe(**{k: v for k, v in record.items() if k in names})
+
+
+def train(
+    data: str | os.PathLike[str],
+    recipe: Recipe | str = "bundled-v1",
+    project: str | os.PathLike[str] = "runs/train",
+    name: str | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    on_model: Callable[[Any], None] | None = None,
+) -> Path:
+    """Run (or resume) a recipe; returns the run directory holding ``weights/{best,last}.pt``.
+
+    Resuming continues from ``weights/last.pt`` with the optimizer state and epoch counter, so a
+    multi-hour CPU run survives a stopped machine as long as the run directory survives.
+    ``recipe.json`` (recipe, seed, data version, ``metadata`` such as the parent model) is written
+    before the first epoch; a ``test`` split in the data is checked and withheld from training
+    (:func:`prepare_training_data`). ``on_model`` sees the ``YOLO`` object before it trains
+    (to add callbacks).
+    """
+    offline_env()
+    from ultralytics import YOLO
+
+    r = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    if overrides:
+        known = {k: v for k, v in overrides.items() if k in Recipe.__dataclass_fields__}
+        extra = {**r.extra, **{k: v for k, v in overrides.items() if k not in known}}
+        r = replace(r, **known, extra=extra)
+    run_dir = Path(project).resolve() / (name or r.name)
+    last = run_dir / "weights" / "last.pt"
+    if resume and last.exists():
+        if data:  # a fresh machine: recreate the data.yaml the checkpoint points to
+            prepare_training_data(data, run_dir.parent / f"{run_dir.name}-data")
+        resumed = YOLO(str(last))
+        if on_model is not None:
+            on_model(resumed)
+        resumed.train(resume=True)
+        return run_dir
+    if not r.model:
+        raise ValueError(f"recipe {r.name!r} names no starting model; pass overrides={{'model': ...}}")
+    start, init_record = initial_weights(r.model)
+    data_yaml, data_info = prepare_training_data(data, run_dir.parent / f"{run_dir.name}-data")
+    (run_dir.parent).mkdir(parents=True, exist_ok=True)
+    write_run_record(run_dir, r, data_info, {"init_weights": init_record, **(metadata or {})})
+    model = YOLO(start)
+    if on_model is not None:
+        on_model(model)
+    model.train(
+        data=str(data_yaml),
+        project=str(run_dir.parent),
+        name=run_dir.name,
+        exist_ok=True,
+        **r.train_args(),
+    )
+    return run_dir
+
+
+def _stop_between_saves(model: Any) -> None:
+    """Make SIGTERM end the training process at once, except while checkpoints are written.
+
+    ultralytics writes ``last.pt`` in place; a process killed in the middle leaves a truncated
+    checkpoint and an unresumable run. A SIGTERM arriving during the save is held until the save
+    returns. Only the ``python -m inkloop.lifecycle.training`` child installs this: a library call must not
+    take over its host's signal handling.
+    """
+    state = {"saving": False, "pending": False}
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        if state["saving"]:
+            state["pending"] = True
+            return
+        raise SystemExit(128 + signum)
+
+    def wrap_save(trainer: Any) -> None:
+        original = trainer.save_model
+
+        def save_model() -> Any:
+            state["saving"] = True
+            try:
+                return original()
+            finally:
+                state["saving"] = False
+                if state["pending"]:
+                    raise SystemExit(128 + signal.SIGTERM)
+
+        trainer.save_model = save_model
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    model.add_callback("on_pretrain_routine_start", wrap_save)
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _main(argv: Iterable[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Train an inkloop recipe with ultralytics, offline.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--recipe", default="bundled-v1", choices=sorted(RECIPES))
+    p.add_argument("--recipe-file", help="A recipe.json (its recipe fields are used; overrides --recipe).")
+    p.add_argument("--model", help="Starting weights (.pt) or architecture (.yaml); overrides the recipe's.")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="Recipe/train overrides.")
+    p.add_argument("--project", default="runs/train")
+    p.add_argument("--name")
+    p.add_argument("--resume", action="store_true")
+    a = p.parse_args(list(argv) if argv is not None else None)
+    recipe: Recipe | str = a.recipe
+    if a.recipe_file:
+        recipe = recipe_from_record(json.loads(Path(a.recipe_file).read_text()))
+    overrides: dict[str, Any] = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = _parse_value(value)
+    if a.model:
+        overrides["model"] = a.model
+    run_dir = train(
+        a.data, recipe, a.project, a.name, a.resume, overrides or None, on_model=_stop_between_saves
+    )
+    print(run_dir)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,1 @@
+"""Models: references (bundled, path, ``hf://``, ``registry://``), model cards, the registry."""

@@ -1,0 +1,23 @@
+"""One entry point for every model reference: bundled, a local path, ``hf://``, ``registry://``."""
+
+from __future__ import annotations
+
+import os
+
+from inkloop.models.references import ModelError, ModelRef, bundled_model_path, load_hf, load_local
+from inkloop.models.registry import resolve_registry_ref
+
+
+def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
+    """Turn any accepted model reference into a checked local ONNX file and its card."""
+    if ref is None or str(ref) in ("", "bundled"):
+        path = bundled_model_path()
+        if not path.exists():
+            raise ModelError(f"the bundled model is missing from the installation ({path})")
+        return load_local(path, ref="bundled")
+    s = str(ref)
+    if s.startswith("hf://"):
+        return load_hf(s)
+    if s.startswith("registry://"):
+        return resolve_registry_ref(s)
+    return load_local(s)

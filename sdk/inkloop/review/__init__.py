@@ -1,0 +1,1 @@
+"""Review: Label Studio push and pull, and the labeling configuration reviewers see."""

@@ -1,0 +1,615 @@
+"""Human review in Label Studio: push uncertain pages as pre-annotated tasks, pull corrections back.
+
+Why it is shaped this way:
+
+- **Idempotent push by ``page_key``.** The server is the source of truth for what was pushed: a push
+  lists the project's existing ``page_key`` values first and only creates tasks for the others, so
+  re-running a push after a failure (or twice by accident) never duplicates a task and never loses
+  a page — whatever did not get through is simply pushed next time.
+- **Reviewers correct, they don't draw.** Each task carries the model's boxes as a prediction with
+  ``model_version`` and per-region scores; Label Studio shows them as the starting annotation.
+- **Incremental pull.** A cursor (the newest annotation ``updated_at`` seen, plus the ids at that
+  instant) is kept in a small state file; a pull returns only annotations created or changed since.
+- **Ground-truth rules** (documented in the README):
+  a submitted annotation with no regions is a *negative* (``ground_truth == []``: no signature on
+  the page); a skipped task (``was_cancelled``) is recorded as ``skipped`` with no ground truth;
+  when a task has several annotations, one marked ``ground_truth`` in Label Studio wins, otherwise
+  the most recently updated submitted one; a rotated rectangle becomes the axis-aligned box that
+  encloses it and the page is flagged ``rotated`` so curation can look at it.
+- **Reliability.** Every call is retried with exponential backoff on connection errors, timeouts
+  and 5xx/429 answers, then fails with :class:`ReviewServiceError`; the API token is redacted from
+  every message.
+
+Coordinates go through :mod:`inkloop.convert.labelstudio` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from inkloop.convert.labelstudio import from_labelstudio, to_labelstudio
+from inkloop.types import Detection, PageResult
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FROM_NAME = "label"
+TO_NAME = "image"
+ImageDelivery = Literal["upload", "local-files", "url"]
+
+
+class ReviewServiceError(RuntimeError):
+    """Label Studio could not be reached or refused a request (after retries)."""
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff for transient failures: attempts × (base · 2^n, capped, with jitter)."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    timeout: float = 30.0
+
+
+@dataclass
+class ReviewedPage:
+    """One page's outcome in Label Studio, ready to become ground truth."""
+
+    page_key: str
+    task_id: int
+    status: Literal["submitted", "skipped"]
+    ground_truth: list[Detection] | None
+    width: int
+    height: int
+    image: str
+    source: str = ""
+    doc_id: str = ""
+    page_index: int = 0
+    annotation_id: int | None = None
+    annotator: str | None = None
+    updated_at: str = ""
+    rotated: bool = False
+    annotations_seen: int = 1
+    model_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ground_truth"] = None if self.ground_truth is None else [g.to_dict() for g in self.ground_truth]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReviewedPage:
+        d = dict(d)
+        gt = d.pop("ground_truth")
+        return cls(ground_truth=None if gt is None else [Detection.from_dict(g) for g in gt], **d)
+
+
+def _transient(exc: BaseException) -> bool:
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):  # connection refused/reset, timeouts
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status >= 500 or status == 429)
+
+
+class LabelStudioReview:
+    """A Label Studio project used for page review, through label-studio-sdk with retries."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        project_title: str = "inkloop review",
+        class_names: Sequence[str] = ("signature",),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        from label_studio_sdk import LabelStudio
+
+        self.url = url.rstrip("/")
+        self._token = token
+        self.retry = retry or RetryPolicy()
+        self.client = LabelStudio(base_url=self.url, api_key=token, timeout=self.retry.timeout)
+        if not 3 <= len(project_title) <= 50:
+            raise ValueError(f"Label Studio project titles are 3 to 50 characters, got {len(project_title)}")
+        self.project_title = project_title
+        self.class_names = list(class_names)
+        self._project_id: int | None = None
+        self._storages: set[str] | None = None  # the project's local-storage paths, listed once
+
+    def __repr__(self) -> str:
+        return f"LabelStudioReview(url={self.url!r}, project={self.project_title!r})"
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one API call with retries; the final error names the call, never the token."""
+        delay = self.retry.base_delay
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return fn()
+            except ReviewServiceError:
+                raise
+            except Exception as exc:
+                if not _transient(exc) or attempt == self.retry.attempts:
+                    msg = self._redact(_describe(exc))[:500]
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise ReviewServiceError(
+                        f"Label Studio at {self.url}: {what} failed{tries}: {msg}"
+                    ) from None
+                log.warning(
+                    "Label Studio %s failed (%s), retry %d in %.1fs",
+                    what,
+                    exc.__class__.__name__,
+                    attempt,
+                    delay,
+                )
+                time.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self.retry.max_delay)
+        raise AssertionError("unreachable")
+
+    def _http(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Raw REST for what the SDK has no call for (multipart upload of page images)."""
+        import httpx
+
+        def go() -> Any:
+            r = httpx.request(
+                method,
+                f"{self.url}{path}",
+                headers={"Authorization": f"Token {self._token}"},
+                timeout=self.retry.timeout,
+                **kwargs,
+            )
+            if r.status_code >= 400:
+                err = httpx.HTTPStatusError(
+                    f"HTTP {r.status_code}: {r.text[:300]}", request=r.request, response=r
+                )
+                err.status_code = r.status_code  # type: ignore[attr-defined]
+                raise err
+            return r.json()
+
+        return self.call(f"{method} {path}", go)
+
+    # -- project -----------------------------------------------------------------------------------
+    @property
+    def project_id(self) -> int:
+        if self._project_id is None:
+            self._project_id = self.ensure_project()
+        return self._project_id
+
+    def ensure_project(self) -> int:
+        """Get or create the review project by title (idempotent)."""
+        from inkloop.review.labeling import instructions_html, labeling_config
+
+        for p in self.call(
+            "list projects", lambda: list(self.client.projects.list(title=self.project_title))
+        ):
+            if p.title == self.project_title:
+                return int(p.id)
+        created = self.call(
+            "create project",
+            lambda: self.client.projects.create(
+                title=self.project_title,
+                label_config=labeling_config(self.class_names),
+                expert_instruction=instructions_html(),
+                show_instruction=True,
+                enable_empty_annotation=True,
+                show_skip_button=True,
+            ),
+        )
+        return int(created.id)
+
+    def project_url(self) -> str:
+        return f"{self.url}/projects/{self.project_id}/data"
+
+    def iter_tasks(self) -> Iterator[Any]:
+        """Every task of the project with its annotations (paged by the SDK)."""
+        pid = self.project_id
+        pager = self.call(
+            "list tasks", lambda: self.client.tasks.list(project=pid, fields="all", page_size=100)
+        )
+        yield from pager
+
+    def existing_page_keys(self) -> dict[str, int]:
+        return {
+            t.data.get("page_key"): int(t.id) for t in self.iter_tasks() if t.data and t.data.get("page_key")
+        }
+
+    # -- images ----------------------------------------------------------------------------------
+    def upload_image(self, path: Path) -> str:
+        """Upload a page image to Label Studio's storage; returns the URL tasks refer to."""
+        with path.open("rb") as f:
+            resp = self._http(
+                "POST",
+                f"/api/projects/{self.project_id}/import?commit_to_project=false&return_task_ids=false",
+                files={"file": (path.name, f, "image/png")},
+            )
+        ids = resp.get("file_upload_ids") or []
+        if not ids:
+            raise ReviewServiceError(f"Label Studio at {self.url}: upload of {path.name} returned no file id")
+        uploads = self._http(
+            "GET", f"/api/projects/{self.project_id}/file-uploads", params={"ids": json.dumps(ids)}
+        )
+        file_path = uploads[0]["file"]
+        return f"/data/{file_path}" if not file_path.startswith("/") else file_path
+
+    # -- push --------------------------------------------------------------------------------------
+    def push(
+        self,
+        pages: Sequence[tuple[PageResult, str | Path]],
+        delivery: ImageDelivery = "upload",
+        document_root: str | Path | None = None,
+        chunk: int = 50,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Create one task per page not yet in the project; returns counts and the task ids.
+
+        ``pages`` pairs each PageResult with its page image: a local PNG for ``upload`` and
+        ``local-files`` (which must lie under ``document_root``, the server's
+        LOCAL_FILES_DOCUMENT_ROOT), or a URL Label Studio can fetch (``url``: http(s)://, s3://, gs://
+        with cloud storage connected to the project).
+        """
+        existing = self.existing_page_keys()
+        todo = [(r, img) for r, img in pages if r.page_key not in existing]
+        created: dict[str, int] = {}
+        for start in range(0, len(todo), chunk):
+            batch = todo[start : start + chunk]
+            tasks = [self._task(r, self._image_ref(img, delivery, document_root)) for r, img in batch]
+            ids = self.call(
+                "import tasks",
+                lambda tasks=tasks: self.client.projects.import_tasks(
+                    id=self.project_id, request=tasks, return_task_ids=True
+                ),
+            )
+            task_ids = list(getattr(ids, "task_ids", None) or [])
+            for (r, _), tid in zip(batch, task_ids, strict=False):
+                created[r.page_key] = int(tid)
+            if progress:
+                progress(len(batch))
+        return {
+            "project_id": self.project_id,
+            "pushed": len(created),
+            "already_present": len(pages) - len(todo),
+            "task_ids": created,
+        }
+
+    def _image_ref(self, img: str | Path, delivery: ImageDelivery, document_root: str | Path | None) -> str:
+        if delivery == "url":
+            return str(img)
+        path = Path(img)
+        if not path.is_file():
+            raise FileNotFoundError(f"page image not found: {path}")
+        if delivery == "upload":
+            return self.upload_image(path)
+        if document_root is None:
+            raise ValueError(
+                "local-files delivery needs document_root (the server's LOCAL_FILES_DOCUMENT_ROOT)"
+            )
+        rel = path.resolve().relative_to(Path(document_root).resolve())
+        self.ensure_local_storage(path.resolve().parent)
+        return f"/data/local-files/?d={rel.as_posix()}"
+
+    def ensure_local_storage(self, folder: Path) -> None:
+        """Label Studio serves a local file only under a Local Storage of the project: add one."""
+        pid = self.project_id
+        if self._storages is None:
+            found = self.call(
+                "list local storages", lambda: self.client.import_storage.local.list(project=pid)
+            )
+            self._storages = {str(st.path) for st in found}
+        if any(str(folder) == p or str(folder).startswith(p.rstrip("/") + "/") for p in self._storages):
+            return
+        self.call(
+            "create local storage",
+            lambda: self.client.import_storage.local.create(
+                project=pid, path=str(folder), title="inkloop pages", use_blob_urls=False
+            ),
+        )
+        self._storages.add(str(folder))
+
+    def _task(self, r: PageResult, image: str) -> dict[str, Any]:
+        w, h = r.page.width, r.page.height
+        regions = []
+        for d in r.detections:
+            value = to_labelstudio(d.xyxy, w, h)
+            value["rectanglelabels"] = [d.label]
+            regions.append(
+                {
+                    "id": uuid.uuid4().hex[:10],
+                    "from_name": FROM_NAME,
+                    "to_name": TO_NAME,
+                    "type": "rectanglelabels",
+                    "original_width": w,
+                    "original_height": h,
+                    "image_rotation": 0,
+                    "value": value,
+                    "score": round(float(d.score), 5),
+                }
+            )
+        page_score = min((d.score for d in r.detections), default=1.0)
+        return {
+            "data": {
+                "image": image,
+                "page_key": r.page_key,
+                "doc_id": r.page.doc_id,
+                "page_index": r.page.index,
+                "page_number": r.page.index + 1,
+                "source": r.source,
+                "page_width": w,
+                "page_height": h,
+                "model_version": r.model_version,
+                "uncertainty": r.uncertainty,
+                "reasons": ", ".join(r.reasons),
+            },
+            "predictions": [
+                {"model_version": r.model_version, "score": round(float(page_score), 5), "result": regions}
+            ],
+        }
+
+    # -- pull --------------------------------------------------------------------------------------
+    def pull(self, state_file: str | Path | None = None) -> list[ReviewedPage]:
+        """Reviewed pages changed since the cursor in ``state_file`` (all if none); advances it."""
+        state = _load_state(state_file)
+        cursor, seen_at_cursor = state.get("cursor", ""), set(state.get("seen_at_cursor", []))
+        out: list[ReviewedPage] = []
+        newest, newest_ids = cursor, set(seen_at_cursor)
+        for task in self.iter_tasks():
+            anns = [_as_dict(a) for a in (getattr(task, "annotations", None) or [])]
+            changed = [
+                a
+                for a in anns
+                if (a.get("updated_at") or "") > cursor
+                or ((a.get("updated_at") or "") == cursor and a.get("id") not in seen_at_cursor)
+            ]
+            if not changed:
+                continue
+            page = _resolve(task, anns)
+            if page is not None:
+                out.append(page)
+            for a in changed:
+                ts = a.get("updated_at") or ""
+                if ts > newest:
+                    newest, newest_ids = ts, {a.get("id")}
+                elif ts == newest:
+                    newest_ids.add(a.get("id"))
+        if state_file is not None:
+            _save_state(
+                state_file,
+                {"cursor": newest, "seen_at_cursor": sorted(i for i in newest_ids if i is not None)},
+            )
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Counts of tasks by review state, for ``inkloop review status``."""
+        total = done = skipped = 0
+        for t in self.iter_tasks():
+            total += 1
+            anns = [_as_dict(a) for a in (getattr(t, "annotations", None) or [])]
+            if any(not a.get("was_cancelled") for a in anns):
+                done += 1
+            elif anns:
+                skipped += 1
+        return {
+            "project_id": self.project_id,
+            "url": self.project_url(),
+            "tasks": total,
+            "reviewed": done,
+            "skipped": skipped,
+            "pending": total - done - skipped,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    """Status and body of an API error (the SDK's str() is mostly response headers)."""
+    status, body = getattr(exc, "status_code", None), getattr(exc, "body", None)
+    if status is not None:
+        return f"HTTP {status}: {json.dumps(body) if isinstance(body, dict | list) else body}"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    return dict(obj)
+
+
+def _ts(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+
+
+def _resolve(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
+    """Apply the ground-truth rules to one task's annotations."""
+    data = task.data or {}
+    for a in anns:
+        a["updated_at"] = _ts(a.get("updated_at"))
+    w, h = int(data.get("page_width") or 0), int(data.get("page_height") or 0)
+    base = dict(
+        page_key=str(data.get("page_key", "")),
+        task_id=int(task.id),
+        width=w,
+        height=h,
+        image=str(data.get("image", "")),
+        source=str(data.get("source", "")),
+        doc_id=str(data.get("doc_id", "")),
+        page_index=int(data.get("page_index") or 0),
+        model_version=str(data.get("model_version", "")),
+        annotations_seen=len(anns),
+    )
+    submitted = [a for a in anns if not a.get("was_cancelled")]
+    if not submitted:
+        if not anns:
+            return None
+        last = max(anns, key=lambda a: a["updated_at"])
+        return ReviewedPage(
+            status="skipped",
+            ground_truth=None,
+            annotation_id=last.get("id"),
+            annotator=_who(last),
+            updated_at=last["updated_at"],
+            **base,
+        )  # type: ignore[arg-type]
+    marked = [a for a in submitted if a.get("ground_truth")]
+    chosen = max(marked or submitted, key=lambda a: a["updated_at"])
+    boxes: list[Detection] = []
+    rotated = False
+    for region in chosen.get("result") or []:
+        if region.get("type") != "rectanglelabels":
+            continue
+        value = region["value"]
+        ow = int(region.get("original_width") or w)
+        oh = int(region.get("original_height") or h)
+        if float(value.get("rotation") or 0.0) % 360.0:
+            rotated = True
+        x0, y0, x1, y1 = from_labelstudio(value, ow, oh)
+        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(ow), x1), min(float(oh), y1)
+        for label in value.get("rectanglelabels") or ["signature"]:
+            boxes.append(Detection(label=label, score=1.0, xyxy=(x0, y0, x1, y1)))
+    return ReviewedPage(
+        status="submitted",
+        ground_truth=boxes,
+        annotation_id=chosen.get("id"),
+        annotator=_who(chosen),
+        updated_at=chosen["updated_at"],
+        rotated=rotated,
+        **base,
+    )  # type: ignore[arg-type]
+
+
+def _who(a: dict[str, Any]) -> str | None:
+    by = a.get("completed_by")
+    if isinstance(by, dict):
+        return str(by.get("email") or by.get("id"))
+    return None if by is None else str(by)
+
+
+def _load_state(path: str | Path | None) -> dict[str, Any]:
+    if path is None or not Path(path).exists():
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def _save_state(path: str | Path, state: dict[str, Any]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, p)
+
+
+def write_reviews(pages: Iterable[ReviewedPage], path: str | Path) -> int:
+    """Append pulled reviews to a JSON Lines file (the hand-off to curation)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with p.open("a", encoding="utf-8") as f:
+        for page in pages:
+            f.write(json.dumps(page.to_dict(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_reviews(path: str | Path) -> list[ReviewedPage]:
+    """Latest review per page_key from a reviews file."""
+    latest: dict[str, ReviewedPage] = {}
+    p = Path(path)
+    if not p.exists():
+        return []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = ReviewedPage.from_dict(json.loads(line))
+            latest[r.page_key] = r
+    return list(latest.values())
+
+
+@dataclass
+class PageImages:
+    """Renders review images (reading resolution, PNG) for page results, once per page_key."""
+
+    out_dir: Path
+    dpi: float = 150.0
+    rendered: dict[str, Path] = field(default_factory=dict)
+
+    def render(self, results: Sequence[PageResult]) -> list[tuple[PageResult, Path]]:
+        from inkloop.detection.outputs import write_png
+        from inkloop.documents.opening import open_document
+
+        by_source: dict[str, list[PageResult]] = {}
+        for r in results:
+            by_source.setdefault(r.source, []).append(r)
+        out: list[tuple[PageResult, Path]] = []
+        for source, rs in by_source.items():
+            with open_document(source, people_dpi=self.dpi) as doc:
+                for r in rs:
+                    path = self.out_dir / f"{r.page.doc_id[:16]}-p{r.page.index + 1}.png"
+                    if not path.exists():
+                        write_png(doc.render_for_people(r.page.index), path)
+                    self.rendered[r.page_key] = path
+                    out.append((r, path))
+        return out
+
+
+def push_results(
+    client: LabelStudioReview,
+    results_dir: str | Path,
+    routing: Any = None,
+    include_audit: bool = True,
+    delivery: ImageDelivery = "upload",
+    document_root: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    dpi: float = 150.0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Route a results folder and push its ``review`` (and ``audit``) pages: the CLI's and the
+    Airflow operator's one implementation. Returns a JSON-able summary."""
+    from inkloop.detection.routing import RoutingConfig, route_run
+
+    results = Path(results_dir)
+    if not (results / "results.jsonl").exists():
+        raise FileNotFoundError(f"{results} has no results.jsonl (run `inkloop detect` first)")
+    routed = route_run(results, routing or RoutingConfig())
+    unscored = bool(routed) and all(any(x.startswith("unscored") for x in r.reasons) for r in routed)
+    wanted = {"review", "audit"} if include_audit else {"review"}
+    chosen = [r for r in routed if r.decision in wanted]
+    if images_dir is None:
+        images_dir = Path(document_root) / "inkloop-pages" if document_root else results / "review-images"
+    pairs = PageImages(Path(images_dir), dpi=dpi).render(chosen)
+    summary = client.push(pairs, delivery=delivery, document_root=document_root, progress=progress)
+    summary.update(
+        routed_pages=len(routed),
+        selected=len(chosen),
+        unscored=unscored,
+        project_url=client.project_url(),
+    )
+    return summary
+
+
+def pull_to_file(
+    client: LabelStudioReview, out: str | Path, state: str | Path | None = None
+) -> dict[str, Any]:
+    """Incremental pull appended to ``out`` (JSON Lines); returns counts."""
+    out = Path(out)
+    pages = client.pull(state or out.with_suffix(".cursor.json"))
+    write_reviews(pages, out)
+    return {
+        "pulled": len(pages),
+        "submitted": sum(p.status == "submitted" for p in pages),
+        "negatives": sum(p.status == "submitted" and not p.ground_truth for p in pages),
+        "skipped": sum(p.status == "skipped" for p in pages),
+        "rotated": sum(p.rotated for p in pages),
+        "out": str(out),
+    }
