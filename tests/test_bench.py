@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inkloop.benchmarks import bench as bench
+from inkloop.benchmarks import agreement, bench, config, corpus
 from inkloop.cli import app
 
 
@@ -40,7 +40,7 @@ def test_quick_bench_reports_every_field(tmp_path):
         "targets",
     }
     batch, workers = r["config"]["batch_size"], r["config"]["workers"]
-    for kind in bench.KINDS:
+    for kind in config.KINDS:
         assert r["corpus"][kind]["pages"] == 3
         t = r["timings"][kind]
         assert {"model_b1", f"model_b{batch}", "pipeline", "alternative"} <= set(t)
@@ -66,17 +66,17 @@ def test_quick_bench_reports_every_field(tmp_path):
 def fixture_corpus(tmp_path_factory):
     """The four fixture pages as image files, as a scanned PDF (both writers) and born-digital."""
     root = tmp_path_factory.mktemp("corpus")
-    pages = bench.fixture_pages()
-    jpegs = bench.scan_jpegs(pages)
+    pages = corpus.fixture_pages()
+    jpegs = corpus.scan_jpegs(pages)
     return {
-        "images": bench.make_images(root / "images", len(pages), pages),
+        "images": corpus.make_images(root / "images", len(pages), pages),
         "scanned": [
-            bench.make_scanned_pdf(root / "scanner.pdf", len(pages), jpegs),
-            bench.make_scanned_pdf(root / "pymupdf.pdf", len(pages), jpegs, style="pymupdf"),
+            corpus.make_scanned_pdf(root / "scanner.pdf", len(pages), jpegs),
+            corpus.make_scanned_pdf(root / "pymupdf.pdf", len(pages), jpegs, style="pymupdf"),
         ],
         "digital": [
-            bench.make_digital_pdf(
-                root / "digital.pdf", len(pages), [bench._signature_crop(p) for p in pages]
+            corpus.make_digital_pdf(
+                root / "digital.pdf", len(pages), [corpus._signature_crop(p) for p in pages]
             )
         ],
     }
@@ -93,12 +93,12 @@ def test_pipeline_and_alternative_agree_on_fixture_pages(tmp_path, fixture_corpu
 
     run = DetectionRun(tmp_path / "x", DetectOptions())
     det = run.detector
-    alt = bench.Alternative(det.model.path, det.card.input_size, det.conf, det.iou)
+    alt = agreement.Alternative(det.model.path, det.card.input_size, det.conf, det.iou)
     for kind, files in fixture_corpus.items():
         out = tmp_path / kind
         bench.pipeline_run(run, files, out)
-        agree = bench.compare(bench.pipeline_boxes(out), alt.run(files), 4.0, det.conf, margin=0.1)
-        assert agree["pages"] == sum(1 for _ in bench.pipeline_boxes(out)) > 0
+        agree = agreement.compare(agreement.pipeline_boxes(out), alt.run(files), 4.0, det.conf, margin=0.1)
+        assert agree["pages"] == sum(1 for _ in agreement.pipeline_boxes(out)) > 0
         if kind in ("images", "digital"):
             assert agree["agreement"] == 1.0, agree
         else:
@@ -133,15 +133,15 @@ def test_scanned_corpus_takes_the_dct_fast_path(fixture_corpus):
 
 
 def test_corpus_files_are_unique_but_show_the_same_pixels(tmp_path):
-    pages = bench.fixture_pages()
-    files = bench.make_images(tmp_path, len(pages) * 2, pages)
+    pages = corpus.fixture_pages()
+    files = corpus.make_images(tmp_path, len(pages) * 2, pages)
     digests = {hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
     assert len(digests) == len(files)  # the pipeline would skip duplicates by content hash
     for f in files:
         src = pages[int(f.stem.split("-")[1]) % len(pages)]
         assert np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(src)))
-    jpeg = bench.scan_jpegs(pages[:1])[0]
-    assert Image.open(io.BytesIO(jpeg.data)).size == bench.SCAN_PX
+    jpeg = corpus.scan_jpegs(pages[:1])[0]
+    assert Image.open(io.BytesIO(jpeg.data)).size == corpus.SCAN_PX
 
 
 def test_compare_counts_threshold_flips_and_moves():
@@ -156,7 +156,7 @@ def test_compare_counts_threshold_flips_and_moves():
         ("a", 1): [(box, 0.9)],
         ("a", 2): [((110, 100, 210, 150), 0.9)],
     }
-    r = bench.compare(ours, theirs, tolerance_px=4.0, conf=0.25)
+    r = agreement.compare(ours, theirs, tolerance_px=4.0, conf=0.25)
     assert (r["pages"], r["pages_agree"], r["threshold_flips"]) == (3, 1, 1)
     moved = next(m for m in r["mismatches"] if m["page"] == 2)
     assert moved["max_deviation_px"] == 10 and not moved["threshold_flip"]

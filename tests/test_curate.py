@@ -27,13 +27,8 @@ os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-d
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 from inkloop.convert.yolo import from_yolo, read_labels  # noqa: E402
-from inkloop.curation.store import (  # noqa: E402
-    CurationError,
-    CurationStore,
-    PageRecord,
-    split_for_key,
-    thumbnail_embedding,
-)
+from inkloop.curation.records import CurationError, PageRecord, split_for_key, thumbnail_embedding  # noqa: E402
+from inkloop.curation.store import CurationStore  # noqa: E402
 from inkloop.types import Detection  # noqa: E402
 
 PAGES = ROOT / "tests" / "fixtures" / "pages"

@@ -1,7 +1,7 @@
 """Curation operator: reviews → FiftyOne dataset → evaluation, issues, frozen split → YOLO export.
 
-A thin shell over :mod:`inkloop.curation.store`; FiftyOne's database comes from its own configuration
-(``FIFTYONE_DATABASE_URI`` / ``FIFTYONE_DATABASE_DIR``) on the worker.
+A thin shell over :func:`inkloop.curation.cycle.curate_cycle`; FiftyOne's database comes from its own
+configuration (``FIFTYONE_DATABASE_URI`` / ``FIFTYONE_DATABASE_DIR``) on the worker.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class InkloopCurateOperator(BaseOperator):
         self.app_url = app_url
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.curation.store import curate_cycle
+        from inkloop.curation.cycle import curate_cycle
 
         summary = curate_cycle(
             self.results_dir,

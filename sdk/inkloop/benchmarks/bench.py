@@ -19,309 +19,50 @@ One invocation measures, on the same pages and the same ONNX model:
 Each contender is warmed up first; then all contenders run once per round, in a rotating order,
 for several rounds, and the median is reported: the machine is shared and noisy, and ratios
 measured in one run are what matter. Nothing here asserts a speed: targets are printed, not tested.
+
+The corpus is built by :mod:`inkloop.benchmarks.corpus`, agreement is computed by
+:mod:`inkloop.benchmarks.agreement`; this module measures.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Where the committed sample pages live in a source checkout (the default page source).
-FIXTURE_PAGES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "pages"
-#: A scanned US-letter page at 300 dpi, the size real scanners produce.
-SCAN_PX = (2550, 3300)
-LETTER_PT = (612.0, 792.0)
-KINDS = ("images", "scanned", "digital")
+from inkloop.benchmarks.agreement import Alternative, PageBoxes, compare, pipeline_boxes
+from inkloop.benchmarks.config import KINDS, BenchConfig
+from inkloop.benchmarks.corpus import (
+    Corpus,
+    _signature_crop,
+    build_corpus,
+    fixture_pages,
+    make_digital_pdf,
+    make_images,
+    make_scanned_pdf,
+    scan_jpegs,
+)
+
 #: Targets from the throughput issue (printed beside the measurements, never asserted in tests).
 TARGET_VS_MODEL = 0.9
+
+
 TARGET_VS_ALTERNATIVE = 1.5
+
+
 TARGET_MEMORY_RATIO = 1.2
-
-
-@dataclass
-class BenchConfig:
-    """What to measure; defaults are the full benchmark, :meth:`quick` a smoke-sized one."""
-
-    model: str | None = None
-    pages: int = 120  # pages per input kind
-    rounds: int = 3
-    batch_size: int | None = None  # None: the pipeline's default
-    threads: int | None = None  # onnxruntime intra-op threads; None: the pipeline's default
-    workers: int | None = None  # inference workers; None: the pipeline's default
-    pages_per_doc: int = 10  # pages per PDF in the scanned and born-digital sets
-    warmup_pages: int = 4
-    alternative: bool = True
-    alt_dpi: float = 150.0
-    memory: bool = True
-    memory_pages: tuple[int, int] = (5, 500)
-    variants: bool = False
-    variant_paths: dict[str, str] = field(default_factory=dict)
-    tolerance_px: float = 4.0  # page pixels (150 dpi for PDFs, native pixels for images)
-    #: Also compare detections at this lower score threshold (an untimed extra pass), where an
-    #: early or weak model has boxes to compare; None: only at the model's operating threshold.
-    agreement_conf: float | None = None
-    bare_pages: int = 40  # pages per kind for the bare-model measurement (its cost is per shape)
-    jpeg_quality: int = 80
-    pages_dir: str | None = None
-    workdir: str | None = None
-    keep: bool = False
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> BenchConfig:
-        base: dict[str, Any] = dict(pages=8, rounds=1, pages_per_doc=4, warmup_pages=2, memory_pages=(2, 20))
-        base.update(overrides)
-        return cls(**base)
-
-
-# ---------------------------------------------------------------------------------------------
-# The corpus: built from the committed fixture pages, repeated to N pages, every file unique
-
-
-def fixture_pages(pages_dir: str | Path | None = None) -> list[Path]:
-    d = Path(pages_dir) if pages_dir else FIXTURE_PAGES
-    pages = sorted(p for p in d.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if not pages:
-        raise FileNotFoundError(
-            f"no page images in {d}; pass --pages-dir with PNG/JPEG pages (a source checkout has "
-            "tests/fixtures/pages)"
-        )
-    return pages
-
-
-def unique_jpeg(data: bytes, tag: str) -> bytes:
-    """The same JPEG with a COM segment carrying ``tag``: same pixels, different bytes and hash."""
-    assert data[:2] == b"\xff\xd8", "not a JPEG"
-    body = tag.encode()
-    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
-
-
-def unique_png(data: bytes, tag: str) -> bytes:
-    """The same PNG with a ``tEXt`` chunk carrying ``tag`` right after IHDR."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    ihdr_end = 8 + 4 + 4 + 13 + 4
-    payload = b"Comment\x00" + tag.encode()
-    chunk = struct.pack(">I", len(payload)) + b"tEXt" + payload
-    chunk += struct.pack(">I", zlib.crc32(chunk[4:]) & 0xFFFFFFFF)
-    return data[:ihdr_end] + chunk + data[ihdr_end:]
-
-
-def _signature_crop(page: Path) -> bytes | None:
-    """The first labelled signature of a fixture page, as PNG bytes (for born-digital pages)."""
-    from PIL import Image
-
-    label = page.with_suffix(".txt")
-    if not label.exists():
-        return None
-    rows = [r.split() for r in label.read_text().splitlines() if r.strip()]
-    if not rows:
-        return None
-    _c, cx, cy, w, h = (float(v) for v in rows[0][:5])
-    with Image.open(page) as im:
-        W, H = im.size
-        box = (
-            max(0, int((cx - w / 2 - 0.01) * W)),
-            max(0, int((cy - h / 2 - 0.01) * H)),
-            min(W, int((cx + w / 2 + 0.01) * W)),
-            min(H, int((cy + h / 2 + 0.01) * H)),
-        )
-        buf = io.BytesIO()
-        im.crop(box).convert("L").save(buf, "PNG")
-    return buf.getvalue()
-
-
-def make_images(out: Path, n: int, pages: Sequence[Path]) -> list[Path]:
-    """``n`` page images (the fixture PNGs/JPEGs, cycled), each file's bytes unique."""
-    out.mkdir(parents=True, exist_ok=True)
-    raw = [p.read_bytes() for p in pages]
-    files = []
-    for i in range(n):
-        src, data = pages[i % len(pages)], raw[i % len(pages)]
-        tag = f"inkloop-bench page {i}"
-        data = unique_png(data, tag) if data[:4] == b"\x89PNG" else unique_jpeg(data, tag)
-        f = out / f"page-{i:05d}{src.suffix.lower()}"
-        f.write_bytes(data)
-        files.append(f)
-    return files
-
-
-@dataclass(frozen=True)
-class ScanJpeg:
-    data: bytes
-    gray: bool
-
-
-def scan_jpegs(pages: Sequence[Path], quality: int = 80) -> list[ScanJpeg]:
-    """Each fixture page upscaled to a 300-dpi letter scan (2550×3300) and JPEG-encoded once."""
-    from PIL import Image
-
-    out = []
-    for p in pages:
-        with Image.open(p) as im:
-            mode = "L" if im.mode in ("L", "1", "LA") else "RGB"
-            big = im.convert(mode).resize(SCAN_PX, Image.Resampling.BICUBIC)
-        buf = io.BytesIO()
-        big.save(buf, "JPEG", quality=quality, dpi=(300, 300))
-        out.append(ScanJpeg(buf.getvalue(), mode == "L"))
-    return out
-
-
-def make_scanned_pdf(
-    path: Path, n: int, jpegs: Sequence[ScanJpeg], start: int = 0, style: str = "scanner"
-) -> Path:
-    """A PDF of ``n`` letter pages, each exactly one embedded (unique) JPEG covering the page.
-
-    ``style="scanner"`` writes the file the way scanners do (a bare ``/DeviceGray`` or
-    ``/DeviceRGB`` DCTDecode image per page, a one-line content stream); ``style="pymupdf"``
-    builds it with pymupdf's ``insert_image``, which adds ICC-based colorspaces.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if style == "pymupdf":
-        import pymupdf
-
-        doc = pymupdf.open()
-        for i in range(n):
-            k = start + i
-            page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
-            data = unique_jpeg(jpegs[k % len(jpegs)].data, f"{path.name} scan {k}")
-            page.insert_image(page.rect, stream=data, keep_proportion=False)
-        doc.save(path, garbage=0, deflate=False)
-        doc.close()
-        return path
-    w_pt, h_pt = LETTER_PT
-    content = f"q {w_pt:g} 0 0 {h_pt:g} 0 0 cm /Im0 Do Q".encode()
-    offsets: list[int] = []
-    with path.open("wb") as f:
-        f.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-
-        def obj(body: bytes, stream: bytes | None = None) -> None:
-            offsets.append(f.tell())
-            f.write(f"{len(offsets)} 0 obj\n".encode() + body)
-            if stream is not None:
-                f.write(b"\nstream\n" + stream + b"\nendstream")
-            f.write(b"\nendobj\n")
-
-        kids = " ".join(f"{3 + 3 * i} 0 R" for i in range(n))
-        obj(b"<< /Type /Catalog /Pages 2 0 R >>")
-        obj(f"<< /Type /Pages /Count {n} /Kids [{kids}] >>".encode())
-        for i in range(n):
-            k = start + i
-            scan = jpegs[k % len(jpegs)]
-            data = unique_jpeg(scan.data, f"{path.name} scan {k}")
-            page, contents, image = 3 + 3 * i, 4 + 3 * i, 5 + 3 * i
-            assert len(offsets) + 1 == page
-            obj(
-                f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w_pt:g} {h_pt:g}] "
-                f"/Resources << /XObject << /Im0 {image} 0 R >> >> /Contents {contents} 0 R >>".encode()
-            )
-            obj(f"<< /Length {len(content)} >>".encode(), content)
-            cs = "/DeviceGray" if scan.gray else "/DeviceRGB"
-            obj(
-                f"<< /Type /XObject /Subtype /Image /Width {SCAN_PX[0]} /Height {SCAN_PX[1]} "
-                f"/ColorSpace {cs} /BitsPerComponent 8 /Filter /DCTDecode /Length {len(data)} >>".encode(),
-                data,
-            )
-        xref = f.tell()
-        f.write(f"xref\n0 {len(offsets) + 1}\n0000000000 65535 f \n".encode())
-        f.write(b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets))
-        f.write(f"trailer\n<< /Size {len(offsets) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return path
-
-
-_WORDS = " ".join(
-    (
-        "The parties agree to the terms and conditions set out in this agreement, including the schedule",
-        "of payments, the confidentiality obligations and the governing law clause described below.",
-    )
-).split(" ")
-
-
-def make_digital_pdf(path: Path, n: int, signatures: Sequence[bytes | None], start: int = 0) -> Path:
-    """A born-digital PDF: text, ruled vector lines, and (on most pages) a pasted signature image."""
-    import pymupdf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = pymupdf.open()
-    sigs = [s for s in signatures if s]
-    for i in range(n):
-        k = start + i
-        page = doc.new_page(width=LETTER_PT[0], height=LETTER_PT[1])
-        page.insert_text((72, 90), f"Agreement no. {k:05d}", fontsize=18)
-        y = 130.0
-        for line in range(28):
-            words = [_WORDS[(k + line + j) % len(_WORDS)] for j in range(11)]
-            page.insert_text((72, y), " ".join(words), fontsize=10)
-            y += 16
-        shape = page.new_shape()
-        for r in range(4):  # a small table
-            shape.draw_line((72, 600 + 14 * r), (540, 600 + 14 * r))
-        shape.draw_rect(pymupdf.Rect(72, 600, 540, 642))
-        shape.finish(color=(0, 0, 0), width=0.6)
-        shape.commit()
-        page.insert_text((72, 690), "Signature:", fontsize=11)
-        page.draw_line((140, 712), (360, 712), color=(0, 0, 0), width=0.5)
-        if sigs and k % 4 != 3:  # three pages in four are signed
-            png = unique_png(sigs[k % len(sigs)], f"{path.name} sig {k}")
-            page.insert_image(pymupdf.Rect(150, 660, 350, 710), stream=png, keep_proportion=True)
-    doc.save(path, garbage=0, deflate=True)
-    doc.close()
-    return path
-
-
-@dataclass
-class Corpus:
-    """The benchmark's inputs: files per kind, and the pages each kind has."""
-
-    root: Path
-    files: dict[str, list[Path]]
-    pages: dict[str, int]
-
-
-def build_corpus(root: Path, cfg: BenchConfig) -> Corpus:
-    pages = fixture_pages(cfg.pages_dir)
-    n, per = cfg.pages, max(1, cfg.pages_per_doc)
-    files: dict[str, list[Path]] = {"images": make_images(root / "images", n, pages)}
-    jpegs = scan_jpegs(pages, cfg.jpeg_quality)
-    sigs = [_signature_crop(p) for p in pages]
-    # half the scans written the way scanners do (DeviceGray/RGB), half by pymupdf (ICC-based)
-    files["scanned"] = [
-        make_scanned_pdf(
-            root / "scanned" / f"scan-{s:04d}.pdf",
-            min(per, n - s),
-            jpegs,
-            start=s,
-            style="scanner" if (s // per) % 2 == 0 else "pymupdf",
-        )
-        for s in range(0, n, per)
-    ]
-    files["digital"] = [
-        make_digital_pdf(root / "digital" / f"digital-{s:04d}.pdf", min(per, n - s), sigs, start=s)
-        for s in range(0, n, per)
-    ]
-    return Corpus(root, files, {k: n for k in KINDS})
-
-
-# ---------------------------------------------------------------------------------------------
-# Contenders
-
-
-Boxes = list[tuple[tuple[float, float, float, float], float]]
-PageBoxes = dict[tuple[str, int], Boxes]
 
 
 def _clock(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -404,138 +145,6 @@ def pipeline_run(run: Any, files: Sequence[Path], out_dir: Path) -> float:
     return _clock(lambda: run.run([str(f) for f in files]))[0]
 
 
-def pipeline_boxes(out_dir: Path) -> PageBoxes:
-    from inkloop.detection.results import read_results
-
-    out: PageBoxes = {}
-    for r in read_results(out_dir):
-        out[(Path(r.source or "").name, r.page.index)] = [(tuple(d.xyxy), d.score) for d in r.detections]
-    return out
-
-
-class Alternative:
-    """The obvious alternative: pymupdf at 150 dpi (or the image file) + ultralytics' predict."""
-
-    def __init__(self, model_path: Path, imgsz: int, conf: float, iou: float, dpi: float = 150.0) -> None:
-        from inkloop.lifecycle.training import offline_env
-
-        os.environ.setdefault("YOLO_VERBOSE", "false")  # a benchmark's output is its table
-        offline_env()
-        from ultralytics import YOLO
-
-        self.yolo = YOLO(str(model_path), task="detect")
-        self.kw = dict(imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)
-        self.dpi = round(dpi)  # pymupdf wants an integer dpi
-
-    def _predict(self, src: Any) -> Boxes:
-        res = self.yolo.predict(src, **self.kw)[0]
-        xyxy = res.boxes.xyxy.cpu().numpy().tolist()
-        conf = res.boxes.conf.cpu().numpy().tolist()
-        return [(tuple(float(v) for v in b), float(s)) for b, s in zip(xyxy, conf, strict=True)]
-
-    def run(self, files: Sequence[Path]) -> PageBoxes:
-        import pymupdf
-
-        out: PageBoxes = {}
-        for f in files:
-            if f.suffix.lower() != ".pdf":
-                out[(f.name, 0)] = self._predict(str(f))
-                continue
-            with pymupdf.open(f) as doc:
-                for i, page in enumerate(doc):
-                    pix = page.get_pixmap(dpi=self.dpi)
-                    img = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, pix.n)
-                    out[(f.name, i)] = self._predict(np.ascontiguousarray(img[:, :, ::-1]))  # RGB → BGR
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Agreement between two sets of detections
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def compare(
-    ours: PageBoxes, theirs: PageBoxes, tolerance_px: float, conf: float, margin: float = 0.05
-) -> dict[str, Any]:
-    """Page-by-page agreement: same number of boxes, each paired box within ``tolerance_px``.
-
-    Boxes are paired greedily by IoU (≥ 0.5), highest score first. A disagreement whose unpaired
-    boxes all score within ``margin`` of the threshold is counted as a threshold flip: the two
-    renderings differ slightly, and a box at 0.26 in one can be 0.24 in the other.
-    """
-    keys = sorted(set(ours) | set(theirs))
-    agree = flips = 0
-    devs: list[float] = []
-    score_diffs: list[float] = []
-    mismatches: list[dict[str, Any]] = []
-    n_ours = n_theirs = 0
-    for key in keys:
-        a = sorted(ours.get(key, []), key=lambda x: -x[1])
-        b = sorted(theirs.get(key, []), key=lambda x: -x[1])
-        n_ours += len(a)
-        n_theirs += len(b)
-        used: set[int] = set()
-        unpaired_a: list[float] = []
-        page_dev, page_iou = 0.0, 1.0
-        for box, score in a:
-            best, best_j = 0.0, -1
-            for j, (box2, _s2) in enumerate(b):
-                if j not in used and (v := _iou(box, box2)) > best:
-                    best, best_j = v, j
-            if best_j < 0 or best < 0.5:
-                unpaired_a.append(score)
-                continue
-            used.add(best_j)
-            page_iou = min(page_iou, best)
-            dev = max(abs(x - y) for x, y in zip(box, b[best_j][0], strict=True))
-            devs.append(dev)
-            score_diffs.append(abs(score - b[best_j][1]))
-            page_dev = max(page_dev, dev)
-        unpaired_b = [s for j, (_bx, s) in enumerate(b) if j not in used]
-        if not unpaired_a and not unpaired_b and page_dev <= tolerance_px:
-            agree += 1
-            continue
-        flip = page_dev <= tolerance_px and all(abs(s - conf) <= margin for s in unpaired_a + unpaired_b)
-        flips += flip
-        mismatches.append(
-            {
-                "file": key[0],
-                "page": key[1],
-                "pipeline_boxes": len(a),
-                "alternative_boxes": len(b),
-                "max_deviation_px": round(page_dev, 2),
-                "min_paired_iou": round(page_iou, 3),
-                "unpaired_scores": [round(s, 3) for s in unpaired_a + unpaired_b],
-                "threshold_flip": flip,
-            }
-        )
-    return {
-        "pages": len(keys),
-        "pages_agree": agree,
-        "agreement": round(agree / len(keys), 4) if keys else None,
-        "threshold_flips": flips,
-        "boxes_pipeline": n_ours,
-        "boxes_alternative": n_theirs,
-        "boxes_paired": len(devs),
-        "median_deviation_px": round(statistics.median(devs), 2) if devs else None,
-        "max_deviation_px": round(max(devs), 2) if devs else None,
-        "max_score_diff": round(max(score_diffs), 4) if score_diffs else None,
-        "tolerance_px": tolerance_px,
-        "mismatches": mismatches[:25],
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Peak memory, each size in a fresh process
-
-
 def _status_kb(field: str) -> int:
     """A field of ``/proc/self/status`` in KiB (``VmRSS``: now, ``VmHWM``: the peak)."""
     try:
@@ -588,10 +197,6 @@ def measure_memory(pdf: Path, cfg: BenchConfig, work: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement failed on {pdf.name}: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------------------------------------
-# Variants of the model (INT8, OpenVINO)
 
 
 def discover_variants(
@@ -717,10 +322,6 @@ def _measure_variants(
             row["note"] = found.get(name, {}).get("note", "")
         out[name] = row
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The benchmark
 
 
 def _median(xs: Sequence[float]) -> float:

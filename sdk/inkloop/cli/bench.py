@@ -70,7 +70,8 @@ def bench_command(
     """Throughput: the pipeline vs the bare model vs pymupdf+ultralytics, detections compared, peak memory."""
     from rich.console import Console
 
-    from inkloop.benchmarks.bench import BenchConfig, run_bench
+    from inkloop.benchmarks.bench import run_bench
+    from inkloop.benchmarks.config import BenchConfig
 
     width = None if sys.stdout.isatty() else 150  # a wide table in logs and CI output too
     console = Console(stderr=True, width=width) if json_out else Console(width=width)
@@ -119,7 +120,8 @@ def bench_command(
 def print_report(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from inkloop.benchmarks.bench import KINDS, pages_per_hour
+    from inkloop.benchmarks.bench import pages_per_hour
+    from inkloop.benchmarks.config import KINDS
 
     m, c, tm, r = report["model"], report["config"], report["timings"], report["ratios"]
     t = Table(

@@ -41,7 +41,7 @@ def _console(json_out: bool) -> Any:
 def _session(json_out: bool) -> Iterator[None]:
     """Keep stdout clean for ``--json`` and turn setup errors into exit code 1 with the fix."""
     from inkloop.curation.database import CurationSetupError
-    from inkloop.curation.store import CurationError
+    from inkloop.curation.records import CurationError
 
     redirect = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
@@ -108,7 +108,7 @@ def import_results_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Upsert pages (predictions, and ground truth from reviews) into the dataset, by page_key."""
-    from inkloop.curation.store import import_results
+    from inkloop.curation.cycle import import_results
     from inkloop.detection.results import read_results
 
     if not (results / "results.jsonl").is_file():

@@ -449,7 +449,7 @@ class DetectionRun:
         o = self.opts
         if not (o.annotate_png or o.crops or (o.annotate_pdf and doc.kind == "pdf")):
             return
-        from inkloop.detection import outputs as outputs
+        from inkloop.detection import outputs
 
         stem = f"{outputs.safe_stem(doc.source)}-{doc.doc_id[:8]}"
         for r in results:

@@ -1,0 +1,136 @@
+"""Getting pages into the store: render result pages to images, import results and reviews, and
+one curation cycle (import, find issues, freeze the test split, export)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inkloop.curation.records import (
+    PageRecord,
+    ProgressFn,
+)
+from inkloop.curation.store import CurationStore
+from inkloop.types import PageResult
+
+
+def page_image_name(result: PageResult) -> str:
+    """The PNG name of a page image; the same as review's, so images rendered once serve both."""
+    return f"{result.page.doc_id[:16]}-p{result.page.index + 1}.png"
+
+
+def render_pages(
+    results: Sequence[PageResult],
+    out_dir: str | os.PathLike[str],
+    dpi: float = 150.0,
+    progress: ProgressFn | None = None,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Page images for people (PNG, reading resolution) for the given results, once per page.
+
+    Existing PNGs are reused (``inkloop review push`` renders the same names into
+    ``RESULTS/review-images``). Returns ``{page_key: path}`` and ``{source: reason}`` for
+    documents that could not be opened any more (moved, deleted).
+    """
+    from inkloop.detection.outputs import write_png
+    from inkloop.documents.opening import DocumentError, open_document
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    todo: dict[str, list[PageResult]] = {}
+    for r in results:
+        p = out / page_image_name(r)
+        if p.is_file():
+            paths[r.page_key] = p
+            if progress:
+                progress(1)
+        else:
+            todo.setdefault(r.source, []).append(r)
+    for source, rs in todo.items():
+        try:
+            with open_document(source, people_dpi=dpi) as doc:
+                for r in rs:
+                    p = out / page_image_name(r)
+                    write_png(doc.render_for_people(r.page.index), p)
+                    paths[r.page_key] = p
+                    if progress:
+                        progress(1)
+        except (DocumentError, OSError) as exc:
+            failed[source] = str(exc)
+            if progress:
+                progress(len([r for r in rs if r.page_key not in paths]))
+    return paths, failed
+
+
+def import_results(
+    store: CurationStore,
+    results_dir: str | os.PathLike[str],
+    reviews: str | os.PathLike[str] | None = None,
+    images_dir: str | os.PathLike[str] | None = None,
+    dpi: float = 150.0,
+    reviewed_only: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Upsert a results folder (and optionally a reviews file from ``inkloop review pull``).
+
+    Page images are rendered into ``images_dir`` (default ``RESULTS/review-images``, shared with
+    review). Reviews of pages not in this results folder update samples already in the dataset.
+    ``reviewed_only`` imports only the pages that have a review.
+    """
+    from inkloop.detection.results import read_results
+    from inkloop.review.labelstudio import read_reviews
+
+    results_path = Path(results_dir)
+    if not (results_path / "results.jsonl").is_file():
+        raise FileNotFoundError(f"{results_path} has no results.jsonl (run `inkloop detect` first)")
+    results = read_results(results_path)
+    by_key = {r.page_key: r for r in read_reviews(reviews)} if reviews else {}
+    chosen = [r for r in results if r.page_key in by_key] if reviewed_only else results
+    images = Path(images_dir) if images_dir else results_path / "review-images"
+    paths, failed = render_pages(chosen, images, dpi=dpi, progress=progress)
+    records = [
+        PageRecord.from_result(r, paths[r.page_key], by_key.get(r.page_key))
+        for r in chosen
+        if r.page_key in paths
+    ]
+    counts = store.upsert_pages(records)
+    in_results = {r.page_key for r in results}
+    later = store.apply_reviews(v for k, v in by_key.items() if k not in in_results)
+    return {
+        "dataset": store.name,
+        "results": str(results_path),
+        "pages": len(chosen),
+        **counts,
+        "reviews": len(by_key),
+        "reviews_applied_to_existing": later["updated"],
+        "reviews_unknown": later["unknown"],
+        "images_dir": str(images),
+        "unrenderable_sources": failed,
+    }
+
+
+def curate_cycle(
+    results_dir: str | os.PathLike[str],
+    reviews: str | os.PathLike[str],
+    export_dir: str | os.PathLike[str],
+    dataset: str = "inkloop",
+    find_issues: bool = True,
+) -> dict[str, Any]:
+    """One curation step of the loop (what the review-sync DAG runs): import the run's results and
+    the pulled reviews, evaluate the model on reviewed pages, flag duplicates and likely label
+    mistakes, and export a versioned YOLO training set (frozen test split kept apart)."""
+    store = CurationStore(dataset)
+    imported = import_results(store, results_dir, reviews=reviews)
+    evaluation = store.evaluate() if store.reviewed().count() else {}
+    issues = store.find_issues() if find_issues and store.reviewed().count() > 1 else {}
+    export = store.export_yolo(export_dir)
+    return {
+        "dataset": dataset,
+        "imported": imported,
+        "evaluation": evaluation,
+        "issues": issues,
+        "export": export,
+    }
