@@ -40,7 +40,7 @@ from inkloop_provider.operators.results import InkloopMergeResultsOperator
 def inkloop_detect() -> None:
     @task
     def list_batches(params: dict | None = None) -> list[list[str]]:
-        from inkloop.documents.opening import plan_batches
+        from inkloop.documents.inputs import plan_batches
 
         assert params is not None
         return plan_batches(params["inbox"], int(params["docs_per_batch"]), max_batches=64)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from badfiles import make_all
-from inkloop.documents.opening import DocumentError, Limits, expand_inputs, open_document, sniff_media_type
+from inkloop.documents.inputs import expand_inputs, sniff_media_type
+from inkloop.documents.limits import DocumentError, Limits
+from inkloop.documents.opening import open_document
 
 
 def test_pdf_pages_geometry_and_model_size(documents_dir):

@@ -105,7 +105,7 @@ def detect(
 
     from inkloop.detection.pipeline import DetectionRun, DetectOptions
     from inkloop.detection.routing import RoutingConfig
-    from inkloop.documents.opening import Limits
+    from inkloop.documents.limits import Limits
     from inkloop.models.references import ModelError
 
     console = _console(json_out)

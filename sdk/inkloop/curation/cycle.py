@@ -34,7 +34,8 @@ def render_pages(
     documents that could not be opened any more (moved, deleted).
     """
     from inkloop.detection.outputs import write_png
-    from inkloop.documents.opening import DocumentError, open_document
+    from inkloop.documents.limits import DocumentError
+    from inkloop.documents.opening import open_document
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

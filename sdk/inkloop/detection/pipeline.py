@@ -36,14 +36,10 @@ from inkloop.detection.routing import (
     route_run,
 )
 from inkloop.detection.routing import page_text as routing_page_text
-from inkloop.documents.opening import (
-    DocumentError,
-    Limits,
-    OpenedDocument,
-    PageView,
-    expand_inputs,
-    open_document,
-)
+from inkloop.documents.inputs import expand_inputs
+from inkloop.documents.limits import DocumentError, Limits
+from inkloop.documents.opening import OpenedDocument, open_document
+from inkloop.documents.rendering import PageView
 from inkloop.types import Detection, PageResult, QuarantineRecord
 
 log = logging.getLogger(__name__)
