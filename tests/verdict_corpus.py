@@ -35,16 +35,16 @@ FIXTURE_PAGES = Path(__file__).parent / "fixtures" / "pages"
 REAL_VAL = Path("/work/shared/datasets/signatures-real")  # optional: more real pages if present
 
 BODY = {
-    "en": "This Service Agreement is made between the Client and the Provider. The Provider shall deliver "
-    "the services described in the annex and the Client shall pay the fees within thirty days of the invoice.",
-    "pt": "O presente contrato de prestação de serviços é celebrado entre o Cliente e o Prestador. O Prestador "
-    "obriga-se a prestar os serviços descritos no anexo e o Cliente pagará os valores no prazo de trinta dias.",
-    "es": "El presente contrato de servicios se celebra entre el Cliente y el Proveedor. El Proveedor prestará "
-    "los servicios descritos en el anexo y el Cliente pagará las tarifas en un plazo de treinta días.",
+    "en": "This Service Agreement is made between the Client and the Provider. The Provider shall "
+    "deliver the services described in the annex and the Client shall pay the fees within thirty days.",
+    "pt": "O presente contrato de prestação de serviços é celebrado entre o Cliente e o Prestador. "
+    "O Prestador obriga-se a prestar os serviços descritos no anexo e o Cliente pagará em trinta dias.",
+    "es": "El presente contrato de servicios se celebra entre el Cliente y el Proveedor. El Proveedor "
+    "prestará los servicios descritos en el anexo y el Cliente pagará las tarifas en treinta días.",
     "fr": "Le présent contrat de prestation de services est conclu entre le Client et le Prestataire. Le "
     "Prestataire fournit les services décrits en annexe et le Client paie les honoraires sous trente jours.",
-    "de": "Dieser Dienstleistungsvertrag wird zwischen dem Kunden und dem Anbieter geschlossen. Der Anbieter "
-    "erbringt die in der Anlage beschriebenen Leistungen und der Kunde zahlt die Gebühren innerhalb von dreißig Tagen.",
+    "de": "Dieser Dienstleistungsvertrag wird zwischen dem Kunden und dem Anbieter geschlossen. Der "
+    "Anbieter erbringt die Leistungen der Anlage und der Kunde zahlt die Gebühren innerhalb von 30 Tagen.",
 }
 LABELS = {
     "en": ["Signature:", "Signed by:", "Authorized signatory"],
@@ -95,7 +95,12 @@ def signature_crops(extra_real: bool = False) -> list[Image.Image]:
                     if len(parts) != 5:
                         continue
                     cx, cy, bw, bh = (float(v) for v in parts[1:])
-                    box = (int((cx - bw / 2) * w), int((cy - bh / 2) * h), int((cx + bw / 2) * w), int((cy + bh / 2) * h))
+                    box = (
+                        int((cx - bw / 2) * w),
+                        int((cy - bh / 2) * h),
+                        int((cx + bw / 2) * w),
+                        int((cy + bh / 2) * h),
+                    )
                     c = im.crop(box)
                     if stretched:  # Tobacco800 pages are stored stretched to a square
                         c = c.resize((max(1, round(c.width * 0.77)), c.height))
@@ -132,8 +137,13 @@ def contract_page(doc, lang: str, n_places: int, style: str, header: str = "", f
     page = doc.new_page(width=595, height=842)
     if header:
         page.insert_text((40, 28), header, fontsize=8)
-    page.insert_text((72, 80), {"en": "SERVICE AGREEMENT", "pt": "CONTRATO", "es": "CONTRATO", "fr": "CONTRAT",
-                                "de": "VERTRAG"}[lang], fontsize=16)
+    page.insert_text(
+        (72, 80),
+        {"en": "SERVICE AGREEMENT", "pt": "CONTRATO", "es": "CONTRATO", "fr": "CONTRAT", "de": "VERTRAG"}[
+            lang
+        ],
+        fontsize=16,
+    )
     page.insert_textbox((72, 110, 523, 330), BODY[lang] + " " + BODY[lang], fontsize=11)
     rules = []
     for k in range(n_places):
@@ -162,8 +172,17 @@ def _save(doc, path: Path) -> None:
     doc.close()
 
 
-def make_ink_contract(path: Path, lang: str, style: str, n_places: int, n_signed: int,
-                      crops: list[Image.Image], rng: random.Random, header: str = "", footer: str = "") -> None:
+def make_ink_contract(
+    path: Path,
+    lang: str,
+    style: str,
+    n_places: int,
+    n_signed: int,
+    crops: list[Image.Image],
+    rng: random.Random,
+    header: str = "",
+    footer: str = "",
+) -> None:
     import pymupdf
 
     doc = pymupdf.open()
@@ -182,20 +201,33 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Ana Test Signer"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "inkloop tests")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Ana Test Signer"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "inkloop tests"),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
+        )
         .sign(key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
     kp, cp = folder / "signer.key.pem", folder / "signer.cert.pem"
-    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
+    kp.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return kp, cp
 
@@ -218,22 +250,27 @@ def field_contract(path: Path, lang: str, n_fields: int) -> list[tuple[float, fl
     with tmp.open("rb") as f:
         w = IncrementalPdfFileWriter(f, strict=False)
         for k, (x0, y0, x1, y1) in enumerate(boxes):
-            append_signature_field(w, SigFieldSpec(f"Signature{k + 1}", on_page=0, box=(x0, 842 - y1, x1, 842 - y0)))
+            append_signature_field(
+                w, SigFieldSpec(f"Signature{k + 1}", on_page=0, box=(x0, 842 - y1, x1, 842 - y0))
+            )
         with path.open("wb") as out:
             w.write(out)
     tmp.unlink()
     return boxes
 
 
-def sign_field(src: Path, dst: Path, field_name: str, key: Path, cert: Path, signer_name: str = "Ana Silva") -> None:
+def sign_field(
+    src: Path, dst: Path, field_name: str, key: Path, cert: Path, signer_name: str = "Ana Silva"
+) -> None:
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
 
     signer = signers.SimpleSigner.load(str(key), str(cert))
     with src.open("rb") as f:
         w = IncrementalPdfFileWriter(f, strict=False)
-        meta = signers.PdfSignatureMetadata(field_name=field_name, reason="I agree to the terms",
-                                            name=signer_name, location="Lisbon")
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name, reason="I agree to the terms", name=signer_name, location="Lisbon"
+        )
         data = signers.sign_pdf(w, meta, signer=signer)
     dst.write_bytes(data.getvalue())
 
@@ -296,7 +333,9 @@ def make_scan(path: Path, pages: list[tuple[Path, list]], erase: bool) -> None:
                 paper = np.median(a.reshape(-1, 3), axis=0).astype(np.uint8)
                 h, w = a.shape[:2]
                 for x0, y0, x1, y1 in boxes:
-                    a[max(0, int(y0 * h) - 4) : int(y1 * h) + 4, max(0, int(x0 * w) - 4) : int(x1 * w) + 4] = paper
+                    a[
+                        max(0, int(y0 * h) - 4) : int(y1 * h) + 4, max(0, int(x0 * w) - 4) : int(x1 * w) + 4
+                    ] = paper
                 im = Image.fromarray(a)
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
@@ -332,14 +371,35 @@ def build_corpus(out: Path, per_kind: int = 1, seed: int = 0, extra_real: bool =
     for k in range(per_kind):
         lang, style = langs[k % len(langs)], STYLES[k % len(STYLES)]
         n = 2 + (k % 2)
-        add(f"unsigned-{lang}-{style}", "unsigned", "ink_lines",
-            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, 0, crops, rng), lang=lang)
-        add(f"signed-{lang}-{style}", "signed", "ink_lines",
-            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, n, crops, rng), lang=lang)
-        add(f"partial-{lang}-{style}", "partially_signed", "ink_lines",
-            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, 1, crops, rng), lang=lang)
+        add(
+            f"unsigned-{lang}-{style}",
+            "unsigned",
+            "ink_lines",
+            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, 0, crops, rng),
+            lang=lang,
+        )
+        add(
+            f"signed-{lang}-{style}",
+            "signed",
+            "ink_lines",
+            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, n, crops, rng),
+            lang=lang,
+        )
+        add(
+            f"partial-{lang}-{style}",
+            "partially_signed",
+            "ink_lines",
+            lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, 1, crops, rng),
+            lang=lang,
+        )
         add(f"nosig-{k}", "no_signature_expected", "letter", lambda p: _no_sig(p))
-        add(f"fields-empty-{lang}", "unsigned", "fields", lambda p, lang=lang: field_contract(p, lang, 2), lang=lang)
+        add(
+            f"fields-empty-{lang}",
+            "unsigned",
+            "fields",
+            lambda p, lang=lang: field_contract(p, lang, 2),
+            lang=lang,
+        )
 
         def _digital(p: Path, lang: str = lang, n: int = 1 + k % 2) -> None:
             field_contract(p, lang, n)
@@ -362,17 +422,37 @@ def build_corpus(out: Path, per_kind: int = 1, seed: int = 0, extra_real: bool =
 
         add(f"tampered-{lang}", "needs_review", "tampered", _tampered, lang=lang)
         vendor = k % 2
-        header = f"DocuSign Envelope ID: {str(uuid.UUID(int=rng.getrandbits(128))).upper()}" if vendor == 0 else ""
-        footer = "" if vendor == 0 else f"Adobe Acrobat Sign Transaction ID: CBJCHBCAABAA{rng.getrandbits(96):024x}"
-        add(f"esigned-{'docusign' if vendor == 0 else 'adobe'}-{lang}", "e_signed", "vendor",
+        header = (
+            f"DocuSign Envelope ID: {str(uuid.UUID(int=rng.getrandbits(128))).upper()}" if vendor == 0 else ""
+        )
+        footer = (
+            ""
+            if vendor == 0
+            else f"Adobe Acrobat Sign Transaction ID: CBJCHBCAABAA{rng.getrandbits(96):024x}"
+        )
+        add(
+            f"esigned-{'docusign' if vendor == 0 else 'adobe'}-{lang}",
+            "e_signed",
+            "vendor",
             lambda p, lang=lang, header=header, footer=footer: make_ink_contract(
-                p, lang, "same_line", 2, 2, crops, rng, header=header, footer=footer), lang=lang)
+                p, lang, "same_line", 2, 2, crops, rng, header=header, footer=footer
+            ),
+            lang=lang,
+        )
         if real:
             pages = [real[(2 * k + j) % len(real)] for j in range(2)]
             add(f"scan-signed-{k}", "signed", "scan", lambda p, pages=pages: make_scan(p, pages, erase=False))
-            add(f"scan-unsigned-{k}", "unsigned", "scan", lambda p, pages=pages: make_scan(p, pages, erase=True))
-    (out / "truth.json").write_text(json.dumps(
-        [{"path": str(d.path), "truth": d.truth, "kind": d.kind, **d.notes} for d in docs], indent=1))
+            add(
+                f"scan-unsigned-{k}",
+                "unsigned",
+                "scan",
+                lambda p, pages=pages: make_scan(p, pages, erase=True),
+            )
+    (out / "truth.json").write_text(
+        json.dumps(
+            [{"path": str(d.path), "truth": d.truth, "kind": d.kind, **d.notes} for d in docs], indent=1
+        )
+    )
     return docs
 
 
@@ -406,14 +486,27 @@ def evaluate(docs: list[CorpusDoc], results_dir: Path) -> dict[str, object]:
         tp = table[c][c]
         pred = sum(table[t][c] for t in table)
         real_n = sum(table[c].values())
-        per[c] = {"precision": round(tp / pred, 3) if pred else None,
-                  "recall": round(tp / real_n, 3) if real_n else None, "support": real_n, "predicted": pred}
-    not_signed = [r for r in rows if r["truth"] in ("unsigned", "partially_signed", "needs_review",
-                                                    "no_signature_expected")]
+        per[c] = {
+            "precision": round(tp / pred, 3) if pred else None,
+            "recall": round(tp / real_n, 3) if real_n else None,
+            "support": real_n,
+            "predicted": pred,
+        }
+    not_signed = [
+        r
+        for r in rows
+        if r["truth"] in ("unsigned", "partially_signed", "needs_review", "no_signature_expected")
+    ]
     false_signed = [r for r in not_signed if r["verdict"] in ("signed", "e_signed")]
-    return {"confusion": table, "per_verdict": per, "rows": rows, "documents": len(docs),
-            "false_signed": len(false_signed), "not_signed_docs": len(not_signed),
-            "false_signed_rate": round(len(false_signed) / max(1, len(not_signed)), 4)}
+    return {
+        "confusion": table,
+        "per_verdict": per,
+        "rows": rows,
+        "documents": len(docs),
+        "false_signed": len(false_signed),
+        "not_signed_docs": len(not_signed),
+        "false_signed_rate": round(len(false_signed) / max(1, len(not_signed)), 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,8 +519,22 @@ def main(argv: list[str] | None = None) -> int:
     docs = build_corpus(a.out, a.per_kind, a.seed, extra_real=not a.fixtures_only)
     report = evaluate(docs, a.out / "results")
     (a.out / "evaluation.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    print(json.dumps({k: report[k] for k in ("confusion", "per_verdict", "documents", "false_signed",
-                                             "not_signed_docs", "false_signed_rate")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "confusion",
+                    "per_verdict",
+                    "documents",
+                    "false_signed",
+                    "not_signed_docs",
+                    "false_signed_rate",
+                )
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -89,7 +89,9 @@ def derive_verdicts(
             if path is None or not path.is_file():
                 v = _review(doc_id, source, "source document not found: places cannot be read", pages)
             elif _sha256(path) != doc_id:
-                v = _review(doc_id, source, "source document changed since detection (SHA-256 differs)", pages)
+                v = _review(
+                    doc_id, source, "source document changed since detection (SHA-256 differs)", pages
+                )
             else:
                 v = verdict_for_document(path, pages, config, doc_id=doc_id)
                 v.source = source

@@ -36,7 +36,9 @@ def _check_one(reader: Any, fq_name: str, sig_field: Any) -> DigitalSignature:
         emb = EmbeddedPdfSignature(reader, sig_field, fq_name)
     except Exception as exc:
         return DigitalSignature(
-            field_name=fq_name, integrity="unreadable", detail=f"malformed signature dictionary: {_short(exc)}"
+            field_name=fq_name,
+            integrity="unreadable",
+            detail=f"malformed signature dictionary: {_short(exc)}",
         )
     sig = emb.sig_object
     out = DigitalSignature(

@@ -164,7 +164,10 @@ def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
     if places and not empty:
         if unplaced_sure and not esign:
             reasons.append(f"{len(unplaced_sure)} more box(es) of ink on no place")
-        return ("e_signed" if esign else "signed"), [f"{len(signed)} of {len(places)} places signed", *reasons]
+        return ("e_signed" if esign else "signed"), [
+            f"{len(signed)} of {len(places)} places signed",
+            *reasons,
+        ]
     if places and signed and ev.marks:
         return "needs_review", [
             f"e-signature vendor mark but {len(empty)} of {len(places)} places look empty "
@@ -189,7 +192,10 @@ def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
     if unplaced:
         return "needs_review", ["only ambiguous ink and no place", *reasons]
     if ink_only_pages:
-        return "needs_review", ["no text layer and no ink: cannot tell unsigned from no signature expected", *reasons]
+        return "needs_review", [
+            "no text layer and no ink: cannot tell unsigned from no signature expected",
+            *reasons,
+        ]
     return "no_signature_expected", ["no signature places, no ink", *reasons]
 
 

@@ -104,9 +104,7 @@ def _rules(page: Any, lines: list[list[_Word]]) -> list[tuple[BoxXYXY, str]]:
     return out
 
 
-def _label_places(
-    page: Any, index: int, lines: list[list[_Word]], lang: str | None
-) -> list[SignaturePlace]:
+def _label_places(page: Any, index: int, lines: list[list[_Word]], lang: str | None) -> list[SignaturePlace]:
     """Labelled signing lines: a short line naming a signature, with the rule that goes with it."""
     rules = _rules(page, lines)
     pw, ph = float(page.rect.width), float(page.rect.height)
@@ -147,11 +145,14 @@ def _label_places(
                 continue  # a sentence that mentions signatures, not a place to sign
             rule_box: BoxXYXY | None = None
             rule_kind: str = "none"
-            under: list[_Word] = []  # the rule right after the label, not the next field's
-            for w in tail:
-                if not re.search(r"_{3,}|\.{5,}", w.text):
+            # the rule right after the label ("Assinatura do Cliente ____"), not the next field's
+            # ("Signature: ____ Date: ____"): up to 4 words may come first, a third ending in ":" stops
+            under: list[_Word] = []
+            for n, w in enumerate(tail):
+                if re.search(r"_{3,}|\.{5,}", w.text):
+                    under.append(w)
+                elif under or n >= 4 or (n >= 2 and w.text.endswith(":")):
                     break
-                under.append(w)
             if under or re.search(r"_{3,}", ln[wj].text):
                 words = under or [ln[wj]]
                 rule_box = words[0].box
@@ -175,7 +176,12 @@ def _label_places(
                 zone = (rule_box[0], rule_box[3] - SIGNATURE_HEIGHT, rule_box[2], rule_box[3] + 8)
                 box = _union(label_box, rule_box)
             else:
-                zone = (label_box[2], label_box[3] - SIGNATURE_HEIGHT, label_box[2] + LABEL_REACH, label_box[3] + 8)
+                zone = (
+                    label_box[2],
+                    label_box[3] - SIGNATURE_HEIGHT,
+                    label_box[2] + LABEL_REACH,
+                    label_box[3] + 8,
+                )
                 box = label_box
             places.append(
                 SignaturePlace(
@@ -264,14 +270,18 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
     with doc:
         if not doc.is_pdf:
             for i in range(doc.page_count):
-                ev.pages.append(PageEvidence(i, False, None, "ink_only", ["not a PDF: places come only from ink"]))
+                ev.pages.append(
+                    PageEvidence(i, False, None, "ink_only", ["not a PDF: places come only from ink"])
+                )
             return ev
         if doc.needs_pass:
             ev.reasons.append("encrypted PDF that needs a password: no text layer or fields readable")
             for i in range(doc.page_count):
-                ev.pages.append(PageEvidence(i, False, None, "ink_only", ["encrypted: places come only from ink"]))
+                ev.pages.append(
+                    PageEvidence(i, False, None, "ink_only", ["encrypted: places come only from ink"])
+                )
             return ev
-        if doc.is_encrypted:
+        if doc.is_encrypted or (doc.metadata or {}).get("encryption"):
             ev.reasons.append("encrypted PDF opened with the empty user password")
         digital, dreasons = ({}, []) if not _has_sig_fields(doc) else check_digital_signatures(path)
         ev.reasons += dreasons

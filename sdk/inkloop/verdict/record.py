@@ -22,7 +22,9 @@ from inkloop.verdict._base import BoxXYXY
 VERDICT_SCHEMA_VERSION = 1
 VERDICTS = "verdicts.jsonl"
 
-Verdict = Literal["signed", "partially_signed", "unsigned", "e_signed", "no_signature_expected", "needs_review"]
+Verdict = Literal[
+    "signed", "partially_signed", "unsigned", "e_signed", "no_signature_expected", "needs_review"
+]
 VERDICTS_ORDER: tuple[Verdict, ...] = (
     "signed",
     "partially_signed",

@@ -26,7 +26,12 @@ LABELS: dict[str, tuple[str, ...]] = {
     "pt": (r"\bassinaturas?\b", r"\bassinado\s+por\b", r"\bassine\s+aqui\b", r"\bsignat[áa]rio\b"),
     "es": (r"\bfirmas?\b", r"\bfirmado\s+por\b", r"\bfirme\s+aqu[ií]\b", r"\bfirmante\b"),
     "fr": (r"\bsignatures?\b", r"\bsign[ée]e?\s+par\b", r"\blu\s+et\s+approuv[ée]\b", r"\bsignataire\b"),
-    "de": (r"\bunterschrift(?:en)?\b", r"\bunterschrieben\b", r"\bunterzeichnet\b", r"\bzeichnungsberechtigt"),
+    "de": (
+        r"\bunterschrift(?:en)?\b",
+        r"\bunterschrieben\b",
+        r"\bunterzeichnet\b",
+        r"\bzeichnungsberechtigt",
+    ),
     "it": (r"\bfirma\b", r"\bfirmato\s+da\b"),
     "nl": (r"\bhandtekening\b", r"\bondertekend\b"),
 }
@@ -40,13 +45,157 @@ MAX_LABEL_CHARS = 60
 
 #: Frequent short words per language, to tell a page's language from its text layer.
 STOPWORDS: dict[str, frozenset[str]] = {
-    "en": frozenset("the and of to in is for that with by this on are be as or at from".split()),
-    "pt": frozenset("o os a as de do da dos das e em para por com que um uma não pelo".split()),
-    "es": frozenset("el los la las de del y en para por con que un una no se al".split()),
-    "fr": frozenset("le la les des de du et en pour par avec que un une ne est au aux".split()),
-    "de": frozenset("der die das den dem des und in zu mit von für ist ein eine nicht auf im".split()),
-    "it": frozenset("il lo la gli le di del della e in per con che un una non è al".split()),
-    "nl": frozenset("de het een en van in op te met voor dat is niet zijn door".split()),
+    "en": frozenset(
+        [
+            "the",
+            "and",
+            "of",
+            "to",
+            "in",
+            "is",
+            "for",
+            "that",
+            "with",
+            "by",
+            "this",
+            "on",
+            "are",
+            "be",
+            "as",
+            "or",
+            "at",
+            "from",
+        ]
+    ),
+    "pt": frozenset(
+        [
+            "o",
+            "os",
+            "a",
+            "as",
+            "de",
+            "do",
+            "da",
+            "dos",
+            "das",
+            "e",
+            "em",
+            "para",
+            "por",
+            "com",
+            "que",
+            "um",
+            "uma",
+            "não",
+            "pelo",
+        ]
+    ),
+    "es": frozenset(
+        [
+            "el",
+            "los",
+            "la",
+            "las",
+            "de",
+            "del",
+            "y",
+            "en",
+            "para",
+            "por",
+            "con",
+            "que",
+            "un",
+            "una",
+            "no",
+            "se",
+            "al",
+        ]
+    ),
+    "fr": frozenset(
+        [
+            "le",
+            "la",
+            "les",
+            "des",
+            "de",
+            "du",
+            "et",
+            "en",
+            "pour",
+            "par",
+            "avec",
+            "que",
+            "un",
+            "une",
+            "ne",
+            "est",
+            "au",
+            "aux",
+        ]
+    ),
+    "de": frozenset(
+        [
+            "der",
+            "die",
+            "das",
+            "den",
+            "dem",
+            "des",
+            "und",
+            "in",
+            "zu",
+            "mit",
+            "von",
+            "für",
+            "ist",
+            "ein",
+            "eine",
+            "nicht",
+            "auf",
+            "im",
+        ]
+    ),
+    "it": frozenset(
+        [
+            "il",
+            "lo",
+            "la",
+            "gli",
+            "le",
+            "di",
+            "del",
+            "della",
+            "e",
+            "in",
+            "per",
+            "con",
+            "che",
+            "un",
+            "una",
+            "non",
+            "è",
+            "al",
+        ]
+    ),
+    "nl": frozenset(
+        [
+            "de",
+            "het",
+            "een",
+            "en",
+            "van",
+            "in",
+            "op",
+            "te",
+            "met",
+            "voor",
+            "dat",
+            "is",
+            "niet",
+            "zijn",
+            "door",
+        ]
+    ),
 }
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -67,7 +216,7 @@ def page_language(text: str) -> tuple[str | None, str]:
         return None, "no_rules"
     scores = {lang: sum(w in sw for w in words) for lang, sw in STOPWORDS.items()}
     best = max(scores, key=lambda k: scores[k])
-    if scores[best] < max(2, 0.05 * len(words)):
+    if scores[best] < max(3, 0.1 * len(words)):  # real prose is 30-50 % such words
         return None, "no_rules"
     return best, ""
 
@@ -100,6 +249,10 @@ VENDORS: tuple[VendorRule, ...] = (
             re.I,
         ),
     ),
-    VendorRule("pandadoc", re.compile(r"pandadoc[^\n]{0,40}?\bdocument\s+id\s*:?\s*([A-Za-z0-9]{16,})", re.I)),
-    VendorRule("yousign", re.compile(rf"yousign[^\n]{{0,40}}?\b(?:id|signature\s+request)\s*:?\s*({_UUID})", re.I)),
+    VendorRule(
+        "pandadoc", re.compile(r"pandadoc[^\n]{0,40}?\bdocument\s+id\s*:?\s*([A-Za-z0-9]{16,})", re.I)
+    ),
+    VendorRule(
+        "yousign", re.compile(rf"yousign[^\n]{{0,40}}?\b(?:id|signature\s+request)\s*:?\s*({_UUID})", re.I)
+    ),
 )
