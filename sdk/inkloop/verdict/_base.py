@@ -1,0 +1,12 @@
+"""The verdict stage's only imports from the rest of inkloop (the low layers), in one place.
+
+When the SDK is restructured into stage subpackages these names move; keeping every such import
+here means one file changes at merge time.
+"""
+
+from __future__ import annotations
+
+from inkloop.convert.pdf import pixels_to_points
+from inkloop.types import BoxXYXY, Detection, Page, PageResult
+
+__all__ = ["BoxXYXY", "Detection", "Page", "PageResult", "pixels_to_points"]

@@ -1,0 +1,126 @@
+"""Re-derive verdicts from a results folder and the source documents (``inkloop verdict RESULTS``).
+
+Why re-derive rather than store verdicts with detection: the rules (and the places found in
+documents) change more often than the detector runs; the stored page results plus the files are
+enough to answer again without running the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from inkloop.verdict._base import PageResult
+from inkloop.verdict.judge import VerdictConfig, verdict_for_document
+from inkloop.verdict.record import DocumentVerdict, write_verdicts
+
+RESULTS = "results.jsonl"
+QUARANTINE = "quarantine.jsonl"
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+def _latest(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    """Only each document's most recent run (as ``inkloop.results`` reads them)."""
+    last = {key(r): r.get("run_id", "") for r in records}
+    return [r for r in records if r.get("run_id", "") == last[key(r)]]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resolve(source: str, root: Path | None) -> Path | None:
+    if "://" in source and not source.startswith("file://"):
+        return None
+    p = Path(source.removeprefix("file://"))
+    if not p.is_absolute() and root is not None:
+        p = root / p
+    return p
+
+
+def derive_verdicts(
+    results_dir: str | os.PathLike[str],
+    config: VerdictConfig | None = None,
+    source_root: str | os.PathLike[str] | None = None,
+    write: bool = True,
+) -> list[DocumentVerdict]:
+    """One verdict per document in ``results_dir/results.jsonl`` (plus its quarantined inputs).
+
+    Sources are read from each record's ``source`` (relative paths against ``source_root``, else
+    the working directory). A document whose file is gone or changed (its SHA-256 is no longer
+    the ``doc_id``) or was quarantined gets ``needs_review`` with the reason; one bad document
+    never stops the others. Writes ``verdicts.jsonl`` beside the results unless ``write=False``.
+    """
+    out = Path(results_dir)
+    root = Path(source_root) if source_root is not None else None
+    recs = [r for r in _records(out / RESULTS) if r.get("kind") == "page"]
+    recs = _latest(recs, lambda r: r["page"]["doc_id"])
+    by_doc: dict[str, list[PageResult]] = {}
+    for r in recs:
+        try:
+            pr = PageResult.from_dict(r)
+        except Exception:
+            continue
+        by_doc.setdefault(pr.page.doc_id, []).append(pr)
+    verdicts: list[DocumentVerdict] = []
+    for doc_id, pages in by_doc.items():
+        source = pages[0].source
+        try:
+            path = _resolve(source, root)
+            if path is None or not path.is_file():
+                v = _review(doc_id, source, "source document not found: places cannot be read", pages)
+            elif _sha256(path) != doc_id:
+                v = _review(
+                    doc_id, source, "source document changed since detection (SHA-256 differs)", pages
+                )
+            else:
+                v = verdict_for_document(path, pages, config, doc_id=doc_id)
+                v.source = source
+        except Exception as exc:  # a bug or a hostile file must not stop the batch
+            v = _review(doc_id, source, f"verdict failed: {exc.__class__.__name__}: {str(exc)[:150]}", pages)
+        verdicts.append(v)
+    quarantined = _latest(list(_records(out / QUARANTINE)), lambda r: r.get("doc_id") or r.get("source", ""))
+    for q in quarantined:
+        if q.get("doc_id") in by_doc:
+            continue
+        verdicts.append(
+            DocumentVerdict(
+                doc_id=q.get("doc_id") or "",
+                source=q.get("source", ""),
+                verdict="needs_review",
+                reasons=[f"quarantined at detection ({q.get('error')}): {q.get('reason')}"],
+                config=(config or VerdictConfig()).to_dict(),
+            )
+        )
+    if write:
+        write_verdicts(out, verdicts)
+    return verdicts
+
+
+def _review(doc_id: str, source: str, reason: str, pages: list[PageResult]) -> DocumentVerdict:
+    return DocumentVerdict(
+        doc_id=doc_id,
+        source=source,
+        verdict="needs_review",
+        reasons=[reason],
+        model_version=pages[0].model_version if pages else "",
+    )
