@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"documents"},
     {"models"},
     {"detection"},
-    {"evaluation"},
+    {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict
     {"review", "curation", "lifecycle"},
     {"benchmarks"},
     {"cli", "devservers", "__main__"},

@@ -469,7 +469,7 @@ def _no_sig(path: Path) -> None:
 # -- evaluation -------------------------------------------------------------------------------------
 def evaluate(docs: list[CorpusDoc], results_dir: Path) -> dict[str, object]:
     """Run the real bundled detector over the corpus, derive verdicts, compare with the truth."""
-    from inkloop.pipeline import DetectOptions, detect
+    from inkloop.detection.pipeline import DetectOptions, detect
     from inkloop.verdict import VERDICTS_ORDER, derive_verdicts
 
     detect([str(d.path) for d in docs], results_dir, DetectOptions())

@@ -7,45 +7,14 @@ enough to answer again without running the model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
+from inkloop.detection.results import read_quarantine, read_results
+from inkloop.documents.hashing import sha256_file
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.judge import VerdictConfig, verdict_for_document
 from inkloop.verdict.record import DocumentVerdict, write_verdicts
-
-RESULTS = "results.jsonl"
-QUARANTINE = "quarantine.jsonl"
-
-
-def _records(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-
-
-def _latest(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
-    """Only each document's most recent run (as ``inkloop.results`` reads them)."""
-    last = {key(r): r.get("run_id", "") for r in records}
-    return [r for r in records if r.get("run_id", "") == last[key(r)]]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resolve(source: str, root: Path | None) -> Path | None:
@@ -72,14 +41,8 @@ def derive_verdicts(
     """
     out = Path(results_dir)
     root = Path(source_root) if source_root is not None else None
-    recs = [r for r in _records(out / RESULTS) if r.get("kind") == "page"]
-    recs = _latest(recs, lambda r: r["page"]["doc_id"])
     by_doc: dict[str, list[PageResult]] = {}
-    for r in recs:
-        try:
-            pr = PageResult.from_dict(r)
-        except Exception:
-            continue
+    for pr in read_results(out):  # the latest run of each document, as detection wrote it
         by_doc.setdefault(pr.page.doc_id, []).append(pr)
     verdicts: list[DocumentVerdict] = []
     for doc_id, pages in by_doc.items():
@@ -88,7 +51,7 @@ def derive_verdicts(
             path = _resolve(source, root)
             if path is None or not path.is_file():
                 v = _review(doc_id, source, "source document not found: places cannot be read", pages)
-            elif _sha256(path) != doc_id:
+            elif sha256_file(path) != doc_id:
                 v = _review(
                     doc_id, source, "source document changed since detection (SHA-256 differs)", pages
                 )
@@ -98,16 +61,15 @@ def derive_verdicts(
         except Exception as exc:  # a bug or a hostile file must not stop the batch
             v = _review(doc_id, source, f"verdict failed: {exc.__class__.__name__}: {str(exc)[:150]}", pages)
         verdicts.append(v)
-    quarantined = _latest(list(_records(out / QUARANTINE)), lambda r: r.get("doc_id") or r.get("source", ""))
-    for q in quarantined:
-        if q.get("doc_id") in by_doc:
+    for q in read_quarantine(out):
+        if q.doc_id in by_doc:
             continue
         verdicts.append(
             DocumentVerdict(
-                doc_id=q.get("doc_id") or "",
-                source=q.get("source", ""),
+                doc_id=q.doc_id or "",
+                source=q.source,
                 verdict="needs_review",
-                reasons=[f"quarantined at detection ({q.get('error')}): {q.get('reason')}"],
+                reasons=[f"quarantined at detection ({q.error}): {q.reason}"],
                 config=(config or VerdictConfig()).to_dict(),
             )
         )
