@@ -85,8 +85,8 @@ lock: | $(UV)
 	$(UV) pip compile -q requirements/labelstudio.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(LS_LOCK)
 
 lint: setup-dev
-	$(VENV)/bin/ruff check sdk plugins dags tests
-	$(VENV)/bin/ruff format --check sdk plugins dags tests
+	$(VENV)/bin/ruff check sdk plugins dags tests tools
+	$(VENV)/bin/ruff format --check sdk plugins dags tests tools
 
 clean:
 	rm -rf out .pytest_cache
