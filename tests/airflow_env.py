@@ -16,7 +16,9 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def airflow_env(home: Path, data: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    from inkloop import privacy
+
+    env = privacy.child_env(os.environ)  # no usage data from Airflow's processes or their children
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

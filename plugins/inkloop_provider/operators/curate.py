@@ -41,13 +41,18 @@ class InkloopCurateOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.curation.cycle import curate_cycle
+        from inkloop_provider.assets import triggering_results_dirs
 
-        summary = curate_cycle(
-            self.results_dir,
-            self.reviews,
-            self.export_dir,
-            dataset=self.dataset,
-            find_issues=self.find_issues,
-        )
+        dirs = triggering_results_dirs(context, self.results_dir)
+        summary: dict[str, Any] = {}
+        for results_dir in dirs:  # every folder of the events folded into this run
+            summary = curate_cycle(
+                results_dir,
+                self.reviews,
+                self.export_dir,
+                dataset=self.dataset,
+                find_issues=self.find_issues,
+            )
+        summary["results_dirs"] = dirs
         context["ti"].xcom_push(key="fiftyone_url", value=f"{self.app_url}/datasets/{self.dataset}")
         return summary

@@ -22,4 +22,7 @@ class InkloopMergeResultsOperator(BaseOperator):
         from inkloop.detection.results import merge_parts
 
         parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
-        return merge_parts(self.out_dir, parts).to_dict()
+        summary = merge_parts(self.out_dir, parts).to_dict()
+        for asset in self.outlets or []:  # consumers read which folder each event is about
+            context["outlet_events"][asset].extra = {"results_dir": str(self.out_dir)}
+        return summary

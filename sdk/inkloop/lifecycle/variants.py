@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from inkloop import privacy
 from inkloop.detection.detector import Detector, Prepared
 from inkloop.documents.hashing import sha256_file
 from inkloop.models.references import ModelCard, ModelRef
@@ -475,7 +476,8 @@ def _ultralytics_export(pt: Path, fmt: str, imgsz: int, **kwargs: Any) -> Path:
     offline_env()
     from ultralytics import YOLO
 
-    return Path(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, **kwargs))
+    with privacy.openvino_conversion():
+        return Path(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, **kwargs))
 
 
 # ------------------------------------------------------------------------------------ orchestration

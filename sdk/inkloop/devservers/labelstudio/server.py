@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inkloop import privacy
 from inkloop.devservers.labelstudio.processes import (
     _is_label_studio,
     _pid_alive,
@@ -101,6 +102,7 @@ def _child_env(
         for k, v in os.environ.items()
         if k not in _STRIPPED_ENV and not k.startswith(_STRIPPED_ENV_PREFIXES)
     }
+    privacy.apply(env)  # the usage-data switches (also when inkloop's own import did not set them)
     env.update(
         {
             "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
