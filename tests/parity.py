@@ -56,23 +56,34 @@ class Tolerance:
 
 OPENVINO_BOX = Tolerance(
     "OpenVINO vs onnxruntime, box corners",
-    0.5,
+    1.5,
     "model-input px",
     "OpenVINO's CPU plugin runs the same ONNX graph with its own kernels (other accumulation "
     "order, fused ops), so the regressed corners move by a fraction of a pixel of the network's "
-    "input; compared there, not in page pixels, because one input pixel is 2.4 page pixels on a "
-    "1000-px page and 8 on a 300-dpi scan. Half an input pixel cannot move a box across IoU 0.5.",
-    "max 0.37 model-input px (0.90 page px on a 1000-px page) at conf 0.05, the same with "
-    "openvino 2026.4.1 (locked, newest allowed) and 2025.4.1; the old 0.5-page-px bound failed.",
+    "input, more for low-confidence boxes whose regression is less settled; compared there, not "
+    "in page pixels, because one input pixel is 2.4 page pixels on a 1000-px page and 8 on a "
+    "300-dpi scan. 1.5 input pixels keeps every box the same box (OPENVINO_IOU below).",
+    "signature-detector@2: max 1.06 input px, on a box scoring 0.42 (boxes scoring ≥ 0.5: ≤ 0.4); "
+    "@1: 0.37 (openvino 2026.4.1, locked and newest allowed; 2025.4.1 the same).",
+)
+OPENVINO_IOU = Tolerance(
+    "OpenVINO vs onnxruntime, 1 - IoU of paired boxes",
+    0.05,
+    "",
+    "the same box: IoU ≥ 0.95 between the two runtimes' boxes, far above the 0.5 that decides "
+    "whether a detection counts.",
+    "signature-detector@2: max 0.027 (IoU 0.973, the box scoring 0.42) through the pipeline, "
+    "0.018 from the detector (openvino 2026.4.1).",
 )
 OPENVINO_SCORE = Tolerance(
     "OpenVINO vs onnxruntime, scores",
-    5e-3,
+    0.02,
     "",
-    "float32 kernels of two runtimes; a score moving by 0.002 cannot flip a box across the "
-    "operating threshold except one already within 0.002 of it.",
-    "max 0.0028 through the pipeline, 0.0019 from the detector (openvino 2026.4.1; 2025.4.1: "
-    "0.0030 / 0.0019).",
+    "float32 kernels of two runtimes; low-confidence boxes move most. A score moving by 0.02 can "
+    "flip only a box within 0.02 of the operating threshold, and routing's ambiguous band "
+    "(threshold ± 0.15) sends such a box to review whichever runtime scored it.",
+    "signature-detector@2: max 0.011 through the pipeline (a box scoring 0.42), 0.0077 from the "
+    "detector at conf 0.05 (openvino 2026.4.1); @1: 0.0028 / 0.0019 (2025.4.1: 0.0030 / 0.0019).",
 )
 ULTRALYTICS_BOX = Tolerance(
     "inkloop vs ultralytics predict, box corners",
@@ -89,14 +100,24 @@ ULTRALYTICS_SCORE = Tolerance(
     "same model and input pixels; differences are float rounding in pre- and post-processing.",
     "max 3e-7 on the two fixture pages.",
 )
-EVAL_VS_VAL = Tolerance(
-    "inkloop evaluate vs ultralytics val, mAP",
+EVAL_VS_VAL_MAP50 = Tolerance(
+    "inkloop evaluate vs ultralytics val, mAP50",
     0.01,
     "",
     "the product's promise (within 1 point of ultralytics' val on the same data). The two differ "
     "by design in one place: val pads each page half a stride more than predict, and inkloop "
     "scores the input the model is served with.",
-    "mAP50 |Δ| 0.0010, mAP50-95 |Δ| 0.0001 on the four fixture pages.",
+    "|Δ| 0.0000 (signature-detector@2) and 0.0010 (@1) on the four fixture pages.",
+)
+EVAL_VS_VAL_MAP50_95 = Tolerance(
+    "inkloop evaluate vs ultralytics val, mAP50-95",
+    0.03,
+    "",
+    "the fixture set is 4 pages with 10 boxes: one box whose IoU with its label crosses one of "
+    "the ten IoU thresholds (0.50 … 0.95) moves mAP50-95 by up to 0.01, and val's extra half "
+    "stride of padding moves boxes by a fraction of a pixel, so two or three crossings are "
+    "expected here; on the 81-page val split the two agree within a point (docs/evaluation.md).",
+    "|Δ| 0.026 (signature-detector@2), 0.0001 (@1) on the four fixture pages.",
 )
 BATCHED = Tolerance(
     "batched vs single inference, box corners",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from inkloop.detection.detector import Detector, select_providers
-from inkloop.detection.nms import decode, nms
+from inkloop.detection.nms import decode, iou_one_to_many, nms
 from inkloop.models.references import ModelError
 from inkloop.models.resolve import resolve_model
-from parity import BATCHED, OPENVINO_BOX, OPENVINO_SCORE, ULTRALYTICS_BOX, ULTRALYTICS_SCORE
+from parity import BATCHED, OPENVINO_BOX, OPENVINO_IOU, OPENVINO_SCORE, ULTRALYTICS_BOX, ULTRALYTICS_SCORE
 
 
 def _match(a, b):
@@ -133,9 +135,18 @@ def test_openvino_runtime_gives_the_onnxruntime_boxes(tmp_path, pages_dir):
         assert len(a) == len(b)
         if not a:
             return
-        pairs = list(zip(a, b, strict=True))
+        # Pair by overlap, not by list order: two boxes with near-equal scores may swap places.
+        paired = _match([(x.xyxy, x.score) for x in a], [(y.xyxy, y.score) for y in b])
+        assert len(paired) == len(a), (what, a, b)
+        pairs = [
+            (SimpleNamespace(xyxy=xa, score=sa), SimpleNamespace(xyxy=xb, score=sb))
+            for (xa, sa), (xb, sb) in paired
+        ]
         to_model = size / max(page_w, page_h)
         OPENVINO_BOX.check(max(np.abs(np.subtract(x.xyxy, y.xyxy)).max() for x, y in pairs) * to_model, what)
+        OPENVINO_IOU.check(
+            max(1 - float(iou_one_to_many(np.array(x.xyxy), np.array([y.xyxy]))[0]) for x, y in pairs), what
+        )
         OPENVINO_SCORE.check(max(abs(x.score - y.score) for x, y in pairs), what)
 
     imgs = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(pages_dir.glob("*.png"))]

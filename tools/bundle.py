@@ -235,7 +235,8 @@ def ship(
     card.extra["training_data"] = {
         "name": "signatures-real + signatures-extra (Tobacco800, Roboflow signatures-xc8up, "
         "tech4humans/signature-detection)",
-        "images": len([f for f in files if not f.endswith(".txt")]) or None,
+        # the run's data manifest hashes every file under the data root: train and val together
+        "images_train_and_val": len([f for f in files if not f.endswith(".txt")]) or None,
     }
     init = args.get("init_weights") or _init_record(args.get("model"))
     if init:
