@@ -1,0 +1,66 @@
+"""``inkloop verdict RESULTS``: re-derive every document's signing verdict from stored results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def verdict_command(
+    results: Annotated[Path, typer.Argument(help="A results folder written by `inkloop detect`.")],
+    source_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder that relative `source` paths in the results are under (default: cwd)."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="The detector's operating threshold the results were made with.")
+    ] = 0.25,
+    band: Annotated[
+        float, typer.Option(help="A box scoring below threshold + band is ambiguous (never signs alone).")
+    ] = 0.15,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the counts and the verdicts as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Re-derive verdicts.jsonl from RESULTS and the source documents, without running the model.
+
+    Exit codes: 0 done (documents that could not be judged are `needs_review`, with the reason);
+    2 RESULTS holds no results.jsonl, or a bad option; 1 unexpected error.
+    """
+    from inkloop.cli import EXIT_OK, EXIT_USAGE, _console, print_verdict_counts
+    from inkloop.verdict import VerdictConfig, count_verdicts, derive_verdicts
+
+    console = _console(json_out)
+    if not (results / "results.jsonl").is_file():
+        console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
+        raise typer.Exit(EXIT_USAGE)
+    if not (0.0 < threshold < 1.0) or band < 0:
+        console.print("[red]usage:[/red] --threshold must be in (0, 1) and --band ≥ 0")
+        raise typer.Exit(EXIT_USAGE)
+    if source_root is not None and not source_root.is_dir():
+        console.print(f"[red]usage:[/red] --source-root {source_root} is not a folder")
+        raise typer.Exit(EXIT_USAGE)
+    verdicts = derive_verdicts(
+        results, VerdictConfig(threshold=threshold, band=band), source_root=source_root
+    )
+    counts = count_verdicts(verdicts)
+    path = results / "verdicts.jsonl"
+    if json_out:
+        doc = {
+            "counts": counts,
+            "verdicts_path": str(path),
+            "documents": [
+                {"doc_id": v.doc_id, "source": v.source, "verdict": v.verdict, "reasons": v.reasons}
+                for v in verdicts
+            ],
+        }
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        for v in verdicts:
+            why = f" ({v.reasons[0]})" if v.reasons else ""
+            console.print(f"{v.verdict:<22} {v.source}{why}", markup=False, highlight=False)
+        print_verdict_counts(console, counts, path)
+    raise typer.Exit(EXIT_OK)
