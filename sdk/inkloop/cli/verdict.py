@@ -61,6 +61,6 @@ def verdict_command(
     else:
         for v in verdicts:
             why = f" ({v.reasons[0]})" if v.reasons else ""
-            console.print(f"{v.verdict:<22} {v.source}{why}", markup=False, highlight=False)
+            typer.echo(f"{v.verdict:<22} {v.source}{why}")  # one line per document, never wrapped
         print_verdict_counts(console, counts, path)
     raise typer.Exit(EXIT_OK)
