@@ -153,7 +153,7 @@ def test_inkloop_detect_is_scheduled_one_run_at_a_time(af):
         import json
         from airflow.dag_processing.dagbag import DagBag
         dag = DagBag(dag_folder={str(ROOT / "dags" / "inkloop_detect.py")!r}).dags["inkloop_detect"]
-        print("RESULT" + json.dumps({{"max": dag.max_active_runs, "schedule": str(dag.timetable.summary)}}))
+        print("RESULT" + json.dumps({{"max": dag.max_active_runs, "schedule": dag.timetable.expression}}))
         """
     )
     env = {**env, "INKLOOP_DETECT_SCHEDULE": "*/5 * * * *"}

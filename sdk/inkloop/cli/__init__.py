@@ -196,18 +196,9 @@ def _print_summary(console: Any, s: dict[str, Any]) -> None:
         t.add_row(key.replace("_", " "), str(s[key]))
     console.print(t)
     if s.get("verdicts") is not None:
+        from inkloop.cli.verdict import print_verdict_counts
+
         print_verdict_counts(console, s["verdicts"], Path(s["out_dir"]) / "verdicts.jsonl")
-
-
-def print_verdict_counts(console: Any, counts: dict[str, int], path: Path) -> None:
-    """The documents per signing verdict, as a small table (``inkloop detect`` and ``inkloop verdict``)."""
-    from rich.table import Table
-
-    t = Table(title="verdicts", show_header=False)
-    for name, n in counts.items():
-        t.add_row(name.replace("_", " "), str(n))
-    t.add_row("written to", str(path))
-    console.print(t)
 
 
 @app.command()

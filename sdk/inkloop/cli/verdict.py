@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def print_verdict_counts(console: Any, counts: dict[str, int], path: Path) -> None:
+    """The documents per signing verdict, as a small table (``inkloop detect`` and ``inkloop verdict``)."""
+    from rich.table import Table
+
+    t = Table(title="verdicts", show_header=False)
+    for name, n in counts.items():
+        t.add_row(name.replace("_", " "), str(n))
+    t.add_row("written to", str(path))
+    console.print(t)
 
 
 def verdict_command(
@@ -30,10 +43,11 @@ def verdict_command(
     Exit codes: 0 done (documents that could not be judged are `needs_review`, with the reason);
     2 RESULTS holds no results.jsonl, or a bad option; 1 unexpected error.
     """
-    from inkloop.cli import EXIT_OK, EXIT_USAGE, _console, print_verdict_counts
+    from rich.console import Console
+
     from inkloop.verdict import VerdictConfig, count_verdicts, derive_verdicts
 
-    console = _console(json_out)
+    console = Console(stderr=True) if json_out else Console()  # with --json, stdout is the JSON
     if not (results / "results.jsonl").is_file():
         console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
         raise typer.Exit(EXIT_USAGE)
