@@ -12,6 +12,7 @@ import time
 import pytest
 
 from airflow_env import ROOT, migrate, run_airflow
+from inkloop.verdict import VERDICTS_ORDER
 
 pytestmark = pytest.mark.airflow
 
@@ -117,14 +118,7 @@ def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(a
     assert summary["documents"] == 3 and summary["quarantined"] == 1
     assert sum(summary["verdicts"].values()) == 4  # 3 judged + the quarantined one (needs_review)
     verdicts = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
-    assert len(verdicts) == 4 and {v["verdict"] for v in verdicts} <= {
-        "signed",
-        "partially_signed",
-        "unsigned",
-        "e_signed",
-        "no_signature_expected",
-        "needs_review",
-    }
+    assert len(verdicts) == 4 and {v["verdict"] for v in verdicts} <= set(VERDICTS_ORDER)
     runs_before = {p.name for p in (out / "parts").iterdir()}
     lines_before = (out / "results.jsonl").read_text().count("\n")
 

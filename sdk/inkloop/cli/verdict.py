@@ -24,19 +24,10 @@ def print_verdict_counts(console: Any, counts: dict[str, int], path: Path) -> No
 
 def verdict_command(
     results: Annotated[Path, typer.Argument(help="A results folder written by `inkloop detect`.")],
-    source_root: Annotated[
-        Path | None,
-        typer.Option(help="Folder that relative `source` paths in the results are under (default: cwd)."),
-    ] = None,
-    threshold: Annotated[
-        float, typer.Option(help="The detector's operating threshold the results were made with.")
-    ] = 0.25,
-    band: Annotated[
-        float, typer.Option(help="A box scoring below threshold + band is ambiguous (never signs alone).")
-    ] = 0.15,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the counts and the verdicts as JSON on stdout.")
-    ] = False,
+    source_root: Annotated[Path | None, typer.Option(help="Base of relative `source` paths.")] = None,
+    threshold: Annotated[float, typer.Option(help="The results' operating threshold.")] = 0.25,
+    band: Annotated[float, typer.Option(help="Boxes below threshold + band are ambiguous.")] = 0.15,
+    json_out: Annotated[bool, typer.Option("--json", help="Counts and verdicts as JSON.")] = False,
 ) -> None:
     """Re-derive verdicts.jsonl from RESULTS and the source documents, without running the model.
 
