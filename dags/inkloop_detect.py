@@ -1,12 +1,17 @@
-"""inkloop_detect: new documents in an inbox → detections, spread over workers by dynamic task mapping.
+"""inkloop_detect: a watched inbox → detections and signing verdicts, spread over workers.
 
-list inbox → one mapped detect task per batch (each writes its own part folder) → merge into the
-run's results folder, which is published as an Asset for the review step.
+Runs on a schedule (``INKLOOP_DETECT_SCHEDULE``, a cron expression or preset; default every 10
+minutes; ``none`` for manual runs only), one run at a time. Each run lists the inbox's documents
+no earlier run has finished (by ``doc_id``, the SHA-256 of the bytes, so a file dropped again is
+not processed twice), stops at once when there are none, else: one mapped detect task per batch
+(each writes its own part folder and derives its documents' verdicts) → merge into the results
+folder, which is published as an Asset for the review step.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
@@ -14,15 +19,22 @@ from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
 from inkloop_provider.operators.detect import InkloopDetectOperator
 from inkloop_provider.operators.results import InkloopMergeResultsOperator
 
+_SCHEDULE = os.environ.get("INKLOOP_DETECT_SCHEDULE", "*/10 * * * *").strip()
+SCHEDULE = None if _SCHEDULE.lower() in ("", "none", "manual") else _SCHEDULE
+
 
 @dag(
     dag_id="inkloop_detect",
-    schedule=None,
+    schedule=SCHEDULE,
     catchup=False,
+    max_active_runs=1,  # never two runs over the same inbox files at once
+    dagrun_timeout=timedelta(hours=6),
     tags=["inkloop"],
     params={
         "inbox": Param(
-            f"{INKLOOP_ROOT}/inbox", type="string", description="Folder or storage URL of new documents"
+            os.environ.get("INKLOOP_INBOX", f"{INKLOOP_ROOT}/inbox"),
+            type="string",
+            description="Folder or storage URL of new documents",
         ),
         "out_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
         "model": Param(
@@ -32,6 +44,7 @@ from inkloop_provider.operators.results import InkloopMergeResultsOperator
             "runs, so a promotion is picked up by the next run)",
         ),
         "route": Param(True, type="boolean", description="score uncertainty and write routing.jsonl"),
+        "verdict": Param(True, type="boolean", description="derive each document's signing verdict"),
         "docs_per_batch": Param(20, type="integer", minimum=1),
         "conf": Param(None, type=["null", "number"]),
     },
@@ -40,10 +53,14 @@ from inkloop_provider.operators.results import InkloopMergeResultsOperator
 def inkloop_detect() -> None:
     @task
     def list_batches(params: dict | None = None) -> list[list[str]]:
-        from inkloop.documents.inputs import plan_batches
+        from inkloop.detection.inbox import plan_inbox
 
         assert params is not None
-        return plan_batches(params["inbox"], int(params["docs_per_batch"]), max_batches=64)
+        return plan_inbox(params["inbox"], params["out_dir"], int(params["docs_per_batch"]), max_batches=64)
+
+    @task.short_circuit
+    def anything_new(batches: list[list[str]]) -> bool:
+        return bool(batches)  # an empty inbox ends the run here, in seconds
 
     @task
     def part_dirs(
@@ -54,12 +71,15 @@ def inkloop_detect() -> None:
         return [f"{params['out_dir']}/parts/{safe}/{i:04d}" for i in range(len(batches))]
 
     batches = list_batches()
+    gate = anything_new(batches)
     parts = part_dirs(batches)
+    gate >> parts
     detected = InkloopDetectOperator.partial(
         task_id="detect",
         model="{{ params.model }}",
         conf="{{ params.conf }}",
         route="{{ params.route }}",
+        verdict="{{ params.verdict }}",
     ).expand_kwargs(batches.zip(parts).map(lambda bp: {"inputs": bp[0], "out_dir": bp[1]}))
     merged = InkloopMergeResultsOperator(
         task_id="merge_results", out_dir="{{ params.out_dir }}", parts=parts, outlets=[RESULTS]

@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from airflow_env import ROOT, migrate, run_airflow
+from inkloop.verdict import VERDICTS_ORDER
 
 pytestmark = pytest.mark.airflow
 
@@ -86,3 +88,70 @@ def test_inkloop_detect_dag_maps_batches_and_merges(af, documents_dir):
     assert summary["documents"] == 5 and summary["pages"] == 9 and summary["quarantined"] == 1
     parts = list((data / "results" / "parts").glob("*/*"))
     assert len(parts) == 3  # 6 inputs, 2 per batch: three mapped detect tasks
+
+
+def _run_detect(env, conf):
+    t0 = time.monotonic()
+    p = run_airflow(env, "dags", "test", "inkloop_detect", "-c", json.dumps(conf))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    assert "state=success" in p.stdout + p.stderr
+    return time.monotonic() - t0, p.stdout + p.stderr
+
+
+def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(af, documents_dir, pages_dir):
+    env, data = af
+    inbox, out = data / "watched-inbox", data / "watched-results"
+    inbox.mkdir()
+    conf = {"inbox": str(inbox), "out_dir": str(out), "docs_per_batch": 2}
+
+    # an empty inbox: the run stops after listing, nothing is detected
+    seconds, _ = _run_detect(env, conf)
+    assert not (out / "parts").exists() and not (out / "results.jsonl").exists()
+    assert seconds < 60, seconds
+
+    # files dropped: the next run detects them and derives their verdicts
+    for name in ("unsigned form.pdf", "letter.jpg", "scanned letters.pdf"):
+        shutil.copy(documents_dir / name, inbox / name)
+    (inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    _run_detect(env, conf)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["documents"] == 3 and summary["quarantined"] == 1
+    assert sum(summary["verdicts"].values()) == 4  # 3 judged + the quarantined one (needs_review)
+    verdicts = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 4 and {v["verdict"] for v in verdicts} <= set(VERDICTS_ORDER)
+    runs_before = {p.name for p in (out / "parts").iterdir()}
+    lines_before = (out / "results.jsonl").read_text().count("\n")
+
+    # the same files again (one under a new name) plus one new document: only the new one runs
+    shutil.copy(documents_dir / "letter.jpg", inbox / "letter (copy).jpg")
+    new_page = sorted(pages_dir.glob("*.png"))[0]
+    shutil.copy(new_page, inbox / "new.png")
+    _run_detect(env, conf)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["documents"] == 1 and summary["quarantined"] == 0, summary
+    assert sum(summary["verdicts"].values()) == 1
+    assert len((out / "verdicts.jsonl").read_text().splitlines()) == 5
+    new_runs = {p.name for p in (out / "parts").iterdir()} - runs_before
+    assert len(new_runs) == 1 and len(list((out / "parts" / new_runs.pop()).iterdir())) == 1
+
+    # nothing new: no detection at all
+    _run_detect(env, conf)
+    assert (out / "results.jsonl").read_text().count("\n") == lines_before + 1
+    assert len({p.name for p in (out / "parts").iterdir()} - runs_before) == 1
+
+
+def test_inkloop_detect_is_scheduled_one_run_at_a_time(af):
+    env, _ = af
+    code = textwrap.dedent(
+        f"""
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder={str(ROOT / "dags" / "inkloop_detect.py")!r}).dags["inkloop_detect"]
+        print("RESULT" + json.dumps({{"max": dag.max_active_runs, "schedule": dag.timetable.expression}}))
+        """
+    )
+    env = {**env, "INKLOOP_DETECT_SCHEDULE": "*/5 * * * *"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.split("RESULT", 1)[1])
+    assert res == {"max": 1, "schedule": "*/5 * * * *"}

@@ -1,4 +1,4 @@
-"""Detection operators: thin shells over :func:`inkloop.detection.pipeline.detect`."""
+"""Detection operators: thin shells over :func:`inkloop.verdict.integrate.detect_and_judge`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ class InkloopDetectOperator(BaseOperator):
     """Detect signatures in documents (paths or storage URLs) and write results to ``out_dir``.
 
     Returns the run summary (small and JSON-able) for XCom. Map it over batches with
-    ``.partial(...).expand(inputs=...)`` so detection spreads across workers.
+    ``.partial(...).expand(inputs=...)`` so detection spreads across workers. With ``verdict``
+    (default) each document's signing verdict is derived into ``verdicts.jsonl``; the counts per
+    verdict are in the summary (``verdicts``) and pushed as the XCom ``verdict_counts``, the
+    file's path as ``verdicts_path``.
     """
 
-    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route")
+    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route", "verdict")
     ui_color = "#f4d7dd"
 
     def __init__(
@@ -28,6 +31,7 @@ class InkloopDetectOperator(BaseOperator):
         batch_size: int = 4,
         force: bool = False,
         route: bool | str = False,
+        verdict: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -38,14 +42,16 @@ class InkloopDetectOperator(BaseOperator):
         self.batch_size = batch_size
         self.force = force
         self.route = route
+        self.verdict = verdict
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.detection.pipeline import DetectOptions, detect
+        from inkloop.detection.pipeline import DetectOptions
         from inkloop.detection.routing import RoutingConfig
+        from inkloop.verdict.integrate import detect_and_judge
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf = float(self.conf) if self.conf not in (None, "", "None") else None
-        summary = detect(
+        summary = detect_and_judge(
             inputs,
             self.out_dir,
             DetectOptions(
@@ -53,16 +59,27 @@ class InkloopDetectOperator(BaseOperator):
                 conf=conf,
                 batch_size=self.batch_size,
                 force=self.force,
-                routing=RoutingConfig() if str(self.route).lower() in ("true", "1") else None,
+                routing=RoutingConfig() if _true(self.route) else None,
             ),
+            verdict=_true(self.verdict),
         )
         self.log.info(
-            "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s)",
+            "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s); verdicts %s",
             summary.documents,
             summary.pages,
             summary.pages_with_detections,
             summary.quarantined,
             summary.pages_per_second,
             summary.model_version,
+            summary.verdicts,
         )
-        return summary.to_dict()
+        out = summary.to_dict()
+        if summary.verdicts is not None:
+            out["verdicts_path"] = f"{self.out_dir}/verdicts.jsonl"
+            context["ti"].xcom_push(key="verdict_counts", value=summary.verdicts)
+            context["ti"].xcom_push(key="verdicts_path", value=out["verdicts_path"])
+        return out
+
+
+def _true(value: bool | str) -> bool:
+    return str(value).lower() in ("true", "1")

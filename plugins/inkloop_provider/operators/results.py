@@ -9,7 +9,9 @@ from airflow.sdk import BaseOperator, Context
 
 
 class InkloopMergeResultsOperator(BaseOperator):
-    """Thin shell over :func:`inkloop.detection.results.merge_parts`; returns the merged summary."""
+    """Thin shell over :func:`inkloop.verdict.integrate.merge_results` (results, quarantine and
+    verdicts of the parts); returns the merged summary, with ``verdicts`` (counts) and
+    ``verdicts_path`` when the parts derived verdicts."""
 
     template_fields: Sequence[str] = ("out_dir", "parts")
 
@@ -19,10 +21,12 @@ class InkloopMergeResultsOperator(BaseOperator):
         self.parts = parts
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.detection.results import merge_parts
+        from inkloop.verdict.integrate import merge_results
 
         parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
-        summary = merge_parts(self.out_dir, parts).to_dict()
+        out = merge_results(self.out_dir, parts).to_dict()
+        if out.get("verdicts") is not None:
+            out["verdicts_path"] = f"{self.out_dir}/verdicts.jsonl"
         for asset in self.outlets or []:  # consumers read which folder each event is about
             context["outlet_events"][asset].extra = {"results_dir": str(self.out_dir)}
-        return summary
+        return out

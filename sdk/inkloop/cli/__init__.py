@@ -99,8 +99,19 @@ def detect(
             "--tta/--no-tta", help="With --route: a second, test-time-augmented inference per page."
         ),
     ] = True,
+    verdict: Annotated[
+        bool,
+        typer.Option(
+            "--verdict/--no-verdict",
+            help="Derive each document's signing verdict into verdicts.jsonl and count them (default: on).",
+        ),
+    ] = True,
 ) -> None:
-    """Detect signatures in documents; every input ends in results.jsonl or quarantine.jsonl."""
+    """Detect signatures in documents; every input ends in results.jsonl or quarantine.jsonl.
+
+    Then, unless --no-verdict, each document's signing verdict (signed, partially_signed,
+    unsigned, e_signed, no_signature_expected, needs_review) goes to verdicts.jsonl.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop.detection.pipeline import DetectionRun, DetectOptions
@@ -155,6 +166,10 @@ def detect(
 
         summary = run.run(inputs, on_event)
 
+    if verdict:
+        from inkloop.verdict.integrate import judge_run
+
+        summary, _ = judge_run(out, summary, routing=opts.routing)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -180,6 +195,10 @@ def _print_summary(console: Any, s: dict[str, Any]) -> None:
     ):
         t.add_row(key.replace("_", " "), str(s[key]))
     console.print(t)
+    if s.get("verdicts") is not None:
+        from inkloop.cli.verdict import print_verdict_counts
+
+        print_verdict_counts(console, s["verdicts"], Path(s["out_dir"]) / "verdicts.jsonl")
 
 
 @app.command()
@@ -193,6 +212,9 @@ def version() -> None:
 
 
 from inkloop.cli.review import review_app  # noqa: E402
+from inkloop.cli.verdict import verdict_command  # noqa: E402
+
+app.command("verdict")(verdict_command)
 
 app.add_typer(review_app, name="review")
 

@@ -36,6 +36,7 @@ from inkloop.detection.routing import (
     route_run,
 )
 from inkloop.detection.routing import page_text as routing_page_text
+from inkloop.documents.hashing import source_doc_id
 from inkloop.documents.inputs import expand_inputs
 from inkloop.documents.limits import DocumentError, Limits
 from inkloop.documents.opening import OpenedDocument, open_document
@@ -111,6 +112,7 @@ class _Skip:
 class _Fail:
     source: str
     error: DocumentError
+    doc_id: str | None = None
 
 
 _END = object()
@@ -227,10 +229,11 @@ def _produce(
                 with PDF_LOCK:
                     doc = open_document(src, opts.limits, opts.people_dpi)
             except DocumentError as exc:
-                out.put(_Fail(src, exc))
+                out.put(_Fail(src, exc, source_doc_id(src)))
                 continue
             except Exception as exc:  # never let one input sink the batch
-                out.put(_Fail(src, DocumentError(src, f"unexpected error: {exc.__class__.__name__}: {exc}")))
+                err = DocumentError(src, f"unexpected error: {exc.__class__.__name__}: {exc}")
+                out.put(_Fail(src, err, source_doc_id(src)))
                 continue
             if doc.doc_id in seen or (not opts.force and store.is_done(doc.doc_id)):
                 with PDF_LOCK:
@@ -316,7 +319,7 @@ class DetectionRun:
                         drain(0)
                         break
                     if isinstance(msg, _Fail):
-                        self._quarantine(store, summary, msg.source, None, msg.error, notify)
+                        self._quarantine(store, summary, msg.source, msg.doc_id, msg.error, notify)
                         continue
                     if isinstance(msg, _Skip):
                         summary.skipped += 1

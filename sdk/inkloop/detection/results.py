@@ -38,6 +38,8 @@ class Summary:
     model_version: str = ""
     out_dir: str = ""
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    #: Documents per signing verdict (``inkloop.verdict``), when verdicts were derived; else None.
+    verdicts: dict[str, int] | None = None
 
     @property
     def pages_per_second(self) -> float:

@@ -25,7 +25,9 @@ signal is enough, several weak ones add up, and the score stays in [0, 1]:
   was kept: the likeliest place for a silent miss.
 
 Decision reasons are prefixed ``route:`` and signal reasons ``band:``/``tta:``/``cue:``/
-``unscored:``, so a program can tell them apart and :func:`route_results` can be re-applied.
+``unscored:``, so a program can tell them apart and :func:`route_results` can be re-applied. A
+later stage may put pages first (``priority``): the signing verdict sends the pages of documents
+judged ``needs_review`` or ``partially_signed``, with the reason ``verdict:<verdict>``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -490,16 +492,25 @@ def review_budget(n_pages: int, config: RoutingConfig) -> int | None:
     return min(limits) if limits else None
 
 
-def route_results(results: Sequence[PageResult], config: RoutingConfig) -> list[PageResult]:
+def route_results(
+    results: Sequence[PageResult], config: RoutingConfig, priority: Mapping[str, str] | None = None
+) -> list[PageResult]:
     """Decide every page of a run: review (budgeted, most uncertain first), auto_accept or audit.
 
     Returns copies in the input order with ``decision`` set and a ``route:`` reason appended
-    (earlier ``route:`` reasons are dropped, so routing again gives the same answer). A page
-    without an uncertainty (detected without routing) counts as 0 and says so.
+    (earlier ``route:`` and ``verdict:`` reasons are dropped, so routing again gives the same
+    answer). A page without an uncertainty (detected without routing) counts as 0 and says so.
+
+    ``priority`` (page key → reason, e.g. ``"verdict:needs_review"``) names pages a later stage
+    wants a person to see first: they are review candidates whatever their uncertainty, ranked
+    ahead of every other candidate (within the budget), and carry the reason.
     """
+    priority = priority or {}
     scored: list[tuple[float, list[str]]] = []
     for r in results:
-        reasons = [x for x in r.reasons if not x.startswith("route:")]
+        reasons = [x for x in r.reasons if not x.startswith(("route:", "verdict:"))]
+        if r.page_key in priority:
+            reasons.append(priority[r.page_key])
         if r.uncertainty is None:
             if not any(x.startswith("unscored:") for x in reasons):
                 reasons.append("unscored: detected without routing; uncertainty taken as 0")
@@ -507,8 +518,9 @@ def route_results(results: Sequence[PageResult], config: RoutingConfig) -> list[
         else:
             scored.append((float(r.uncertainty), reasons))
 
-    candidates = [i for i, (u, _) in enumerate(scored) if u >= config.review_min_uncertainty]
-    candidates.sort(key=lambda i: (-scored[i][0], results[i].page_key))
+    first = {i for i, r in enumerate(results) if r.page_key in priority}
+    candidates = [i for i, (u, _) in enumerate(scored) if u >= config.review_min_uncertainty or i in first]
+    candidates.sort(key=lambda i: (i not in first, -scored[i][0], results[i].page_key))
     budget = review_budget(len(results), config)
     n_review = len(candidates) if budget is None else min(budget, len(candidates))
     rank = {i: k + 1 for k, i in enumerate(candidates)}
@@ -521,11 +533,18 @@ def route_results(results: Sequence[PageResult], config: RoutingConfig) -> list[
         decision: Decision
         if i in review:
             decision = "review"
-            why = f"route: review (uncertainty {u:.3f}, rank {rank[i]}/{len(candidates)}, {allowed})"
+            first_why = f"{priority[r.page_key]} first, " if i in first else ""
+            why = (
+                f"route: review ({first_why}uncertainty {u:.3f}, rank {rank[i]}/{len(candidates)}, {allowed})"
+            )
         else:
             decision = "auto_accept"
             if i in rank:
-                why = f"route: over budget (uncertainty {u:.3f}, rank {rank[i]}/{len(candidates)}, {allowed})"
+                first_why = f"{priority[r.page_key]}, " if i in first else ""  # a priority page too
+                why = (
+                    f"route: over budget ({first_why}uncertainty {u:.3f}, "
+                    f"rank {rank[i]}/{len(candidates)}, {allowed})"
+                )
             else:
                 why = f"route: confident (uncertainty {u:.3f} < {config.review_min_uncertainty:g})"
         whys = [why]
@@ -573,16 +592,20 @@ class RoutingRecord:
         )
 
 
-def route_run(out_dir: str | os.PathLike[str], config: RoutingConfig | None = None) -> list[PageResult]:
+def route_run(
+    out_dir: str | os.PathLike[str],
+    config: RoutingConfig | None = None,
+    priority: Mapping[str, str] | None = None,
+) -> list[PageResult]:
     """Route every page of a results folder and (re)write ``routing.jsonl`` atomically.
 
     The whole folder is one run for the budget: a resumed or re-forced run is routed as if it had
     run once. Returns the routed pages (``results.jsonl`` order) for callers such as the review
-    push that also need the boxes.
+    push that also need the boxes. ``priority``: see :func:`route_results`.
     """
     config = config or RoutingConfig()
     out = Path(out_dir)
-    routed = route_results(read_results(out), config)
+    routed = route_results(read_results(out), config, priority)
     lines = [
         json.dumps(
             RoutingRecord(

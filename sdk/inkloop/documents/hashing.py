@@ -12,3 +12,23 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def source_doc_id(source: str) -> str | None:
+    """The ``doc_id`` of a file or storage URL, or None when its bytes cannot be read.
+
+    For inputs that fail before they are opened (empty, unsupported, corrupt): their quarantine
+    record still names the bytes, so an inbox does not hand the same file over again.
+    """
+    try:
+        if "://" in source and not source.startswith("file://"):
+            import fsspec
+
+            h = hashlib.sha256()
+            with fsspec.open(source, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        return sha256_file(source.removeprefix("file://"))
+    except Exception:  # not found, not a file, storage error: no identity to record
+        return None

@@ -575,16 +575,23 @@ def push_results(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Route a results folder and push its ``review`` (and ``audit``) pages: the CLI's and the
-    Airflow operator's one implementation. Returns a JSON-able summary."""
-    from inkloop.detection.routing import RoutingConfig, route_run
+    Airflow operator's one implementation. Returns a JSON-able summary.
+
+    With a ``verdicts.jsonl`` in the folder, pages of documents judged ``needs_review`` or
+    ``partially_signed`` are routed to review first and pushed first (reason ``verdict:…``).
+    """
+    from inkloop.detection.routing import RoutingConfig
+    from inkloop.verdict.integrate import route_with_verdicts
 
     results = Path(results_dir)
     if not (results / "results.jsonl").exists():
         raise FileNotFoundError(f"{results} has no results.jsonl (run `inkloop detect` first)")
-    routed = route_run(results, routing or RoutingConfig())
+    routed = route_with_verdicts(results, routing or RoutingConfig())
     unscored = bool(routed) and all(any(x.startswith("unscored") for x in r.reasons) for r in routed)
     wanted = {"review", "audit"} if include_audit else {"review"}
     chosen = [r for r in routed if r.decision in wanted]
+    # the verdict's pages first (stable: otherwise results order)
+    chosen.sort(key=lambda r: not any(x.startswith("verdict:") for x in r.reasons))
     if images_dir is None:
         images_dir = Path(document_root) / "inkloop-pages" if document_root else results / "review-images"
     pairs = PageImages(Path(images_dir), dpi=dpi).render(chosen)
@@ -592,6 +599,7 @@ def push_results(
     summary.update(
         routed_pages=len(routed),
         selected=len(chosen),
+        verdict_first=sum(any(x.startswith("verdict:") for x in r.reasons) for r in chosen),
         unscored=unscored,
         project_url=client.project_url(),
     )

@@ -1,0 +1,100 @@
+"""A watched inbox: each scheduled run is handed only the documents no earlier run has finished.
+
+A document is known by its ``doc_id`` (SHA-256 of its bytes), so a file dropped again, renamed or
+copied, is not processed twice. To keep a large inbox cheap to list every few minutes, the hashes
+are cached in ``inbox-ledger.json`` in the results folder, keyed by the file's name, size and
+modification time: only new or changed files are read.
+
+"Finished" means in the results folder's ``results.jsonl`` or ``quarantine.jsonl``: a run that
+failed before its results were merged is retried by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from inkloop.detection.results import QUARANTINE, RESULTS, _iter_jsonl
+from inkloop.documents.hashing import source_doc_id
+from inkloop.documents.inputs import expand_inputs, is_url
+
+LEDGER = "inbox-ledger.json"
+
+
+def known_doc_ids(results_dir: str | os.PathLike[str]) -> set[str]:
+    """Every ``doc_id`` with results or a quarantine record in ``results_dir``."""
+    out = Path(results_dir)
+    done = {r["page"]["doc_id"] for r in _iter_jsonl(out / RESULTS) if r.get("kind") == "page"}
+    done |= {r["doc_id"] for r in _iter_jsonl(out / QUARANTINE) if r.get("doc_id")}
+    return done
+
+
+def _fingerprint(source: str) -> str | None:
+    """Name, size and modification time, or None when the storage gives no time (then: rehash)."""
+    try:
+        if is_url(source):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(source)
+            info = fs.info(path)
+            mtime = (
+                info.get("mtime") or info.get("LastModified") or info.get("updated") or info.get("created")
+            )
+            return None if mtime is None else f"{info.get('size')}:{mtime}"
+        st = Path(source.removeprefix("file://")).stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except Exception:
+        return None
+
+
+def unseen_documents(inbox: str | list[str], results_dir: str | os.PathLike[str]) -> list[str]:
+    """The inbox's files whose ``doc_id`` is not yet in ``results_dir`` (one file per ``doc_id``).
+
+    Updates ``inbox-ledger.json`` (the hash cache). Files that cannot be read are kept: detection
+    quarantines them with the reason.
+    """
+    specs = [inbox] if isinstance(inbox, str) else list(inbox)
+    out = Path(results_dir)
+    ledger_path = out / LEDGER
+    ledger: dict[str, Any] = {}
+    if ledger_path.exists():
+        try:
+            ledger = json.loads(ledger_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            ledger = {}
+    done = known_doc_ids(out)
+    fresh: dict[str, Any] = {}
+    todo: list[str] = []
+    listed: set[str] = set()
+    for src in expand_inputs(specs):
+        fp = _fingerprint(src)
+        entry = ledger.get(src)
+        if fp is not None and entry and entry.get("fingerprint") == fp:
+            doc_id = entry.get("doc_id")
+        else:
+            doc_id = source_doc_id(src)
+        if doc_id is not None:
+            fresh[src] = {"fingerprint": fp, "doc_id": doc_id}
+            if doc_id in done or doc_id in listed:
+                continue
+            listed.add(doc_id)
+        todo.append(src)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = ledger_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fresh, indent=0, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, ledger_path)
+    return todo
+
+
+def plan_inbox(
+    inbox: str | list[str],
+    results_dir: str | os.PathLike[str],
+    docs_per_batch: int = 20,
+    max_batches: int | None = None,
+) -> list[list[str]]:
+    """Batches (for dynamic task mapping) of the inbox's unseen documents; ``[]`` when none."""
+    from inkloop.documents.inputs import plan_batches
+
+    return plan_batches(unseen_documents(inbox, results_dir), docs_per_batch, max_batches)

@@ -1,0 +1,131 @@
+"""The verdict in the rest of the loop: after a detection run, in its summary, and in routing.
+
+- :func:`judge_run`: derive ``verdicts.jsonl`` for a results folder, put the counts per verdict
+  into ``summary.json`` and, when the run was routed, route again with the verdicts' priority.
+- :func:`detect_and_judge`: detection then :func:`judge_run`, the Airflow operator's one call.
+- :func:`review_priority` / :func:`route_with_verdicts`: documents judged ``needs_review`` or
+  ``partially_signed`` go to review first; their pages carry the reason ``verdict:<verdict>``.
+- :func:`merge_results`: fold mapped detection parts (results and verdicts) into one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from inkloop.detection.pipeline import DetectOptions, ProgressFn, detect
+from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results
+from inkloop.detection.routing import RoutingConfig, route_run
+from inkloop.verdict._base import PageResult
+from inkloop.verdict.derive import derive_verdicts
+from inkloop.verdict.judge import VerdictConfig
+from inkloop.verdict.record import VERDICTS, DocumentVerdict, count_verdicts, read_verdicts, write_verdicts
+
+#: Verdicts whose documents a person should see before any other page.
+REVIEW_FIRST: tuple[str, ...] = ("needs_review", "partially_signed")
+
+
+def review_priority(verdicts: Iterable[DocumentVerdict], results: Sequence[PageResult]) -> dict[str, str]:
+    """Page key → ``"verdict:<verdict>"`` for the pages of documents that go to review first.
+
+    The pages are those holding a signature place or ink of the verdict (where a person must
+    look); a document with neither (quarantined, unreadable, no place found) sends every page.
+    """
+    pages_of: dict[str, list[int]] = {}
+    for r in results:
+        pages_of.setdefault(r.page.doc_id, []).append(r.page.index)
+    out: dict[str, str] = {}
+    for v in verdicts:
+        if v.verdict not in REVIEW_FIRST or v.doc_id not in pages_of:
+            continue
+        wanted = {p.page for p in v.places} | {i.page for i in v.ink}
+        indices = [i for i in pages_of[v.doc_id] if i in wanted] or pages_of[v.doc_id]
+        for i in indices:
+            out[f"{v.doc_id}:{i}"] = f"verdict:{v.verdict}"
+    return out
+
+
+def route_with_verdicts(
+    results_dir: str | os.PathLike[str], routing: RoutingConfig | None = None
+) -> list[PageResult]:
+    """:func:`~inkloop.detection.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
+    putting ``needs_review`` and ``partially_signed`` documents first."""
+    out = Path(results_dir)
+    verdicts = read_verdicts(out) if (out / VERDICTS).exists() else []
+    priority = review_priority(verdicts, read_results(out)) if verdicts else None
+    return route_run(out, routing or RoutingConfig(), priority)
+
+
+def _write_summary(out: Path, summary: Summary) -> None:
+    (out / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+def judge_run(
+    results_dir: str | os.PathLike[str],
+    summary: Summary | None = None,
+    config: VerdictConfig | None = None,
+    routing: RoutingConfig | None = None,
+    source_root: str | os.PathLike[str] | None = None,
+) -> tuple[Summary, list[DocumentVerdict]]:
+    """Derive every document's verdict in ``results_dir`` after a detection run.
+
+    Writes ``verdicts.jsonl``, records the counts per verdict in the summary (and rewrites
+    ``summary.json``), and with ``routing`` re-routes the folder so ``routing.jsonl`` puts the
+    documents that need a person first. Returns the summary and the verdicts.
+    """
+    out = Path(results_dir)
+    if summary is None:
+        summary = Summary(out_dir=str(out))
+        if (out / SUMMARY).exists():
+            known = Summary.__dataclass_fields__
+            d = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
+            summary = Summary(**{k: v for k, v in d.items() if k in known})
+    verdicts = derive_verdicts(out, config, source_root=source_root)
+    summary.verdicts = count_verdicts(verdicts)
+    _write_summary(out, summary)
+    if routing is not None:
+        route_with_verdicts(out, routing)
+    return summary, verdicts
+
+
+def detect_and_judge(
+    inputs: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    options: DetectOptions | None = None,
+    verdict: bool = True,
+    config: VerdictConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> Summary:
+    """Detect into ``out_dir``, then (``verdict=True``) derive the verdicts: :func:`judge_run`."""
+    options = options or DetectOptions()
+    summary = detect(inputs, out_dir, options, progress)
+    if verdict:
+        summary, _ = judge_run(out_dir, summary, config, options.routing)
+    return summary
+
+
+def merge_results(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> Summary:
+    """:func:`~inkloop.detection.results.merge_parts`, plus the parts' verdicts.
+
+    A part's verdict replaces the folder's earlier verdict of the same document (verdicts are
+    derived, so the newest wins); the merged summary counts the parts' verdicts (None if no part
+    derived any).
+    """
+    parts = [Path(p) for p in parts]
+    total = merge_parts(out_dir, parts)
+    out = Path(out_dir)
+    new: dict[str, DocumentVerdict] = {}
+    for p in parts:
+        if (p / VERDICTS).exists():
+            for v in read_verdicts(p):
+                new[v.doc_id or v.source] = v
+    if new or any((p / VERDICTS).exists() for p in parts):
+        kept = read_verdicts(out) if (out / VERDICTS).exists() else []
+        merged = {v.doc_id or v.source: v for v in kept}
+        merged.update(new)
+        write_verdicts(out, merged.values())
+        total.verdicts = count_verdicts(new.values())
+        _write_summary(out, total)
+    return total
