@@ -366,3 +366,29 @@ def test_int8_can_keep_named_layers_in_float(dataset, tmp_path):
     ref = ort.InferenceSession(str(bundled.path), providers=["CPUExecutionProvider"])
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"images": x})[0].shape == ref.run(None, {"images": x})[0].shape
+
+
+def test_pretrained_start_by_hub_name_uses_a_local_copy(tmp_path, monkeypatch):
+    """A recipe names its start as a user with internet would (``yolov8n.pt``); offline, a local
+    copy in ``$INKLOOP_PRETRAINED`` (as ``yolov8n.pt`` or ``yolov8n-coco.pt``) is used and its
+    name and SHA-256 are recorded; with neither a copy nor downloads, a clear error."""
+    import shutil
+
+    from inkloop.documents.hashing import sha256_file
+    from inkloop.lifecycle.retrain import resolve_start
+    from inkloop.lifecycle.training import RECIPES, StartWeightsError, initial_weights
+
+    assert RECIPES["coco-v2"].model == "yolov8n.pt"
+    local = tmp_path / "yolov8n-coco.pt"
+    shutil.copy(resolve_model(None).path.with_name("model.pt"), local)
+    monkeypatch.setenv("INKLOOP_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    weights, record = resolve_start("yolov8n.pt")
+    assert weights == str(local)
+    assert record["ref"] == "yolov8n.pt" and record["file"] == "yolov8n-coco.pt"
+    assert record["sha256"] == sha256_file(local) and record["pretrained"]
+    assert initial_weights("yolov8n.yaml")[1] == {"name": "yolov8n.yaml", "pretrained": False}
+
+    monkeypatch.setenv("INKLOOP_PRETRAINED", str(tmp_path / "empty"))
+    with pytest.raises(StartWeightsError, match=r"yolo11n\.pt.*downloads are off.*INKLOOP_PRETRAINED"):
+        resolve_start("yolo11n.pt")

@@ -209,6 +209,13 @@ def resolve_start(
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") and not path.exists():
         return ref, {"ref": ref, "from_scratch": True}  # an ultralytics architecture name
+    if path.suffix == ".pt" and path.name == ref and not path.exists():
+        # A hub name such as ``yolov8n.pt`` (COCO-pretrained): a local copy from $INKLOOP_PRETRAINED,
+        # else ultralytics downloads it (a clear error when downloads are off).
+        from inkloop.lifecycle.training import initial_weights
+
+        weights, record = initial_weights(ref)
+        return weights, {"ref": ref, **record}
     if not path.is_file():
         raise ModelError(f"starting model not found: {ref}")
     if path.suffix in (".yaml", ".yml"):
