@@ -33,7 +33,9 @@ from inkloop.models.references import ModelCard, ModelError, ModelRef
 
 #: What :meth:`TritonSession.get_providers` reports (not a CPU backend: batches go to the server).
 PROVIDER = "Triton"
-CARD_PARAMETER = "inkloop-card"  # the same names as inkloop.serving.triton_server
+#: Model config ``parameters`` carrying the card and the ONNX metadata (base64 JSON), written by
+#: ``inkloop serve`` and by the model repository export (:mod:`inkloop.serving`).
+CARD_PARAMETER = "inkloop-card"
 METADATA_PARAMETER = "inkloop-onnx-metadata"
 TOKEN_ENV = "INKLOOP_TRITON_TOKEN"
 
@@ -87,6 +89,11 @@ class _Arg:
 @dataclass(frozen=True)
 class _Meta:
     custom_metadata_map: dict[str, str]
+
+
+def encode_parameter(value: Any) -> str:
+    """JSON, base64-encoded: config.pbtxt string values stay free of quotes and newlines."""
+    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 def _decode_parameter(params: dict[str, Any], key: str) -> Any:

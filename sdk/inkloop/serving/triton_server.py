@@ -16,7 +16,6 @@ ONNX file's metadata (``inkloop-onnx-metadata``): a ``triton://`` client needs n
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import os
@@ -29,17 +28,12 @@ from typing import Any
 
 import numpy as np
 
-CARD_PARAMETER = "inkloop-card"
-METADATA_PARAMETER = "inkloop-onnx-metadata"
+from inkloop.detection.triton_backend import CARD_PARAMETER, METADATA_PARAMETER, encode_parameter
+
 PAGES_SUFFIX = "-pages"
 EXIT_MODEL = 4
 
 log = logging.getLogger("inkloop.serving")
-
-
-def encode_parameter(value: Any) -> str:
-    """JSON, base64-encoded: config.pbtxt string values stay free of quotes and newlines."""
-    return base64.b64encode(json.dumps(value).encode()).decode()
 
 
 def _session(onnx: Path) -> Any:
