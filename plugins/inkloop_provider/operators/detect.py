@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,9 @@ class InkloopDetectOperator(BaseOperator):
     """Detect signatures in documents (paths or storage URLs) and write results to ``out_dir``.
 
     Returns the run summary (small and JSON-able) for XCom. Map it over batches with
-    ``.partial(...).expand(inputs=...)`` so detection spreads across workers.
+    ``.partial(...).expand(inputs=...)`` so detection spreads across workers. With
+    ``triton_conn_id``, inference runs on that Triton server (``model`` then names the model on
+    it, default the connection's); rendering and decoding stay on the worker.
     """
 
     template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route")
@@ -28,6 +31,7 @@ class InkloopDetectOperator(BaseOperator):
         batch_size: int = 4,
         force: bool = False,
         route: bool | str = False,
+        triton_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -38,6 +42,7 @@ class InkloopDetectOperator(BaseOperator):
         self.batch_size = batch_size
         self.force = force
         self.route = route
+        self.triton_conn_id = triton_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.detection.pipeline import DetectOptions, detect
@@ -45,17 +50,25 @@ class InkloopDetectOperator(BaseOperator):
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf = float(self.conf) if self.conf not in (None, "", "None") else None
-        summary = detect(
-            inputs,
-            self.out_dir,
-            DetectOptions(
-                model=self.model or None,
-                conf=conf,
-                batch_size=self.batch_size,
-                force=self.force,
-                routing=RoutingConfig() if str(self.route).lower() in ("true", "1") else None,
-            ),
-        )
+        model, token, served = self.model or None, None, contextlib.nullcontext()
+        if self.triton_conn_id:
+            from inkloop_provider.hooks.triton import TritonHook
+
+            hook = TritonHook(self.triton_conn_id)
+            model, token = hook.get_model_ref(self.model or None)
+            served = hook.token_in_environment(token)
+        with served:
+            summary = detect(
+                inputs,
+                self.out_dir,
+                DetectOptions(
+                    model=model,
+                    conf=conf,
+                    batch_size=self.batch_size,
+                    force=self.force,
+                    routing=RoutingConfig() if str(self.route).lower() in ("true", "1") else None,
+                ),
+            )
         self.log.info(
             "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s)",
             summary.documents,

@@ -190,7 +190,8 @@ def run_foreground(server: TritonServer) -> int:
     signal.signal(signal.SIGINT, forward)
     server.start(foreground=True)
     print(
-        f"ready: {server.ref} (pages: {server.ref}{PAGES_SUFFIX}), metrics {server.metrics_url}",
+        f"ready: {server.ref} (page bytes in, page boxes out: model {server.name}{PAGES_SUFFIX}); "
+        f"gRPC {server.grpc_ref}; metrics {server.metrics_url}",
         file=sys.stderr,
         flush=True,
     )
