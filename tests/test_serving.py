@@ -139,6 +139,10 @@ def test_server_down_mid_run_quarantines_the_batch_naming_the_server(documents_d
     for q in quarantined:
         assert q["error"] == "inference_unavailable"
         assert f"127.0.0.1:{srv.http_port}" in q["reason"] and "did not answer" in q["reason"]
+    from inkloop.detection.results import ResultStore
+
+    with ResultStore(tmp_path / "out") as store:  # the next run tries them again
+        assert not any(store.is_done(q["doc_id"]) for q in quarantined)
 
 
 def test_a_model_that_cannot_load_is_a_clear_model_error(tmp_path: Path) -> None:

@@ -327,6 +327,31 @@ def _measure_variants(
 TRITON_PIPELINE, TRITON_BARE = "pipeline_triton", "triton_b1"
 
 
+def request_overhead(local: Any, remote: Any, prepared: Sequence[Any], n: int = 40) -> dict[str, float]:
+    """One page's forward pass, locally and through the server, called alternately ``n`` times on
+    the same tensors: the extra milliseconds a request costs (serialisation, HTTP, the server's
+    queue and Python backend). Alternating keeps other load on the machine out of the difference;
+    the minimum is the least disturbed figure."""
+    times: dict[str, list[float]] = {"local": [], "triton": []}
+    for i in range(n):
+        t = prepared[i % len(prepared)].tensor[None]  # float32 CHW (see _as_tensor)
+        for name, det in (("local", local), ("triton", remote)):
+            t0 = time.perf_counter()
+            det.session.run(None, {det.input_name: t})
+            times[name].append(1000 * (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    low = {k: min(v) for k, v in times.items()}
+    return {
+        "requests": n,
+        "median_ms_local": round(med["local"], 2),
+        "median_ms_triton": round(med["triton"], 2),
+        "min_ms_local": round(low["local"], 2),
+        "min_ms_triton": round(low["triton"], 2),
+        "overhead_ms_median": round(med["triton"] - med["local"], 2),
+        "overhead_ms_min": round(low["triton"] - low["local"], 2),
+    }
+
+
 def _remote_report(cfg: BenchConfig, timings: dict[str, dict[str, Any]], work: Path) -> dict[str, Any]:
     """Pipeline through the server vs local, the per-request overhead, and whether the detections
     are the same (they should be: only the forward pass moved)."""
@@ -517,8 +542,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
             }
         report["timings"] = timings
         report["ratios"] = _ratios(timings, local_bare)
-        if cfg.triton:
+        if cfg.triton and remote_run is not None:
             report["triton"] = _remote_report(cfg, timings, work)
+            say("per-request overhead: local and served forward passes, alternately")
+            report["triton"]["request"] = request_overhead(plain, remote_run.detector, tensors["scanned"])
 
         if alt is not None:
             report["agreement"] = {

@@ -249,6 +249,15 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                 f"{row['request_ms_triton']} ms served (+{row['overhead_ms_per_request']} ms); "
                 f"{ag['pages_agree']}/{ag['pages']} pages identical"
             )
+    if "triton" in report:
+        rq = report["triton"]["request"]
+        console.print(
+            f"triton request (one page, alternating, {rq['requests']}×): local median "
+            f"{rq['median_ms_local']} "
+            f"/ min {rq['min_ms_local']} ms, served median {rq['median_ms_triton']} / min "
+            f"{rq['min_ms_triton']} ms: overhead {rq['overhead_ms_median']} ms (median), "
+            f"{rq['overhead_ms_min']} ms (min)"
+        )
     la = report["machine"]
     console.print(
         f"load average at start {la['loadavg_start']}, at end {la.get('loadavg_end')}, on {la['cpus']} CPUs "
