@@ -150,6 +150,9 @@ def serve(args: argparse.Namespace) -> int:
         metrics_address=args.host,
         metrics_port=args.metrics_port,
         log_verbose=0,
+        # in-flight requests get this long on SIGTERM; idle keep-alive connections (every
+        # client holds some) would otherwise hold the stop for Triton's default 30 s
+        exit_timeout_secs=args.exit_timeout,
     )
     batcher = DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us)
     stop = threading.Event()
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--queue-delay-us", type=int, default=2000)
+    p.add_argument("--exit-timeout", type=int, default=5, help="seconds for in-flight requests on stop")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
