@@ -76,7 +76,10 @@ class Demo:
         quarantine = _jsonl(out / "quarantine.jsonl")
         if quarantine:
             q = quarantine[0]
-            return [], [], [], f"**Quarantined** {src.name}: {q['reason']} ({q['error']})"
+            reason = q["reason"].replace(
+                str(src), src.name
+            )  # the server's folders are not the user's business
+            return [], [], [], f"**Quarantined** {src.name}: {reason} ({q['error']})"
         pages = _jsonl(out / "results.jsonl")
         rows = [
             [p["page"]["index"] + 1, d["label"], round(d["score"], 4), *(round(v, 1) for v in d["xyxy"])]
