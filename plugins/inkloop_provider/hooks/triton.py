@@ -19,14 +19,10 @@ from airflow.sdk import BaseHook
 class TritonHook(BaseHook):
     """Gives operators a ``triton://`` model reference and the token to send with it."""
 
+    hook_name = "NVIDIA Triton (inkloop)"
+    conn_type = "triton"
     conn_name_attr = "triton_conn_id"
     default_conn_name = "triton_default"
-    conn_type = "triton"
-    hook_name = "NVIDIA Triton (inkloop)"
-
-    def __init__(self, triton_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.triton_conn_id = triton_conn_id
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -35,6 +31,10 @@ class TritonHook(BaseHook):
             "relabeling": {"host": "Server URL", "schema": "Model name", "password": "Token (optional)"},
             "placeholders": {"host": "http://127.0.0.1:8000", "schema": "signature-detector"},
         }
+
+    def __init__(self, triton_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.triton_conn_id = triton_conn_id
 
     def get_model_ref(self, model: str | None = None) -> tuple[str, str | None]:
         """(``triton://host:port/model`` or ``triton+grpc://…``, token or None)."""

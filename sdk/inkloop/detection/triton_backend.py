@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from inkloop.detection.sessions import Arg, Meta, SessionLike
 from inkloop.models.references import ModelCard, ModelError, ModelRef
 
 #: What :meth:`TritonSession.get_providers` reports (not a CPU backend: batches go to the server).
@@ -80,17 +81,6 @@ def parse_triton_ref(ref: str) -> TritonRef:
     return TritonRef(parts.netloc, model, "grpc" if parts.scheme == "triton+grpc" else "http")
 
 
-@dataclass(frozen=True)
-class _Arg:
-    name: str
-    shape: list[Any]
-
-
-@dataclass(frozen=True)
-class _Meta:
-    custom_metadata_map: dict[str, str]
-
-
 def encode_parameter(value: Any) -> str:
     """JSON, base64-encoded: config.pbtxt string values stay free of quotes and newlines."""
     return base64.b64encode(json.dumps(value).encode()).decode()
@@ -104,8 +94,10 @@ def _decode_parameter(params: dict[str, Any], key: str) -> Any:
     return json.loads(base64.b64decode(text))
 
 
-class TritonSession:
+class TritonSession(SessionLike):
     """``run``, ``get_inputs``, ``get_outputs``, ``get_providers``, ``get_modelmeta`` over Triton."""
+
+    provider = PROVIDER
 
     def __init__(self, ref: str, token: str | None = None, retry: Retry | None = None) -> None:
         self.ref = parse_triton_ref(ref)
@@ -121,27 +113,14 @@ class TritonSession:
                 "(serve the model with `inkloop serve`, or add the card to its config.pbtxt)"
             )
         self.card = ModelCard.from_dict(card)
-        self._meta = _Meta(
+        self._meta = Meta(
             {k: str(v) for k, v in (_decode_parameter(params, METADATA_PARAMETER) or {}).items()}
         )
         batch = int(config.get("max_batch_size", 0))
         lead: list[Any] = ["batch"] if batch > 0 else []
-        self._inputs = [_Arg(i["name"], lead + _dims(i["dims"])) for i in config["input"]]
-        self._outputs = [_Arg(o["name"], lead + _dims(o["dims"])) for o in config["output"]]
+        self._inputs = [Arg(i["name"], lead + _dims(i["dims"])) for i in config["input"]]
+        self._outputs = [Arg(o["name"], lead + _dims(o["dims"])) for o in config["output"]]
         self.max_batch_size = batch
-
-    # -- the onnxruntime-like interface ---------------------------------------------------------
-    def get_inputs(self) -> list[_Arg]:
-        return self._inputs
-
-    def get_outputs(self) -> list[_Arg]:
-        return self._outputs
-
-    def get_providers(self) -> list[str]:
-        return [PROVIDER]
-
-    def get_modelmeta(self) -> _Meta:
-        return self._meta
 
     def run(self, output_names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         ((name, array),) = feed.items()

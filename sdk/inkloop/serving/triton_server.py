@@ -140,19 +140,12 @@ def serve(args: argparse.Namespace) -> int:
         METADATA_PARAMETER: encode_parameter(served.metadata),
     }
     _patch_parameters({name: params, name + PAGES_SUFFIX: params})
+    addresses = {f"{kind}_address": args.host for kind in ("http", "grpc", "metrics")}
+    ports = {"http_port": args.http_port, "grpc_port": args.grpc_port, "metrics_port": args.metrics_port}
+    # exit_timeout_secs: in-flight requests get this long on SIGTERM; idle keep-alive connections
+    # (every client holds some) would otherwise hold the stop for Triton's default 30 s
     config = TritonConfig(
-        http_address=args.host,
-        http_port=args.http_port,
-        grpc_address=args.host,
-        grpc_port=args.grpc_port,
-        allow_metrics=True,
-        allow_cpu_metrics=True,
-        metrics_address=args.host,
-        metrics_port=args.metrics_port,
-        log_verbose=0,
-        # in-flight requests get this long on SIGTERM; idle keep-alive connections (every
-        # client holds some) would otherwise hold the stop for Triton's default 30 s
-        exit_timeout_secs=args.exit_timeout,
+        **addresses, **ports, allow_metrics=True, allow_cpu_metrics=True, exit_timeout_secs=args.exit_timeout
     )
     batcher = DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us)
     stop = threading.Event()

@@ -64,13 +64,9 @@ class TritonServer:
         """The ``triton://`` reference of the served network (the pipeline's model input)."""
         return f"triton://{self.host}:{self.http_port}/{self.name}"
 
-    @property
-    def grpc_ref(self) -> str:
-        return f"triton+grpc://{self.host}:{self.grpc_port}/{self.name}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
+    # the same network over gRPC, and where Prometheus scrapes
+    grpc_ref = property(lambda self: f"triton+grpc://{self.host}:{self.grpc_port}/{self.name}")
+    metrics_url = property(lambda self: f"http://{self.host}:{self.metrics_port}/metrics")
 
     def command(self, card_path: Path) -> list[str]:
         venv = ensure_venv(self.venv, quiet=self.quiet_setup)

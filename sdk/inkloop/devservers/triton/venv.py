@@ -17,6 +17,7 @@ from inkloop.devservers.labelstudio.venv import (
     _local_wheel_args,
     _run_setup,
     _uv,
+    python_output,
 )
 from inkloop.review.labeling import repo_root
 
@@ -62,19 +63,8 @@ def installed_version(venv: Path) -> str | None:
     if not python.exists():
         return None
     code = "import importlib.metadata as m, numpy; print(m.version('nvidia-pytriton'), numpy.__version__)"
-    try:
-        out = subprocess.run(
-            [str(python), "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=_clean_python_env(os.environ),
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    parts = out.stdout.split()
-    if out.returncode != 0 or len(parts) != 2 or not parts[1].startswith("1."):
+    parts = (python_output(python, code) or "").split()
+    if len(parts) != 2 or not parts[1].startswith("1."):
         return None  # no PyTriton, or numpy 2 (trap: the server answers wrongly)
     return parts[0]
 
