@@ -199,3 +199,32 @@ def test_model_repository_for_a_stock_triton(tmp_path: Path) -> None:
     params = {k: {"string_value": v.string_value} for k, v in config.parameters.items()}
     card = json.loads((folder / "card.json").read_text())
     assert _decode_parameter(params, "inkloop-card") == card == resolve_model(None).card.to_dict()
+
+
+def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inkloop.devservers.labelstudio.processes import free_port
+
+    ports = [free_port("127.0.0.1") for _ in range(3)]
+    inkloop = str(Path(sys.executable).with_name("inkloop"))
+    cmd = [inkloop, "serve", "--http-port", str(ports[0]), "--grpc-port", str(ports[1])]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cmd, "--metrics-port", str(ports[2])], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while b"ready: triton://127.0.0.1" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert _get(f"http://127.0.0.1:{ports[0]}/v2/models/signature-detector-pages/ready")[0] == 200
+        assert "nv_inference" in _get(f"http://127.0.0.1:{ports[2]}/metrics")[1]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "inkloop serve: stopping" in log.read_text()
