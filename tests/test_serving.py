@@ -70,6 +70,16 @@ def test_triton_reference_gives_the_local_detections(server, documents_dir: Path
         TRITON_BOX.check(_max_diff(_pages(tmp_path / "local"), _pages(tmp_path / name)), name)
 
 
+def test_evaluate_through_triton_gives_the_local_report(server, pages_dir: Path) -> None:
+    from inkloop.evaluation.evaluator import evaluate
+
+    local = evaluate(None, pages_dir, plot=False).to_dict()
+    remote = evaluate(server.ref, pages_dir, plot=False).to_dict()
+    assert remote["model_ref"] == server.ref and local["n_images"] == remote["n_images"] == 4
+    for key in ("tp", "fp", "fn", "map50", "map50_95", "precision", "recall"):
+        assert remote[key] == pytest.approx(local[key], abs=1e-6), key
+
+
 def test_server_health_metrics_and_config(server) -> None:
     assert _get(f"{server.url}/v2/health/ready")[0] == 200
     assert _get(f"{server.url}/v2/health/live")[0] == 200
