@@ -1,6 +1,7 @@
 # The two commands a new user needs (see README):
 #   make demo   set up a light environment and detect signatures in the sample documents, offline
-#   make test   set up everything (full environment, Label Studio server venv, FiftyOne's database)
+#   make test   set up everything (full environment, Label Studio server venv, FiftyOne's database,
+#               Debian's chromium for the demo's browser test)
 #               and run the whole test suite
 # Every environment installs from a lock in requirements/ (exact versions, what CI last tested);
 # `make lock` refreshes the locks from pyproject.toml and requirements/labelstudio.in.
@@ -68,6 +69,7 @@ setup: $(BASE_STAMP)
 
 setup-dev: $(DEV_STAMP)
 	bash labeling/setup.sh
+	bash .ci/install-chromium.sh
 
 demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \
@@ -83,6 +85,7 @@ lock: | $(UV)
 	$(UV) pip compile -q pyproject.toml --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(BASE_LOCK)
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(DEV_LOCK)
 	$(UV) pip compile -q requirements/labelstudio.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(LS_LOCK)
+	$(UV) pip compile -q requirements/triton.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o requirements/triton.lock
 
 lint: setup-dev
 	$(VENV)/bin/ruff check sdk plugins dags tests tools

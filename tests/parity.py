@@ -127,3 +127,23 @@ BATCHED = Tolerance(
     "float32 reassociation.",
     "max 0.0 px (identical) on the fixture pages.",
 )
+TRITON_BOX = Tolerance(
+    "triton:// (PyTriton, its own venv) vs the in-process onnxruntime session, box corners and scores",
+    0.01,
+    "page px / score",
+    "only the forward pass moves to the server, on the same ONNX file; the tensor travels as "
+    "binary float32 and the raw output comes back the same way, so the remaining difference is "
+    "the server venv's onnxruntime (1.30.0, numpy 1.26) vs the SDK's (1.32.0) on the same CPU "
+    "kernels; results.jsonl rounds boxes to 0.01 px and scores to 1e-5.",
+    "0.0 (boxes and scores identical after rounding) on the five fixture documents, 12 pages, "
+    "over HTTP and gRPC.",
+)
+TRITON_PAGES_BOX = Tolerance(
+    "Triton page-bytes model vs inkloop detect on the same image, box corners",
+    1.0,
+    "page px",
+    "the server opens and renders the page with inkloop's own code but in its venv's OpenCV "
+    "(4.11.0.86, numpy 1.26) instead of the SDK's (4.12.0.88): the same bilinear resize, any "
+    "difference is a rounding of the model input pixel.",
+    "0.0 px on letter.jpg and the two Tobacco800 pages.",
+)

@@ -32,6 +32,39 @@ def test_provider_is_registered(af):
     assert "inkloop" in names
     hooks = run_airflow(env, "providers", "hooks", "-o", "json")
     assert "labelstudio" in hooks.stdout
+    assert "triton" in hooks.stdout
+
+
+def test_triton_connection_gives_a_model_reference_and_token(af):
+    env, _ = af
+    conns = {
+        "AIRFLOW_CONN_TRITON_DEFAULT": json.dumps(
+            {"conn_type": "triton", "host": "http://10.0.0.5:8000", "schema": "sig", "password": "s3cret"}
+        ),
+        "AIRFLOW_CONN_TRITON_GRPC": json.dumps(
+            {"conn_type": "triton", "host": "grpc://10.0.0.5", "port": 8001}
+        ),
+    }
+    code = textwrap.dedent(
+        """
+        import json, os
+        from inkloop_provider.hooks.triton import TritonHook
+        from inkloop.detection.triton_backend import TOKEN_ENV
+        hook = TritonHook()
+        ref, token = hook.get_model_ref()
+        with hook.token_in_environment(token):
+            inside = os.environ.get(TOKEN_ENV)
+        grpc = TritonHook("triton_grpc").get_model_ref()
+        print(json.dumps([ref, token, inside, os.environ.get(TOKEN_ENV), grpc]))
+        """
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], env={**env, **conns}, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref, token, inside, after, grpc = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (ref, token, inside, after) == ("triton://10.0.0.5:8000/sig", "s3cret", "s3cret", None)
+    assert grpc == ["triton+grpc://10.0.0.5:8001/signature-detector", None]
 
 
 def test_every_dag_imports_without_cycles_and_templates_render(af):

@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict
     {"review", "curation", "lifecycle"},
     {"benchmarks"},
+    {"serving"},  # the Triton server, the model repository, the browser demo (own processes)
     {"cli", "devservers", "__main__"},
 ]
 RANK = {stage: i for i, layer in enumerate(LAYERS) for stage in layer}

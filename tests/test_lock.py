@@ -83,6 +83,7 @@ CASES = {
     "base.lock": lambda: project_requirements(()),
     "dev.lock": lambda: project_requirements(("dev",)),
     "labelstudio.lock": lambda: in_file_requirements(REQS / "labelstudio.in"),
+    "triton.lock": lambda: in_file_requirements(REQS / "triton.in"),
 }
 
 
@@ -123,6 +124,17 @@ def test_label_studio_server_version_is_the_locked_one() -> None:
     from inkloop.devservers.labelstudio.settings import LABEL_STUDIO_VERSION
 
     assert read_lock(REQS / "labelstudio.lock")["label-studio"] == Version(LABEL_STUDIO_VERSION), FIX
+
+
+def test_triton_server_pins_match_its_in_file() -> None:
+    """``inkloop serve`` installs :data:`PINS` where there is no lock: the same as triton.in."""
+    from inkloop.devservers.triton.venv import PINS
+
+    assert sorted(map(str, in_file_requirements(REQS / "triton.in"))) == sorted(
+        str(Requirement(p)) for p in PINS
+    )
+    lock = read_lock(REQS / "triton.lock")
+    assert lock["numpy"] < Version("2"), "PyTriton's server answers wrongly with numpy 2"
 
 
 def test_the_installed_environment_is_the_locked_one() -> None:

@@ -26,9 +26,15 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ml"],
             },
             {"integration-name": "Label Studio", "external-doc-url": "https://labelstud.io/", "tags": ["ml"]},
+            {
+                "integration-name": "NVIDIA Triton",
+                "external-doc-url": "https://github.com/triton-inference-server/server",
+                "tags": ["ml"],
+            },
         ],
         "hooks": [
             {"integration-name": "Label Studio", "python-modules": ["inkloop_provider.hooks.labelstudio"]},
+            {"integration-name": "NVIDIA Triton", "python-modules": ["inkloop_provider.hooks.triton"]},
         ],
         "operators": [
             {
@@ -41,6 +47,11 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "labelstudio",
                 "hook-class-name": "inkloop_provider.hooks.labelstudio.LabelStudioHook",
                 "hook-name": "Label Studio",
-            }
+            },
+            {
+                "connection-type": "triton",
+                "hook-class-name": "inkloop_provider.hooks.triton.TritonHook",
+                "hook-name": "NVIDIA Triton (inkloop)",
+            },
         ],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,9 @@ class InkloopDetectOperator(BaseOperator):
     ``.partial(...).expand(inputs=...)`` so detection spreads across workers. With ``verdict``
     (default) each document's signing verdict is derived into ``verdicts.jsonl``; the counts per
     verdict are in the summary (``verdicts``) and pushed as the XCom ``verdict_counts``, the
-    file's path as ``verdicts_path``.
+    file's path as ``verdicts_path``. With ``triton_conn_id``, inference runs on that Triton server
+    (``model`` then names the model on it, default the connection's); rendering and decoding stay
+    on the worker.
     """
 
     template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route", "verdict")
@@ -32,6 +35,7 @@ class InkloopDetectOperator(BaseOperator):
         force: bool = False,
         route: bool | str = False,
         verdict: bool | str = True,
+        triton_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -43,6 +47,7 @@ class InkloopDetectOperator(BaseOperator):
         self.force = force
         self.route = route
         self.verdict = verdict
+        self.triton_conn_id = triton_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.detection.pipeline import DetectOptions
@@ -51,18 +56,26 @@ class InkloopDetectOperator(BaseOperator):
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf = float(self.conf) if self.conf not in (None, "", "None") else None
-        summary = detect_and_judge(
-            inputs,
-            self.out_dir,
-            DetectOptions(
-                model=self.model or None,
-                conf=conf,
-                batch_size=self.batch_size,
-                force=self.force,
-                routing=RoutingConfig() if _true(self.route) else None,
-            ),
-            verdict=_true(self.verdict),
-        )
+        model, token, served = self.model or None, None, contextlib.nullcontext()
+        if self.triton_conn_id:
+            from inkloop_provider.hooks.triton import TritonHook
+
+            hook = TritonHook(self.triton_conn_id)
+            model, token = hook.get_model_ref(self.model or None)
+            served = hook.token_in_environment(token)
+        with served:
+            summary = detect_and_judge(
+                inputs,
+                self.out_dir,
+                DetectOptions(
+                    model=model,
+                    conf=conf,
+                    batch_size=self.batch_size,
+                    force=self.force,
+                    routing=RoutingConfig() if _true(self.route) else None,
+                ),
+                verdict=_true(self.verdict),
+            )
         self.log.info(
             "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s); verdicts %s",
             summary.documents,

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,58 @@ def _measure_variants(
     return out
 
 
+TRITON_PIPELINE, TRITON_BARE = "pipeline_triton", "triton_b1"
+
+
+def request_overhead(local: Any, remote: Any, prepared: Sequence[Any], n: int = 40) -> dict[str, float]:
+    """One page's forward pass, locally and through the server, called alternately ``n`` times on
+    the same tensors: the extra milliseconds a request costs (serialisation, HTTP, the server's
+    queue and Python backend). Alternating keeps other load on the machine out of the difference;
+    the minimum is the least disturbed figure."""
+    times: dict[str, list[float]] = {"local": [], "triton": []}
+    for i in range(n):
+        t = prepared[i % len(prepared)].tensor[None]  # float32 CHW (see _as_tensor)
+        for name, det in (("local", local), ("triton", remote)):
+            t0 = time.perf_counter()
+            det.session.run(None, {det.input_name: t})
+            times[name].append(1000 * (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    low = {k: min(v) for k, v in times.items()}
+    return {
+        "requests": n,
+        "median_ms_local": round(med["local"], 2),
+        "median_ms_triton": round(med["triton"], 2),
+        "min_ms_local": round(low["local"], 2),
+        "min_ms_triton": round(low["triton"], 2),
+        "overhead_ms_median": round(med["triton"] - med["local"], 2),
+        "overhead_ms_min": round(low["triton"] - low["local"], 2),
+    }
+
+
+def _remote_report(cfg: BenchConfig, timings: dict[str, dict[str, Any]], work: Path) -> dict[str, Any]:
+    """Pipeline through the server vs local, the per-request overhead, and whether the detections
+    are the same (they should be: only the forward pass moved)."""
+    out: dict[str, Any] = {"ref": cfg.triton}
+    for kind in KINDS:
+        t = timings[kind]
+        local, remote = t["pipeline"], t[TRITON_PIPELINE]
+        bare_local, bare_remote = t["model_b1"], t[TRITON_BARE]
+        boxes = compare(
+            pipeline_boxes(work / "out" / kind), pipeline_boxes(work / "out" / f"triton-{kind}"), 0.01, 0.0
+        )
+        out[kind] = {
+            "pipeline_pages_per_second": local["pages_per_second"],
+            "pipeline_triton_pages_per_second": remote["pages_per_second"],
+            "ratio_triton_vs_local": round(remote["pages_per_second"] / local["pages_per_second"], 3),
+            "request_ms_local": round(1000 * bare_local["median_seconds"] / bare_local["pages"], 2),
+            "request_ms_triton": round(1000 * bare_remote["median_seconds"] / bare_remote["pages"], 2),
+            "agreement": boxes,
+        }
+        row = out[kind]
+        row["overhead_ms_per_request"] = round(row["request_ms_triton"] - row["request_ms_local"], 2)
+    return out
+
+
 def _median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
 
@@ -413,6 +465,15 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         if cfg.alternative:
             alt = Alternative(det.model.path, card.input_size, det.conf, det.iou, cfg.alt_dpi)
 
+        local_bare = list(bare)
+        remote_run = None
+        if cfg.triton:  # the same pipeline and bare model, inferring on the server
+            say(f"connecting to {cfg.triton}")
+            remote_run = DetectionRun(
+                work / "out" / "triton", replace(pipeline_options(cfg), model=cfg.triton)
+            )
+            bare[TRITON_BARE] = (remote_run.detector, 1, 1)
+
         # contenders: (kind, name) → (callable returning wall seconds, pages per call)
         contenders: dict[tuple[str, str], tuple[Callable[[], float], int]] = {}
         last_alt: dict[str, PageBoxes] = {}
@@ -426,6 +487,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
                 lambda files=files, out_dir=out_dir: pipeline_run(run, files, out_dir),
                 corpus.pages[kind],
             )
+            if remote_run is not None:
+                contenders[(kind, TRITON_PIPELINE)] = (
+                    lambda files=files, kind=kind: pipeline_run(
+                        remote_run, files, work / "out" / f"triton-{kind}"
+                    ),
+                    corpus.pages[kind],
+                )
             if alt is not None:
 
                 def run_alt(files: list[Path] = files, kind: str = kind) -> float:
@@ -443,6 +511,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
                 bare_model(d, ts[: max(b * w, 2)], b, w)
         for kind in KINDS:
             pipeline_run(run, warm[kind], work / "out" / f"warm-{kind}")
+            if remote_run is not None:
+                pipeline_run(remote_run, warm[kind], work / "out" / f"warm-triton-{kind}")
             if alt is not None:
                 alt.run(warm[kind])
 
@@ -471,7 +541,11 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
                 "cores_busy": round(used / wall, 2),
             }
         report["timings"] = timings
-        report["ratios"] = _ratios(timings, list(bare))
+        report["ratios"] = _ratios(timings, local_bare)
+        if cfg.triton and remote_run is not None:
+            report["triton"] = _remote_report(cfg, timings, work)
+            say("per-request overhead: local and served forward passes, alternately")
+            report["triton"]["request"] = request_overhead(plain, remote_run.detector, tensors["scanned"])
 
         if alt is not None:
             report["agreement"] = {

@@ -26,6 +26,9 @@ class BenchConfig:
     memory_pages: tuple[int, int] = (5, 500)
     variants: bool = False
     variant_paths: dict[str, str] = field(default_factory=dict)
+    #: A served copy of the model (``triton://host:port/model``): adds the pipeline and the bare
+    #: model through that server as contenders, and their ratios to local inference.
+    triton: str | None = None
     tolerance_px: float = 4.0  # page pixels (150 dpi for PDFs, native pixels for images)
     #: Also compare detections at this lower score threshold (an untimed extra pass), where an
     #: early or weak model has boxes to compare; None: only at the model's operating threshold.

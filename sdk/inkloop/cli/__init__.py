@@ -51,7 +51,8 @@ def detect(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model: 'bundled' (default), a .onnx path, hf://owner/repo/file.onnx@rev, registry://name@alias."
+            help="Model: 'bundled' (default), a .onnx path, hf://owner/repo/file.onnx@rev, "
+            "registry://name@alias, triton://host:port/model (inferred on a Triton server)."
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="Execution provider: cpu, cuda, tensorrt, openvino.")] = "cpu",
@@ -240,6 +241,11 @@ app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("promote")(promote_command)
+
+from inkloop.cli.serve import demo_command, serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
+app.command("demo")(demo_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,6 +51,13 @@ def bench_command(
     variant: Annotated[
         list[str] | None, typer.Option(help="Extra variant NAME=PATH.onnx (repeatable); implies --variants.")
     ] = None,
+    triton: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run the pipeline and the bare model through this served copy of the model "
+            "(triton://host:port/model, e.g. from `inkloop serve`): pages/s ratio and per-request overhead."
+        ),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option(help="Box agreement tolerance in page pixels (150 dpi for PDFs).")
     ] = 4.0,
@@ -84,6 +91,7 @@ def bench_command(
         "memory": memory,
         "variants": variants or bool(variant),
         "tolerance_px": tolerance,
+        "triton": triton,
         "agreement_conf": agreement_conf,
         "pages_dir": str(pages_dir) if pages_dir else None,
         "workdir": str(workdir) if workdir else None,
@@ -229,6 +237,27 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
                 )
         for note in v["notes"]:
             console.print(f"variant {note}")
+    if "triton" in report:
+        tr = report["triton"]
+        for kind in KINDS:
+            row = tr[kind]
+            ag = row["agreement"]
+            console.print(
+                f"triton {kind}: pipeline {row['pipeline_pages_per_second']:.2f} pages/s local, "
+                f"{row['pipeline_triton_pages_per_second']:.2f} through {tr['ref']} "
+                f"({row['ratio_triton_vs_local']:.3f}×); a request {row['request_ms_local']} ms local, "
+                f"{row['request_ms_triton']} ms served (+{row['overhead_ms_per_request']} ms); "
+                f"{ag['pages_agree']}/{ag['pages']} pages identical"
+            )
+    if "triton" in report:
+        rq = report["triton"]["request"]
+        console.print(
+            f"triton request (one page, alternating, {rq['requests']}×): local median "
+            f"{rq['median_ms_local']} "
+            f"/ min {rq['min_ms_local']} ms, served median {rq['median_ms_triton']} / min "
+            f"{rq['min_ms_triton']} ms: overhead {rq['overhead_ms_median']} ms (median), "
+            f"{rq['overhead_ms_min']} ms (min)"
+        )
     la = report["machine"]
     console.print(
         f"load average at start {la['loadavg_start']}, at end {la.get('loadavg_end')}, on {la['cpus']} CPUs "

@@ -26,7 +26,9 @@ def evaluate_command(
     ],
     model: Annotated[
         str | None,
-        typer.Option(help="Model: 'bundled' (default), a .onnx path, hf://…, registry://name@alias."),
+        typer.Option(
+            help="Model: 'bundled' (default), a .onnx path, hf://…, registry://name@alias, triton://host:port/m."
+        ),
     ] = None,
     split: Annotated[str, typer.Option(help="Dataset split to evaluate.")] = "val",
     conf: Annotated[

@@ -13,7 +13,7 @@ import numpy as np
 
 from inkloop.detection.nms import decode as decode_head
 from inkloop.detection.preprocess import Transform, prepare
-from inkloop.models.references import ModelCard, ModelError, ModelRef
+from inkloop.models.references import ModelCard, ModelError, ModelRef, is_triton_ref
 from inkloop.models.resolve import resolve_model
 from inkloop.types import Detection
 
@@ -95,7 +95,13 @@ class Detector:
     ) -> None:
         import onnxruntime as ort
 
-        self.model = model if isinstance(model, ModelRef) else resolve_model(model)
+        remote = None
+        if is_triton_ref(model):  # a served model: the card comes from the server
+            from inkloop.detection.triton_backend import triton_model
+
+            remote, self.model = triton_model(str(model))
+        else:
+            self.model = model if isinstance(model, ModelRef) else resolve_model(model)
         self.card: ModelCard = self.model.card
         self.conf = self.card.conf_threshold if conf is None else conf
         self.iou = self.card.iou_threshold if iou is None else iou
@@ -106,7 +112,9 @@ class Detector:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            if _openvino_runtime(device):
+            if remote is not None:
+                self.session = remote
+            elif _openvino_runtime(device):
                 from inkloop.detection.openvino_backend import OpenVINOSession
 
                 self.session = OpenVINOSession(self.model.path, threads)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inkloop.detection.sessions import Arg, Meta, SessionLike
 
 #: What :meth:`OpenVINOSession.get_providers` reports (the pipeline infers page by page on CPUs).
 PROVIDER = "OpenVINORuntime:CPU"
@@ -28,19 +29,10 @@ def available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-@dataclass(frozen=True)
-class _Arg:
-    name: str
-    shape: list[Any]
-
-
-@dataclass(frozen=True)
-class _Meta:
-    custom_metadata_map: dict[str, str] = field(default_factory=dict)
-
-
-class OpenVINOSession:
+class OpenVINOSession(SessionLike):
     """``run``, ``get_inputs``, ``get_outputs``, ``get_providers``, ``get_modelmeta`` over OpenVINO."""
+
+    provider = PROVIDER
 
     def __init__(self, path: str | Path, threads: int | None = None, device: str = "CPU") -> None:
         import openvino as ov
@@ -57,21 +49,9 @@ class OpenVINOSession:
             config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         self._compiled = core.compile_model(model, device, config)
         self._local = threading.local()
-        self._inputs = [_Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.inputs]
-        self._outputs = [_Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.outputs]
-        self._meta = _Meta(_onnx_metadata(path))
-
-    def get_inputs(self) -> list[_Arg]:
-        return self._inputs
-
-    def get_outputs(self) -> list[_Arg]:
-        return self._outputs
-
-    def get_providers(self) -> list[str]:
-        return [PROVIDER]
-
-    def get_modelmeta(self) -> _Meta:
-        return self._meta
+        self._inputs = [Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.inputs]
+        self._outputs = [Arg(p.get_any_name(), _dims(p.get_partial_shape())) for p in model.outputs]
+        self._meta = Meta(_onnx_metadata(path))
 
     def run(self, output_names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)

@@ -36,6 +36,7 @@ from inkloop.detection.routing import (
     route_run,
 )
 from inkloop.detection.routing import page_text as routing_page_text
+from inkloop.detection.triton_backend import InferenceUnavailable
 from inkloop.documents.hashing import source_doc_id
 from inkloop.documents.inputs import expand_inputs
 from inkloop.documents.limits import DocumentError, Limits
@@ -359,11 +360,19 @@ class DetectionRun:
     ) -> None:
         ok = [it for it in batch if it.error is None and it.prepared is not None]
         routing = self.opts.routing
-        raw, tta_raw = inferred.result() if inferred is not None else (None, None)
-        with decoding_floor(self.detector, routing) as threshold:  # near misses too, when routing
-            dets = infer.detections([it.prepared for it in ok if it.prepared is not None], raw)
-            tta_ok = [it for it in ok if it.tta is not None]
-            tta_dets = infer.detections([it.tta for it in tta_ok if it.tta is not None], tta_raw)
+        try:
+            raw, tta_raw = inferred.result() if inferred is not None else (None, None)
+            with decoding_floor(self.detector, routing) as threshold:  # near misses too, when routing
+                dets = infer.detections([it.prepared for it in ok if it.prepared is not None], raw)
+                tta_ok = [it for it in ok if it.tta is not None]
+                tta_dets = infer.detections([it.tta for it in tta_ok if it.tta is not None], tta_raw)
+        except InferenceUnavailable as exc:  # a remote model that did not answer: never a silent loss
+            err = f"{exc.server} did not answer ({exc.reason})"
+            for it in batch:
+                it.error = it.error or DocumentError(it.doc.source, err, "inference_unavailable")
+            dets = tta_dets = []
+            ok = tta_ok = []
+            threshold = self.detector.conf
         by_item = {id(it): d for it, d in zip(ok, dets, strict=True)}
         tta_by_item = {id(it): d for it, d in zip(tta_ok, tta_dets, strict=True)}
         for it in batch:

@@ -92,6 +92,10 @@ def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
     return [QuarantineRecord.from_dict(r) for r in recs]
 
 
+#: Quarantine kinds that a later run retries instead of skipping.
+RETRY_ERRORS = frozenset({"inference_unavailable"})
+
+
 class ResultStore:
     """Append-only writer for one output folder, aware of what earlier runs already did."""
 
@@ -103,8 +107,12 @@ class ResultStore:
         for r in _iter_jsonl(self.dir / RESULTS):
             if r.get("kind") == "page":
                 self.done_docs.add(r["page"]["doc_id"])
+        # a document quarantined for a passing cause (an inference server that did not answer)
+        # is tried again by the next run; one quarantined for what it is stays out
         self.quarantined_docs: set[str] = {
-            r["doc_id"] for r in _iter_jsonl(self.dir / QUARANTINE) if r.get("doc_id")
+            r["doc_id"]
+            for r in _iter_jsonl(self.dir / QUARANTINE)
+            if r.get("doc_id") and r.get("error") not in RETRY_ERRORS
         }
         self._results = (self.dir / RESULTS).open("a", encoding="utf-8")
         self._quarantine = (self.dir / QUARANTINE).open("a", encoding="utf-8")

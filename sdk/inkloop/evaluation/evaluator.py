@@ -827,11 +827,14 @@ def evaluate(
     if isinstance(model, Detector):
         det = model
     else:
-        from inkloop.models.references import ModelRef
+        from inkloop.models.references import ModelRef, is_triton_ref
         from inkloop.models.resolve import resolve_model
 
-        ref = model if isinstance(model, ModelRef) else resolve_model(model)
-        det = Detector(ref, device=device, conf=EVAL_CONF, iou=ref.card.iou_threshold)
+        if is_triton_ref(model):  # served: the detector reads the card from the server
+            det = Detector(str(model), device=device, conf=EVAL_CONF)
+        else:
+            ref = model if isinstance(model, ModelRef) else resolve_model(model)
+            det = Detector(ref, device=device, conf=EVAL_CONF, iou=ref.card.iou_threshold)
     check_classes(dataset, len(det.card.class_names), det.card.model_version)
     if on_start is not None:
         on_start(len(dataset))

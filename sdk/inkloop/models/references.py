@@ -6,7 +6,9 @@ A model is an ONNX file plus a card (JSON). References accepted everywhere a mod
 - a local path to an ``.onnx`` file (its card is ``<stem>.card.json`` or ``card.json`` beside it);
 - ``hf://owner/repo/path/file.onnx@revision``: fetched with huggingface_hub (cached, honours
   ``HF_HUB_OFFLINE``);
-- ``registry://name@alias`` or ``registry://name@v7``: a version in the model registry.
+- ``registry://name@alias`` or ``registry://name@v7``: a version in the model registry;
+- ``triton://host:port/model`` (``triton+grpc://`` for gRPC): a model on a Triton server, inferred
+  remotely (:mod:`inkloop.detection.triton_backend`; its card comes from the server).
 
 Without a card, class names and input size come from the metadata ultralytics writes into the
 ONNX file, so any ultralytics export works as is.
@@ -27,6 +29,13 @@ from inkloop.documents.hashing import sha256_file
 Preprocessing = Literal["letterbox", "stretch"]
 
 BUNDLED_NAME = "signature-detector"
+
+#: Schemes of models served remotely: no local file, the detector sends its inputs to the server.
+TRITON_SCHEMES = ("triton://", "triton+http://", "triton+grpc://")
+
+
+def is_triton_ref(ref: object) -> bool:
+    return isinstance(ref, str) and ref.startswith(TRITON_SCHEMES)
 
 
 class ModelError(RuntimeError):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import os
 
-from inkloop.models.references import ModelError, ModelRef, bundled_model_path, load_hf, load_local
+from inkloop.models.references import (
+    ModelError,
+    ModelRef,
+    bundled_model_path,
+    is_triton_ref,
+    load_hf,
+    load_local,
+)
 from inkloop.models.registry import resolve_registry_ref
 
 
@@ -16,6 +23,11 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
             raise ModelError(f"the bundled model is missing from the installation ({path})")
         return load_local(path, ref="bundled")
     s = str(ref)
+    if is_triton_ref(s):
+        raise ModelError(
+            f"{s} is served by Triton: there is no local file; pass the reference to Detector "
+            "(inkloop.detection.detector), which infers through the server"
+        )
     if s.startswith("hf://"):
         return load_hf(s)
     if s.startswith("registry://"):

@@ -26,9 +26,14 @@ def installed_version(venv: Path | None = None) -> str | None:
     python = venv_python(venv or default_venv())
     if not python.exists():
         return None
+    return python_output(python, "import label_studio; print(label_studio.__version__)")
+
+
+def python_output(python: Path, code: str) -> str | None:
+    """What ``python -c code`` prints (stripped), or None when it fails, times out or prints nothing."""
     try:
         out = subprocess.run(
-            [str(python), "-c", "import label_studio; print(label_studio.__version__)"],
+            [str(python), "-c", code],
             capture_output=True,
             text=True,
             timeout=120,
