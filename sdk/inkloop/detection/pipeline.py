@@ -300,8 +300,10 @@ class DetectionRun:
                 daemon=True,
             )
             producer.start()
-            pending: dict[int, list[PageResult]] = {}
-            failed: set[int] = set()
+            # keyed by doc_id, unique within a run (duplicates are skipped); never by id(doc): a
+            # failed document's object is freed and a later document may get the same id()
+            pending: dict[str, list[PageResult]] = {}
+            failed: set[str] = set()
             batch: list[_Item] = []
             # batches being inferred, oldest first; flushed in order, so documents finish in order
             inflight: deque[tuple[list[_Item], Future[Raw] | None]] = deque()
@@ -350,8 +352,8 @@ class DetectionRun:
     def _flush(
         self,
         batch: list[_Item],
-        pending: dict[int, list[PageResult]],
-        failed: set[int],
+        pending: dict[str, list[PageResult]],
+        failed: set[str],
         store: ResultStore,
         summary: Summary,
         notify: ProgressFn,
@@ -376,7 +378,7 @@ class DetectionRun:
         by_item = {id(it): d for it, d in zip(ok, dets, strict=True)}
         tta_by_item = {id(it): d for it, d in zip(tta_ok, tta_dets, strict=True)}
         for it in batch:
-            key = id(it.doc)
+            key = it.doc.doc_id
             if key in failed:
                 continue
             if it.error is not None:
