@@ -17,8 +17,8 @@ from types import TracebackType
 
 import inkloop
 from inkloop.devservers.labelstudio.processes import free_port
-from inkloop.devservers.labelstudio.venv import _clean_python_env
 from inkloop.devservers.triton.venv import ensure_venv, venv_python
+from inkloop.devservers.venvs import clean_python_env
 from inkloop.models.references import ModelError, ModelRef
 from inkloop.models.resolve import resolve_model
 
@@ -93,7 +93,7 @@ class TritonServer:
         ]
 
     def environment(self) -> dict[str, str]:
-        env = _clean_python_env(os.environ)
+        env = clean_python_env(os.environ)
         python = str(venv_python(ensure_venv(self.venv, quiet=self.quiet_setup)))
         libdir = subprocess.run(
             [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
