@@ -217,11 +217,19 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
         str(reg_dir),
         "--calibration-images",
         "4",
+        "--triton-repo",
+        str(tmp_path / "triton-repo"),
         "--json",
     )
     assert p.returncode == 0, p.stderr
     exported = json.loads(p.stdout)
     v2 = exported["version"]
+    # The version just exported, as a stock Triton's model repository (its config is checked in
+    # detail by test_serving.py): the same ONNX bytes as the registered file, the new card.
+    repo_model = Path(exported["triton_repo"])
+    assert (repo_model / "1" / "model.onnx").read_bytes() == reg.fetch(NAME, v2).path.read_bytes()
+    repo_card = json.loads((repo_model / "card.json").read_text())
+    assert repo_card["sha256"] == reg.show(NAME, v2).sha256 and repo_card["name"] == NAME
     card = reg.show(NAME, v2)
     assert card.parent_version == f"{NAME}@{v1}" and card.data_version == record["data_version"]
     assert card.recipe["seed"] == 0 and card.recipe["name"] == "finetune-v1"

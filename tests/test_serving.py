@@ -80,6 +80,43 @@ def test_evaluate_through_triton_gives_the_local_report(server, pages_dir: Path)
         assert remote[key] == pytest.approx(local[key], abs=1e-6), key
 
 
+def test_bench_measures_a_served_model_against_its_local_copy(server, tmp_path: Path) -> None:
+    """``inkloop bench --model triton://…``: the pipeline through the server beside the same pipeline
+    inferring locally, in one run, with the same detections; the report says the server serves the
+    local model's weights (same SHA-256), so the ratio measures serving, not two models."""
+    import subprocess
+    import sys
+
+    report_path = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "inkloop", "bench", "--model", server.ref, "--quick", "--pages", "2"]
+    cmd += ["--no-alternative", "--no-memory", "--out", str(report_path)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    report = json.loads(report_path.read_text())
+    served = report["triton"]
+    assert served["ref"] == server.ref and served["same_model"], served
+    assert report["model"]["version"] == resolve_model(None).card.model_version  # the local copy: bundled
+    for kind in ("images", "scanned", "digital"):
+        row = served[kind]
+        assert row["pipeline_triton_pages_per_second"] > 0 and row["ratio_triton_vs_local"] > 0
+        assert row["agreement"]["pages_agree"] == row["agreement"]["pages"] > 0, (kind, row["agreement"])
+    assert "through " + server.ref in p.stdout
+
+
+def test_bench_served_model_options_fail_clearly() -> None:
+    import typer
+
+    from inkloop.cli.bench import served_contender
+
+    assert served_contender("triton://h:1/m", None, None) == (None, "triton://h:1/m")
+    assert served_contender("triton://h:1/m", None, "local.onnx") == ("local.onnx", "triton://h:1/m")
+    assert served_contender("x.onnx", "triton://h:1/m", None) == ("x.onnx", "triton://h:1/m")
+    with pytest.raises(typer.BadParameter, match="both name a served model"):
+        served_contender("triton://h:1/m", "triton://h:2/m", None)
+    with pytest.raises(typer.BadParameter, match="only goes with"):
+        served_contender("x.onnx", None, "y.onnx")
+
+
 def test_server_health_metrics_and_config(server) -> None:
     assert _get(f"{server.url}/v2/health/ready")[0] == 200
     assert _get(f"{server.url}/v2/health/live")[0] == 200

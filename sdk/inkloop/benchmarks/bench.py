@@ -352,10 +352,25 @@ def request_overhead(local: Any, remote: Any, prepared: Sequence[Any], n: int = 
     }
 
 
-def _remote_report(cfg: BenchConfig, timings: dict[str, dict[str, Any]], work: Path) -> dict[str, Any]:
+def served_vs_local(local_card: Any, remote_run: Any) -> dict[str, Any]:
+    """Whether the server serves the local model's weights (the cards' SHA-256): a ratio between two
+    different models would measure the models, not the serving."""
+    served = remote_run.detector.model.card
+    same = bool(local_card.sha256) and served.sha256 == local_card.sha256
+    return {
+        "served_model": f"{served.name}@{served.model_version}",
+        "served_sha256": served.sha256,
+        "local_sha256": local_card.sha256,
+        "same_model": same,
+    }
+
+
+def _remote_report(
+    cfg: BenchConfig, timings: dict[str, dict[str, Any]], work: Path, same_model: dict[str, Any]
+) -> dict[str, Any]:
     """Pipeline through the server vs local, the per-request overhead, and whether the detections
     are the same (they should be: only the forward pass moved)."""
-    out: dict[str, Any] = {"ref": cfg.triton}
+    out: dict[str, Any] = {"ref": cfg.triton, **same_model}
     for kind in KINDS:
         t = timings[kind]
         local, remote = t["pipeline"], t[TRITON_PIPELINE]
@@ -543,7 +558,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dic
         report["timings"] = timings
         report["ratios"] = _ratios(timings, local_bare)
         if cfg.triton and remote_run is not None:
-            report["triton"] = _remote_report(cfg, timings, work)
+            report["triton"] = _remote_report(cfg, timings, work, served_vs_local(card, remote_run))
             say("per-request overhead: local and served forward passes, alternately")
             report["triton"]["request"] = request_overhead(plain, remote_run.detector, tensors["scanned"])
 

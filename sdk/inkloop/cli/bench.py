@@ -10,8 +10,36 @@ from typing import Annotated, Any
 import typer
 
 
+def served_contender(
+    model: str | None, triton: str | None, local_model: str | None
+) -> tuple[str | None, str | None]:
+    """``--model triton://…`` names the served contender: the benchmark's question is always "this
+    pipeline with local inference vs through the server", so a served model needs a local copy to
+    stand beside it (``--local-model``, default the bundled model; the report checks it is the same
+    model by the cards' SHA-256). Returns the (local model, served model) pair."""
+    from inkloop.models.references import is_triton_ref
+
+    if model is None or not is_triton_ref(model):
+        if local_model is not None:
+            raise typer.BadParameter("--local-model only goes with --model triton://…")
+        return model, triton
+    if triton is not None:
+        raise typer.BadParameter(f"--model {model} and --triton {triton} both name a served model; give one")
+    return local_model, model
+
+
 def bench_command(
-    model: Annotated[str | None, typer.Option(help="Model reference (default: the bundled model).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model reference (default: the bundled model). A served model (triton://host:port/model) "
+            "is measured against its local copy (--local-model), as with --triton."
+        ),
+    ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(help="With --model triton://…: the local copy to compare with (default: bundled)."),
+    ] = None,
     pages: Annotated[
         int | None,
         typer.Option(
@@ -80,6 +108,7 @@ def bench_command(
     from inkloop.benchmarks.bench import run_bench
     from inkloop.benchmarks.config import BenchConfig
 
+    model, triton = served_contender(model, triton, local_model)
     width = None if sys.stdout.isatty() else 150  # a wide table in logs and CI output too
     console = Console(stderr=True, width=width) if json_out else Console(width=width)
     overrides: dict[str, Any] = {
@@ -239,6 +268,12 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
             console.print(f"variant {note}")
     if "triton" in report:
         tr = report["triton"]
+        if not tr.get("same_model", True):
+            console.print(
+                f"[yellow]note:[/yellow] {tr['ref']} serves {tr['served_model']} (SHA-256 "
+                f"{str(tr['served_sha256'])[:12]}…), not the local model ({str(tr['local_sha256'])[:12]}…): "
+                "the ratios compare two models; pass the served model's local copy with --local-model"
+            )
         for kind in KINDS:
             row = tr[kind]
             ag = row["agreement"]

@@ -290,6 +290,14 @@ def export_command(
         float, typer.Option(help="Parity: smallest mean box IoU for a variant to be offered.")
     ] = 0.9,
     calibration_images: Annotated[int, typer.Option(help="Pages for INT8 calibration.")] = 64,
+    triton_repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--triton-repo",
+            help="Also write a model repository for a stock Triton (onnxruntime backend) here (for a "
+            "registered version later: `inkloop serve --model registry://NAME@ALIAS --write-repo DIR`).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export ONNX (+ INT8 / OpenVINO / TensorRT where possible) with parity checks; register a candidate."""
@@ -324,10 +332,24 @@ def export_command(
     except ModelError as exc:
         raise _fail(console, "model error", exc, EXIT_MODEL) from None
     summary = result.to_dict()
+    if triton_repo is not None:
+        from inkloop.models.resolve import resolve_model
+        from inkloop.serving.repository import write_triton_repository
+
+        try:
+            exported = resolve_model(str(result.out_dir / "model.onnx"))  # the version just registered
+            folder = write_triton_repository(exported, triton_repo)
+        except ModelError as exc:
+            raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        summary["triton_repo"] = str(folder)
     _emit(json_out, summary)
     if not json_out:
         from rich.table import Table
 
+        if triton_repo is not None:
+            console.print(
+                f"Triton model repository: {summary['triton_repo']} (config.pbtxt, 1/model.onnx, card.json)"
+            )
         t = Table(title=f"inkloop export — {result.model_ref}")
         for col in ("variant", "status", "offered", "ΔmAP50", "box IoU", "ms/page", "note"):
             t.add_column(col)
