@@ -88,6 +88,29 @@ def test_detect_no_verdict_skips_them(tmp_path, documents_dir):
     assert not (out / "verdicts.jsonl").exists()
 
 
+def test_a_run_derives_its_own_documents_and_keeps_the_folders_earlier_verdicts(tmp_path, documents_dir):
+    """A watched inbox's folder grows every run: a run derives (and re-hashes) its own documents
+    only, merged over the earlier verdicts, and routes once with them."""
+    from inkloop.detection.pipeline import DetectOptions
+    from inkloop.verdict.integrate import detect_and_judge
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    shutil.copy(documents_dir / "unsigned form.pdf", inbox)
+    first = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False)))
+    assert first.verdicts is not None and first.verdicts["unsigned"] == 1 and first.run_id
+    # the first run's source is gone: re-deriving it would turn it into needs_review
+    (inbox / "unsigned form.pdf").unlink()
+    shutil.copy(documents_dir / "letter.jpg", inbox)
+    second = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False)))
+    assert second.documents == 1 and sum(second.verdicts.values()) == 1 and second.run_id != first.run_id
+    by_source = {Path(v.source).name: v.verdict for v in read_verdicts(out)}
+    assert by_source == {"unsigned form.pdf": "unsigned", "letter.jpg": by_source["letter.jpg"]}
+    assert by_source["letter.jpg"] != "needs_review"
+    routed = {Path(r.source).name for r in read_routing(out).values()}
+    assert routed == {"unsigned form.pdf", "letter.jpg"}  # routing covers the whole folder
+
+
 def test_verdict_command_rederives_and_uses_the_documented_exit_codes(detected, tmp_path, documents_dir):
     out, _ = detected
     before = [v.to_dict() for v in read_verdicts(out)]

@@ -134,6 +134,7 @@ def detect(
         crops=crops,
         limits=Limits(max_pages=max_pages, max_pixels=max_pixels),
         routing=RoutingConfig(max_review_fraction=review_budget, tta=tta) if route else None,
+        defer_routing=verdict,  # judge_run routes once, with the verdicts' priority
     )
     try:
         run = DetectionRun(out, opts)

@@ -90,6 +90,9 @@ class DetectOptions:
     #: Score each page's uncertainty while detecting (into results.jsonl) and write the budgeted
     #: decisions to routing.jsonl at the end of the run (:mod:`inkloop.detection.routing`).
     routing: RoutingConfig | None = None
+    #: Score pages for routing but leave writing routing.jsonl to the caller, who routes once
+    #: with more to go on (:func:`inkloop.verdict.integrate.judge_run`: the verdicts' priority).
+    defer_routing: bool = False
 
 
 @dataclass
@@ -293,6 +296,7 @@ class DetectionRun:
         q: queue.Queue[Any] = queue.Queue(maxsize=self.opts.queue_pages)
         stop = threading.Event()
         with ResultStore(self.out_dir) as store:
+            summary.run_id = store.run_id
             infer = _Inference(self.detector, self.workers, self.opts.rect_inputs)
             producer = threading.Thread(
                 target=_produce,
@@ -341,7 +345,7 @@ class DetectionRun:
                 store.write_summary(summary)
                 if self.opts.force:
                     store.compact()
-        if self.opts.routing is not None:
+        if self.opts.routing is not None and not self.opts.defer_routing:
             routed = route_run(self.out_dir, self.opts.routing)
             decisions = [r.decision for r in routed]
             notify("routing", {d: decisions.count(d) for d in ("review", "audit", "auto_accept")})

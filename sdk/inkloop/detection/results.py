@@ -40,6 +40,9 @@ class Summary:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     #: Documents per signing verdict (``inkloop.verdict``), when verdicts were derived; else None.
     verdicts: dict[str, int] | None = None
+    #: The run that wrote this summary's records (each results/quarantine line carries it), so
+    #: later steps can work on this run's documents alone.
+    run_id: str = ""
 
     @property
     def pages_per_second(self) -> float:
@@ -85,6 +88,19 @@ def read_results(out_dir: str | os.PathLike[str]) -> list[PageResult]:
     """Every page result in a results folder (latest run per document)."""
     recs = _latest_run_only(_iter_jsonl(Path(out_dir) / RESULTS))
     return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
+
+
+def run_doc_ids(out_dir: str | os.PathLike[str], run_id: str) -> set[str]:
+    """The documents (``doc_id``) one run wrote to the folder: its pages and its quarantine."""
+    out = Path(out_dir)
+    ids: set[str] = set()
+    for r in _iter_jsonl(out / RESULTS):
+        if r.get("run_id") == run_id and r.get("kind") == "page":
+            ids.add(r["page"]["doc_id"])
+    for r in _iter_jsonl(out / QUARANTINE):
+        if r.get("run_id") == run_id and r.get("doc_id"):
+            ids.add(r["doc_id"])
+    return ids
 
 
 def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:

@@ -8,6 +8,7 @@ enough to answer again without running the model.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from inkloop.detection.results import read_quarantine, read_results
@@ -31,8 +32,12 @@ def derive_verdicts(
     config: VerdictConfig | None = None,
     source_root: str | os.PathLike[str] | None = None,
     write: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[DocumentVerdict]:
     """One verdict per document in ``results_dir/results.jsonl`` (plus its quarantined inputs).
+
+    ``only``: derive these documents (``doc_id``) alone, e.g. one run's, instead of re-reading
+    and re-hashing every source the folder has ever seen.
 
     Sources are read from each record's ``source`` (relative paths against ``source_root``, else
     the working directory). A document whose file is gone or changed (its SHA-256 is no longer
@@ -43,7 +48,8 @@ def derive_verdicts(
     root = Path(source_root) if source_root is not None else None
     by_doc: dict[str, list[PageResult]] = {}
     for pr in read_results(out):  # the latest run of each document, as detection wrote it
-        by_doc.setdefault(pr.page.doc_id, []).append(pr)
+        if only is None or pr.page.doc_id in only:
+            by_doc.setdefault(pr.page.doc_id, []).append(pr)
     verdicts: list[DocumentVerdict] = []
     for doc_id, pages in by_doc.items():
         source = pages[0].source
@@ -62,7 +68,7 @@ def derive_verdicts(
             v = _review(doc_id, source, f"verdict failed: {exc.__class__.__name__}: {str(exc)[:150]}", pages)
         verdicts.append(v)
     for q in read_quarantine(out):
-        if q.doc_id in by_doc:
+        if q.doc_id in by_doc or (only is not None and q.doc_id not in only):
             continue
         verdicts.append(
             DocumentVerdict(

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from inkloop.detection.pipeline import DetectOptions, ProgressFn, detect
-from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results
+from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, run_doc_ids
 from inkloop.detection.routing import RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.derive import derive_verdicts
@@ -69,11 +70,14 @@ def judge_run(
     routing: RoutingConfig | None = None,
     source_root: str | os.PathLike[str] | None = None,
 ) -> tuple[Summary, list[DocumentVerdict]]:
-    """Derive every document's verdict in ``results_dir`` after a detection run.
+    """Derive the verdicts of a detection run's documents in ``results_dir``.
 
-    Writes ``verdicts.jsonl``, records the counts per verdict in the summary (and rewrites
-    ``summary.json``), and with ``routing`` re-routes the folder so ``routing.jsonl`` puts the
-    documents that need a person first. Returns the summary and the verdicts.
+    With the run's ``summary`` (its ``run_id``), only that run's documents are derived (a watched
+    inbox's folder grows every run; re-reading and re-hashing every earlier source each time would
+    grow with it) and merged into ``verdicts.jsonl`` over the folder's earlier ones; without it,
+    every document in the folder. Records the run's counts per verdict in the summary (and
+    rewrites ``summary.json``), and with ``routing`` re-routes the folder so ``routing.jsonl`` puts
+    the documents that need a person first. Returns the summary and the derived verdicts.
     """
     out = Path(results_dir)
     if summary is None:
@@ -82,7 +86,12 @@ def judge_run(
             known = Summary.__dataclass_fields__
             d = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
             summary = Summary(**{k: v for k, v in d.items() if k in known})
-    verdicts = derive_verdicts(out, config, source_root=source_root)
+        verdicts = derive_verdicts(out, config, source_root=source_root)
+    else:
+        only = run_doc_ids(out, summary.run_id) if summary.run_id else None
+        verdicts = derive_verdicts(out, config, source_root=source_root, write=only is None, only=only)
+        if only is not None:
+            _merge_verdicts(out, verdicts)
     summary.verdicts = count_verdicts(verdicts)
     _write_summary(out, summary)
     if routing is not None:
@@ -100,6 +109,8 @@ def detect_and_judge(
 ) -> Summary:
     """Detect into ``out_dir``, then (``verdict=True``) derive the verdicts: :func:`judge_run`."""
     options = options or DetectOptions()
+    if verdict and options.routing is not None:  # routed once, with the verdicts (judge_run)
+        options = replace(options, defer_routing=True)
     summary = detect(inputs, out_dir, options, progress)
     if verdict:
         summary, _ = judge_run(out_dir, summary, config, options.routing)
@@ -122,10 +133,16 @@ def merge_results(out_dir: str | os.PathLike[str], parts: Iterable[str | os.Path
             for v in read_verdicts(p):
                 new[v.doc_id or v.source] = v
     if new or any((p / VERDICTS).exists() for p in parts):
-        kept = read_verdicts(out) if (out / VERDICTS).exists() else []
-        merged = {v.doc_id or v.source: v for v in kept}
-        merged.update(new)
-        write_verdicts(out, merged.values())
+        _merge_verdicts(out, new.values())
         total.verdicts = count_verdicts(new.values())
         _write_summary(out, total)
     return total
+
+
+def _merge_verdicts(out: Path, new: Iterable[DocumentVerdict]) -> None:
+    """Write ``verdicts.jsonl`` as the folder's earlier verdicts with ``new`` replacing those of
+    the same document (verdicts are derived, so the newest wins)."""
+    kept = read_verdicts(out) if (out / VERDICTS).exists() else []
+    merged = {v.doc_id or v.source: v for v in kept}
+    merged.update({v.doc_id or v.source: v for v in new})
+    write_verdicts(out, merged.values())
