@@ -33,10 +33,9 @@ app = typer.Typer(
 
 
 def _console(json_mode: bool) -> Any:
-    from rich.console import Console
+    from inkloop.cli.console import make_console
 
-    # With --json, stdout carries only the JSON document; people's output goes to stderr.
-    return Console(stderr=True) if json_mode else Console()
+    return make_console(json_mode)
 
 
 @app.command()

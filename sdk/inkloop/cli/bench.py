@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,14 +102,12 @@ def bench_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Throughput: the pipeline vs the bare model vs pymupdf+ultralytics, detections compared, peak memory."""
-    from rich.console import Console
-
     from inkloop.benchmarks.bench import run_bench
     from inkloop.benchmarks.config import BenchConfig
+    from inkloop.cli.console import make_console
 
     model, triton = served_contender(model, triton, local_model)
-    width = None if sys.stdout.isatty() else 150  # a wide table in logs and CI output too
-    console = Console(stderr=True, width=width) if json_out else Console(width=width)
+    console = make_console(json_out)  # a wide table in logs and CI output too
     overrides: dict[str, Any] = {
         "model": model,
         "batch_size": batch_size,

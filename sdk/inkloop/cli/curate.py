@@ -32,9 +32,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 
 
 def _console(json_out: bool) -> Any:
-    from rich.console import Console
+    from inkloop.cli.console import make_console
 
-    return Console(stderr=True) if json_out else Console()
+    return make_console(json_out)
 
 
 @contextlib.contextmanager

@@ -54,15 +54,15 @@ def evaluate_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from inkloop.cli.console import make_console
     from inkloop.evaluation.evaluator import DatasetError, evaluate
     from inkloop.models.references import ModelError
 
     # With --json, stdout carries only the JSON document; people's output goes to stderr.
-    console = Console(stderr=True) if json_out else Console()
+    console = make_console(json_out)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

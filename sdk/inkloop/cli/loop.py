@@ -49,13 +49,13 @@ def simulate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print simulation.json on stdout.")] = False,
 ) -> None:
     """Per round, held-out mAP50 of a model improved with routing's review picks vs random picks."""
-    from rich.console import Console
     from rich.markup import escape
 
     from inkloop.benchmarks.loop_simulation import SimulationConfig, simulate
+    from inkloop.cli.console import make_console
     from inkloop.evaluation.evaluator import DatasetError
 
-    console = Console(stderr=True) if json_out else Console()
+    console = make_console(json_out)
     # ultralytics logs every export to stdout; the progress lines and the table are what matter here
     os.environ.setdefault("YOLO_VERBOSE", "false")
     try:

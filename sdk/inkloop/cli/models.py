@@ -54,9 +54,9 @@ models_app = typer.Typer(
 
 
 def _console(json_mode: bool) -> Any:
-    from rich.console import Console
+    from inkloop.cli.console import make_console
 
-    return Console(stderr=True) if json_mode else Console()
+    return make_console(json_mode)
 
 
 def _fail(console: Any, kind: str, exc: BaseException, code: int) -> typer.Exit:

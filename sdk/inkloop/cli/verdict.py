@@ -34,11 +34,10 @@ def verdict_command(
     Exit codes: 0 done (documents that could not be judged are `needs_review`, with the reason);
     2 RESULTS holds no results.jsonl, or a bad option; 1 unexpected error.
     """
-    from rich.console import Console
-
+    from inkloop.cli.console import make_console
     from inkloop.verdict import VerdictConfig, count_verdicts, derive_verdicts
 
-    console = Console(stderr=True) if json_out else Console()  # with --json, stdout is the JSON
+    console = make_console(json_out)
     if not (results / "results.jsonl").is_file():
         console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
         raise typer.Exit(EXIT_USAGE)
