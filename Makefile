@@ -75,8 +75,14 @@ demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \
 	  rc=$$?; echo "results: out/demo/results.jsonl  annotated pages: out/demo/annotated/"; exit $$rc
 
+# Two test workers (pytest-xdist), a file per worker at a time: much of the suite waits on servers
+# and Airflow/training subprocesses, so two share the 2-core machine well. PYTEST_WORKERS=0 runs
+# in one process (e.g. with -x, or to debug).
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: setup-dev
-	$(PY) -m pytest -q --timeout=1800 $(PYTEST_ARGS)
+	$(PY) -m pytest -q --timeout=1800 $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Re-resolve every lock from pyproject.toml (and requirements/labelstudio.in) against today's
 # package index; commit the result with the change that needed it. Versions only: no local paths
