@@ -21,6 +21,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.console import make_console as _console
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_MODEL = 0, 1, 2, 3, 4
 
 app = typer.Typer(
@@ -30,12 +32,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _console(json_mode: bool) -> Any:
-    from inkloop.cli.console import make_console
-
-    return make_console(json_mode)
 
 
 @app.command()

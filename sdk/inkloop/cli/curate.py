@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.console import make_console as _console
+
 curate_app = typer.Typer(
     help="Curate reviewed pages in FiftyOne: evaluate, find issues, freeze the test split, export.",
     no_args_is_help=True,
@@ -29,12 +31,6 @@ DatasetOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-
-def _console(json_out: bool) -> Any:
-    from inkloop.cli.console import make_console
-
-    return make_console(json_out)
 
 
 @contextlib.contextmanager

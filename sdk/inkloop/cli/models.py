@@ -33,6 +33,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.console import make_console as _console
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODEL, EXIT_GATE_REFUSED, EXIT_INCOMPLETE = 0, 1, 2, 4, 5, 6
 
 RegistryOpt = Annotated[
@@ -51,12 +53,6 @@ models_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _console(json_mode: bool) -> Any:
-    from inkloop.cli.console import make_console
-
-    return make_console(json_mode)
 
 
 def _fail(console: Any, kind: str, exc: BaseException, code: int) -> typer.Exit:
