@@ -120,7 +120,25 @@ def resolve_registry_ref(ref: str, registry_url: str | None = None) -> ModelRef:
     """Resolve ``registry://name@alias`` in the default registry (or ``registry_url``) to a local,
     checksum-verified ONNX file and its card. Used by :func:`inkloop.models.resolve.resolve_model`."""
     name, tag = parse_registry_ref(ref)
-    return Registry(registry_url).fetch(name, tag, ref=ref)
+    return open_registry(registry_url).fetch(name, tag, ref=ref)
+
+
+def open_registry(registry: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The registry a URL names (one interface, two implementations).
+
+    ``mlflow`` (with ``$MLFLOW_TRACKING_URI``) or ``mlflow+http://host:port`` open the MLflow
+    Model Registry (:class:`inkloop.models.mlflow_registry.MlflowRegistry`); anything else is an
+    fsspec URL or folder (:class:`Registry`). ``None`` means ``$INKLOOP_REGISTRY`` or the default
+    folder. A registry object is returned as is.
+    """
+    if registry is not None and not isinstance(registry, str | os.PathLike):
+        return registry
+    url = str(registry) if registry is not None else default_registry_url()
+    if url == "mlflow" or url.startswith("mlflow+"):
+        from inkloop.models.mlflow_registry import MlflowRegistry
+
+        return MlflowRegistry(url, cache_dir=cache_dir)
+    return Registry(url, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)
@@ -788,6 +806,22 @@ class Registry:
         finally:
             card_tmp.unlink(missing_ok=True)
         return ModelRef(path=dest / MODEL_FILE, card=card, ref=label)
+
+    # ------------------------------------------------------------ side files
+
+    def write_file(self, name: str, version: str, filename: str, data: bytes) -> str:
+        """Store a small file beside a version (the gate's decision); return where it went."""
+        self._require_version(name, version)
+        path = f"{self._version_dir(name, version)}/{filename}"
+        self.fs.pipe_file(path, data)
+        return self._display(path)
+
+    def read_file(self, name: str, version: str, filename: str) -> bytes | None:
+        """A file written with :meth:`write_file`, or None."""
+        try:
+            return bytes(self.fs.cat_file(f"{self._version_dir(name, version)}/{filename}"))
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------ maintenance
 

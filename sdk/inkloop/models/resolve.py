@@ -1,4 +1,5 @@
-"""One entry point for every model reference: bundled, a local path, ``hf://``, ``registry://``."""
+"""One entry point for every model reference: bundled, a local path, ``hf://``, ``registry://``,
+``mlflow://`` / ``models:/`` (the MLflow Model Registry)."""
 
 from __future__ import annotations
 
@@ -32,4 +33,8 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
         return load_hf(s)
     if s.startswith("registry://"):
         return resolve_registry_ref(s)
+    if s.startswith(("mlflow://", "models:/")):
+        from inkloop.models.mlflow_registry import resolve_mlflow_ref
+
+        return resolve_mlflow_ref(s)
     return load_local(s)
