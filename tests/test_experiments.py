@@ -122,7 +122,8 @@ def test_mlflow_retrain_export_promote_rollback_through_mlflow_registry(
     assert reg.alias(NAME, "production") == v1
 
     # An alias pointing at no complete version, and an unknown alias: clear errors, production untouched.
-    bad = client.create_model_version(NAME, source=mv.source, run_id=mv.run_id)
+    model_id = card.extra["mlflow"]["model_uri"].removeprefix("models:/")
+    bad = client.create_model_version(NAME, source=mv.source, run_id=mv.run_id, model_id=model_id)
     client.set_registered_model_alias(NAME, "broken", bad.version)
     with pytest.raises(ModelError, match="not a complete inkloop version"):
         resolve_model(f"mlflow://{NAME}@broken")

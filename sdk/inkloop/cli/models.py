@@ -454,7 +454,7 @@ def promote_command(
 
 
 def _registry(url: str | None) -> Any:
-    from inkloop.models.registry import open_registry
+    from inkloop.models.resolve import open_registry
 
     return open_registry(url)
 

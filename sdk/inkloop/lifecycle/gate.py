@@ -211,7 +211,7 @@ def side_by_side_latency(detectors: dict[str, Any], images: list[Any], repeats: 
 
 
 def _registry(registry: Any) -> Any:
-    from inkloop.models.registry import open_registry
+    from inkloop.models.resolve import open_registry
 
     return open_registry(registry)
 

@@ -210,7 +210,7 @@ def export_candidate(
         card.save(out / "card.json")
         return result
 
-    from inkloop.models.registry import open_registry
+    from inkloop.models.resolve import open_registry
 
     reg = open_registry(registry)
     offered_onnx = [

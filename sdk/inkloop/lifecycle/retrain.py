@@ -191,7 +191,8 @@ def resolve_start(
             "card": _card_defaults(card),
         }
     if ref.startswith(("registry://", "mlflow://", "models:/")):
-        from inkloop.models.registry import open_registry, parse_registry_ref
+        from inkloop.models.registry import parse_registry_ref
+        from inkloop.models.resolve import open_registry
 
         if ref.startswith("registry://"):
             name, tag = parse_registry_ref(ref)

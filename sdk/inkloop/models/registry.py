@@ -120,25 +120,7 @@ def resolve_registry_ref(ref: str, registry_url: str | None = None) -> ModelRef:
     """Resolve ``registry://name@alias`` in the default registry (or ``registry_url``) to a local,
     checksum-verified ONNX file and its card. Used by :func:`inkloop.models.resolve.resolve_model`."""
     name, tag = parse_registry_ref(ref)
-    return open_registry(registry_url).fetch(name, tag, ref=ref)
-
-
-def open_registry(registry: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> Any:
-    """The registry a URL names (one interface, two implementations).
-
-    ``mlflow`` (with ``$MLFLOW_TRACKING_URI``) or ``mlflow+http://host:port`` open the MLflow
-    Model Registry (:class:`inkloop.models.mlflow_registry.MlflowRegistry`); anything else is an
-    fsspec URL or folder (:class:`Registry`). ``None`` means ``$INKLOOP_REGISTRY`` or the default
-    folder. A registry object is returned as is.
-    """
-    if registry is not None and not isinstance(registry, str | os.PathLike):
-        return registry
-    url = str(registry) if registry is not None else default_registry_url()
-    if url == "mlflow" or url.startswith("mlflow+"):
-        from inkloop.models.mlflow_registry import MlflowRegistry
-
-        return MlflowRegistry(url, cache_dir=cache_dir)
-    return Registry(url, cache_dir=cache_dir)
+    return Registry(registry_url).fetch(name, tag, ref=ref)
 
 
 @dataclass(frozen=True)
