@@ -173,8 +173,7 @@ def test_tune_killed_mid_trial_resumes_and_best_recipe_trains(
     storage = f"sqlite:///{out / 'study.db'}"
     args = [
         "tune", "--data", str(dataset), "--out", str(out), "--recipe", "tiny", "--model", "yolov8n.yaml",
-        "--trials", "2", "--min-epochs", "2", "--max-epochs", "2", "--imgsz", "160",
-        "--heartbeat", "1", "--grace", "3", "--json",
+        "--trials", "2", "--epochs", "2", "--imgsz", "160", "--heartbeat", "1", "--json",
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_TRACKING_URI": url}
     proc = subprocess.Popen(

@@ -582,56 +582,37 @@ def models_rollback(
 
 
 def tune_command(
-    data: Annotated[
-        str, typer.Option(help="YOLO dataset (folder or data.yaml); its test split is never seen.")
-    ],
-    out: Annotated[
-        Path, typer.Option(help="Sweep folder: trials, study.db (default storage), best-recipe.json.")
-    ],
+    data: Annotated[str, typer.Option(help="YOLO dataset (folder or data.yaml); test split unseen.")],
+    out: Annotated[Path, typer.Option(help="Sweep folder: trials, study.db, best-recipe.json.")],
     recipe: Annotated[str, typer.Option(help="Base recipe whose knobs are tuned.")] = "finetune-v1",
-    model: Annotated[
-        str | None,
-        typer.Option(help="Starting weights (.pt) or architecture (.yaml); default: the recipe's."),
-    ] = None,
-    trials: Annotated[
-        int, typer.Option(help="Trials to complete (completed + pruned), counting earlier runs.")
-    ] = 10,
-    objective: Annotated[
-        str, typer.Option(help="f1 (evaluator's F1 at --conf on val) or map50 (evaluator's mAP50 on val).")
-    ] = "f1",
-    imgsz: Annotated[
-        list[int] | None, typer.Option(help="Input sizes to try (repeatable; default: the recipe's).")
-    ] = None,
-    min_epochs: Annotated[
-        int | None, typer.Option(help="Epoch budget, lower end (default: half the recipe's).")
-    ] = None,
-    max_epochs: Annotated[
-        int | None, typer.Option(help="Epoch budget, upper end (default: the recipe's).")
-    ] = None,
-    conf: Annotated[float, typer.Option(help="Operating threshold for the F1 objective.")] = 0.25,
+    model: Annotated[str | None, typer.Option(help="Starting .pt or .yaml (default: the recipe's).")] = None,
+    trials: Annotated[int, typer.Option(help="Trials to finish (complete or pruned).")] = 10,
+    objective: Annotated[str, typer.Option(help="f1 (F1 at --conf on val) or map50 (mAP50 on val).")] = "f1",
+    imgsz: Annotated[list[int] | None, typer.Option(help="Input sizes to try (repeatable).")] = None,
+    epochs: Annotated[str | None, typer.Option(help="Epoch budget MIN:MAX or N.")] = None,
+    conf: Annotated[float, typer.Option(help="Operating threshold of the F1 objective.")] = 0.25,
     study: Annotated[str, typer.Option(help="Study name in the storage.")] = "inkloop-tune",
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna RDB URL (default: sqlite:///<out>/study.db).")
-    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna RDB URL (default <out>/study.db).")] = None,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
-    heartbeat: Annotated[int, typer.Option(help="Trial heartbeat interval, seconds.")] = 30,
-    grace: Annotated[
-        int, typer.Option(help="A RUNNING trial without heartbeat for this long is failed and retried.")
-    ] = 90,
+    heartbeat: Annotated[int, typer.Option(help="Heartbeat, seconds; 3x silent: trial retried.")] = 30,
     json_out: JsonOpt = False,
 ) -> None:
     """Optuna sweep over a recipe's knobs (lr0, box, cls, optimizer, dropout, imgsz, epochs); resumable."""
+    console = _console(json_out)
     from inkloop.lifecycle.training import RECIPES
     from inkloop.lifecycle.tuning import OBJECTIVES, tune
 
-    console = _console(json_out)
     if recipe not in RECIPES:
         raise typer.BadParameter(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RECIPES))}")
     if objective not in OBJECTIVES:
         raise typer.BadParameter(f"--objective must be one of {', '.join(OBJECTIVES)}")
     base = RECIPES[recipe]
-    lo = min_epochs or max(1, base.epochs // 2)
-    hi = max(lo, max_epochs or base.epochs)
+    lo, hi = max(1, base.epochs // 2), base.epochs
+    if epochs:
+        first, _, last = epochs.partition(":")
+        if not (first.isdigit() and (last or first).isdigit()):
+            raise typer.BadParameter(f"--epochs expects MIN:MAX or N, got {epochs!r}")
+        lo, hi = int(first), max(int(first), int(last or first))
 
     def on_trial(number: int, params: dict[str, Any]) -> None:
         console.print(f"trial {number}: {params}")
@@ -651,7 +632,7 @@ def tune_command(
             conf=conf,
             seed=seed,
             heartbeat_interval=heartbeat,
-            grace_period=grace,
+            grace_period=3 * heartbeat,
             on_trial=on_trial,
         )
     _emit(json_out, summary)

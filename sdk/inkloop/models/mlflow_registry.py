@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -42,9 +41,8 @@ from inkloop.models.registry import (
     MODEL_FILE,
     PT_FILE,
     AliasRecord,
-    _check_alias_name,
+    RegistryRules,
     _check_name,
-    _check_version_name,
     _files_of,
     _mismatch,
     _now,
@@ -61,7 +59,6 @@ HISTORY_TAG = "inkloop.history."
 ARTIFACT_DIR = "inkloop"
 MLFLOW_SCHEMES = ("mlflow://", "models:/")
 _MAX_HISTORY = 100
-_MODELS_NUM_RE = re.compile(r"^models:/([^/@]+)/(\d+)$")
 
 
 #: Environment that keeps MLflow on this machine: no telemetry, no system-metrics sampling.
@@ -101,9 +98,9 @@ def tracking_uri_of(url: str | None) -> str:
 def parse_mlflow_ref(ref: str) -> tuple[str, str]:
     """``mlflow://name@alias`` / ``mlflow://name@v3`` / ``models:/name@alias`` / ``models:/name/3``
     → (name, tag); an MLflow version number comes back as ``#3``."""
-    m = _MODELS_NUM_RE.match(ref)
-    if m:
-        return m.group(1), f"#{m.group(2)}"  # an MLflow version number, not an inkloop version name
+    head, _, number = ref.removeprefix("models:/").rpartition("/")
+    if ref.startswith("models:/") and head and "/" not in head and number.isdigit():
+        return head, f"#{number}"  # an MLflow version number, not an inkloop version name
     body = ref.removeprefix("mlflow://") if ref.startswith("mlflow://") else ref.removeprefix("models:/")
     name, sep, tag = body.partition("@")
     tag = tag if sep else DEFAULT_ALIAS
@@ -148,8 +145,10 @@ def _onnx_signature(path: Path) -> Any:
     return ModelSignature(inputs=specs(model.graph.input), outputs=specs(model.graph.output))
 
 
-class MlflowRegistry:
+class MlflowRegistry(RegistryRules):
     """A model registry on an MLflow tracking server (see the module docstring for the mapping)."""
+
+    ref_scheme = "mlflow://"
 
     def __init__(
         self, url: str | None = None, *, cache_dir: str | os.PathLike[str] | None = None, **_: Any
@@ -183,8 +182,6 @@ class MlflowRegistry:
 
     def _mv_by_version(self, name: str) -> dict[str, Any]:
         """Committed MLflow model versions of ``name`` by inkloop version name."""
-        if not self._exists(name):
-            return {}
         out: dict[str, Any] = {}
         for mv in self.client.search_model_versions(f"name='{name}'"):
             tags = mv.tags or {}
@@ -196,23 +193,13 @@ class MlflowRegistry:
         names = [m.name for m in self.client.search_registered_models(max_results=1000)]
         return sorted(n for n in names if self._mv_by_version(n))
 
-    def list_versions(self, name: str) -> list[str]:
-        _check_name("model name", name)
-        versions = self._mv_by_version(name)
-        if not versions:
-            raise self._unknown_model(name)
-        return list(versions)
-
-    def _unknown_model(self, name: str) -> ModelError:
-        known = self.list_models()
-        hint = f"known models: {', '.join(known)}" if known else "the registry has no models"
-        return ModelError(f"registry {self.url}: unknown model {name!r} ({hint})")
+    def _version_names(self, name: str) -> list[str]:
+        return list(self._mv_by_version(name))
 
     def _require_model(self, name: str) -> dict[str, Any]:
-        _check_name("model name", name)
         versions = self._mv_by_version(name)
         if not versions:
-            raise self._unknown_model(name)
+            self._require_names(name)  # raises the error naming the known models
         return versions
 
     def _version_of_number(self, name: str, number: str) -> str:
@@ -248,34 +235,14 @@ class MlflowRegistry:
         history = json.loads((rm.tags or {}).get(HISTORY_TAG + alias, "[]"))
         return AliasRecord(version=version, updated_at="", history=list(history))
 
-    def alias(self, name: str, alias: str) -> str | None:
-        self._require_model(name)
-        record = self.alias_record(name, alias)
-        return record.version if record else None
-
     # -------------------------------------------------------------- resolving
 
     def resolve_version(self, name: str, version_or_alias: str = DEFAULT_ALIAS) -> str:
-        _check_name("model name", name)
+        """As :meth:`RegistryRules.resolve_version`; ``#3`` (from ``models:/name/3``) is MLflow version 3."""
         if version_or_alias.startswith("#"):
+            _check_name("model name", name)
             return self._version_of_number(name, version_or_alias[1:])
-        _check_name("version or alias", version_or_alias)
-        versions = self._require_model(name)
-        if version_or_alias in versions:
-            return version_or_alias
-        if _AUTO_VERSION_RE.match(version_or_alias):
-            raise ModelError(
-                f"registry {self.url}: model {name!r} has no version {version_or_alias!r} "
-                f"(versions: {', '.join(versions)})"
-            )
-        record = self.alias_record(name, version_or_alias)
-        if record is None:
-            listed = ", ".join(f"{a}→{v}" for a, v in self.aliases(name).items()) or "none"
-            raise ModelError(
-                f"registry {self.url}: model {name!r} has no alias or version {version_or_alias!r} "
-                f"(aliases: {listed}; versions: {', '.join(versions)})"
-            )
-        return record.version
+        return super().resolve_version(name, version_or_alias)
 
     def _require_version(self, name: str, version: str) -> tuple[Any, ModelCard]:
         versions = self._require_model(name)
@@ -329,22 +296,15 @@ class MlflowRegistry:
                     raise _mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
         return card
 
-    def fetch(
-        self,
-        name: str,
-        version_or_alias: str = DEFAULT_ALIAS,
-        *,
-        with_pt: bool = False,
-        ref: str | None = None,
+    def _card_of(self, name: str, version: str) -> ModelCard:
+        return self._require_version(name, version)[1]
+
+    def _fetch_files(
+        self, name: str, version: str, card: ModelCard, wanted: list[str], label: str
     ) -> ModelRef:
-        """A local, checksum-verified copy of a version (cached by registry, name, version and SHA-256)."""
-        version = self.resolve_version(name, version_or_alias)
-        mv, card = self._require_version(name, version)
+        """Copies cached by registry, name, version and SHA-256; downloaded again when a check fails."""
+        mv = self._mv_by_version(name)[version]
         expected = _files_of(card)
-        wanted = [MODEL_FILE, PT_FILE] if with_pt else [MODEL_FILE]
-        for fname in wanted:
-            if fname not in expected:
-                raise ModelError(f"registry {self.url}: {name}@{version} has no {fname}")
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         dest = self.cache_dir / key / name / f"{version}-{expected[MODEL_FILE][:16]}"
         dest.mkdir(parents=True, exist_ok=True)
@@ -361,7 +321,6 @@ class MlflowRegistry:
         card_tmp = dest / f".tmp-{uuid.uuid4().hex}-{CARD_FILE}"
         card_tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
         os.replace(card_tmp, dest / CARD_FILE)
-        label = ref or f"mlflow://{name}@{version_or_alias}"
         return ModelRef(path=dest / MODEL_FILE, card=card, ref=label)
 
     def write_file(self, name: str, version: str, filename: str, data: bytes) -> str:
@@ -381,44 +340,11 @@ class MlflowRegistry:
 
     # ---------------------------------------------------------------- aliases
 
-    def set_alias(self, name: str, alias: str, version: str, *, verify: bool = True) -> str | None:
-        _check_alias_name(alias)
-        mv, _ = self._require_version(name, version)
-        if alias in self._mv_by_version(name):
-            raise ModelError(f"invalid alias {alias!r}: {name} has a version of that name")
-        if verify:
-            self.verify(name, version)
-        record = self.alias_record(name, alias)
-        previous = record.version if record else None
-        if previous == version:
-            return previous
-        history = [*record.history, previous] if record and previous else []
-        self.client.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(history[-_MAX_HISTORY:]))
+    def _store_alias(self, name: str, alias: str, record: AliasRecord) -> None:
+        """The history first (a tag), then the alias itself: a crash in between leaves the alias as it was."""
+        mv = self._mv_by_version(name)[record.version]
+        self.client.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(record.history))
         self.client.set_registered_model_alias(name, alias, str(mv.version))
-        logger.info("%s: %s@%s → %s (was %s)", self.url, name, alias, version, previous)
-        return previous
-
-    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS) -> str | None:
-        return self.set_alias(name, alias, version, verify=True)
-
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> str:
-        _check_alias_name(alias)
-        self._require_model(name)
-        record = self.alias_record(name, alias)
-        if record is None:
-            raise ModelError(f"registry {self.url}: model {name!r} has no alias {alias!r} to roll back")
-        if not record.history:
-            raise ModelError(
-                f"registry {self.url}: {name}@{alias} has no previous version to roll back to "
-                f"(it points to {record.version})"
-            )
-        target = record.history[-1]
-        mv, _ = self._require_version(name, target)
-        self.verify(name, target)
-        self.client.set_registered_model_alias(name, alias, str(mv.version))
-        self.client.set_registered_model_tag(name, HISTORY_TAG + alias, json.dumps(record.history[:-1]))
-        logger.info("%s: %s@%s rolled back %s → %s", self.url, name, alias, record.version, target)
-        return target
 
     # ------------------------------------------------------------ registering
 
@@ -428,41 +354,29 @@ class MlflowRegistry:
             numbers += [int(mv.version) for mv in self.client.search_model_versions(f"name='{name}'")]
         return f"v{max(numbers, default=0) + 1}"
 
-    def register(
-        self,
-        name: str,
-        onnx_path: str | os.PathLike[str],
-        card: ModelCard,
-        pt_path: str | os.PathLike[str] | None = None,
-        version: str | None = None,
+    def _check_new_version(self, name: str, version: str) -> None:
+        existing = self._mv_by_version(name)
+        if version in existing:
+            raise ModelError(f"registry {self.url}: {name}@{version} already exists; versions are immutable")
+        if existing and self.alias_record(name, version) is not None:
+            raise ModelError(
+                f"registry {self.url}: {name} has an alias named {version!r}; pick another version"
+            )
+
+    def _register_sources(
+        self, name: str, sources: dict[str, Path], card: ModelCard, version: str | None
     ) -> str:
         """Log the ONNX file (with its signature) as an MLflow model, register it, attach the card."""
         import mlflow
         import mlflow.onnx
         import onnx
 
-        _check_name("model name", name)
-        if version is not None:
-            _check_version_name(version)
-        sources = {MODEL_FILE: Path(onnx_path)}
-        if pt_path is not None:
-            sources[PT_FILE] = Path(pt_path)
-        for src in sources.values():
-            if not src.is_file():
-                raise ModelError(f"cannot register {name}: {src} is not a file")
         if card.sha256 and card.sha256 != sha256_file(sources[MODEL_FILE]):
             raise ModelError(
                 f"the card given for {name} says sha256 {card.sha256[:12]}…, but the ONNX file is another; "
                 "refusing to register a card that describes another file"
             )
-        existing = self._mv_by_version(name)
-        if version is not None and version in existing:
-            raise ModelError(f"registry {self.url}: {name}@{version} already exists; versions are immutable")
-        if version is not None and existing and self.alias_record(name, version) is not None:
-            raise ModelError(
-                f"registry {self.url}: {name} has an alias named {version!r}; pick another version"
-            )
-        if not existing and not self._exists(name):
+        if not self._exists(name):
             from mlflow.exceptions import MlflowException
 
             with contextlib.suppress(MlflowException):  # created meanwhile by someone else
