@@ -56,6 +56,10 @@ def tracking_uri() -> str | None:
 
 
 def mlflow_available() -> bool:
+    """Whether mlflow can be imported (with its telemetry switched off before the import)."""
+    from inkloop.models.mlflow_registry import offline_mlflow_env
+
+    offline_mlflow_env()
     try:
         import mlflow  # noqa: F401
     except ImportError:
@@ -258,11 +262,9 @@ def start_run(
 
 def resume_run(run_dir: str | os.PathLike[str] | None) -> Tracker:
     """The tracker of the run recorded in ``<run_dir>/mlflow-run.json`` (a no-op one if none/off)."""
-    if run_dir is None or not mlflow_available():
+    if run_dir is None or not (Path(run_dir) / RUN_FILE).is_file() or not mlflow_available():
         return Tracker()
     path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        return Tracker()
     rec = json.loads(path.read_text())
     uri = rec.get("tracking_uri")
     if not uri or not server_reachable(uri):
@@ -309,6 +311,8 @@ def sync_offline(run_dir: str | os.PathLike[str], uri: str | None = None) -> lis
     experiment names; ``mlflow-run.json`` then points at the copy of the training run. Returns the
     new run ids. The local store is kept (remove it by hand once the copy is checked).
     """
+    if not mlflow_available():
+        raise RuntimeError("mlflow is not installed (pip install 'inkloop[experiments]')")
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 

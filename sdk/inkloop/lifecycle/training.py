@@ -161,6 +161,10 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "true")
+    # ultralytics imports mlflow (its MLflow callback) when installed: no telemetry from it, ever.
+    from inkloop.models.mlflow_registry import offline_mlflow_env
+
+    offline_mlflow_env()
     if config_dir is not None:
         os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     else:

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -76,6 +77,11 @@ def offline_mlflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     env: Any = os.environ if environ is None else environ
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
+    if environ is None and "mlflow" in sys.modules:
+        # mlflow decides on telemetry when imported; ask it again now that the switches are set.
+        from mlflow.telemetry import set_telemetry_client
+
+        set_telemetry_client()
     return dict(env)
 
 
@@ -153,11 +159,11 @@ class MlflowRegistry(RegistryRules):
     def __init__(
         self, url: str | None = None, *, cache_dir: str | os.PathLike[str] | None = None, **_: Any
     ) -> None:
+        offline_mlflow_env()  # before mlflow is imported: it reads the telemetry switches on import
         try:
             from mlflow import MlflowClient
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise ModelError("the MLflow registry needs mlflow (pip install 'inkloop[experiments]')") from exc
-        offline_mlflow_env()
         self.tracking_uri = tracking_uri_of(url)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self.url = f"mlflow+{self.tracking_uri}"
