@@ -228,3 +228,27 @@ def test_tune_killed_mid_trial_resumes_and_best_recipe_trains(
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     trained = json.loads((tmp_path / "tuned" / "recipe.json").read_text())
     assert trained["extra"]["lr0"] == record["extra"]["lr0"] and trained["name"] == record["name"]
+
+
+def test_tune_prunes_a_trial_and_stops_its_training_after_the_epoch(
+    tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    from inkloop.lifecycle.tuning import tune
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    summary = tune(
+        dataset,
+        tmp_path / "sweep",
+        recipe="tiny",
+        model="yolov8n.yaml",
+        n_trials=1,
+        imgsz=[160],
+        epochs=(3, 3),
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),  # every F1 is below 2: prune at once
+    )
+    assert [t["state"] for t in summary["trials"]] == ["PRUNED"] and summary["best"] is None
+    results = (tmp_path / "sweep" / "trials" / "trial-0000" / "results.csv").read_text().splitlines()
+    assert len(results) == 2  # header + one epoch of three: training stopped cleanly after it
+    assert (tmp_path / "sweep" / "trials" / "trial-0000" / "weights" / "last.pt").is_file()

@@ -101,8 +101,11 @@ def tune(
     grace_period: int = 90,
     max_retry: int = 2,
     on_trial: Any = None,
+    pruner: Any = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep; return a summary (best trial, its value and params, every trial)."""
+    """Run (or resume) a sweep; return a summary (best trial, its value and params, every trial).
+
+    ``pruner`` defaults to ``MedianPruner(n_startup_trials=2, n_warmup_steps=1)``."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -126,7 +129,7 @@ def tune(
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
     study.set_user_attr("objective", objective)
     study.set_user_attr("base_recipe", asdict(base))
@@ -138,7 +141,8 @@ def tune(
     def run_trial(trial: Any) -> float:
         return _objective(trial, data, out, base, model, imgsz, epochs, objective, conf, study_name, on_trial)
 
-    optuna.storages.fail_stale_trials(study)  # a killed sweep's RUNNING trial: FAIL, and retried
+    # Each optimize() first fails trials whose heartbeat is stale (a killed sweep's RUNNING trial),
+    # and the retry callback queues them again with the same parameters.
     while done() < n_trials:
         study.optimize(run_trial, n_trials=1, catch=())
     return write_best(study, out, base, model)
