@@ -190,6 +190,8 @@ def _objective(
             if value is None:
                 return
             step = int(trainer.epoch) + 1
+            if step > int(trainer.epochs):  # ultralytics' final validation of best.pt: not an epoch
+                return
             state["best"] = max(state["best"], value)
             tracker.log_metrics({**dict(trainer.metrics), f"val_{objective}": value}, step=step)
             trial.report(value, step)
