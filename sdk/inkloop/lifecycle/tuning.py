@@ -121,7 +121,7 @@ def tune(
         storage_url,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
-        failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
     )
     study = optuna.create_study(
         study_name=study_name,

@@ -15,6 +15,9 @@ def main() -> int:
     a = p.parse_args()
     handle = start(a.data, port=a.port)
     print(f"MLflow at {handle.url} (pid {handle.pid}); export MLFLOW_TRACKING_URI={handle.url}", flush=True)
+    # Blocked only now, after the server started (a child would inherit the mask): sigwait then
+    # receives Ctrl-C / SIGTERM instead of the default action killing us before stop() runs.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
