@@ -42,7 +42,15 @@ def use_mlflow_connection(conn_id: str = MLFLOW_CONN_ID) -> str | None:
 class InkloopTrainOperator(BaseOperator):
     """Fine-tune from the production model on curated data; returns the run's outcome."""
 
-    template_fields: Sequence[str] = ("data", "run_dir", "start_from", "epochs", "imgsz", "time_limit")
+    template_fields: Sequence[str] = (
+        "data",
+        "run_dir",
+        "start_from",
+        "registry",
+        "epochs",
+        "imgsz",
+        "time_limit",
+    )
 
     def __init__(
         self,
@@ -50,6 +58,7 @@ class InkloopTrainOperator(BaseOperator):
         data: str,
         run_dir: str,
         start_from: str = "registry://signature-detector@production",
+        registry: str | None = None,
         epochs: int | str | None = None,
         imgsz: int | str | None = None,
         time_limit: float | str | None = None,
@@ -58,6 +67,9 @@ class InkloopTrainOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.data, self.run_dir, self.start_from = data, run_dir, start_from
+        #: Where ``registry://`` in ``start_from`` resolves (a folder/fsspec URL or ``mlflow``); None:
+        #: ``$INKLOOP_REGISTRY``. The export and promote tasks take the same value.
+        self.registry = registry
         self.epochs, self.imgsz, self.time_limit, self.resume = epochs, imgsz, time_limit, resume
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -77,6 +89,7 @@ class InkloopTrainOperator(BaseOperator):
             data,
             self.run_dir,
             start_from=self.start_from,
+            registry=self.registry or None,
             overrides=overrides or None,
             time_limit=float(self.time_limit) if self.time_limit not in (None, "", "None") else None,
             resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
