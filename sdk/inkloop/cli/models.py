@@ -654,7 +654,8 @@ def sync_runs_command(
 
     console = _console(json_out)
     try:
-        ids = sync_offline(run_dir)
+        with _stdout_to_stderr(json_out):  # mlflow prints run links on stdout
+            ids = sync_offline(run_dir)
     except (RuntimeError, FileNotFoundError) as exc:
         raise _fail(console, "cannot sync", exc, EXIT_USAGE) from None
     _emit(json_out, {"run_dir": str(run_dir), "synced_runs": ids})

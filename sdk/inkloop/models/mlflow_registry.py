@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 EXPERIMENT = "inkloop-registry"
 VERSION_TAG = "inkloop.version"
 COMMIT_TAG = "inkloop.card"
+#: Version tag: the MLflow run of the training the version came from (its card's ``extra.tracking``).
+TRAINING_RUN_TAG = "inkloop.training_run"
 HISTORY_TAG = "inkloop.history."
 ARTIFACT_DIR = "inkloop"
 MLFLOW_SCHEMES = ("mlflow://", "models:/")
@@ -437,6 +439,9 @@ class MlflowRegistry(RegistryRules):
                 run_id, json.dumps(final.to_dict(), indent=2) + "\n", f"{ARTIFACT_DIR}/{CARD_FILE}"
             )
             self.client.set_model_version_tag(name, str(mv.version), VERSION_TAG, target)
+            trained_in = (final.extra.get("tracking") or {}).get("run_id")
+            if trained_in:  # the run here only holds the files; the UI shows where the model came from
+                self.client.set_model_version_tag(name, str(mv.version), TRAINING_RUN_TAG, trained_in)
             self.client.set_model_version_tag(name, str(mv.version), COMMIT_TAG, "1")  # the commit
             self.client.set_terminated(run_id, "FINISHED")
         except BaseException:
