@@ -595,6 +595,9 @@ def tune_command(
     storage: Annotated[str | None, typer.Option(help="Optuna RDB URL (default <out>/study.db).")] = None,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     heartbeat: Annotated[int, typer.Option(help="Heartbeat, seconds; 3x silent: trial retried.")] = 30,
+    baseline: Annotated[
+        bool, typer.Option(help="Also train the untuned recipe with the same budget, for comparison.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Optuna sweep over a recipe's knobs (lr0, box, cls, optimizer, dropout, imgsz, epochs); resumable."""
@@ -634,6 +637,7 @@ def tune_command(
             heartbeat_interval=heartbeat,
             grace_period=3 * heartbeat,
             on_trial=on_trial,
+            baseline=baseline,
         )
     _emit(json_out, summary)
     if not json_out:
@@ -642,6 +646,8 @@ def tune_command(
         best = summary["best"]
         if best:
             console.print(f"best: trial {best['number']} = {best['value']:.4f} → {best['recipe_file']}")
+        if summary.get("baseline"):
+            console.print(f"baseline (untuned {recipe}, same budget): {summary['baseline']['value']:.4f}")
     raise typer.Exit(EXIT_OK if summary["best"] else EXIT_INCOMPLETE)
 
 

@@ -19,6 +19,10 @@
   objective, state) in the experiment ``inkloop-tune-<study>``; Optuna's own MLflowCallback is
   deprecated and not used.
 - **Output**: ``<out>/best-recipe.json``, a recipe that ``inkloop train --recipe-file`` accepts.
+- **Baseline** (``baseline=True``): the base recipe untouched, trained with the same budget (the
+  first input size, the largest epoch count, the same starting weights) and scored by the same
+  objective, outside the study, so a sweep's table says what tuning bought. Kept in
+  ``<out>/baseline.json`` (not trained again on resume).
 """
 
 from __future__ import annotations
@@ -102,8 +106,10 @@ def tune(
     max_retry: int = 2,
     on_trial: Any = None,
     pruner: Any = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep; return a summary (best trial, its value and params, every trial).
+    """Run (or resume) a sweep; return a summary (best trial, its value and params, every trial,
+    and with ``baseline`` the untuned recipe's value under the same budget).
 
     ``pruner`` defaults to ``MedianPruner(n_startup_trials=2, n_warmup_steps=1)``."""
     import optuna
@@ -145,7 +151,72 @@ def tune(
     # and the retry callback queues them again with the same parameters.
     while done() < n_trials:
         study.optimize(run_trial, n_trials=1, catch=())
-    return write_best(study, out, base, model)
+    summary = write_best(study, out, base, model)
+    if baseline:
+        summary["baseline"] = run_baseline(
+            data, out, base, model, imgsz[0], epochs[1], objective, conf, study_name
+        )
+        (out / "study.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def run_baseline(
+    data: Any,
+    out: Path,
+    base: Recipe,
+    model: str | None,
+    imgsz: int,
+    epochs: int,
+    objective: str,
+    conf: float,
+    study_name: str,
+) -> dict[str, Any]:
+    """The untuned recipe under the sweep's budget and objective (``<out>/baseline.json``).
+
+    Why outside the study: its optimizer may be one the search space does not offer (``auto``), and
+    a baseline is a reference, not a candidate for the sampler to learn from."""
+    import time
+
+    from inkloop.lifecycle.tracking import start_run
+    from inkloop.lifecycle.training import train
+
+    record_path = out / "baseline.json"
+    if record_path.is_file():
+        return dict(json.loads(record_path.read_text()))
+    r = replace(base, imgsz=int(imgsz), epochs=int(epochs))
+    if model:
+        r = replace(r, model=model)
+    run_dir = out / "baseline"
+    if run_dir.exists():  # a half-written baseline (killed sweep) is trained again
+        shutil.rmtree(run_dir)
+    tracker = start_run(
+        "tune-baseline",
+        run_dir=run_dir,
+        run_name="baseline",
+        experiment=f"inkloop-tune-{study_name}",
+        tags={"optuna.study": study_name},
+    )
+    tracker.log_params(
+        {"imgsz": r.imgsz, "epochs": r.epochs, "objective": objective, "base_recipe": base.name}
+    )
+    t0 = time.monotonic()
+    try:
+        train(data, r, project=out, name="baseline")
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    value = _final_value(run_dir, data, r, objective, conf)
+    record = {
+        "value": value,
+        "objective": objective,
+        "recipe": asdict(r),
+        "seconds": round(time.monotonic() - t0, 1),
+        "run_dir": str(run_dir),
+    }
+    tracker.log_metrics({f"objective_{objective}": value})
+    tracker.end("FINISHED")
+    record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return record
 
 
 def _objective(
