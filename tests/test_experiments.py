@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,11 +22,12 @@ from fixture_data import make_dataset
 
 from inkloop.devservers.mlflow.server import free_port
 from inkloop.lifecycle.retrain import retrain
-from inkloop.lifecycle.tracking import OFFLINE_DIR, RUN_FILE, start_run, sync_offline
+from inkloop.lifecycle.tracking import OFFLINE_DIR, RUN_FILE, start_run
 from inkloop.models.mlflow_registry import MlflowRegistry
 from inkloop.models.references import ModelError
 from inkloop.models.resolve import resolve_model
 
+ROOT = Path(__file__).resolve().parents[1]
 NAME = "signature-detector"
 TINY = {"epochs": 1, "batch": 2, "cache": "", "plots": False, "imgsz": 160}
 
@@ -145,7 +147,9 @@ def test_tracking_server_down_keeps_runs_locally_then_syncs(
     assert (tmp_path / "run" / OFFLINE_DIR / "mlflow.db").is_file()
 
     url, _ = mlflow_server
-    ids = sync_offline(tmp_path / "run", uri=url)
+    p = run_cli("sync-runs", str(tmp_path / "run"), "--json", env={"MLFLOW_TRACKING_URI": url})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    ids = json.loads(p.stdout)["synced_runs"]
     assert len(ids) == 1
     rec = json.loads((tmp_path / "run" / RUN_FILE).read_text())
     assert rec["run_id"] == ids[0] and rec["tracking_uri"] == url
@@ -230,7 +234,7 @@ def test_tune_killed_mid_trial_resumes_and_best_recipe_trains(
     assert trained["extra"]["lr0"] == record["extra"]["lr0"] and trained["name"] == record["name"]
 
 
-def test_tune_prunes_a_trial_and_stops_its_training_after_the_epoch(
+def test_tune_prunes_a_trial_and_stops_its_training_after_the_epoch_and_trains_a_baseline(
     tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import optuna
@@ -247,8 +251,194 @@ def test_tune_prunes_a_trial_and_stops_its_training_after_the_epoch(
         imgsz=[160],
         epochs=(3, 3),
         pruner=optuna.pruners.ThresholdPruner(lower=2.0),  # every F1 is below 2: prune at once
+        baseline=True,
     )
     assert [t["state"] for t in summary["trials"]] == ["PRUNED"] and summary["best"] is None
+    # the untuned recipe with the same budget, scored by the same objective, kept for a resume
+    base = summary["baseline"]
+    assert 0.0 <= base["value"] <= 1.0 and base["recipe"]["epochs"] == 3 and base["recipe"]["imgsz"] == 160
+    assert json.loads((tmp_path / "sweep" / "baseline.json").read_text()) == base
+    assert json.loads((tmp_path / "sweep" / "study.json").read_text())["baseline"] == base
     results = (tmp_path / "sweep" / "trials" / "trial-0000" / "results.csv").read_text().splitlines()
     assert len(results) == 2  # header + one epoch of three: training stopped cleanly after it
     assert (tmp_path / "sweep" / "trials" / "trial-0000" / "weights" / "last.pt").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# The retrain DAG in Airflow against the MLflow server; what it leaves, seen through MLflow's API,
+# `inkloop detect` and a real browser. One DAG run (module fixture) serves the three tests.
+
+
+@pytest.fixture(scope="module")
+def dag_promoted(
+    tmp_path_factory: pytest.TempPathFactory, dataset: Path, mlflow_server: tuple[str, Path]
+) -> dict[str, str]:
+    """``inkloop_retrain`` run by ``airflow dags test`` with ``registry=mlflow`` and the tracking server
+    given only as the Airflow connection ``mlflow``: train (tracked) → export (an MLflow model
+    version, alias candidate) → gate → promote (alias production). Production starts as the bundled
+    model registered in MLflow (v1)."""
+    from airflow_env import migrate, run_airflow
+
+    url, data_dir = mlflow_server
+    tmp = tmp_path_factory.mktemp("dag")
+    reg = MlflowRegistry(f"mlflow+{url}", cache_dir=tmp / "cache")
+    if NAME in reg.list_models():
+        reg.client.delete_registered_model(NAME)
+    bundled = resolve_model(None)
+    v1 = reg.register(NAME, bundled.path, bundled.card, pt_path=bundled.path.with_name("model.pt"))
+    reg.promote(NAME, v1)
+
+    env = migrate(tmp / "airflow", tmp / "data")
+    env.pop("MLFLOW_TRACKING_URI", None)  # only the connection says where the server is
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    env.update(
+        AIRFLOW_CONN_MLFLOW=json.dumps(
+            {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
+        ),
+        MLFLOW_EXPERIMENT_NAME="inkloop-dag",
+    )
+    conf = {
+        "data": str(dataset),
+        "registry": "mlflow",
+        "epochs": 1,
+        "margin": -1.0,
+        "runs_dir": str(tmp / "runs"),
+        "gate_policy": {"max_recall_drop": 1.0, "max_latency_ratio": None},
+    }
+    p = run_airflow(env, "dags", "test", "inkloop_retrain", "-c", json.dumps(conf), timeout=1500)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0 and "state=success" in out, out[-6000:]
+    return {"url": url, "data_dir": str(data_dir), "v1": v1, "cache": str(tmp / "cache")}
+
+
+def test_mlflow_retrain_dag_in_airflow_logs_the_run_and_promotes_through_aliases(
+    dag_promoted: dict[str, str],
+) -> None:
+    url = dag_promoted["url"]
+    reg = MlflowRegistry(f"mlflow+{url}", cache_dir=dag_promoted["cache"])
+    aliases = reg.aliases(NAME)
+    v2 = aliases["production"]
+    assert v2 != dag_promoted["v1"] and aliases["candidate"] == v2
+    card = reg.show(NAME, "production")
+    client = reg.client
+    mv = client.get_model_version_by_alias(NAME, "production")
+    assert mv.version == card.extra["mlflow"]["version"]
+
+    exp = client.get_experiment_by_name("inkloop-dag")
+    runs = client.search_runs([exp.experiment_id], "tags.`inkloop.kind` = 'train'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert card.extra["tracking"]["run_id"] == run.info.run_id  # the version knows its training run
+    assert mv.tags["inkloop.training_run"] == run.info.run_id  # and says so in MLflow's UI
+    params = run.data.params
+    assert params["seed"] == "0" and params["data_version"].startswith("sha256:")
+    assert params["parent.ref"] == f"registry://{NAME}@production" and params["recipe.epochs"] == "1"
+    assert client.get_metric_history(run.info.run_id, "metrics/mAP50B")  # per-epoch
+    metrics = run.data.metrics
+    assert {"eval.test.f1", "eval.test.precision", "eval.test.map50", "eval.test.map50_95"} <= set(metrics)
+    assert run.data.tags["inkloop.gate.promote"] == "True" and run.data.tags["inkloop.gate.reasons"]
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "eval.test")}
+    assert {"eval.test/report.json", "eval.test/pr_curve.png", "eval.test/errors.jsonl"} <= arts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "run")} >= {
+        "run/recipe.json",
+        "run/data_manifest.json",
+    }
+
+
+def test_detect_with_mlflow_production_gives_the_boxes_of_the_registered_file(
+    dag_promoted: dict[str, str], tmp_path: Path, documents_dir: Path
+) -> None:
+    """``inkloop detect --model mlflow://…@production`` and the same version's file, downloaded
+    through MLflow's own API (``models:/name@production``) with its card, give the same boxes."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    url = dag_promoted["url"]
+    local = Path(
+        download_artifacts(f"models:/{NAME}@production", dst_path=str(tmp_path / "m"), tracking_uri=url)
+    )
+    mv = MlflowClient(tracking_uri=url).get_model_version_by_alias(NAME, "production")
+    card_file = download_artifacts(
+        run_id=mv.run_id, artifact_path="inkloop/card.json", dst_path=str(tmp_path / "c"), tracking_uri=url
+    )
+    onnx_file = local / "model.onnx"
+    shutil.copy(card_file, local / "card.json")  # load_local reads the card beside the file
+    card = json.loads((local / "card.json").read_text())
+    assert card["version"] == MlflowRegistry(f"mlflow+{url}").alias(NAME, "production")
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for f in ("letter.jpg", "scanned letters.pdf"):
+        shutil.copy(documents_dir / f, docs / f)
+    boxes = {}
+    for label, model in (("mlflow", f"mlflow://{NAME}@production"), ("file", str(onnx_file))):
+        out = tmp_path / label
+        p = run_cli(
+            "detect",
+            str(docs),
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--json",
+            env={"MLFLOW_TRACKING_URI": url},
+        )
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+        rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+        assert {r["model_version"] for r in rows} == {f"{NAME}@{card['version']}"}
+        boxes[label] = {r["page_key"]: [(d["xyxy"], d["score"]) for d in r["detections"]] for r in rows}
+    assert boxes["mlflow"] == boxes["file"] and boxes["file"]
+
+
+def test_mlflow_ui_shows_the_run_the_model_version_and_its_aliases(
+    dag_promoted: dict[str, str], tmp_path: Path
+) -> None:
+    """MLflow's own web UI, in a real headless browser (Debian's chromium driven by Playwright): the
+    registered model with both aliases, the production version naming its training run, and that
+    run with its parameters."""
+    if shutil.which("chromium") is None:
+        subprocess.run(["bash", str(ROOT / ".ci" / "install-chromium.sh")], check=True, timeout=900)
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is missing after .ci/install-chromium.sh"
+    from playwright.sync_api import sync_playwright
+
+    url = dag_promoted["url"]
+    reg = MlflowRegistry(f"mlflow+{url}")
+    production = reg.client.get_model_version_by_alias(NAME, "production")
+    training_run_id = production.tags["inkloop.training_run"]  # the version's own run holds its files
+    run = reg.client.get_run(training_run_id)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        # the registered model: its versions and where each alias points
+        page.goto(f"{url}/#/models/{NAME}")
+        page.get_by_text("production", exact=False).first.wait_for(timeout=60_000)
+        text = page.inner_text("body")
+        assert "candidate" in text and f"Version {production.version}" in text
+        page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
+        # the model version: its aliases and the run it came from
+        page.goto(f"{url}/#/models/{NAME}/versions/{production.version}")
+        page.get_by_text(training_run_id).first.wait_for(timeout=60_000)  # tag inkloop.training_run
+        text = page.inner_text("body")
+        assert "production" in text and "candidate" in text and "Source Run" in text
+        page.screenshot(path=str(tmp_path / "version.png"), full_page=True)
+        # the training run: its params and metrics
+        page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+        page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
+        page.get_by_text("Parameters (").first.wait_for(timeout=30_000)
+        page.get_by_placeholder("Search parameters").fill("data_version")  # the table is long
+        page.get_by_text(run.data.params["data_version"]).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+        browser.close()
+    import numpy as np
+    from PIL import Image
+
+    for shot in ("model.png", "version.png", "run.png"):
+        pixels = np.asarray(Image.open(tmp_path / shot).convert("L"))
+        assert pixels.std() > 10, f"{shot} is blank: the UI did not render"
+    if os.environ.get("INKLOOP_SAVE_SCREENSHOTS"):  # how docs/images/mlflow-model.png was made
+        dest = Path(os.environ["INKLOOP_SAVE_SCREENSHOTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for shot in ("model.png", "version.png", "run.png"):
+            shutil.copy(tmp_path / shot, dest / f"mlflow-{shot}")
