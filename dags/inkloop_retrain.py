@@ -32,7 +32,12 @@ from inkloop_provider.operators.lifecycle import (
             description="a curated YOLO export, or the export folder (newest version is used)",
         ),
         "model_name": Param("signature-detector", type="string"),
-        "registry": Param(f"{INKLOOP_ROOT}/registry", type="string"),
+        "registry": Param(
+            f"{INKLOOP_ROOT}/registry",
+            type="string",
+            description="a registry folder or fsspec URL, or 'mlflow' (the MLflow Model Registry at "
+            "$MLFLOW_TRACKING_URI or the Airflow connection 'mlflow')",
+        ),
         "epochs": Param(30, type="integer", minimum=1),
         "imgsz": Param(
             None, type=["null", "integer"], description="default: the production model's input size"
@@ -50,6 +55,7 @@ def inkloop_retrain() -> None:
         data="{{ params.data }}",
         run_dir="{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         start_from="registry://{{ params.model_name }}@production",
+        registry="{{ params.registry }}",
         epochs="{{ params.epochs }}",
         imgsz="{{ params.imgsz }}",
         time_limit="{{ params.time_limit }}",

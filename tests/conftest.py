@@ -74,3 +74,25 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real MLflow tracking server (SQLite backend, local artifacts) on 127.0.0.1, per session.
+
+    Yields ``(url, data_dir)``; fails (not skips) when mlflow is missing or the server cannot start.
+    About 30 s to start; stopped by its process group at the end.
+    """
+    try:
+        from inkloop.devservers.mlflow import MlflowServerError, start, stop
+    except ImportError as exc:
+        pytest.fail(f"mlflow is not installed: {exc}", pytrace=False)
+    data_dir = tmp_path_factory.mktemp("mlflow-server")
+    try:
+        handle = start(data_dir)
+    except MlflowServerError as exc:
+        pytest.fail(f"cannot start MLflow: {exc}", pytrace=False)
+    try:
+        yield handle.url, data_dir
+    finally:
+        stop(handle)

@@ -97,9 +97,48 @@ def sources(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(params=["fsspec", "mlflow"])
+def reg(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    """Both implementations of the registry interface: folders via fsspec, and a real MLflow server
+    (its registered models are deleted first, so each test starts from an empty registry)."""
+    if request.param == "fsspec":
+        return Registry(tmp_path / "registry", cache_dir=tmp_path / "cache")
+    from inkloop.models.mlflow_registry import MlflowRegistry
+
+    url, data_dir = request.getfixturevalue("mlflow_server")
+    mreg = MlflowRegistry(f"mlflow+{url}", cache_dir=tmp_path / "cache")
+    mreg.test_data_dir = data_dir  # type: ignore[attr-defined]
+    for rm in mreg.client.search_registered_models(max_results=1000):
+        mreg.client.delete_registered_model(rm.name)
+    return mreg  # type: ignore[return-value]
+
+
+def stored_file(reg: object, tmp_path: Path, version: str, fname: str) -> Path:
+    """Where a registered file of ``sig@version`` is stored on disk, for either backend."""
+    if isinstance(reg, Registry):
+        return tmp_path / "registry" / "models" / NAME / version / fname
+    mv, c = reg._require_version(NAME, version)  # type: ignore[attr-defined]
+    artifacts = reg.test_data_dir / "artifacts"  # type: ignore[attr-defined]
+    if fname == "model.onnx":
+        model_id = c.extra["mlflow"]["model_uri"].removeprefix("models:/")
+        found = list(artifacts.glob(f"*/models/{model_id}/artifacts/model.onnx"))
+    else:
+        found = list(artifacts.glob(f"*/{mv.run_id}/artifacts/inkloop/{fname}"))
+    assert len(found) == 1, (fname, found)
+    return found[0]
+
+
 @pytest.fixture
-def reg(tmp_path: Path) -> Registry:
+def fs_reg(tmp_path: Path) -> Registry:
+    """The fsspec registry alone, for tests about its files."""
     return Registry(tmp_path / "registry", cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def fs_two_versions(fs_reg: Registry, sources: dict[str, Path]) -> Registry:
+    assert fs_reg.register(NAME, sources["a"], card(), pt_path=sources["pt"]) == "v1"
+    assert fs_reg.register(NAME, sources["b"], card(parent_version="v1")) == "v2"
+    return fs_reg
 
 
 @pytest.fixture
@@ -139,6 +178,8 @@ def test_register_list_show(two_versions: Registry, sources: dict[str, Path], tm
     assert c2.extra["files"] == {"model.onnx": sha256_file(sources["b"])}
     assert c2.parent_version == "v1"
 
+    if not isinstance(reg, Registry):
+        return
     vdir = tmp_path / "registry" / "models" / NAME / "v1"
     assert sorted(p.name for p in vdir.iterdir()) == ["card.json", "model.onnx", "model.pt"]
     assert json.loads((vdir / "card.json").read_text())["version"] == "v1"
@@ -152,7 +193,8 @@ def test_register_does_not_modify_callers_card(reg: Registry, sources: dict[str,
     assert (mine.name, mine.version, mine.sha256, mine.extra) == ("anything", "dev", None, {})
 
 
-def test_versions_sort_numerically(reg: Registry, sources: dict[str, Path]) -> None:
+def test_versions_sort_numerically(fs_reg: Registry, sources: dict[str, Path]) -> None:
+    reg = fs_reg  # eleven registrations; MLflow numbers versions itself
     for _ in range(11):
         reg.register(NAME, sources["a"], card())
     assert reg.list_versions(NAME)[-3:] == ["v9", "v10", "v11"]
@@ -164,8 +206,8 @@ def test_explicit_version_is_never_overwritten(reg: Registry, sources: dict[str,
         reg.register(NAME, sources["b"], card(), version="2024-06-01")
     assert reg.show(NAME, "2024-06-01").sha256 == sha256_file(sources["a"])
     assert reg.fetch(NAME, "2024-06-01").path.read_bytes() == sources["a"].read_bytes()
-    # An auto version does not collide with named ones.
-    assert reg.register(NAME, sources["b"], card()) == "v1"
+    # An auto version does not collide with named ones (MLflow: auto versions are v<MLflow number>).
+    assert reg.register(NAME, sources["b"], card()) == ("v1" if isinstance(reg, Registry) else "v2")
 
 
 def test_card_describing_another_file_is_refused(reg: Registry, sources: dict[str, Path]) -> None:
@@ -216,9 +258,10 @@ def test_promote_and_rollback(two_versions: Registry, tmp_path: Path) -> None:
     assert reg.show(NAME).version == "v1"
 
     assert reg.promote(NAME, "v2") == "v1"
-    alias_file = tmp_path / "registry" / "models" / NAME / "aliases" / "production.json"
-    stored = json.loads(alias_file.read_text())
-    assert stored["version"] == "v2" and stored["history"] == ["v1"] and stored["updated_at"]
+    if isinstance(reg, Registry):
+        alias_file = tmp_path / "registry" / "models" / NAME / "aliases" / "production.json"
+        stored = json.loads(alias_file.read_text())
+        assert stored["version"] == "v2" and stored["history"] == ["v1"] and stored["updated_at"]
     assert reg.fetch(NAME, "production").card.version == "v2"
 
     # Promoting the current version again is a no-op, not a history entry.
@@ -268,7 +311,8 @@ def test_unknown_model_alias_version_messages(two_versions: Registry) -> None:
     assert reg.alias(NAME, "production") == "v1"
 
 
-def test_unreadable_alias_file_is_an_error_not_a_guess(two_versions: Registry, tmp_path: Path) -> None:
+def test_unreadable_alias_file_is_an_error_not_a_guess(fs_two_versions: Registry, tmp_path: Path) -> None:
+    two_versions = fs_two_versions
     two_versions.promote(NAME, "v1")
     alias_file = tmp_path / "registry" / "models" / NAME / "aliases" / "production.json"
     alias_file.write_text('{"version": "v1", "history": "v0"}')
@@ -285,7 +329,8 @@ def test_empty_registry_messages(reg: Registry) -> None:
 # ----------------------------------------------------------------- checksums
 
 
-def test_fetch_local_is_in_place_and_loadable(two_versions: Registry, tmp_path: Path) -> None:
+def test_fetch_local_is_in_place_and_loadable(fs_two_versions: Registry, tmp_path: Path) -> None:
+    two_versions = fs_two_versions
     ref = two_versions.fetch(NAME, "v1", with_pt=True)
     assert ref.path == tmp_path / "registry" / "models" / NAME / "v1" / "model.onnx"
     assert ref.path.with_name("model.pt").is_file()
@@ -301,27 +346,30 @@ def test_corrupt_model_refused_on_fetch_resolve_and_promote(
 ) -> None:
     reg = two_versions
     reg.promote(NAME, "v1")
-    onnx_v2 = tmp_path / "registry" / "models" / NAME / "v2" / "model.onnx"
+    onnx_v2 = stored_file(reg, tmp_path, "v2", "model.onnx")
     flip_byte(onnx_v2)
+    where = str(onnx_v2) if isinstance(reg, Registry) else "sig@v2/model.onnx"
 
     with pytest.raises(ModelError, match="checksum mismatch") as exc:
         reg.fetch(NAME, "v2")
-    assert str(onnx_v2) in str(exc.value)
+    assert where in str(exc.value)
 
-    monkeypatch.setenv("INKLOOP_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv(
+        "INKLOOP_REGISTRY", str(tmp_path / "registry") if isinstance(reg, Registry) else reg.url
+    )
     with pytest.raises(ModelError, match="checksum mismatch"):
         resolve_model("registry://sig@v2")
 
     with pytest.raises(ModelError, match="checksum mismatch") as exc:
         reg.promote(NAME, "v2")
-    assert str(onnx_v2) in str(exc.value)
+    assert where in str(exc.value)
     assert reg.alias(NAME, "production") == "v1"
     assert run_onnx(resolve_model("registry://sig").path) == (1, 5, 64)
 
 
 def test_corrupt_checkpoint_blocks_promotion(two_versions: Registry, tmp_path: Path) -> None:
     reg = two_versions
-    flip_byte(tmp_path / "registry" / "models" / NAME / "v1" / "model.pt", offset=10)
+    flip_byte(stored_file(reg, tmp_path, "v1", "model.pt"), offset=10)
     with pytest.raises(ModelError, match=r"model\.pt: checksum mismatch"):
         reg.promote(NAME, "v1")
     assert reg.alias(NAME, "production") is None
@@ -335,7 +383,7 @@ def test_rollback_refuses_corrupt_target(two_versions: Registry, tmp_path: Path)
     reg = two_versions
     reg.promote(NAME, "v2", alias="candidate")
     reg.promote(NAME, "v1", alias="candidate")
-    flip_byte(tmp_path / "registry" / "models" / NAME / "v2" / "model.onnx")
+    flip_byte(stored_file(reg, tmp_path, "v2", "model.onnx"))
     with pytest.raises(ModelError, match="checksum mismatch"):
         reg.rollback(NAME, "candidate")
     assert reg.alias(NAME, "candidate") == "v1"
@@ -345,8 +393,9 @@ def test_rollback_refuses_corrupt_target(two_versions: Registry, tmp_path: Path)
 
 
 def test_resolve_model_registry_refs(
-    two_versions: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fs_two_versions: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    two_versions = fs_two_versions
     monkeypatch.setenv("INKLOOP_REGISTRY", str(tmp_path / "registry"))
     two_versions.promote(NAME, "v1")
     two_versions.set_alias(NAME, "candidate", "v2")
@@ -539,7 +588,8 @@ def _run_and_kill(args: list[str]) -> None:
             proc.wait(timeout=30)
 
 
-def test_promotion_killed_halfway_keeps_old_alias(two_versions: Registry, tmp_path: Path) -> None:
+def test_promotion_killed_halfway_keeps_old_alias(fs_two_versions: Registry, tmp_path: Path) -> None:
+    two_versions = fs_two_versions
     reg = two_versions
     reg.promote(NAME, "v1")
     _run_and_kill([str(tmp_path / "registry"), "promote", "alias-rename"])
@@ -562,8 +612,9 @@ def test_promotion_killed_halfway_keeps_old_alias(two_versions: Registry, tmp_pa
 
 @pytest.mark.parametrize("where", ["second-file", "version-rename"])
 def test_register_killed_halfway_adds_no_version(
-    two_versions: Registry, sources: dict[str, Path], tmp_path: Path, where: str
+    fs_two_versions: Registry, sources: dict[str, Path], tmp_path: Path, where: str
 ) -> None:
+    two_versions = fs_two_versions
     reg = two_versions
     reg.promote(NAME, "v2")
     _run_and_kill([str(tmp_path / "registry"), "register", where, str(sources["c"]), str(sources["pt"])])

@@ -13,11 +13,44 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+MLFLOW_CONN_ID = "mlflow"
+
+
+def use_mlflow_connection(conn_id: str = MLFLOW_CONN_ID) -> str | None:
+    """Point MLflow tracking at the Airflow connection ``mlflow`` (host, port, schema = http/https),
+    unless ``MLFLOW_TRACKING_URI`` is already set; without either, tracking stays off."""
+    import os
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # no such connection: tracking off
+        return None
+    host = (conn.host or "").rstrip("/")
+    if not host:
+        return None
+    if "://" not in host:
+        host = f"{conn.schema or 'http'}://{host}"
+    uri = f"{host}:{conn.port}" if conn.port else host
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
 
 class InkloopTrainOperator(BaseOperator):
     """Fine-tune from the production model on curated data; returns the run's outcome."""
 
-    template_fields: Sequence[str] = ("data", "run_dir", "start_from", "epochs", "imgsz", "time_limit")
+    template_fields: Sequence[str] = (
+        "data",
+        "run_dir",
+        "start_from",
+        "registry",
+        "epochs",
+        "imgsz",
+        "time_limit",
+    )
 
     def __init__(
         self,
@@ -25,6 +58,7 @@ class InkloopTrainOperator(BaseOperator):
         data: str,
         run_dir: str,
         start_from: str = "registry://signature-detector@production",
+        registry: str | None = None,
         epochs: int | str | None = None,
         imgsz: int | str | None = None,
         time_limit: float | str | None = None,
@@ -33,9 +67,13 @@ class InkloopTrainOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.data, self.run_dir, self.start_from = data, run_dir, start_from
+        #: Where ``registry://`` in ``start_from`` resolves (a folder/fsspec URL or ``mlflow``); None:
+        #: ``$INKLOOP_REGISTRY``. The export and promote tasks take the same value.
+        self.registry = registry
         self.epochs, self.imgsz, self.time_limit, self.resume = epochs, imgsz, time_limit, resume
 
     def execute(self, context: Context) -> dict[str, Any]:
+        use_mlflow_connection()
         from pathlib import Path
 
         from inkloop.lifecycle.promotion import latest_export
@@ -51,6 +89,7 @@ class InkloopTrainOperator(BaseOperator):
             data,
             self.run_dir,
             start_from=self.start_from,
+            registry=self.registry or None,
             overrides=overrides or None,
             time_limit=float(self.time_limit) if self.time_limit not in (None, "", "None") else None,
             resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
@@ -81,6 +120,7 @@ class InkloopExportOperator(BaseOperator):
         self.source, self.out_dir, self.data, self.registry = source, out_dir, data, registry
 
     def execute(self, context: Context) -> dict[str, Any]:
+        use_mlflow_connection()
         from inkloop.lifecycle.promotion import export_candidate
 
         res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
@@ -116,6 +156,7 @@ class InkloopPromoteOperator(BaseOperator):
         self.name, self.data, self.registry, self.margin, self.policy = name, data, registry, margin, policy
 
     def execute(self, context: Context) -> dict[str, Any]:
+        use_mlflow_connection()
         import ast
 
         from airflow.sdk.exceptions import AirflowSkipException

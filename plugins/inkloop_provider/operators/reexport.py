@@ -27,11 +27,10 @@ class InkloopReexportOperator(BaseOperator):
 
         from inkloop.lifecycle.promotion import export_candidate, find_weights
 
-        if self.model.startswith("registry://"):
-            from inkloop.models.registry import Registry, parse_registry_ref
+        if self.model.startswith(("registry://", "mlflow://", "models:/")):
+            from inkloop.lifecycle.retrain import resolve_start
 
-            name, tag = parse_registry_ref(self.model)
-            weights = Path(Registry().fetch(name, tag, with_pt=True).path).with_name("model.pt")
+            weights = Path(resolve_start(self.model)[0])
         else:
             weights, _ = find_weights(self.model)
         res = export_candidate(

@@ -231,12 +231,21 @@ from inkloop.cli.loop import loop_app  # noqa: E402
 
 app.add_typer(loop_app, name="loop")
 
-from inkloop.cli.models import export_command, models_app, promote_command, train_command  # noqa: E402
+from inkloop.cli.models import (  # noqa: E402
+    export_command,
+    models_app,
+    promote_command,
+    sync_runs_command,
+    train_command,
+    tune_command,
+)
 
 app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("promote")(promote_command)
+app.command("tune")(tune_command)
+app.command("sync-runs")(sync_runs_command)
 
 from inkloop.cli.serve import demo_command, serve_command  # noqa: E402
 

@@ -107,11 +107,26 @@ def evaluate_command(
             progress.stop()
 
     d = report.to_dict()
+    _track(model, data, split, report, out)
     if json_out:
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
     else:
         _print_report(console, d, out)
     raise typer.Exit(EXIT_OK)
+
+
+def _track(model: Any, data: Any, split: str, report: Any, out: Path) -> None:
+    """With a tracking URI (``MLFLOW_TRACKING_URI`` or an Airflow connection ``mlflow``), one MLflow
+    run holding the report, the PR curve and the errors file; nothing otherwise."""
+    from inkloop.lifecycle.tracking import log_evaluation, start_run
+
+    tracker = start_run(
+        "evaluate",
+        run_name=f"evaluate {model}",
+        tags={"inkloop.model": model, "inkloop.data": data, "inkloop.split": split},
+    )
+    log_evaluation(tracker, report, prefix=f"eval.{split}")
+    tracker.end()
 
 
 def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:

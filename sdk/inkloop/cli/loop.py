@@ -105,11 +105,29 @@ def simulate_command(
 
     if markdown is not None:
         markdown.write_text(report.markdown() + "\n")
+    _track(config, report, workdir)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         raise typer.Exit(EXIT_OK)
     _print_table(console, report)
     raise typer.Exit(EXIT_OK)
+
+
+def _track(config: Any, report: Any, workdir: Path) -> None:
+    """With a tracking URI, one MLflow run with the simulation's settings and report; nothing otherwise."""
+    from dataclasses import asdict
+
+    from inkloop.lifecycle.tracking import start_run
+
+    tracker = start_run("simulate", run_dir=workdir, run_name=f"loop simulate {Path(str(config.data)).name}")
+    tracker.log_params(asdict(config))
+    d = report.to_dict()
+    tracker.log_metrics({k: v for k, v in d.items() if isinstance(v, int | float)})
+    for i, row in enumerate(d.get("rounds") or []):
+        if isinstance(row, dict):
+            tracker.log_metrics({k: v for k, v in row.items() if isinstance(v, int | float)}, step=i)
+    tracker.log_dict(d, "simulation.json")
+    tracker.end()
 
 
 def _print_table(console: Any, report: Any) -> None:

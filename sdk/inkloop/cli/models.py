@@ -144,6 +144,14 @@ def train_command(
     recipe: Annotated[
         str, typer.Option(help="Named recipe (inkloop.lifecycle.training.RECIPES).")
     ] = "finetune-v1",
+    recipe_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe-file",
+            help="A recipe JSON (best-recipe.json from `inkloop tune`, or a run's recipe.json); "
+            "overrides --recipe.",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
     imgsz: Annotated[
         int | None, typer.Option(help="Training input size (default: the parent model's).")
@@ -174,7 +182,15 @@ def train_command(
     from inkloop.models.references import ModelError
 
     console = _console(json_out)
-    if recipe not in RECIPES:
+    chosen: Any = recipe
+    if recipe_file is not None:
+        from inkloop.lifecycle.training import recipe_from_record
+
+        try:
+            chosen = recipe_from_record(json.loads(recipe_file.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise typer.BadParameter(f"--recipe-file {recipe_file}: not a recipe ({exc})") from None
+    elif recipe not in RECIPES:
         raise typer.BadParameter(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RECIPES))}")
     if data is None and not resume:
         raise typer.BadParameter("--data is required (unless --resume)")
@@ -212,7 +228,7 @@ def train_command(
                 run_dir,
                 start_from=start_from,
                 registry=registry,
-                recipe=recipe,
+                recipe=chosen,
                 overrides=overrides or None,
                 time_limit=limit,
                 resume=resume,
@@ -438,9 +454,9 @@ def promote_command(
 
 
 def _registry(url: str | None) -> Any:
-    from inkloop.models.registry import Registry
+    from inkloop.models.resolve import open_registry
 
-    return Registry(url)
+    return open_registry(url)
 
 
 def _table(console: Any, title: str, rows: dict[str, Any]) -> None:
@@ -492,7 +508,13 @@ def models_show(
 
     console = _console(json_out)
     try:
-        name, tag = parse_registry_ref(ref if ref.startswith(SCHEME) else SCHEME + ref)
+        if ref.startswith(("mlflow://", "models:/")):
+            from inkloop.models.mlflow_registry import parse_mlflow_ref
+
+            name, tag = parse_mlflow_ref(ref)
+            registry = registry if registry and registry.startswith("mlflow") else "mlflow"
+        else:
+            name, tag = parse_registry_ref(ref if ref.startswith(SCHEME) else SCHEME + ref)
         reg = _registry(registry)
         version = reg.resolve_version(name, tag)
         card = reg.show(name, version)
@@ -554,3 +576,94 @@ def models_rollback(
     if not json_out:
         console.print(f"{name}@{alias}: {before} → {target}")
     raise typer.Exit(EXIT_OK)
+
+
+# ------------------------------------------------------------------------------------------ tune
+
+
+def tune_command(
+    data: Annotated[str, typer.Option(help="YOLO dataset (folder or data.yaml); test split unseen.")],
+    out: Annotated[Path, typer.Option(help="Sweep folder: trials, study.db, best-recipe.json.")],
+    recipe: Annotated[str, typer.Option(help="Base recipe whose knobs are tuned.")] = "finetune-v1",
+    model: Annotated[str | None, typer.Option(help="Starting .pt or .yaml (default: the recipe's).")] = None,
+    trials: Annotated[int, typer.Option(help="Trials to finish (complete or pruned).")] = 10,
+    objective: Annotated[str, typer.Option(help="f1 (F1 at --conf on val) or map50 (mAP50 on val).")] = "f1",
+    imgsz: Annotated[list[int] | None, typer.Option(help="Input sizes to try (repeatable).")] = None,
+    epochs: Annotated[str | None, typer.Option(help="Epoch budget MIN:MAX or N.")] = None,
+    conf: Annotated[float, typer.Option(help="Operating threshold of the F1 objective.")] = 0.25,
+    study: Annotated[str, typer.Option(help="Study name in the storage.")] = "inkloop-tune",
+    storage: Annotated[str | None, typer.Option(help="Optuna RDB URL (default <out>/study.db).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    heartbeat: Annotated[int, typer.Option(help="Heartbeat, seconds; 3x silent: trial retried.")] = 30,
+    baseline: Annotated[
+        bool, typer.Option(help="Also train the untuned recipe with the same budget, for comparison.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Optuna sweep over a recipe's knobs (lr0, box, cls, optimizer, dropout, imgsz, epochs); resumable."""
+    console = _console(json_out)
+    from inkloop.lifecycle.training import RECIPES
+    from inkloop.lifecycle.tuning import OBJECTIVES, tune
+
+    if recipe not in RECIPES:
+        raise typer.BadParameter(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RECIPES))}")
+    if objective not in OBJECTIVES:
+        raise typer.BadParameter(f"--objective must be one of {', '.join(OBJECTIVES)}")
+    base = RECIPES[recipe]
+    lo, hi = max(1, base.epochs // 2), base.epochs
+    if epochs:
+        first, _, last = epochs.partition(":")
+        if not (first.isdigit() and (last or first).isdigit()):
+            raise typer.BadParameter(f"--epochs expects MIN:MAX or N, got {epochs!r}")
+        lo, hi = int(first), max(int(first), int(last or first))
+
+    def on_trial(number: int, params: dict[str, Any]) -> None:
+        console.print(f"trial {number}: {params}")
+
+    with _stdout_to_stderr(json_out):
+        summary = tune(
+            data,
+            out,
+            recipe=recipe,
+            model=model,
+            study_name=study,
+            storage=storage,
+            n_trials=trials,
+            objective=objective,
+            imgsz=list(imgsz) if imgsz else None,
+            epochs=(lo, hi),
+            conf=conf,
+            seed=seed,
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat,
+            on_trial=on_trial,
+            baseline=baseline,
+        )
+    _emit(json_out, summary)
+    if not json_out:
+        for row in summary["trials"]:
+            console.print(f"  #{row['number']:>3} {row['state']:<8} {row['value']}  {row['params']}")
+        best = summary["best"]
+        if best:
+            console.print(f"best: trial {best['number']} = {best['value']:.4f} → {best['recipe_file']}")
+        if summary.get("baseline"):
+            console.print(f"baseline (untuned {recipe}, same budget): {summary['baseline']['value']:.4f}")
+    raise typer.Exit(EXIT_OK if summary["best"] else EXIT_INCOMPLETE)
+
+
+def sync_runs_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding mlflow-offline/ (server was down).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy MLflow runs kept locally while the tracking server was down to $MLFLOW_TRACKING_URI."""
+    from inkloop.lifecycle.tracking import sync_offline
+
+    console = _console(json_out)
+    try:
+        with _stdout_to_stderr(json_out):  # mlflow prints run links on stdout
+            ids = sync_offline(run_dir)
+    except (RuntimeError, FileNotFoundError) as exc:
+        raise _fail(console, "cannot sync", exc, EXIT_USAGE) from None
+    _emit(json_out, {"run_dir": str(run_dir), "synced_runs": ids})
+    if not json_out:
+        console.print(f"synced {len(ids)} run(s): {', '.join(ids)}")

@@ -211,9 +211,9 @@ def side_by_side_latency(detectors: dict[str, Any], images: list[Any], repeats: 
 
 
 def _registry(registry: Any) -> Any:
-    from inkloop.models.registry import Registry
+    from inkloop.models.resolve import open_registry
 
-    return registry if isinstance(registry, Registry) else Registry(registry)
+    return open_registry(registry)
 
 
 def evaluate_gate(
@@ -323,19 +323,14 @@ def write_decision(registry: Any, decision: GateDecision) -> str:
     a later gate run (new test set, new production) may replace, so it lives in its own file.
     """
     reg = _registry(registry)
-    path = f"{reg._version_dir(decision.name, decision.candidate)}/{GATE_FILE}"
-    reg.fs.pipe_file(path, (json.dumps(decision.to_dict(), indent=2) + "\n").encode())
-    return reg._display(path)
+    data = (json.dumps(decision.to_dict(), indent=2) + "\n").encode()
+    return str(reg.write_file(decision.name, decision.candidate, GATE_FILE, data))
 
 
 def read_decision(registry: Any, name: str, version: str) -> dict[str, Any] | None:
     """The last gate decision stored for a version, or None."""
-    reg = _registry(registry)
-    path = f"{reg._version_dir(name, version)}/{GATE_FILE}"
-    try:
-        return json.loads(reg.fs.cat_file(path))
-    except FileNotFoundError:
-        return None
+    raw = _registry(registry).read_file(name, version, GATE_FILE)
+    return json.loads(raw) if raw is not None else None
 
 
 def promote(
@@ -385,4 +380,25 @@ def promote(
         write_decision(reg, decision)
     except Exception as exc:  # the alias already moved (or not): a failed annotation must not hide that
         logger.warning("could not write %s for %s@%s: %s", GATE_FILE, name, cand_v, exc)
+    _track_decision(reg.show(name, cand_v), decision)
     return decision
+
+
+def _track_decision(card: Any, decision: GateDecision) -> None:
+    """Log the decision and its reasons into the candidate's training run, when it was tracked."""
+    from inkloop.lifecycle.tracking import tracker_for_card
+
+    tracker = tracker_for_card(card)
+    if not tracker.active:
+        return
+    tracker.set_tags(
+        {
+            "inkloop.gate.promote": decision.promote,
+            "inkloop.gate.promoted": decision.promoted,
+            "inkloop.gate.reasons": "; ".join(decision.reasons)[:5000],
+        }
+    )
+    for who, m in (decision.metrics or {}).items():
+        tracker.log_metrics({f"gate.{who}.{k}": v for k, v in (m or {}).items()})
+    tracker.log_metrics({"gate.promote": int(decision.promote)})
+    tracker.log_dict(decision.to_dict(), f"gate/{GATE_FILE}")

@@ -47,7 +47,8 @@ class ExportResult:
     def model_ref(self) -> str:
         """How to use the model elsewhere: a registry reference, else the exported file."""
         if self.version:
-            return f"registry://{self.card.name}@{self.version}"
+            scheme = "mlflow://" if (self.registry or "").startswith("mlflow") else "registry://"
+            return f"{scheme}{self.card.name}@{self.version}"
         return str(self.out_dir / "model.onnx")
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +104,31 @@ def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     if record:
         record.setdefault("run_dir", str(run_dir.resolve()))
     return weights, record
+
+
+def _track_export(record: dict[str, Any], card: ModelCard, out: Path, data: Any, split: str) -> Any:
+    """Into the training's MLflow run (if it was tracked): the evaluator's report on ``split`` (P/R/F1 at
+    the operating threshold, mAP50, mAP50-95, by source group), its PR curve and errors file, the
+    variants' parity and the card. The card remembers the run, so the gate can log its decision there."""
+    from inkloop.lifecycle.tracking import log_evaluation, resume_run
+
+    tracker = resume_run(record.get("run_dir"))
+    if not tracker.active:
+        return tracker
+    card.extra["tracking"] = {k: v for k, v in tracker.to_dict().items() if k != "offline"}
+    if data is not None:
+        from inkloop.evaluation.evaluator import evaluate
+
+        try:
+            report = evaluate(
+                str(out / "model.onnx"), data, split=split, out_dir=out / "evaluation", group_by="^[^_]+"
+            )
+            log_evaluation(tracker, report, prefix=f"eval.{split}")
+        except Exception as exc:  # the export itself succeeded; say why the report is missing
+            logger.warning("MLflow: evaluation for tracking failed: %s", exc)
+    tracker.log_dict(card.extra.get("variants", {}), "model/variants.json")
+    tracker.log_dict(card.to_dict(), "model/card-unregistered.json")
+    return tracker
 
 
 def _plan_version(reg: Any, name: str) -> str:
@@ -178,14 +204,15 @@ def export_candidate(
     card.extra["variants"] = variants
     if variants["onnx"].get("metrics"):
         card.metrics = dict(variants["onnx"]["metrics"])
+    tracker = _track_export(record, card, out, data, split)
     result = ExportResult(out_dir=out, card=card)
     if not register:
         card.save(out / "card.json")
         return result
 
-    from inkloop.models.registry import Registry
+    from inkloop.models.resolve import open_registry
 
-    reg = registry if isinstance(registry, Registry) else Registry(registry)
+    reg = open_registry(registry)
     offered_onnx = [
         k for k, v in variants.items() if k != "onnx" and v.get("offered") and v.get("format") == "onnx"
     ]
@@ -211,6 +238,8 @@ def export_candidate(
     if alias:
         reg.set_alias(card_name, alias, got)
         result.alias = alias
+    tracker.log_dict(registered.to_dict(), "model/card.json")
+    tracker.set_tags({"inkloop.registry": reg.url, "inkloop.model_version": registered.model_version})
     logger.info(
         "registered %s@%s in %s (variants: %s)", card_name, got, reg.url, result.registered_variants or "none"
     )

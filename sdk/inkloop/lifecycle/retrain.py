@@ -190,11 +190,18 @@ def resolve_start(
             "sha256": sha256_file(pt),
             "card": _card_defaults(card),
         }
-    if ref.startswith("registry://"):
-        from inkloop.models.registry import Registry, parse_registry_ref
+    if ref.startswith(("registry://", "mlflow://", "models:/")):
+        from inkloop.models.registry import parse_registry_ref
+        from inkloop.models.resolve import open_registry
 
-        name, tag = parse_registry_ref(ref)
-        reg = Registry(registry)
+        if ref.startswith("registry://"):
+            name, tag = parse_registry_ref(ref)
+            reg = open_registry(registry)
+        else:
+            from inkloop.models.mlflow_registry import parse_mlflow_ref
+
+            name, tag = parse_mlflow_ref(ref)
+            reg = open_registry(registry if registry and str(registry).startswith("mlflow") else "mlflow")
         model = reg.fetch(name, tag, with_pt=True, ref=ref)
         pt = model.path.with_name("model.pt")
         return str(pt), {
@@ -267,6 +274,8 @@ class RetrainJob:
         self.python = python
         self._cancel = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
+        #: Added to the training process's environment (the MLflow run ultralytics logs into).
+        self.extra_env: dict[str, str] = {}
         self._data_version: str | None = None
 
     # --------------------------------------------------------------- control
@@ -355,7 +364,7 @@ class RetrainJob:
         self._data_version = data_version
         epochs = recipe.epochs
         offline_env()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         log_path = self.run_dir / LOG_FILE
         t0 = time.monotonic()
         deadline = t0 + self.time_limit if self.time_limit else None
@@ -527,6 +536,75 @@ def retrain(
         extra = {**r.extra, **{k: v for k, v in fields_.items() if k not in known}}
         r = replace(r, **known, model=weights, extra=extra)
         rj = RetrainJob(data, run_path, r, metadata={"parent": parent}, time_limit=time_limit, resume=resume)
+    tracker = _training_tracker(run_path, resume)
+    rj.extra_env = tracker.child_env()
     if job is not None:
         job(rj)
-    return rj.run(on_progress, on_start)
+    try:
+        result = rj.run(on_progress, on_start)
+    except BaseException:
+        tracker.end("KILLED")
+        raise
+    _log_training(tracker, result)
+    return result
+
+
+def _training_tracker(run_path: Path, resume: bool) -> Any:
+    """The MLflow run of a training (the recorded one when resuming), or a no-op tracker."""
+    from inkloop.lifecycle.tracking import RUN_FILE, resume_run, start_run
+
+    if resume and (run_path / RUN_FILE).is_file():
+        tracker = resume_run(run_path)
+        if tracker.active:
+            return tracker
+    return start_run("train", run_dir=run_path, run_name=run_path.name)
+
+
+def _log_training(tracker: Any, result: RetrainResult) -> None:
+    """Recipe, seed, data version and manifest, starting weights, per-epoch metrics (when ultralytics'
+    own callback did not log them), the run's files and how it ended."""
+    if not tracker.active:
+        return
+    run_dir = result.run_dir
+    record_path = run_dir / "recipe.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    recipe_fields = {k: record.get(k) for k in Recipe.__dataclass_fields__ if k != "extra"}
+    params = {
+        "recipe": recipe_fields,
+        "train": record.get("extra") or {},
+        "seed": record.get("seed"),
+        "data_version": record.get("data_version"),
+        "init_weights": {k: v for k, v in (record.get("init_weights") or {}).items() if k != "file"},
+        "parent": {
+            k: v for k, v in (record.get("parent") or {}).items() if k in ("ref", "model_version", "sha256")
+        },
+    }
+    params["recipe"].pop("seed", None)
+    tracker.log_params(params)
+    tracker.set_tags(
+        {
+            "inkloop.status": result.status,
+            "inkloop.data_version": result.data_version or "",
+            "inkloop.run_dir": str(run_dir),
+        }
+    )
+    for name in ("recipe.json", "data_manifest.json", "results.csv", LOG_FILE, STATUS_FILE):
+        tracker.log_artifact(run_dir / name, "run")
+    try:
+        has_epochs = bool(tracker.client.get_metric_history(tracker.run_id, "metrics/mAP50B"))
+    except Exception:
+        has_epochs = False
+    if not has_epochs:  # ultralytics' callback was off (settings mlflow=False, or under pytest)
+        results = run_dir / "results.csv"
+        if results.is_file():
+            with open(results, newline="") as f:
+                for row in csv.DictReader(f):
+                    row = {k.strip(): v for k, v in row.items() if k}
+                    try:
+                        step = int(float(row.pop("epoch")))
+                        values = {k: float(v) for k, v in row.items() if v not in (None, "")}
+                    except (KeyError, ValueError):
+                        continue
+                    tracker.log_metrics(values, step=step)
+    tracker.log_metrics({"epochs_done": result.epochs_done, "train_seconds": result.seconds})
+    tracker.end({"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))

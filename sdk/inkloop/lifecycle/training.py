@@ -161,6 +161,10 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "true")
+    # ultralytics imports mlflow (its MLflow callback) when installed: no telemetry from it, ever.
+    from inkloop.models.mlflow_registry import offline_mlflow_env
+
+    offline_mlflow_env()
     if config_dir is not None:
         os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     else:
@@ -417,6 +421,8 @@ def train(
     offline_env()
     from ultralytics import YOLO
 
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        _mute_ultralytics_mlflow()
     r = RECIPES[recipe] if isinstance(recipe, str) else recipe
     if overrides:
         known = {k: v for k, v in overrides.items() if k in Recipe.__dataclass_fields__}
@@ -449,6 +455,20 @@ def train(
         **r.train_args(),
     )
     return run_dir
+
+
+def _mute_ultralytics_mlflow() -> None:
+    """Switch off ultralytics' MLflow callback unless inkloop opened a run for it (``MLFLOW_RUN_ID``).
+
+    With mlflow installed that callback logs on its own (to ``./mlruns`` or ``mlflow.db`` in the
+    working folder when no tracking URI is set); inkloop's rule is that without tracking nothing
+    changes, and with tracking the callback joins inkloop's run (:mod:`inkloop.lifecycle.tracking`).
+    """
+    try:
+        from ultralytics.utils.callbacks import mlflow as ul_mlflow
+    except ImportError:  # pragma: no cover - older ultralytics
+        return
+    ul_mlflow.callbacks.clear()
 
 
 def _stop_between_saves(model: Any) -> None:

@@ -249,7 +249,214 @@ def _files_of(card: ModelCard) -> dict[str, str]:
     return out
 
 
-class Registry:
+class RegistryRules:
+    """What every registry implementation shares: how tags resolve, how aliases move and roll back,
+    what a registration checks. Implementations provide the storage primitives
+    (``_version_names``, ``alias_record``, ``_store_alias``, ``verify``, ``_check_new_version``,
+    ``_register_sources``, ``list_models``, ``aliases``): :class:`Registry` (fsspec folders) and
+    :class:`inkloop.models.mlflow_registry.MlflowRegistry` (the MLflow Model Registry)."""
+
+    url: str
+    #: How a reference to a version of this registry is written (``registry://``, ``mlflow://``).
+    ref_scheme: str = SCHEME
+
+    def _version_names(self, name: str) -> list[str]:
+        raise NotImplementedError
+
+    def list_models(self) -> list[str]:
+        raise NotImplementedError
+
+    def aliases(self, name: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def alias_record(self, name: str, alias: str) -> AliasRecord | None:
+        raise NotImplementedError
+
+    def _store_alias(self, name: str, alias: str, record: AliasRecord) -> None:
+        raise NotImplementedError
+
+    def verify(self, name: str, version: str, files: list[str] | None = None) -> ModelCard:
+        raise NotImplementedError
+
+    def _check_new_version(self, name: str, version: str) -> None:
+        raise NotImplementedError
+
+    def _register_sources(
+        self, name: str, sources: dict[str, Path], card: ModelCard, version: str | None
+    ) -> str:
+        raise NotImplementedError
+
+    def _unknown_model(self, name: str) -> ModelError:
+        known = self.list_models()
+        hint = f"known models: {', '.join(known)}" if known else "the registry has no models"
+        return ModelError(f"registry {self.url}: unknown model {name!r} ({hint})")
+
+    def _require_names(self, name: str) -> list[str]:
+        _check_name("model name", name)
+        versions = self._version_names(name)
+        if not versions:
+            raise self._unknown_model(name)
+        return versions
+
+    def list_versions(self, name: str) -> list[str]:
+        """Complete versions of a model, oldest first (v2 before v10)."""
+        return self._require_names(name)
+
+    def alias(self, name: str, alias: str) -> str | None:
+        """The version an alias points at, or None if the model has no such alias."""
+        self._require_names(name)
+        record = self.alias_record(name, alias)
+        return record.version if record else None
+
+    def resolve_version(self, name: str, version_or_alias: str = DEFAULT_ALIAS) -> str:
+        """The version a tag means: a version name is itself, anything else is looked up as an alias."""
+        _check_name("model name", name)
+        _check_name("version or alias", version_or_alias)
+        versions = self._require_names(name)
+        if version_or_alias in versions:
+            return version_or_alias
+        if _AUTO_VERSION_RE.match(version_or_alias):
+            raise ModelError(
+                f"registry {self.url}: model {name!r} has no version {version_or_alias!r} "
+                f"(versions: {', '.join(versions)})"
+            )
+        record = self.alias_record(name, version_or_alias)
+        if record is None:
+            listed = ", ".join(f"{a}→{v}" for a, v in self.aliases(name).items()) or "none"
+            raise ModelError(
+                f"registry {self.url}: model {name!r} has no alias or version {version_or_alias!r} "
+                f"(aliases: {listed}; versions: {', '.join(versions)})"
+            )
+        if record.version not in versions:
+            raise ModelError(
+                f"registry {self.url}: alias {name}@{version_or_alias} points to {record.version!r}, "
+                "which is not a complete version"
+            )
+        return record.version
+
+    def set_alias(self, name: str, alias: str, version: str, *, verify: bool = True) -> str | None:
+        """Point ``alias`` at ``version``; return the version it pointed at before (or None).
+
+        The target must be a complete version whose files pass their checksums (unless
+        ``verify=False``): an alias is what production loads, so it must never point at a
+        model that would fail to load. The previous version is pushed on the alias history,
+        which is what :meth:`rollback` walks back.
+        """
+        _check_alias_name(alias)
+        _check_name("version", version)
+        versions = self._require_names(name)
+        if version not in versions:
+            raise ModelError(
+                f"registry {self.url}: model {name!r} has no version {version!r} "
+                f"(versions: {', '.join(versions)})"
+            )
+        if alias in versions:
+            raise ModelError(f"invalid alias {alias!r}: {name} has a version of that name")
+        if verify:
+            self.verify(name, version)
+        record = self.alias_record(name, alias)
+        previous = record.version if record else None
+        if previous == version:
+            return previous
+        history = [*record.history, previous] if record and previous else []
+        self._store_alias(
+            name, alias, AliasRecord(version=version, updated_at=_now(), history=history[-_MAX_HISTORY:])
+        )
+        logger.info("%s: %s@%s → %s (was %s)", self.url, name, alias, version, previous)
+        return previous
+
+    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS) -> str | None:
+        """Make ``version`` the one ``alias`` (default ``production``) serves; return the previous one.
+
+        Only the alias moves; the version's files are checksum-verified first and never touched.
+        """
+        return self.set_alias(name, alias, version, verify=True)
+
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> str:
+        """Move ``alias`` back to the version it pointed at before; return that version.
+
+        The version rolled back from is dropped from the history (rolling back twice goes two
+        steps back, not back and forth). The target is checksum-verified like a promotion.
+        """
+        _check_alias_name(alias)
+        self._require_names(name)
+        record = self.alias_record(name, alias)
+        if record is None:
+            raise ModelError(f"registry {self.url}: model {name!r} has no alias {alias!r} to roll back")
+        if not record.history:
+            raise ModelError(
+                f"registry {self.url}: {name}@{alias} has no previous version to roll back to "
+                f"(it points to {record.version})"
+            )
+        target = record.history[-1]
+        self.verify(name, target)
+        self._store_alias(
+            name, alias, AliasRecord(version=target, updated_at=_now(), history=record.history[:-1])
+        )
+        logger.info("%s: %s@%s rolled back %s → %s", self.url, name, alias, record.version, target)
+        return target
+
+    def fetch(
+        self,
+        name: str,
+        version_or_alias: str = DEFAULT_ALIAS,
+        *,
+        with_pt: bool = False,
+        ref: str | None = None,
+    ) -> ModelRef:
+        """A local, checksum-verified copy of a version's ONNX file (and ``model.pt`` if asked).
+
+        With ``with_pt`` the checkpoint is ``ref.path.with_name("model.pt")``.
+        """
+        version = self.resolve_version(name, version_or_alias)
+        card = self._card_of(name, version)
+        expected = _files_of(card)
+        wanted = [MODEL_FILE, PT_FILE] if with_pt else [MODEL_FILE]
+        for fname in wanted:
+            if fname not in expected:
+                raise ModelError(f"registry {self.url}: {name}@{version} has no {fname}")
+        return self._fetch_files(
+            name, version, card, wanted, ref or f"{self.ref_scheme}{name}@{version_or_alias}"
+        )
+
+    def _card_of(self, name: str, version: str) -> ModelCard:
+        raise NotImplementedError
+
+    def _fetch_files(
+        self, name: str, version: str, card: ModelCard, wanted: list[str], label: str
+    ) -> ModelRef:
+        raise NotImplementedError
+
+    def register(
+        self,
+        name: str,
+        onnx_path: str | os.PathLike[str],
+        card: ModelCard,
+        pt_path: str | os.PathLike[str] | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Store a new version of ``name``; return its version (``v1``, ``v2``, … unless given).
+
+        The stored card is a copy of ``card`` with ``name``, ``version``, ``sha256`` (of the ONNX
+        file) and ``extra["files"]`` (``{filename: sha256}`` of every stored file) filled in; the
+        caller's card is not modified. A card that already carries a different ``sha256`` is
+        refused. An existing version is never overwritten.
+        """
+        _check_name("model name", name)
+        if version is not None:
+            _check_version_name(version)
+        sources: dict[str, Path] = {MODEL_FILE: Path(onnx_path)}
+        if pt_path is not None:
+            sources[PT_FILE] = Path(pt_path)
+        for src in sources.values():
+            if not src.is_file():
+                raise ModelError(f"cannot register {name}: {src} is not a file")
+        if version is not None:
+            self._check_new_version(name, version)
+        return self._register_sources(name, sources, card, version)
+
+
+class Registry(RegistryRules):
     """A model registry rooted at an fsspec URL (see the module docstring for the layout)."""
 
     def __init__(
@@ -362,14 +569,6 @@ class Registry:
         """Names of the models having at least one complete version."""
         return [n for n in self._subdirs(self._models_dir()) if _NAME_RE.match(n) and self._cards(n)]
 
-    def list_versions(self, name: str) -> list[str]:
-        """Complete versions of a model, oldest first (v2 before v10)."""
-        _check_name("model name", name)
-        cards = self._cards(name)
-        if not cards:
-            raise self._unknown_model(name)
-        return list(cards)
-
     def aliases(self, name: str) -> dict[str, str]:
         """``{alias: version}`` for one model."""
         self._require_model(name)
@@ -409,18 +608,23 @@ class Registry:
         except (ValueError, TypeError, AttributeError) as exc:
             raise ModelError(f"{self._display(path)}: invalid alias file ({exc})") from exc
 
-    def alias(self, name: str, alias: str) -> str | None:
-        """The version an alias points at, or None if the model has no such alias."""
-        self._require_model(name)
-        record = self.alias_record(name, alias)
-        return record.version if record else None
-
     # -------------------------------------------------------------- resolving
 
-    def _unknown_model(self, name: str) -> ModelError:
-        known = self.list_models()
-        hint = f"known models: {', '.join(known)}" if known else "the registry has no models"
-        return ModelError(f"registry {self.url}: unknown model {name!r} ({hint})")
+    def _version_names(self, name: str) -> list[str]:
+        return list(self._cards(name))
+
+    def _card_of(self, name: str, version: str) -> ModelCard:
+        return self._require_version(name, version)
+
+    def _store_alias(self, name: str, alias: str, record: AliasRecord) -> None:
+        self._write_alias(name, alias, record)
+
+    def _register_sources(
+        self, name: str, sources: dict[str, Path], card: ModelCard, version: str | None
+    ) -> str:
+        if self.is_local:
+            return self._register_local(name, sources, card, version)
+        return self._register_remote(name, sources, card, version)
 
     def _require_model(self, name: str) -> dict[str, ModelCard]:
         _check_name("model name", name)
@@ -438,33 +642,6 @@ class Registry:
         raise ModelError(
             f"registry {self.url}: model {name!r} has no version {version!r} (versions: {', '.join(cards)})"
         )
-
-    def resolve_version(self, name: str, version_or_alias: str = DEFAULT_ALIAS) -> str:
-        """The version a tag means: a version name is itself, anything else is looked up as an alias."""
-        _check_name("model name", name)
-        _check_name("version or alias", version_or_alias)
-        if self._card(name, version_or_alias) is not None:
-            return version_or_alias
-        cards = self._require_model(name)
-        if _AUTO_VERSION_RE.match(version_or_alias):
-            raise ModelError(
-                f"registry {self.url}: model {name!r} has no version {version_or_alias!r} "
-                f"(versions: {', '.join(cards)})"
-            )
-        record = self.alias_record(name, version_or_alias)
-        if record is None:
-            known = self.aliases(name)
-            listed = ", ".join(f"{a}→{v}" for a, v in known.items()) or "none"
-            raise ModelError(
-                f"registry {self.url}: model {name!r} has no alias or version {version_or_alias!r} "
-                f"(aliases: {listed}; versions: {', '.join(cards)})"
-            )
-        if record.version not in cards:
-            raise ModelError(
-                f"registry {self.url}: alias {name}@{version_or_alias} points to {record.version!r}, "
-                "which is not a complete version"
-            )
-        return record.version
 
     def show(self, name: str, version_or_alias: str = DEFAULT_ALIAS) -> ModelCard:
         """The card of a version (files are not read; use :meth:`verify` or :meth:`fetch`)."""
@@ -512,62 +689,6 @@ class Registry:
             self.fs.pipe_file(final, data)  # one PUT: atomic on object stores
         self.fs.invalidate_cache(self._aliases_dir(name))
 
-    def set_alias(self, name: str, alias: str, version: str, *, verify: bool = True) -> str | None:
-        """Point ``alias`` at ``version``; return the version it pointed at before (or None).
-
-        The target must be a complete version whose files pass their checksums (unless
-        ``verify=False``): an alias is what production loads, so it must never point at a
-        model that would fail to load. The previous version is pushed on the alias history,
-        which is what :meth:`rollback` walks back.
-        """
-        _check_alias_name(alias)
-        card = self._require_version(name, version)
-        if self._card(name, alias) is not None:
-            raise ModelError(f"invalid alias {alias!r}: {name} has a version of that name")
-        if verify:
-            self.verify(name, version)
-        record = self.alias_record(name, alias)
-        previous = record.version if record else None
-        if previous == version:
-            return previous
-        history = [*record.history, previous] if record and previous else []
-        self._write_alias(
-            name, alias, AliasRecord(version=card.version, updated_at=_now(), history=history[-_MAX_HISTORY:])
-        )
-        logger.info("%s: %s@%s → %s (was %s)", self.url, name, alias, version, previous)
-        return previous
-
-    def promote(self, name: str, version: str, alias: str = DEFAULT_ALIAS) -> str | None:
-        """Make ``version`` the one ``alias`` (default ``production``) serves; return the previous one.
-
-        Only the alias moves; the version's files are checksum-verified first and never touched.
-        """
-        return self.set_alias(name, alias, version, verify=True)
-
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> str:
-        """Move ``alias`` back to the version it pointed at before; return that version.
-
-        The version rolled back from is dropped from the history (rolling back twice goes two
-        steps back, not back and forth). The target is checksum-verified like a promotion.
-        """
-        _check_alias_name(alias)
-        self._require_model(name)
-        record = self.alias_record(name, alias)
-        if record is None:
-            raise ModelError(f"registry {self.url}: model {name!r} has no alias {alias!r} to roll back")
-        if not record.history:
-            raise ModelError(
-                f"registry {self.url}: {name}@{alias} has no previous version to roll back to "
-                f"(it points to {record.version})"
-            )
-        target = record.history[-1]
-        self.verify(name, target)
-        self._write_alias(
-            name, alias, AliasRecord(version=target, updated_at=_now(), history=record.history[:-1])
-        )
-        logger.info("%s: %s@%s rolled back %s → %s", self.url, name, alias, record.version, target)
-        return target
-
     # ------------------------------------------------------------ registering
 
     def _next_version(self, name: str) -> str:
@@ -608,36 +729,6 @@ class Registry:
         final.extra["files"] = dict(hashes)
         final.extra["registered_at"] = _now()
         return (json.dumps(final.to_dict(), indent=2) + "\n").encode()
-
-    def register(
-        self,
-        name: str,
-        onnx_path: str | os.PathLike[str],
-        card: ModelCard,
-        pt_path: str | os.PathLike[str] | None = None,
-        version: str | None = None,
-    ) -> str:
-        """Store a new version of ``name``; return its version (``v1``, ``v2``, … unless given).
-
-        The stored card is a copy of ``card`` with ``name``, ``version``, ``sha256`` (of the ONNX
-        file) and ``extra["files"]`` (``{filename: sha256}`` of every stored file) filled in; the
-        caller's card is not modified. A card that already carries a different ``sha256`` is
-        refused. An existing version is never overwritten.
-        """
-        _check_name("model name", name)
-        if version is not None:
-            _check_version_name(version)
-        sources: dict[str, Path] = {MODEL_FILE: Path(onnx_path)}
-        if pt_path is not None:
-            sources[PT_FILE] = Path(pt_path)
-        for src in sources.values():
-            if not src.is_file():
-                raise ModelError(f"cannot register {name}: {src} is not a file")
-        if version is not None:
-            self._check_new_version(name, version)
-        if self.is_local:
-            return self._register_local(name, sources, card, version)
-        return self._register_remote(name, sources, card, version)
 
     def _register_local(
         self, name: str, sources: dict[str, Path], card: ModelCard, version: str | None
@@ -744,29 +835,13 @@ class Registry:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def fetch(
-        self,
-        name: str,
-        version_or_alias: str = DEFAULT_ALIAS,
-        *,
-        with_pt: bool = False,
-        ref: str | None = None,
+    def _fetch_files(
+        self, name: str, version: str, card: ModelCard, wanted: list[str], label: str
     ) -> ModelRef:
-        """A local, checksum-verified copy of a version's ONNX file (and ``model.pt`` if asked).
-
-        On a local registry the file is used in place. Otherwise it is copied to
-        ``<cache_dir>/<hash of registry URL>/<name>/<version>-<sha256 prefix>/`` with its card
-        beside it, and a cached copy is reused as long as its checksum still matches. With
-        ``with_pt`` the checkpoint is ``ref.path.with_name("model.pt")``.
-        """
-        version = self.resolve_version(name, version_or_alias)
-        card = self._require_version(name, version)
+        """On a local registry the files are used in place; otherwise they are copied to
+        ``<cache_dir>/<hash of registry URL>/<name>/<version>-<sha256 prefix>/`` with the card beside
+        them, and a cached copy is reused as long as its checksum still matches."""
         expected = _files_of(card)
-        wanted = [MODEL_FILE, PT_FILE] if with_pt else [MODEL_FILE]
-        for fname in wanted:
-            if fname not in expected:
-                raise ModelError(f"registry {self.url}: {name}@{version} has no {fname}")
-        label = ref or f"{SCHEME}{name}@{version_or_alias}"
         if self.is_local:
             vdir = Path(self._version_dir(name, version))
             for fname in wanted:
@@ -788,6 +863,22 @@ class Registry:
         finally:
             card_tmp.unlink(missing_ok=True)
         return ModelRef(path=dest / MODEL_FILE, card=card, ref=label)
+
+    # ------------------------------------------------------------ side files
+
+    def write_file(self, name: str, version: str, filename: str, data: bytes) -> str:
+        """Store a small file beside a version (the gate's decision); return where it went."""
+        self._require_version(name, version)
+        path = f"{self._version_dir(name, version)}/{filename}"
+        self.fs.pipe_file(path, data)
+        return self._display(path)
+
+    def read_file(self, name: str, version: str, filename: str) -> bytes | None:
+        """A file written with :meth:`write_file`, or None."""
+        try:
+            return bytes(self.fs.cat_file(f"{self._version_dir(name, version)}/{filename}"))
+        except FileNotFoundError:
+            return None
 
     # ------------------------------------------------------------ maintenance
 

@@ -1,8 +1,10 @@
-"""One entry point for every model reference: bundled, a local path, ``hf://``, ``registry://``."""
+"""One entry point for every model reference: bundled, a local path, ``hf://``, ``registry://``,
+``mlflow://`` / ``models:/`` (the MLflow Model Registry)."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from inkloop.models.references import (
     ModelError,
@@ -12,7 +14,7 @@ from inkloop.models.references import (
     load_hf,
     load_local,
 )
-from inkloop.models.registry import resolve_registry_ref
+from inkloop.models.registry import Registry, default_registry_url, parse_registry_ref
 
 
 def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
@@ -31,5 +33,28 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
     if s.startswith("hf://"):
         return load_hf(s)
     if s.startswith("registry://"):
-        return resolve_registry_ref(s)
+        name, tag = parse_registry_ref(s)
+        return open_registry().fetch(name, tag, ref=s)
+    if s.startswith(("mlflow://", "models:/")):
+        from inkloop.models.mlflow_registry import resolve_mlflow_ref
+
+        return resolve_mlflow_ref(s)
     return load_local(s)
+
+
+def open_registry(registry: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The registry a URL names (one interface, two implementations).
+
+    ``mlflow`` (with ``$MLFLOW_TRACKING_URI``) or ``mlflow+http://host:port`` open the MLflow
+    Model Registry (:class:`inkloop.models.mlflow_registry.MlflowRegistry`); anything else is an
+    fsspec URL or folder (:class:`Registry`). ``None`` means ``$INKLOOP_REGISTRY`` or the default
+    folder. A registry object is returned as is.
+    """
+    if registry is not None and not isinstance(registry, str | os.PathLike):
+        return registry
+    url = str(registry) if registry is not None else default_registry_url()
+    if url == "mlflow" or url.startswith("mlflow+"):
+        from inkloop.models.mlflow_registry import MlflowRegistry
+
+        return MlflowRegistry(url, cache_dir=cache_dir)
+    return Registry(url, cache_dir=cache_dir)

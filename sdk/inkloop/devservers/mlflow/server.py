@@ -1,0 +1,158 @@
+"""Start and stop ``mlflow server`` (SQLite backend, local artifact store) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from inkloop.models.mlflow_registry import offline_mlflow_env
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 30.0
+
+
+class MlflowServerError(RuntimeError):
+    """The MLflow server could not be started or did not become ready."""
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class MlflowHandle:
+    """A started server: where it listens, its process (group leader) and its files."""
+
+    url: str
+    pid: int
+    data_dir: Path
+    log_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+
+def _mlflow_executable() -> list[str]:
+    exe = Path(sys.executable).with_name("mlflow")
+    if exe.is_file():
+        return [str(exe)]
+    found = shutil.which("mlflow")
+    if found:
+        return [found]
+    raise MlflowServerError("mlflow is not installed (pip install 'inkloop[experiments]')")
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2.0) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def start(
+    data_dir: str | os.PathLike[str], *, port: int | None = None, timeout: float = START_TIMEOUT
+) -> MlflowHandle:
+    """Start ``mlflow server`` on 127.0.0.1 with ``<data_dir>/mlflow.db`` and ``<data_dir>/artifacts``.
+
+    Returns once ``/health`` answers (about 30 s on a busy machine); raises
+    :class:`MlflowServerError` with the end of the server's log otherwise.
+    """
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://{HOST}:{port}"
+    log_file = data / "server.log"
+    cmd = [
+        *_mlflow_executable(),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{data / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(data / "artifacts"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = offline_mlflow_env(dict(os.environ))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    handle = MlflowHandle(url=url, pid=proc.pid, data_dir=data, log_file=log_file, process=proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if _ready(url):
+            (data / "server.pid").write_text(f"{proc.pid}\n")
+            return handle
+        time.sleep(0.5)
+    stop(handle)
+    tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+    raise MlflowServerError(f"mlflow server on {url} did not become ready (exit {proc.returncode}):\n{tail}")
+
+
+def stop(handle: MlflowHandle, *, timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM the server's process group, SIGKILL it after ``timeout``; True if it was running."""
+    pid = handle.pid
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if handle.process is not None and handle.process.poll() is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, 0)
+                time.sleep(0.2)
+                continue
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    if handle.process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            handle.process.wait(timeout=5)
+    (handle.data_dir / "server.pid").unlink(missing_ok=True)
+    return True
+
+
+class MlflowServer:
+    """``with MlflowServer(tmp) as url: ...``: a server for the duration of a block."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.handle: MlflowHandle | None = None
+
+    def __enter__(self) -> str:
+        self.handle = start(self.data_dir, port=self.port)
+        return self.handle.url
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.handle is not None:
+            stop(self.handle)
