@@ -13,8 +13,9 @@ folder (default ``.cache/deploy`` in the checkout):
 
 Each process runs in its own session; its PID is kept in ``<state>/pids/<name>.pid`` and
 ``down`` stops exactly those PIDs (their process groups), after checking that the PID still
-belongs to this deployment (its environment carries ``INKLOOP_DEPLOY_DIR``). Nothing else on the
-machine is touched.
+belongs to this deployment (its environment carries ``INKLOOP_DEPLOY_PROCESS``, its working
+directory is in the state folder). What a killed worker leaves behind (its pool children) carries
+the same mark and is stopped too. Nothing else on the machine is touched.
 
 Usage (with the checkout's venv; ``make deploy-up`` / ``deploy-down`` / ``deploy-status``)::
 
@@ -58,6 +59,9 @@ AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: (on this CPU machine the gpu queue's TensorRT export is skipped with a reason).
 WORKERS: dict[str, tuple[str, ...]] = {"wa": ("default", "training"), "wb": ("default", "gpu")}
 READY_TIMEOUT = 180.0
+#: Set in the environment of each process this module starts (never in ``env.sh``, so a user's
+#: shell is never taken for one): how ``down`` recognises what it may stop.
+MARKER = "INKLOOP_DEPLOY_PROCESS"
 STOP_TIMEOUT = 30.0
 
 
@@ -217,13 +221,13 @@ def _alive(pid: int) -> bool:
 def _belongs_to(pid: int, state: Path) -> bool:
     """Alive and started by this deployment: never signal a PID that was reused by someone else.
 
-    Every process is started with ``INKLOOP_DEPLOY_DIR`` in its environment and its working
+    Every process is started with ``INKLOOP_DEPLOY_PROCESS`` in its environment and its working
     directory in the state folder; Redis rewrites its environment block for its process title,
     so the working directory decides for it.
     """
     if not _alive(pid):
         return False
-    if _environ(pid).get("INKLOOP_DEPLOY_DIR") == str(state):
+    if _environ(pid).get(MARKER) == str(state):
         return True
     try:
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
@@ -301,7 +305,7 @@ def _spawn(dep: Deployment, name: str, argv: list[str], env: Mapping[str, str]) 
     with log_file.open("wb") as log:
         proc = subprocess.Popen(
             argv,
-            env=dict(env),
+            env={**env, MARKER: str(dep.state)},
             cwd=dep.state,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -340,6 +344,36 @@ def _stop_many(dep: Deployment, names: list[str], timeout: float = STOP_TIMEOUT)
     for name in names:
         (dep.pids / f"{name}.pid").unlink(missing_ok=True)
     return stopped
+
+
+def strays(dep: Deployment) -> list[int]:
+    """Processes of this deployment that no PID file names any more: what a worker whose main
+    process was killed leaves behind (Celery's pool children, a task still running)."""
+    known: set[int] = set()
+    for f in dep.pids.glob("*.pid") if dep.pids.exists() else []:
+        pid = dep.pid_of(f.stem)
+        if pid is not None:
+            known |= {pid, *_descendants(pid)}
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) in known:
+            continue
+        if _environ(int(d.name)).get(MARKER) == str(dep.state):
+            out.append(int(d.name))
+    return out
+
+
+def _stop_strays(dep: Deployment, timeout: float = 10.0) -> bool:
+    found = strays(dep)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in found:
+            if _belongs_to(p, dep.state):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_belongs_to(p, dep.state) for p in found):
+            time.sleep(0.2)
+    return bool(found)
 
 
 # -- PostgreSQL and Redis -----------------------------------------------------------------------
@@ -397,7 +431,7 @@ def _start_postgres(dep: Deployment, env: Mapping[str, str]) -> None:
             ),
             capture_output=True,
             text=True,
-            env=dict(env),
+            env={**env, MARKER: str(dep.state)},
         )
         if p.returncode != 0:
             raise DeployError(f"PostgreSQL did not start: {p.stdout}{p.stderr}")
@@ -654,6 +688,7 @@ def down(dep: Deployment | None = None) -> dict[str, bool]:
     dep = dep or Deployment()
     airflow = [*(f"worker-{w}" for w in WORKERS), "triggerer", "scheduler", "dag-processor"]
     stopped = _stop_many(dep, airflow)
+    stopped["strays"] = _stop_strays(dep)
     stopped.update(_stop_many(dep, ["api-server", "redis"]))  # after the processes that talk to them
     stopped["postgres"] = _stop_postgres(dep)
     return stopped
