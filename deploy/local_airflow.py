@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import secrets
@@ -93,7 +94,9 @@ class Deployment:
     # -- places ------------------------------------------------------------------------------
     @property
     def pgroot(self) -> Path:
-        return self.state / "postgres"
+        """PostgreSQL's folder (data, socket, log), owned by ``postgres``; a link when the checkout
+        is somewhere that user cannot enter (see :func:`_place_pgroot`)."""
+        return (self.state / "postgres").resolve()
 
     @property
     def pgdata(self) -> Path:
@@ -394,8 +397,29 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+def _postgres_can_enter(path: Path) -> bool:
+    if os.geteuid() != 0:
+        return True
+    p = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(path)], capture_output=True)
+    return p.returncode == 0
+
+
+def _place_pgroot(dep: Deployment) -> None:
+    """Where the ``postgres`` user cannot enter the checkout (a clone under a 0700 ``/root``),
+    initdb fails; keep PostgreSQL's folder in ``/var/tmp`` then, linked from the state folder."""
+    link = dep.state / "postgres"
+    if link.exists() or link.is_symlink() or _postgres_can_enter(dep.state):
+        return
+    digest = hashlib.sha256(str(dep.state).encode()).hexdigest()[:10]
+    target = Path("/var/tmp") / f"inkloop-deploy-{digest}" / "postgres"
+    target.mkdir(parents=True, exist_ok=True)
+    target.parent.chmod(0o755)
+    link.symlink_to(target)
+
+
 def _start_postgres(dep: Deployment, env: Mapping[str, str]) -> None:
     pg = _pg_bin()
+    _place_pgroot(dep)
     run_dir = dep.pgroot / "run"
     if not (dep.pgdata / "PG_VERSION").exists():
         dep.pgdata.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,8 @@ def deployment() -> Iterator[la.Deployment]:
     state = ROOT / ".cache" / "deploy-test"
     old = la.Deployment(state=state)
     la.down(old)  # a previous session killed before its teardown
+    if (state / "postgres").is_symlink():  # PostgreSQL's folder kept outside (see _place_pgroot)
+        shutil.rmtree((state / "postgres").resolve(), ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
     dep = la.Deployment(
         state=state, pg_port=free_port(), redis_port=free_port(), api_port=free_port(), concurrency=2
