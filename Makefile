@@ -2,7 +2,9 @@
 #   make demo   set up a light environment and detect signatures in the sample documents, offline
 #   make test   set up everything (full environment, Label Studio server venv, FiftyOne's database,
 #               Debian's chromium for the demo's browser test)
-#               and run the whole test suite
+#               and run the whole test suite (including tests/test_deploy.py on a local distributed
+#               Airflow: CeleryExecutor, two workers, Redis, PostgreSQL)
+#   make deploy-up / deploy-status / deploy-down   that distributed Airflow, for you (docs/deployment.md)
 # Every environment installs from a lock in requirements/ (exact versions, what CI last tested);
 # `make lock` refreshes the locks from pyproject.toml and requirements/labelstudio.in.
 SHELL := /bin/bash
@@ -38,7 +40,7 @@ export INKLOOP_HOME := $(CURDIR)/.cache/inkloop
 export FIFTYONE_DATABASE_DIR := $(CURDIR)/.cache/fiftyone-db
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test setup setup-dev lock lint clean
+.PHONY: demo test setup setup-dev lock lint clean deploy-up deploy-down deploy-status deploy-bench
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
@@ -70,6 +72,7 @@ setup: $(BASE_STAMP)
 setup-dev: $(DEV_STAMP)
 	bash labeling/setup.sh
 	bash .ci/install-chromium.sh
+	bash .ci/install-redis.sh
 
 demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \
@@ -93,9 +96,25 @@ lock: | $(UV)
 	$(UV) pip compile -q requirements/labelstudio.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o $(LS_LOCK)
 	$(UV) pip compile -q requirements/triton.in --python-version $(LOCK_PYTHON) $(FIND_LINKS) -o requirements/triton.lock
 
+# The inkloop DAGs on a real distributed Airflow on this machine (deploy/local_airflow.py): PostgreSQL
+# 15432, Redis 16379, API http://127.0.0.1:18080, two Celery workers; state in .cache/deploy.
+deploy-up: setup-dev
+	deploy/up
+
+deploy-status:
+	deploy/status
+
+deploy-down:
+	deploy/down
+
+# The load benchmark on that deployment (not a test; BENCH_PAGES=1000 for a quick one).
+BENCH_PAGES ?= 10000
+deploy-bench: deploy-up
+	$(PY) deploy/load_benchmark.py --pages $(BENCH_PAGES) --out .cache/deploy-bench-$(BENCH_PAGES)
+
 lint: setup-dev
-	$(VENV)/bin/ruff check sdk plugins dags tests tools
-	$(VENV)/bin/ruff format --check sdk plugins dags tests tools
+	$(VENV)/bin/ruff check sdk plugins dags tests tools deploy
+	$(VENV)/bin/ruff format --check sdk plugins dags tests tools deploy
 
 clean:
 	rm -rf out .pytest_cache

@@ -21,6 +21,11 @@ from inkloop_provider.operators.results import InkloopMergeResultsOperator
 
 _SCHEDULE = os.environ.get("INKLOOP_DETECT_SCHEDULE", "*/10 * * * *").strip()
 SCHEDULE = None if _SCHEDULE.lower() in ("", "none", "manual") else _SCHEDULE
+# A worker lost mid-batch (killed, evicted, out of memory) fails its task once the scheduler misses
+# its heartbeat; the retry runs on any worker and resumes the batch's part folder (documents already
+# written there are skipped), so a lost worker costs time, never documents.
+RETRIES = int(os.environ.get("INKLOOP_TASK_RETRIES", "2"))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("INKLOOP_RETRY_DELAY", "60")))
 
 
 @dag(
@@ -30,6 +35,7 @@ SCHEDULE = None if _SCHEDULE.lower() in ("", "none", "manual") else _SCHEDULE
     max_active_runs=1,  # never two runs over the same inbox files at once
     dagrun_timeout=timedelta(hours=6),
     tags=["inkloop"],
+    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
     params={
         "inbox": Param(
             os.environ.get("INKLOOP_INBOX", f"{INKLOOP_ROOT}/inbox"),

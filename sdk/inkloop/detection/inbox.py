@@ -21,6 +21,8 @@ from inkloop.documents.hashing import source_doc_id
 from inkloop.documents.inputs import expand_inputs, is_url
 
 LEDGER = "inbox-ledger.json"
+#: Airflow's ``[core] max_map_length`` default: a mapped task with more map indexes fails the run.
+MAX_MAP_LENGTH = 1024
 
 
 def known_doc_ids(results_dir: str | os.PathLike[str]) -> set[str]:
@@ -94,7 +96,12 @@ def plan_inbox(
     docs_per_batch: int = 20,
     max_batches: int | None = None,
 ) -> list[list[str]]:
-    """Batches (for dynamic task mapping) of the inbox's unseen documents; ``[]`` when none."""
+    """Batches (for dynamic task mapping) of the inbox's unseen documents; ``[]`` when none.
+
+    Never more than ``max_batches`` nor Airflow's ``max_map_length`` (1024) batches, whatever the
+    inbox size: batches grow instead, so a huge inbox cannot fail the run at mapping time.
+    """
     from inkloop.documents.inputs import plan_batches
 
-    return plan_batches(unseen_documents(inbox, results_dir), docs_per_batch, max_batches)
+    cap = min(max_batches or MAX_MAP_LENGTH, MAX_MAP_LENGTH)
+    return plan_batches(unseen_documents(inbox, results_dir), docs_per_batch, cap)

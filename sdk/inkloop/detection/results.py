@@ -108,6 +108,36 @@ def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
     return [QuarantineRecord.from_dict(r) for r in recs]
 
 
+def _drop_cut_line(path: Path) -> None:
+    """Cut a last line that a killed writer left unfinished.
+
+    Why: a process killed in the middle of a write (a lost worker) can leave a partial line with no
+    newline; the next run's first record would be appended to it, and the joined line, unreadable,
+    would lose a finished document. The unfinished document is simply redone.
+    """
+    try:
+        with path.open("rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            pos = size
+            while pos > 0:
+                step = min(65536, pos)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    f.truncate(pos - step + nl + 1)
+                    return
+                pos -= step
+            f.truncate(0)
+    except FileNotFoundError:
+        return
+
+
 #: Quarantine kinds that a later run retries instead of skipping.
 RETRY_ERRORS = frozenset({"inference_unavailable"})
 
@@ -119,6 +149,8 @@ class ResultStore:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        for name in (RESULTS, QUARANTINE):
+            _drop_cut_line(self.dir / name)
         self.done_docs: set[str] = set()
         for r in _iter_jsonl(self.dir / RESULTS):
             if r.get("kind") == "page":

@@ -1,0 +1,271 @@
+"""The DAGs on a real distributed Airflow: CeleryExecutor, two workers, Redis, PostgreSQL.
+
+Why: ``airflow dags test`` runs a DAG in one process on SQLite; what users meet when they spread
+detection over workers (batches routed by Celery, queues, a worker lost mid-batch, a sensor
+deferred to the triggerer) only shows on the real thing. One deployment per module, from the
+project's own ``deploy/local_airflow.py`` (its own state folder and free ports, so a developer's
+``make deploy-up`` is not disturbed), stopped by its PIDs at the end.
+
+Which worker ran a task is read from the Celery result backend (``celery_taskmeta.worker``),
+joined to each try of each task instance by its Celery task id: both workers run on this machine,
+so ``ti.hostname`` is the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy"))
+
+import load_benchmark as lb  # noqa: E402
+import local_airflow as la  # noqa: E402
+
+from inkloop.detection.inbox import MAX_MAP_LENGTH, plan_inbox  # noqa: E402
+from inkloop.detection.results import ResultStore  # noqa: E402
+from inkloop.documents.inputs import plan_batches  # noqa: E402
+
+DETECT = "inkloop_detect"
+
+
+# -- without a deployment ----------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1279, 1280, 1281, 20_000, 100_003])
+def test_batch_planner_keeps_map_indexes_under_airflows_cap(n):
+    files = [f"/inbox/doc-{i:06d}.pdf" for i in range(n)]  # names only: planning never opens them
+    for per_batch, cap in ((20, 64), (1, 64), (20, 1024), (1, 1024)):
+        batches = plan_batches(files, per_batch, cap)
+        assert len(batches) <= min(cap, lb.AIRFLOW_MAX_MAP_LENGTH)
+        assert [f for b in batches for f in b] == files  # each file once, order kept
+        assert all(batches)
+
+
+def test_plan_inbox_never_exceeds_airflows_cap_even_without_a_limit(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(1100):
+        (inbox / f"d{i:05d}.png").write_bytes(b"x%d" % i)
+    batches = plan_inbox(str(inbox), tmp_path / "results", docs_per_batch=1)
+    assert len(batches) <= MAX_MAP_LENGTH == lb.AIRFLOW_MAX_MAP_LENGTH
+    assert sum(len(b) for b in batches) == 1100
+
+
+def test_a_line_cut_by_a_killed_writer_does_not_swallow_the_next_document(tmp_path):
+    """A worker killed mid-write leaves half a line; the retry's first record must not join it."""
+    (tmp_path / "results.jsonl").write_text('{"kind": "page", "page": {"doc_id": "a"}}\n{"kind": "pa')
+    with ResultStore(tmp_path) as store:
+        assert store.is_done("a")
+        store._results.write('{"kind": "page", "page": {"doc_id": "b"}}\n')
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["page"]["doc_id"] for x in lines] == ["a", "b"]
+
+
+# -- on the deployment ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[la.Deployment]:
+    from inkloop.devservers.labelstudio.processes import free_port
+
+    state = ROOT / ".cache" / "deploy-test"
+    old = la.Deployment(state=state)
+    la.down(old)  # a previous session killed before its teardown
+    if (state / "postgres").is_symlink():  # PostgreSQL's folder kept outside (see _place_pgroot)
+        shutil.rmtree((state / "postgres").resolve(), ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+    dep = la.Deployment(
+        state=state, pg_port=free_port(), redis_port=free_port(), api_port=free_port(), concurrency=2
+    )
+    t0 = time.monotonic()
+    try:
+        la.up(dep)
+    except la.DeployError as exc:
+        la.down(dep)
+        pytest.fail(f"the local deployment did not start: {exc}", pytrace=False)
+    print(f"deployment up in {time.monotonic() - t0:.0f} s")
+    try:
+        yield dep
+    finally:
+        la.down(dep)
+        assert all(pid is None for pid in dep.processes().values())
+        assert la.strays(dep) == []
+
+
+@pytest.fixture(scope="module")
+def client(deployment: la.Deployment) -> la.Client:
+    return la.Client(deployment)
+
+
+def _safe(run_id: str) -> str:
+    return run_id.replace(":", "_").replace("+", "_")
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+def test_detect_spreads_mapped_batches_over_both_workers(deployment, client):
+    data = deployment.data / "spread"
+    manifest = lb.make_inbox(data / "inbox", pages=10, broken_every=4, prefix="spread")
+    run_id = client.trigger(
+        DETECT, {"inbox": str(data / "inbox"), "out_dir": str(data / "results"), "docs_per_batch": 1}
+    )
+    assert client.wait_run(DETECT, run_id, timeout=600) == "success"
+    tries = client.task_tries(DETECT, run_id, "detect")
+    assert len({t["map_index"] for t in tries}) == len(manifest)
+    by_worker: dict[str, list[int]] = {}
+    for t in tries:
+        assert t["state"] == "success" and t["queue"] == "default"
+        by_worker.setdefault(t["worker"].split("@")[0], []).append(t["map_index"])
+    print("map indexes per worker:", by_worker)
+    assert set(by_worker) == {"wa", "wb"}, by_worker
+    assert len({t["hostname"] for t in tries}) == 1  # why the worker comes from Celery's record
+    check = lb.check_results(data / "results", manifest)
+    assert check["lost"] == check["duplicated_docs"] == check["duplicated_pages"] == 0, check
+    assert check["broken_quarantined"] == check["broken"] > 0, check
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+@pytest.mark.parametrize("kill", ["tree", "main"])
+def test_a_worker_killed_mid_batch_loses_nothing(deployment, client, kill):
+    """SIGKILL a worker while it runs a batch; the merged results hold every document exactly once.
+
+    ``tree``: every process of the worker (a lost machine): the scheduler misses the task's
+    heartbeat, fails the try, and the retry on the other worker resumes the batch's part folder.
+    ``main``: the worker's main PID alone (``kill -9 PID``): whatever its orphaned pool child and
+    task do next, nothing may be lost or doubled, and ``down`` still stops them.
+    """
+    data = deployment.data / f"kill-{kill}"
+    manifest = lb.make_inbox(data / "inbox", pages=48, broken_every=10, prefix=f"kill{kill}")
+    run_id = client.trigger(
+        DETECT, {"inbox": str(data / "inbox"), "out_dir": str(data / "results"), "docs_per_batch": 8}
+    )
+    parts = data / "results" / "parts" / _safe(run_id)
+    victim, index, deadline = None, None, time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline:
+        for t in client.task_tries(DETECT, run_id, "detect"):
+            w = client.worker_of_pid(t["pid"]) if t["state"] == "running" else None
+            part = parts / f"{t['map_index']:04d}" / "results.jsonl"
+            if w is not None and part.exists() and part.stat().st_size > 0:  # mid-batch: some written
+                victim, index = w, t["map_index"]
+                break
+        time.sleep(0.5)
+    assert victim is not None, "no detect task was seen running mid-batch"
+    pids = deployment.worker_pids(f"worker-{victim}")
+    for pid in pids if kill == "tree" else pids[:1]:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    try:
+        assert client.wait_run(DETECT, run_id, timeout=600) == "success"
+        recovered_in = time.monotonic() - killed_at
+    finally:
+        la.start_worker(deployment, victim)
+        la._wait(
+            f"worker {victim}", lambda: la._ready_line(deployment.logs / f"worker-{victim}.log", victim), 120
+        )
+    tries = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
+    print(
+        f"killed {victim} ({len(pids)} processes) in batch {index}; run done {recovered_in:.0f} s later;",
+        tries,
+    )
+    assert tries[-1]["state"] == "success"
+    if kill == "tree":
+        assert tries[0]["try_number"] == 1 and tries[0]["state"] != "success"
+        assert tries[-1]["try_number"] > 1
+        other = "wb" if victim == "wa" else "wa"
+        assert tries[-1]["worker"].startswith(f"{other}@")
+    else:
+        print("strays of the killed worker:", la.strays(deployment))
+    check = lb.check_results(data / "results", manifest)
+    print(check)
+    assert check["lost"] == check["duplicated_docs"] == check["duplicated_pages"] == 0, check
+    assert check["wrong_page_count"] == 0 and check["unexpected_docs"] == 0, check
+    assert check["broken_quarantined"] == check["broken"], check
+    inputs = {m["doc_id"] for m in manifest.values()}
+    results = {
+        json.loads(x)["page"]["doc_id"] for x in (data / "results" / "results.jsonl").read_text().splitlines()
+    }
+    quarantine = [
+        json.loads(x)["doc_id"] for x in (data / "results" / "quarantine.jsonl").read_text().splitlines()
+    ]
+    assert inputs == results | set(quarantine) and not results & set(quarantine)
+    assert len(quarantine) == len(set(quarantine))
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+def test_training_runs_only_on_the_training_queue(deployment, client):
+    """With ``wa`` (the only worker on ``training``) stopped, ``train`` stays queued although ``wb``
+    is idle; once ``wa`` is back it runs there. (Training itself fails fast here: no data.)"""
+    assert la._stop_pid(deployment, "worker-wa")
+    try:
+        run_id = client.trigger(
+            "inkloop_retrain",
+            {"data": str(deployment.data / "no-such-dataset"), "epochs": 1, "time_limit": 60},
+        )
+        time.sleep(20)
+        [train] = client.task_tries("inkloop_retrain", run_id, "train")
+        assert train["queue"] == "training"
+        assert train["state"] in ("scheduled", "queued"), train  # wb does not take it
+    finally:
+        la.start_worker(deployment, "wa")
+        la._wait("worker wa", lambda: la._ready_line(deployment.logs / "worker-wa.log", "wa"), 120)
+    client.wait_run("inkloop_retrain", run_id, timeout=300)
+    tries = client.task_tries("inkloop_retrain", run_id, "train")
+    print(tries)
+    assert tries and all(t["queue"] == "training" and (t["worker"] or "").startswith("wa@") for t in tries)
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+@pytest.mark.labelstudio
+def test_review_sensor_defers_and_holds_no_worker_slot(deployment, client, labelstudio):
+    data = deployment.data / "spread" / "results"
+    assert (data / "results.jsonl").exists(), "needs the spread test's results"
+    client.api(
+        "/connections",
+        {
+            "connection_id": "labelstudio_default",
+            "conn_type": "labelstudio",
+            "host": labelstudio.url,
+            "password": labelstudio.token,
+        },
+    )
+    conf = {"results_dir": str(data), "project": "deploy defer", "budget": 1.0, "min_uncertainty": 0.0}
+    run_id = client.trigger("inkloop_review_sync", {**conf, "min_reviewed": 1})
+    deadline, sensor = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        tis = {t["task_id"]: t for t in client.task_tries("inkloop_review_sync", run_id)}
+        sensor = tis.get("wait_for_reviews")
+        if tis.get("push_reviews", {}).get("state") == "failed":
+            pytest.fail(f"push_reviews failed: {tis['push_reviews']}")
+        if sensor and sensor["state"] == "deferred":
+            break
+        time.sleep(1)
+    assert sensor is not None and sensor["state"] == "deferred", sensor
+    time.sleep(5)  # the task process has handed over and exited
+    rows = client.query(
+        "SELECT ti.state, ti.pid, tr.classpath, tr.triggerer_id FROM task_instance ti "
+        "JOIN trigger tr ON tr.id = ti.trigger_id "
+        "WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.task_id = %s",
+        ("inkloop_review_sync", run_id, "wait_for_reviews"),
+    )
+    print(rows)
+    assert rows and rows[0]["classpath"].endswith("LabelStudioReviewsTrigger")
+    assert rows[0]["state"] == "deferred"
+    running = client.query(
+        "SELECT task_id FROM task_instance WHERE state = 'running' AND dag_id = %s", ("inkloop_review_sync",)
+    )
+    assert running == []
+    # no worker process runs it: the pid of its last try is gone from both workers' process trees
+    assert client.worker_of_pid(sensor["pid"]) is None
+    client.api(f"/dags/inkloop_review_sync/dagRuns/{run_id}", {"state": "failed"}, "PATCH")  # tidy
