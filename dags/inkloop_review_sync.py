@@ -20,6 +20,9 @@ from inkloop_provider.sensors.review import LabelStudioReviewsSensor
     dag_id="inkloop_review_sync",
     schedule=[RESULTS],
     catchup=False,
+    # One sync at a time (two would push the same pages to one project). Results published while a
+    # sync waits for reviews queue up and are folded into the next run, which reads every event.
+    max_active_runs=1,
     tags=["inkloop"],
     params={
         "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
@@ -43,6 +46,7 @@ def inkloop_review_sync() -> None:
         project="{{ params.project }}",
         budget="{{ params.budget }}",
         min_uncertainty="{{ params.min_uncertainty }}",
+        inlets=[RESULTS],  # reads results published after the run's event window too
     )
     wait = LabelStudioReviewsSensor(
         task_id="wait_for_reviews",
@@ -63,6 +67,7 @@ def inkloop_review_sync() -> None:
         reviews="{{ params.results_dir }}/reviews.jsonl",
         export_dir="{{ params.export_dir }}",
         dataset="{{ params.dataset }}",
+        inlets=[RESULTS],
         outlets=[TRAINING_DATA],
     )
     push >> wait >> pull >> curate

@@ -1,4 +1,5 @@
-"""Asset events folded into one run: the consumer reads every triggering event's folder."""
+"""Asset events folded into one run: the consumer reads every triggering event's folder, and the
+folders published after the run's window (on a real deployment: tests/test_deploy.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,30 @@ CHECK = """
                         E(extra={"results_dir": "/r/a"}), E(extra={})]}
     assert triggering_results_dirs({"triggering_asset_events": events}, "/d") == ["/r/a", "/r/b"]
     assert triggering_results_dirs({}, "/d") == ["/d"]
+
+    # events published after the run's window, read through the task's inlet
+    class Events:
+        def __init__(self, events):
+            self.events = events
+        def after(self, stamp):
+            return Events([e for e in self.events if e.timestamp > stamp])
+        def ascending(self):
+            return Events(sorted(self.events, key=lambda e: e.timestamp))
+        def __iter__(self):
+            return iter(self.events)
+
+    class Inlets:
+        def __init__(self, **by_name):
+            self.by_name = by_name
+        def __getitem__(self, asset):
+            return self.by_name[asset.name]
+
+    published = [E(timestamp=t, extra={"results_dir": d}) for t, d in ((3, "/r/c"), (1, "/r/a"), (2, "/r/b"))]
+    window = {RESULTS: [published[1]]}
+    ctx = {"triggering_asset_events": window, "inlet_events": Inlets(inkloop_results=Events(published))}
+    assert triggering_results_dirs(ctx, "/d") == ["/r/a", "/r/b", "/r/c"]
+    ctx = {"triggering_asset_events": window, "inlet_events": Inlets()}  # not an inlet of the task
+    assert triggering_results_dirs(ctx, "/d") == ["/r/a"]
     print("ok")
 """
 

@@ -231,15 +231,7 @@ def test_training_runs_only_on_the_training_queue(deployment, client):
 def test_review_sensor_defers_and_holds_no_worker_slot(deployment, client, labelstudio):
     data = deployment.data / "spread" / "results"
     assert (data / "results.jsonl").exists(), "needs the spread test's results"
-    client.api(
-        "/connections",
-        {
-            "connection_id": "labelstudio_default",
-            "conn_type": "labelstudio",
-            "host": labelstudio.url,
-            "password": labelstudio.token,
-        },
-    )
+    _labelstudio_connection(client, labelstudio)
     conf = {"results_dir": str(data), "project": "deploy defer", "budget": 1.0, "min_uncertainty": 0.0}
     run_id = client.trigger("inkloop_review_sync", {**conf, "min_reviewed": 1})
     deadline, sensor = time.monotonic() + 300, None
@@ -269,3 +261,91 @@ def test_review_sensor_defers_and_holds_no_worker_slot(deployment, client, label
     # no worker process runs it: the pid of its last try is gone from both workers' process trees
     assert client.worker_of_pid(sensor["pid"]) is None
     client.api(f"/dags/inkloop_review_sync/dagRuns/{run_id}", {"state": "failed"}, "PATCH")  # tidy
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+def test_results_published_while_a_sync_waits_are_all_read_by_the_next_run(deployment, client, labelstudio):
+    """Airflow folds Asset events into one run: three results folders published while the review
+    sync is busy (max_active_runs=1: a sync deferred on its sensor) become one asset-triggered run,
+    and its push task reads all three folders, none dropped."""
+    from inkloop.detection.results import RESULTS
+
+    src = deployment.data / "spread" / "results"
+    assert (src / RESULTS).exists(), "needs the spread test's results"
+    _labelstudio_connection(client, labelstudio)
+    conf = {"results_dir": str(src), "project": "deploy fold", "budget": 1.0, "min_uncertainty": 0.0}
+    busy = client.trigger("inkloop_review_sync", {**conf, "min_reviewed": 100000})  # waits for ever
+    _wait_state(client, busy, "wait_for_reviews", "deferred")
+
+    assets = client.api("/assets?name_pattern=inkloop_results")["assets"]
+    asset_id = next(a["id"] for a in assets if a["name"] == "inkloop_results")
+    folders = []
+    for name in ("a", "b", "c"):
+        folder = deployment.data / "fold" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(src, folder)
+        folders.append(str(folder))
+        client.api("/assets/events", {"asset_id": asset_id, "extra": {"results_dir": str(folder)}})
+    before = {r["dag_run_id"] for r in client.api("/dags/inkloop_review_sync/dagRuns?limit=100")["dag_runs"]}
+    client.api(f"/dags/inkloop_review_sync/dagRuns/{busy}", {"state": "failed"}, "PATCH")  # frees the slot
+
+    deadline, new = time.monotonic() + 300, []
+    while time.monotonic() < deadline and not new:
+        runs = client.api("/dags/inkloop_review_sync/dagRuns?limit=100")["dag_runs"]
+        new = [r for r in runs if r["dag_run_id"] not in before]
+        time.sleep(1)
+    assert len(new) == 1 and new[0]["run_type"] == "asset_triggered", new
+    run_id = new[0]["dag_run_id"]
+    _wait_state(client, run_id, "push_reviews", "success")
+    time.sleep(3)  # no second run appears: every event went into this one
+    runs = client.api("/dags/inkloop_review_sync/dagRuns?limit=100")["dag_runs"]
+    assert [r["dag_run_id"] for r in runs if r["dag_run_id"] not in before] == [run_id]
+    # Airflow's window for the run ends at the first event that queued it (b and c fall outside);
+    # the push task reads the later ones through its inlet (inkloop_provider.assets)
+    events = client.api(f"/dags/inkloop_review_sync/dagRuns/{_quote(run_id)}/upstreamAssetEvents")
+    window = [e["extra"]["results_dir"] for e in events["asset_events"]]
+    print(f"the run's event window: {window}")
+    assert folders[0] in window
+    pushed = client.api(
+        f"/dags/inkloop_review_sync/dagRuns/{_quote(run_id)}/taskInstances/push_reviews/xcomEntries/return_value"
+    )["value"]
+    pushed = json.loads(pushed) if isinstance(pushed, str) else pushed
+    assert set(folders) | set(window) <= set(pushed["results_dirs"]), pushed
+    assert len(pushed["results_dirs"]) == len(set(pushed["results_dirs"]))  # each folder once
+    client.api(f"/dags/inkloop_review_sync/dagRuns/{_quote(run_id)}", {"state": "failed"}, "PATCH")  # tidy
+
+
+def _quote(run_id: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(run_id, safe="")
+
+
+def _labelstudio_connection(client, labelstudio) -> None:
+    """The deployment's ``labelstudio_default`` connection, pointing at this session's server."""
+    body = {
+        "connection_id": "labelstudio_default",
+        "conn_type": "labelstudio",
+        "host": labelstudio.url,
+        "password": labelstudio.token,
+    }
+    try:
+        client.api("/connections/labelstudio_default", body, "PATCH")
+    except la.DeployError:  # not there yet
+        client.api("/connections", body)
+
+
+def _wait_state(client, run_id: str, task_id: str, state: str, timeout: float = 300) -> None:
+    deadline, ti = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        tis = {t["task_id"]: t for t in client.task_tries("inkloop_review_sync", run_id)}
+        ti = tis.get(task_id)
+        failed = [t for t, v in tis.items() if v["state"] in ("failed", "upstream_failed")]
+        if failed:
+            pytest.fail(f"{failed} failed in {run_id}: {tis}")
+        if ti and ti["state"] == state:
+            return
+        time.sleep(1)
+    pytest.fail(f"{task_id} of {run_id} not {state} after {timeout:.0f} s: {ti}")

@@ -16,18 +16,49 @@ PRODUCTION_MODEL = Asset(name="inkloop_production_model", uri=f"file://{INKLOOP_
 
 
 def triggering_results_dirs(context: Any, default: str) -> list[str]:
-    """Every results folder the run was triggered by, oldest first, each once.
+    """Every results folder the run was triggered by, oldest first, each once, plus the folders
+    published after the run's event window.
 
     Airflow folds Asset events that arrive close together into one DAG run; each event of
     ``inkloop_results`` carries its folder (``extra["results_dir"]``, set by the merge task), so a
-    consumer must process all of them, not just the last. ``default`` when the run was not
-    triggered by an event with a folder (a manual run).
+    consumer must process all of them, not just the last. And Airflow 3.3 ends an asset-triggered
+    run's window at the *first* event that queued it (one ``AssetDagRunQueue`` row per asset,
+    its ``created_at`` kept), then deletes the queue row: events published after that one but
+    before the run was created (while an earlier run held ``max_active_runs``, say) fall outside
+    the window and wait for a run that only a later event creates. A task that declares
+    ``inlets=[RESULTS]`` therefore also reads the events after its window (measured on the
+    Celery deployment: three folders published while a sync waited, one run, window holding
+    the first). A later run may read them again; push and curate are idempotent by page key.
+    ``default`` when the run was not triggered by an event with a folder (a manual run).
     """
     events = context.get("triggering_asset_events") or {}
     dirs: list[str] = []
+    latest = None
     for asset_events in events.values():
         for event in asset_events:
-            d = (getattr(event, "extra", None) or {}).get("results_dir")
-            if d and d not in dirs:
-                dirs.append(str(d))
+            stamp = getattr(event, "timestamp", None)
+            if stamp is not None and (latest is None or stamp > latest):
+                latest = stamp
+            _add_dir(dirs, event)
+    if latest is not None:
+        for event in _events_after(context, latest):
+            _add_dir(dirs, event)
     return dirs or [default]
+
+
+def _add_dir(dirs: list[str], event: Any) -> None:
+    d = (getattr(event, "extra", None) or {}).get("results_dir")
+    if d and str(d) not in dirs:
+        dirs.append(str(d))
+
+
+def _events_after(context: Any, stamp: Any) -> list[Any]:
+    """``inkloop_results`` events after ``stamp``, oldest first, if the task declared the Asset
+    as an inlet (else none: the window's events are all it can see)."""
+    inlets = context.get("inlet_events")
+    if not inlets:
+        return []
+    try:
+        return list(inlets[RESULTS].after(stamp).ascending())
+    except KeyError:  # not an inlet of this task
+        return []
