@@ -133,6 +133,37 @@ def test_detect_spreads_mapped_batches_over_both_workers(deployment, client):
 @pytest.mark.slow
 @pytest.mark.airflow
 @pytest.mark.deploy
+def test_detect_workers_send_nothing_off_the_machine_idle_or_busy(deployment, client, tmp_path):
+    """Both Celery workers under strace (their main processes and pool, and every task process
+    they fork) while idle, through a detect run, and idle again for onnxruntime's telemetry
+    delay: every connect/sendto goes to 127.0.0.0/8 (Redis, PostgreSQL, the API server), no DNS
+    look-up of any public name (tests/netmonitor.py)."""
+    import contextlib
+
+    import netmonitor
+
+    if not Path(netmonitor.STRACE).exists():
+        pytest.fail("strace is not installed (apt-get install strace)")
+    data = deployment.data / "privacy"
+    lb.make_inbox(data / "inbox", pages=4, broken_every=100, prefix="privacy")
+    pids = [pid for w in ("worker-wa", "worker-wb") for pid in deployment.worker_pids(w)]
+    assert pids, "no worker runs"
+    with contextlib.ExitStack() as stack:
+        logs = {pid: tmp_path / f"strace-{pid}.log" for pid in pids}
+        watches = [stack.enter_context(netmonitor.Attached(pid, log)) for pid, log in logs.items()]
+        time.sleep(10)  # idle
+        run_id = client.trigger(DETECT, {"inbox": str(data / "inbox"), "out_dir": str(data / "results")})
+        assert client.wait_run(DETECT, run_id, timeout=600) == "success"
+        time.sleep(10)  # onnxruntime's telemetry fires seconds after a session ran
+    traced = sum(len(w.log.read_text().splitlines()) for w in watches if w.log.exists())
+    assert traced > 0, "strace recorded nothing: it did not attach"
+    leaks = [leak for w in watches for leak in w.leaks]
+    assert leaks == [], "calls leaving the machine:\n" + "\n".join(f"  {leak}" for leak in leaks)
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
 @pytest.mark.parametrize("kill", ["tree", "main"])
 def test_a_worker_killed_mid_batch_loses_nothing(deployment, client, kill):
     """SIGKILL a worker while it runs a batch; the merged results hold every document exactly once.
