@@ -85,7 +85,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: setup-dev
-	$(PY) -m pytest -q --timeout=1800 $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(PY) -m pytest -q --timeout=1800 --durations=25 $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Re-resolve every lock from pyproject.toml (and requirements/labelstudio.in) against today's
 # package index; commit the result with the change that needed it. Versions only: no local paths
