@@ -25,25 +25,6 @@ os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-d
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 
-#: The longest test files (minutes of Airflow, MLflow, a Celery deployment, training), collected
-#: first: with two workers taking a file at a time (`make test`), the long ones start at once and
-#: the short ones fill in around them, instead of one long file starting last on an idle machine.
-LONG_FIRST = (
-    "test_loop_e2e.py",
-    "test_deploy.py",
-    "test_experiments.py",
-    "test_airflow_dags.py",
-    "test_loop_simulation.py",
-    "test_lifecycle.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long files first, each file's own order kept (a stable sort)."""
-    rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))
-
-
 @pytest.fixture(scope="session")
 def documents_dir() -> Path:
     return FIXTURES / "documents"
