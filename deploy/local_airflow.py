@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inkloop.devservers.ports import port_is_free
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -270,16 +272,6 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _wait(what: str, check: Any, timeout: float, log: Path | None = None) -> None:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from inkloop.devservers.ports import free_port
 from inkloop.models.mlflow_registry import offline_mlflow_env
 
 HOST = "127.0.0.1"
@@ -24,12 +24,6 @@ STOP_TIMEOUT = 30.0
 
 class MlflowServerError(RuntimeError):
     """The MLflow server could not be started or did not become ready."""
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 import inkloop
-from inkloop.devservers.labelstudio.processes import free_port
+from inkloop.devservers.ports import free_port
 from inkloop.devservers.triton.venv import ensure_venv, venv_python
 from inkloop.devservers.venvs import clean_python_env
 from inkloop.models.references import ModelError, ModelRef
