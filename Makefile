@@ -40,7 +40,7 @@ export INKLOOP_HOME := $(CURDIR)/.cache/inkloop
 export FIFTYONE_DATABASE_DIR := $(CURDIR)/.cache/fiftyone-db
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test setup setup-dev lock lint clean deploy-up deploy-down deploy-status deploy-bench
+.PHONY: demo test setup setup-dev system-packages-start lock lint clean deploy-up deploy-down deploy-status deploy-bench
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
@@ -69,10 +69,19 @@ $(DEV_STAMP): $(DEV_LOCK) | $(PY) $(UV)
 
 setup: $(BASE_STAMP)
 
-setup-dev: $(DEV_STAMP)
+# Debian's chromium, redis-server and PostgreSQL (skipped where present) install in the background
+# while uv syncs the venvs: on a fresh machine their download and unpack overlap the sync.
+SYSTEM_LOG := .cache/system-packages.log
+SYSTEM_RC := .cache/system-packages.rc
+system-packages-start:
+	@mkdir -p .cache && rm -f $(SYSTEM_RC)
+	@{ bash .ci/install-chromium.sh && bash .ci/install-redis.sh; echo $$? > $(SYSTEM_RC); } > $(SYSTEM_LOG) 2>&1 &
+
+setup-dev: system-packages-start $(DEV_STAMP)
 	bash labeling/setup.sh
-	bash .ci/install-chromium.sh
-	bash .ci/install-redis.sh
+	@while [ ! -f $(SYSTEM_RC) ]; do sleep 1; done; \
+	  if [ "$$(cat $(SYSTEM_RC))" != 0 ]; then \
+	    cat $(SYSTEM_LOG); echo "installing Debian packages failed (log above: $(SYSTEM_LOG))"; exit 1; fi
 
 demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \

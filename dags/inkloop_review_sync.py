@@ -8,12 +8,18 @@ Asset that schedules retraining.
 
 from __future__ import annotations
 
+import os
+
 from airflow.sdk import Param, dag
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS, TRAINING_DATA
 from inkloop_provider.operators.curate import InkloopCurateOperator
 from inkloop_provider.operators.review import InkloopReviewPullOperator, InkloopReviewPushOperator
 from inkloop_provider.sensors.review import LabelStudioReviewsSensor
+
+# How often the deferred sensor asks Label Studio for finished reviews: reviews take people minutes,
+# so a poll every 30 s costs the server nothing and the sync at most half a minute.
+REVIEW_POLL_SECONDS = float(os.environ.get("INKLOOP_REVIEW_POLL_SECONDS", "30"))
 
 
 @dag(
@@ -52,7 +58,7 @@ def inkloop_review_sync() -> None:
         task_id="wait_for_reviews",
         project="{{ params.project }}",
         min_reviewed="{{ params.min_reviewed }}",
-        poke_interval=30,
+        poke_interval=REVIEW_POLL_SECONDS,
         timeout=7 * 24 * 3600,
         deferrable=True,
     )

@@ -79,8 +79,15 @@ def deployment() -> Iterator[la.Deployment]:
     if (state / "postgres").is_symlink():  # PostgreSQL's folder kept outside (see _place_pgroot)
         shutil.rmtree((state / "postgres").resolve(), ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
+    # A killed worker's task is declared lost after 20 s without a heartbeat (the deployment's
+    # default is 30): Airflow's task supervisors beat every 5 s, so a live task misses four first.
     dep = la.Deployment(
-        state=state, pg_port=free_port(), redis_port=free_port(), api_port=free_port(), concurrency=2
+        state=state,
+        pg_port=free_port(),
+        redis_port=free_port(),
+        api_port=free_port(),
+        concurrency=2,
+        heartbeat_timeout=20,
     )
     t0 = time.monotonic()
     try:
@@ -193,11 +200,24 @@ def test_a_worker_killed_mid_batch_loses_nothing(deployment, client, kill):
     for pid in pids if kill == "tree" else pids[:1]:
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
+    restarted = False
     try:
+        # the victim comes back once its batch is in other hands (a later try runs, or the batch or
+        # the run ended), so its start overlaps the rest of the run without taking the retry
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            mine = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
+            handed_on = any(t["try_number"] > 1 for t in mine) or mine[-1]["state"] == "success"
+            if handed_on or client.run_state(DETECT, run_id) in ("success", "failed"):
+                break
+            time.sleep(1)
+        la.start_worker(deployment, victim)
+        restarted = True
         assert client.wait_run(DETECT, run_id, timeout=600) == "success"
         recovered_in = time.monotonic() - killed_at
     finally:
-        la.start_worker(deployment, victim)
+        if not restarted:
+            la.start_worker(deployment, victim)
         la._wait(
             f"worker {victim}", lambda: la._ready_line(deployment.logs / f"worker-{victim}.log", victim), 120
         )
@@ -242,7 +262,7 @@ def test_training_runs_only_on_the_training_queue(deployment, client):
             "inkloop_retrain",
             {"data": str(deployment.data / "no-such-dataset"), "epochs": 1, "time_limit": 60},
         )
-        time.sleep(20)
+        time.sleep(10)  # the scheduler queues it in a few seconds; wb would take it at once
         [train] = client.task_tries("inkloop_retrain", run_id, "train")
         assert train["queue"] == "training"
         assert train["state"] in ("scheduled", "queued"), train  # wb does not take it

@@ -107,6 +107,7 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
     env = migrate(tmp_path / "airflow", data)
     env.update(
         INKLOOP_REGISTRY=str(registry),
+        INKLOOP_REVIEW_POLL_SECONDS="2",  # the reviewer thread answers in seconds, not minutes
         # the suite's one FiftyOne database: FiftyOne attaches to a running one of the same user
         FIFTYONE_DATABASE_DIR=os.environ["FIFTYONE_DATABASE_DIR"],
         AIRFLOW_CONN_LABELSTUDIO_DEFAULT=json.dumps(
@@ -115,7 +116,9 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
     )
 
     def dags_test(dag_id: str, conf: dict) -> str:
+        t0 = time.monotonic()
         p = run_airflow(env, "dags", "test", dag_id, "-c", json.dumps(conf), timeout=1800)
+        print(f"{dag_id}: {time.monotonic() - t0:.0f} s")  # where the loop's time goes (-rP)
         out = p.stdout + p.stderr
         assert p.returncode == 0, out[-6000:]
         assert "state=success" in out, out[-6000:]
@@ -187,6 +190,7 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
             "data": str(data / "datasets"),
             "registry": str(registry),
             "epochs": 1,
+            "imgsz": 160,  # the loop's plumbing is under test, not the model: a small, fast one
             "margin": -1.0,
             "runs_dir": str(data / "runs"),
             "gate_policy": {"max_recall_drop": 1.0, "max_latency_ratio": None},
