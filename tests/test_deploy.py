@@ -158,7 +158,7 @@ def test_detect_workers_send_nothing_off_the_machine_idle_or_busy(deployment, cl
     with contextlib.ExitStack() as stack:
         logs = {pid: tmp_path / f"strace-{pid}.log" for pid in pids}
         watches = [stack.enter_context(netmonitor.Attached(pid, log)) for pid, log in logs.items()]
-        time.sleep(10)  # idle
+        time.sleep(3)  # idle (and idle again after the run, below)
         run_id = client.trigger(DETECT, {"inbox": str(data / "inbox"), "out_dir": str(data / "results")})
         assert client.wait_run(DETECT, run_id, timeout=600) == "success"
         time.sleep(10)  # onnxruntime's telemetry fires seconds after a session ran

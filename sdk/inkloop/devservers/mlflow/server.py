@@ -84,6 +84,9 @@ def start(
     ]
     env = offline_mlflow_env(dict(os.environ))
     env.pop("MLFLOW_TRACKING_URI", None)
+    # MLflow's job runner (a second process, for its GenAI jobs) is nothing tracking or the registry
+    # needs: without it the server starts in about half the time and idles without a consumer.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
             cmd,
