@@ -134,6 +134,31 @@ def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):
     assert latest[0].annotations_seen == 2
 
 
+def test_push_several_results_folders_merges_their_summaries(review, tmp_path, pages_dir):
+    """What the scheduled sync does with the Asset events folded into one run: every folder is
+    pushed in order into one project; a page already there (the second folder repeats the first)
+    counts as already present, not twice."""
+    import shutil
+
+    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.detection.routing import RoutingConfig
+    from inkloop.review.labelstudio import push_results_dirs
+
+    first = tmp_path / "results-a"
+    detect(sorted(pages_dir.glob("*.png")) + sorted(pages_dir.glob("*.jpg")), first, DetectOptions())
+    again = tmp_path / "results-b"
+    shutil.copytree(first, again)
+    routing = RoutingConfig(max_review_fraction=1.0, review_min_uncertainty=0.0)
+    summary = push_results_dirs(review, [first, again], routing=routing)
+    n = summary["selected"] // 2
+    assert n >= 1 and summary["selected"] == 2 * n and summary["routed_pages"] % 2 == 0
+    assert summary["pushed"] == n and summary["already_present"] == n, summary
+    assert len(summary["task_ids"]) == n and summary["results_dirs"] == [str(first), str(again)]
+    assert summary["project_url"] == review.project_url() and summary["project_id"] == review.project_id
+    with pytest.raises(ValueError, match="no results folder"):
+        push_results_dirs(review, [], routing=routing)
+
+
 def test_local_files_delivery(labelstudio, tmp_path, request):
     review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title="local files")
     img = labelstudio.document_root / "pages" / "p.png"

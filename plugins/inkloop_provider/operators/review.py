@@ -1,6 +1,6 @@
 """Review operators: push uncertain pages to Label Studio, pull finished reviews.
 
-Thin shells over :func:`inkloop.review.labelstudio.push_results` and
+Thin shells over :func:`inkloop.review.labelstudio.push_results_dirs` and
 :func:`inkloop.review.labelstudio.pull_to_file`;
 the Label Studio URL and token come from an Airflow connection (``labelstudio`` type).
 """
@@ -63,27 +63,20 @@ class InkloopReviewPushOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.detection.routing import RoutingConfig
-        from inkloop.review.labelstudio import push_results
+        from inkloop.review.labelstudio import push_results_dirs
         from inkloop_provider.assets import triggering_results_dirs
 
-        client = review_client(self.labelstudio_conn_id, self.project)
-        summary: dict[str, Any] = {}
-        dirs = triggering_results_dirs(context, self.results_dir)
-        for results_dir in dirs:  # every folder of the events folded into this run
-            one = push_results(
-                client,
-                results_dir,
-                RoutingConfig(
-                    max_review_fraction=float(self.budget), review_min_uncertainty=float(self.min_uncertainty)
-                ),
-                include_audit=self.include_audit,
-                delivery=self.delivery,  # type: ignore[arg-type]
-                document_root=self.document_root or None,
-                images_dir=self.images_dir or None,
-            )
-            for k, v in one.items():
-                summary[k] = summary.get(k, 0) + v if isinstance(v, int) and k in summary else v
-        summary["results_dirs"] = dirs
+        summary = push_results_dirs(
+            review_client(self.labelstudio_conn_id, self.project),
+            triggering_results_dirs(context, self.results_dir),  # every folder folded into this run
+            routing=RoutingConfig(
+                max_review_fraction=float(self.budget), review_min_uncertainty=float(self.min_uncertainty)
+            ),
+            include_audit=self.include_audit,
+            delivery=self.delivery,
+            document_root=self.document_root or None,
+            images_dir=self.images_dir or None,
+        )
         context["ti"].xcom_push(key="project_url", value=summary["project_url"])
         self.log.info(
             "pushed %d new tasks (%d already there) to %s",

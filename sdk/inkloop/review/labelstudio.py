@@ -606,6 +606,35 @@ def push_results(
     return summary
 
 
+def merge_push_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for several :func:`push_results` calls into the same project: counts add up,
+    ``task_ids`` (page key → task) join, ``unscored`` holds only if every folder was unscored."""
+    merged: dict[str, Any] = {"task_ids": {}}
+    for one in summaries:
+        for key, value in one.items():
+            if key == "task_ids":
+                merged["task_ids"].update(value)
+            elif key == "unscored":
+                merged[key] = merged.get(key, True) and bool(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and key != "project_id":
+                merged[key] = merged.get(key, 0) + value
+            else:  # the same in every summary (project id and URL)
+                merged[key] = value
+    return merged
+
+
+def push_results_dirs(
+    client: LabelStudioReview, results_dirs: Sequence[str | Path], **options: Any
+) -> dict[str, Any]:
+    """:func:`push_results` for each folder (e.g. every results folder a scheduled sync was
+    triggered by), in order; returns the merged summary with the folders under ``results_dirs``."""
+    if not results_dirs:
+        raise ValueError("no results folder to push")
+    summary = merge_push_summaries([push_results(client, d, **options) for d in results_dirs])
+    summary["results_dirs"] = [str(d) for d in results_dirs]
+    return summary
+
+
 def pull_to_file(
     client: LabelStudioReview, out: str | Path, state: str | Path | None = None
 ) -> dict[str, Any]:
