@@ -11,6 +11,7 @@ from pathlib import Path
 from inkloop.devservers.labelstudio.server import (
     LabelStudioHandle,
     LabelStudioServer,
+    build_template,
     running_server,
     stop,
 )
@@ -19,6 +20,7 @@ from inkloop.devservers.labelstudio.settings import (
     READY_TIMEOUT,
     LabelStudioServerError,
     default_data_dir,
+    default_template_dir,
 )
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.review.labeling import instructions_html, labeling_config
@@ -42,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run a local Label Studio server for inkloop (see the module docstring).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="create the venv and install Label Studio (idempotent)")
+    p_setup = sub.add_parser("setup", help="create the venv and install Label Studio (idempotent)")
+    p_setup.add_argument(
+        "--template",
+        action="store_true",
+        help="also migrate an empty database once, so the first server starts in seconds",
+    )
     p_start = sub.add_parser("start", help="start a server and wait until it is ready")
     p_start.add_argument("--port", type=int, default=None)
     p_start.add_argument("--data-dir", type=Path, default=None)
@@ -61,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "setup":
             venv = ensure_venv()
             print(f"Label Studio {LABEL_STUDIO_VERSION} is installed in {venv}")
+            if args.template:
+                built = build_template()
+                print(f"template data dir {'built' if built else 'already there'}: {default_template_dir()}")
         elif args.command == "start":
             server = LabelStudioServer(timeout=args.timeout)
             if args.port is not None:

@@ -263,6 +263,24 @@ def start(
     return handle
 
 
+def build_template(*, timeout: float = READY_TIMEOUT) -> bool:
+    """Migrate an empty database once and keep it as the template, as the first :func:`start`
+    would: done at setup time (``setup --template``), the first server of a test run starts in
+    seconds instead of waiting on Label Studio's migrations. Uses a throwaway data dir and port on
+    127.0.0.1, and stops that server by its PID. Returns False when a usable template exists."""
+    import tempfile
+
+    from inkloop.devservers.ports import free_port
+
+    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, default_username(), default_password(), default_token())
+    if _template_usable(default_template_dir(), fingerprint):
+        return False
+    with tempfile.TemporaryDirectory(prefix="inkloop-ls-template-") as tmp:
+        handle = start(free_port(), Path(tmp) / "data", document_root=Path(tmp) / "files", timeout=timeout)
+        stop(handle)
+    return _template_usable(default_template_dir(), fingerprint)
+
+
 def stop(target: LabelStudioHandle | Path | str | None = None, *, timeout: float = STOP_TIMEOUT) -> bool:
     """Stop the server of a handle, a data dir (its pid file) or a pid file; default: the default data dir.
 
