@@ -60,7 +60,7 @@ def start(
 ) -> MlflowHandle:
     """Start ``mlflow server`` on 127.0.0.1 with ``<data_dir>/mlflow.db`` and ``<data_dir>/artifacts``.
 
-    Returns once ``/health`` answers (about 30 s on a busy machine); raises
+    Returns once ``/health`` answers (about 10 s; 30 s on a busy machine); raises
     :class:`MlflowServerError` with the end of the server's log otherwise.
     """
     data = Path(data_dir).resolve()
