@@ -69,29 +69,25 @@ $(DEV_STAMP): $(DEV_LOCK) | $(PY) $(UV)
 
 setup: $(BASE_STAMP)
 
+# $(call background,NAME,COMMAND): COMMAND in the background, its output in .cache/NAME.log and its
+# exit status in .cache/NAME.rc; $(call await,NAME,WHAT) waits for it and fails with its log.
+background = mkdir -p .cache; rm -f .cache/$(1).rc; { $(2); echo $$? > .cache/$(1).rc; } > .cache/$(1).log 2>&1 &
+await = while [ ! -f .cache/$(1).rc ]; do sleep 1; done; \
+  if [ "$$(cat .cache/$(1).rc)" != 0 ]; then cat .cache/$(1).log; echo "$(2) failed (log above: .cache/$(1).log)"; exit 1; fi
+
 # Debian's chromium, redis-server and PostgreSQL (skipped where present) install in the background
 # while uv syncs the venvs: on a fresh machine their download and unpack overlap the sync.
-SYSTEM_LOG := .cache/system-packages.log
-SYSTEM_RC := .cache/system-packages.rc
 system-packages-start:
-	@mkdir -p .cache && rm -f $(SYSTEM_RC)
-	@{ bash .ci/install-chromium.sh && bash .ci/install-redis.sh; echo $$? > $(SYSTEM_RC); } > $(SYSTEM_LOG) 2>&1 &
+	@$(call background,system-packages,bash .ci/install-chromium.sh && bash .ci/install-redis.sh)
 
 # Label Studio's venv and its migrated template database (what its first start would otherwise
 # spend 40 s on) are built in the background too: that needs only uv and the standard library.
-LS_LOG := .cache/labelstudio-setup.log
-LS_RC := .cache/labelstudio-setup.rc
 labelstudio-start: | $(UV)
-	@mkdir -p .cache && rm -f $(LS_RC)
-	@{ PYTHONPATH=sdk INKLOOP_REPO=$(CURDIR) $(PYTHON) -m inkloop.devservers.labelstudio setup --template; \
-	  echo $$? > $(LS_RC); } > $(LS_LOG) 2>&1 &
+	@$(call background,labelstudio-setup,PYTHONPATH=sdk INKLOOP_REPO=$(CURDIR) $(PYTHON) -m inkloop.devservers.labelstudio setup --template)
 
 setup-dev: system-packages-start labelstudio-start $(DEV_STAMP)
-	@while [ ! -f $(LS_RC) ]; do sleep 1; done; cat $(LS_LOG); \
-	  if [ "$$(cat $(LS_RC))" != 0 ]; then echo "setting up Label Studio failed (log above: $(LS_LOG))"; exit 1; fi
-	@while [ ! -f $(SYSTEM_RC) ]; do sleep 1; done; \
-	  if [ "$$(cat $(SYSTEM_RC))" != 0 ]; then \
-	    cat $(SYSTEM_LOG); echo "installing Debian packages failed (log above: $(SYSTEM_LOG))"; exit 1; fi
+	@$(call await,labelstudio-setup,setting up Label Studio); cat .cache/labelstudio-setup.log
+	@$(call await,system-packages,installing Debian packages)
 
 demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \

@@ -51,7 +51,8 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     integration test reads as green and hides a broken setup. Yields a handle with ``.url`` and
     ``.token``; only the server's own PID (its process group) is stopped at the end.
     """
-    from inkloop.devservers.labelstudio import processes, server, settings, venv
+    from inkloop.devservers import ports
+    from inkloop.devservers.labelstudio import server, settings, venv
 
     try:
         venv.ensure_venv()
@@ -62,7 +63,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     handle: LabelStudioHandle | None = None
     for attempt in range(3):  # a free port can be taken between finding and using it
         try:
-            handle = server.start(processes.free_port(), data_dir, document_root=document_root)
+            handle = server.start(ports.free_port(), data_dir, document_root=document_root)
             break
         except settings.PortInUseError:
             if attempt == 2:

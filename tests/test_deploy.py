@@ -71,7 +71,7 @@ def test_a_line_cut_by_a_killed_writer_does_not_swallow_the_next_document(tmp_pa
 # -- on the deployment ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[la.Deployment]:
-    from inkloop.devservers.labelstudio.processes import free_port
+    from inkloop.devservers.ports import free_port
 
     state = ROOT / ".cache" / "deploy-test"
     old = la.Deployment(state=state)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fixture_data import make_dataset
 
-from inkloop.devservers.mlflow.server import free_port
+from inkloop.devservers.ports import free_port
 from inkloop.lifecycle.retrain import retrain
 from inkloop.lifecycle.tracking import OFFLINE_DIR, RUN_FILE, start_run
 from inkloop.models.mlflow_registry import MlflowRegistry

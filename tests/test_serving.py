@@ -254,7 +254,7 @@ def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> No
     import sys
     import time
 
-    from inkloop.devservers.labelstudio.processes import free_port
+    from inkloop.devservers.ports import free_port
 
     ports = [free_port("127.0.0.1") for _ in range(3)]
     inkloop = str(Path(sys.executable).with_name("inkloop"))

@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import STATE_FILE_NAME
-from inkloop.devservers.ports import free_port, port_is_free
-
-__all__ = ["free_port", "port_is_free"]  # re-exported: callers ask this module
 
 
 def _pid_alive(pid: int) -> bool:

@@ -23,7 +23,6 @@ from inkloop.devservers.labelstudio.processes import (
     _signal_group,
     _wait_gone,
     listening_addresses,
-    port_is_free,
 )
 from inkloop.devservers.labelstudio.readiness import wait_ready
 from inkloop.devservers.labelstudio.settings import (
@@ -57,6 +56,7 @@ from inkloop.devservers.labelstudio.template import (
     save_template,
 )
 from inkloop.devservers.labelstudio.venv import ensure_venv
+from inkloop.devservers.ports import free_port, port_is_free
 
 
 @dataclass
@@ -269,8 +269,6 @@ def build_template(*, timeout: float = READY_TIMEOUT) -> bool:
     seconds instead of waiting on Label Studio's migrations. Uses a throwaway data dir and port on
     127.0.0.1, and stops that server by its PID. Returns False when a usable template exists."""
     import tempfile
-
-    from inkloop.devservers.ports import free_port
 
     fingerprint = _fingerprint(LABEL_STUDIO_VERSION, default_username(), default_password(), default_token())
     if _template_usable(default_template_dir(), fingerprint):
