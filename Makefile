@@ -97,7 +97,7 @@ demo: setup
 # and Airflow/training subprocesses, so two share the 2-core machine well. PYTEST_WORKERS=0 runs
 # in one process (e.g. with -x, or to debug).
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup-dev
 	$(PY) -m pytest -q --timeout=1800 --durations=25 $(PYTEST_PARALLEL) $(PYTEST_ARGS)

@@ -66,6 +66,11 @@ READY_TIMEOUT = 180.0
 #: shell is never taken for one): how ``down`` recognises what it may stop.
 MARKER = "INKLOOP_DEPLOY_PROCESS"
 STOP_TIMEOUT = 30.0
+#: Shorter grace than STOP_TIMEOUT before SIGKILL. Airflow's triggerer stops its loop on SIGTERM
+#: at once, but its trigger runner subprocess ignores SIGTERM and is escalated by the triggerer
+#: only 10 s later (a second signal still takes 5 s). Deferred tasks lose nothing: their triggers
+#: stay in the database for the next triggerer.
+STOP_GRACE: dict[str, float] = {"triggerer": 2.0}
 
 
 class DeployError(RuntimeError):
@@ -160,8 +165,14 @@ class Deployment:
             AIRFLOW__CELERY__BROKER_URL=f"redis://{HOST}:{self.redis_port}/0",
             AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql+psycopg2://airflow:airflow@{HOST}:{self.pg_port}/airflow",
             AIRFLOW__CELERY__WORKER_CONCURRENCY=str(self.concurrency),
-            # the result backend row then names the worker that ran each task (celery_taskmeta.worker)
-            AIRFLOW__CELERY__EXTRA_CELERY_CONFIG=json.dumps({"result_extended": True}),
+            # result_extended: the result backend row names the worker that ran each task
+            # (celery_taskmeta.worker). worker_disable_prefetch: a worker takes a task from Redis
+            # only when a pool process is free; otherwise a worker that dies holds tasks it never
+            # started, unacknowledged, until the broker's visibility timeout (Airflow sets a day)
+            # or Airflow's task_queued_timeout (10 min) gives them to another.
+            AIRFLOW__CELERY__EXTRA_CELERY_CONFIG=json.dumps(
+                {"result_extended": True, "worker_disable_prefetch": True}
+            ),
             AIRFLOW__API__HOST=HOST,
             AIRFLOW__API__PORT=str(self.api_port),
             AIRFLOW__API__WORKERS="1",
@@ -320,17 +331,28 @@ def _stop_many(dep: Deployment, names: list[str], timeout: float = STOP_TIMEOUT)
     """:func:`_stop_pid` for several processes at once (one wait for all, not one each)."""
     stopped: dict[str, bool] = {}
     group: list[int] = []
+    grace: dict[int, float] = {}  # PID → when it gets SIGKILL, where sooner than ``timeout``
+    t0 = time.monotonic()
     for name in names:
         pid = dep.pid_of(name)
         stopped[name] = pid is not None
         if pid is None:
             (dep.pids / f"{name}.pid").unlink(missing_ok=True)
             continue
-        group += [pid, *_descendants(pid)]
+        tree = [pid, *_descendants(pid)]
+        group += tree
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+        if name in STOP_GRACE:
+            grace.update(dict.fromkeys(tree, t0 + STOP_GRACE[name]))
+    deadline = t0 + timeout
     while time.monotonic() < deadline and any(_belongs_to(p, dep.state) for p in group):
+        for p, due in list(grace.items()):
+            if time.monotonic() >= due:
+                del grace[p]
+                if _belongs_to(p, dep.state):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(p, signal.SIGKILL)
         time.sleep(0.2)
     for p in group:
         if _belongs_to(p, dep.state):

@@ -162,6 +162,24 @@ def test_tracking_server_down_keeps_runs_locally_then_syncs(
     assert {a.path for a in client.list_artifacts(ids[0], "run")} >= {"run/recipe.json"}
 
 
+def test_evaluate_tracked_to_mlflow_keeps_json_output_clean(
+    tmp_path: Path, pages_dir: Path, mlflow_server: tuple[str, Path]
+) -> None:
+    """With a tracking URI, `inkloop evaluate --json` logs one run and stdout stays one JSON document
+    (MLflow would otherwise print "View run … at: URL" on stdout when the run ends)."""
+    url, _ = mlflow_server
+    env = {"MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": "evaluate-json"}
+    p = run_cli("evaluate", "--data", str(pages_dir), "--out", str(tmp_path / "eval"), "--json", env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = json.loads(p.stdout)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.get_experiment_by_name("evaluate-json")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    assert len(runs) == 1 and runs[0].data.metrics["eval.val.map50"] == pytest.approx(report["map50"])
+
+
 def _trial_states(storage: str) -> list[tuple[int, str, dict]]:
     import optuna
 
@@ -347,7 +365,7 @@ def test_mlflow_retrain_dag_in_airflow_logs_the_run_and_promotes_through_aliases
 
 
 def test_detect_with_mlflow_production_gives_the_boxes_of_the_registered_file(
-    dag_promoted: dict[str, str], tmp_path: Path, documents_dir: Path
+    dag_promoted: dict[str, str], tmp_path: Path, documents_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``inkloop detect --model mlflow://…@production`` and the same version's file, downloaded
     through MLflow's own API (``models:/name@production``) with its card, give the same boxes."""
@@ -355,6 +373,7 @@ def test_detect_with_mlflow_production_gives_the_boxes_of_the_registered_file(
     from mlflow.artifacts import download_artifacts
 
     url = dag_promoted["url"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)  # `models:/` resolves through it, not `tracking_uri`
     local = Path(
         download_artifacts(f"models:/{NAME}@production", dst_path=str(tmp_path / "m"), tracking_uri=url)
     )

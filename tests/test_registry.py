@@ -160,6 +160,16 @@ def memory_url() -> Iterator[str]:
 # ------------------------------------------------------------------ versions
 
 
+def test_registering_leaves_the_process_environment_as_it_was(
+    reg: Registry, sources: dict[str, Path]
+) -> None:
+    """MLflow's fluent API writes MLFLOW_TRACKING_URI into os.environ; left there, every later
+    inkloop call in the process (and its children) would track to the registry's server."""
+    before = dict(os.environ)
+    assert reg.register(NAME, sources["a"], card(), pt_path=sources["pt"]) == "v1"
+    assert dict(os.environ) == before
+
+
 def test_register_list_show(two_versions: Registry, sources: dict[str, Path], tmp_path: Path) -> None:
     reg = two_versions
     assert reg.list_models() == [NAME]

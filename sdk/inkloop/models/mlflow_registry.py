@@ -29,7 +29,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +66,15 @@ MLFLOW_SCHEMES = ("mlflow://", "models:/")
 _MAX_HISTORY = 100
 
 
-#: Environment that keeps MLflow on this machine: no telemetry, no system-metrics sampling.
+#: Environment that keeps MLflow on this machine: no telemetry, no system-metrics sampling; and
+#: off inkloop's stdout: no progress bars, no "View run … at: URL" line when a run ends (it would
+#: break `--json` output; inkloop's commands report the run themselves).
 OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
     "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -85,6 +90,36 @@ def offline_mlflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
         set_telemetry_client()
     return dict(env)
+
+
+_FLUENT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``log_model``) pointed at ``uri`` for the block only.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the process environment
+    (for subprocesses to inherit): left there, every later inkloop call in the process, and every
+    child it starts, would track to this server. The previous URI and variable come back after.
+    The setting is process-wide, so blocks of concurrent threads take turns (registrations are
+    rare; the lock is held for one model's upload or download).
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _FLUENT_LOCK:
+        before_uri = tracking_utils._tracking_uri  # None unless someone set one
+        before_env = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before_uri)
+            if before_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = before_env
 
 
 def is_mlflow_registry_url(url: str | os.PathLike[str] | None) -> bool:
@@ -279,11 +314,13 @@ class MlflowRegistry(RegistryRules):
         dest_dir.mkdir(parents=True, exist_ok=True)
         try:
             if fname == MODEL_FILE:
-                got = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{mv.name}/{mv.version}",
-                    dst_path=str(dest_dir / "mlmodel"),
-                    tracking_uri=self.tracking_uri,
-                )
+                # `models:/` URIs resolve through the fluent registry URI, not `tracking_uri`.
+                with _fluent_tracking_uri(self.tracking_uri):
+                    got = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{mv.name}/{mv.version}",
+                        dst_path=str(dest_dir / "mlmodel"),
+                        tracking_uri=self.tracking_uri,
+                    )
                 return Path(got) / MODEL_FILE
             return Path(self.client.download_artifacts(mv.run_id, f"{ARTIFACT_DIR}/{fname}", str(dest_dir)))
         except Exception as exc:  # MLflow raises several types for a missing artifact
@@ -395,11 +432,13 @@ class MlflowRegistry(RegistryRules):
         exp_id = self._experiment_id
         run = self.client.create_run(exp_id, run_name=f"register-{name}", tags={"inkloop.model": name})
         run_id = run.info.run_id
-        mlflow.set_tracking_uri(self.tracking_uri)
         try:
             # A fresh proto each time: log_model moves weights out of the object it is given.
             proto = onnx.load(str(sources[MODEL_FILE]))
-            with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            with (
+                _fluent_tracking_uri(self.tracking_uri),
+                mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None),
+            ):
                 info = mlflow.onnx.log_model(
                     proto,
                     name="model",
