@@ -93,10 +93,12 @@ demo: setup
 	$(VENV)/bin/inkloop detect tests/fixtures/documents --out out/demo --annotate --annotate-pdf --crops --force; \
 	  rc=$$?; echo "results: out/demo/results.jsonl  annotated pages: out/demo/annotated/"; exit $$rc
 
-# Two test workers (pytest-xdist), a file per worker at a time: much of the suite waits on servers
-# and Airflow/training subprocesses, so two share the 2-core machine well. PYTEST_WORKERS=0 runs
-# in one process (e.g. with -x, or to debug).
-PYTEST_WORKERS ?= 2
+# Three test workers (pytest-xdist), a file per worker at a time, longest files first
+# (tests/conftest.py): much of the suite waits on servers, sleeps and Airflow/training
+# subprocesses, so with two workers the 2-core machine sat 22 % idle; three took the tests from
+# 570 s to ~500 s (docs/development.md). PYTEST_WORKERS=0 runs in one process (e.g. with -x, or
+# to debug).
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup-dev

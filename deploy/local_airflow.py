@@ -196,11 +196,19 @@ class Deployment:
 
     # -- processes ---------------------------------------------------------------------------
     def pid_of(self, name: str) -> int | None:
-        """The PID of ``name`` if it runs and belongs to this deployment."""
+        """The PID of ``name`` if it runs and belongs to this deployment.
+
+        The PID file also holds the process's start time: PIDs wrap around (32,768 on some
+        machines, and threads take numbers from the same counter), so a dead process's number
+        may name another process, or a thread of one, that belongs to this deployment too.
+        """
         try:
-            pid = int((self.pids / f"{name}.pid").read_text().strip())
-        except (OSError, ValueError):
+            fields = (self.pids / f"{name}.pid").read_text().split()
+            pid = int(fields[0])
+        except (OSError, ValueError, IndexError):
             return None
+        if len(fields) > 1 and _start_time(pid) != fields[1]:
+            return None  # that process is gone; the number now names another
         return pid if _belongs_to(pid, self.state) else None
 
     def worker_pids(self, name: str) -> list[int]:
@@ -224,6 +232,19 @@ def _environ(pid: int) -> dict[str, str]:
         k, _, v = item.partition(b"=")
         out[k.decode(errors="replace")] = v.decode(errors="replace")
     return out
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22): with the PID, one process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _write_pid(dep: Deployment, name: str, pid: int) -> None:
+    (dep.pids / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}\n")
 
 
 def _alive(pid: int) -> bool:
@@ -318,7 +339,7 @@ def _spawn(dep: Deployment, name: str, argv: list[str], env: Mapping[str, str]) 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    (dep.pids / f"{name}.pid").write_text(f"{proc.pid}\n")
+    _write_pid(dep, name, proc.pid)
     return proc.pid
 
 
@@ -475,7 +496,7 @@ def _start_postgres(dep: Deployment, env: Mapping[str, str]) -> None:
             raise DeployError(f"PostgreSQL did not start: {p.stdout}{p.stderr}")
         pid = int((dep.pgdata / "postmaster.pid").read_text().split()[0])
         dep.pids.mkdir(parents=True, exist_ok=True)
-        (dep.pids / "postgres.pid").write_text(f"{pid}\n")
+        _write_pid(dep, "postgres", pid)
     psql = [str(pg / "psql"), "-h", HOST, "-p", str(dep.pg_port), "-U", "postgres", "-tAc"]
     have = subprocess.run(
         [*psql, "SELECT 1 FROM pg_roles WHERE rolname='airflow'"], capture_output=True, text=True

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -66,6 +67,25 @@ def test_a_line_cut_by_a_killed_writer_does_not_swallow_the_next_document(tmp_pa
         store._results.write('{"kind": "page", "page": {"doc_id": "b"}}\n')
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["page"]["doc_id"] for x in lines] == ["a", "b"]
+
+
+def test_a_pid_file_names_one_process_not_a_reused_number(tmp_path):
+    """PIDs wrap around (pid_max 32,768 here; threads share the counter): a PID file whose process
+    died must not name whatever process or thread got its number next."""
+    dep = la.Deployment(state=tmp_path)
+    dep.pids.mkdir(parents=True)
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, la.MARKER: str(tmp_path)}, cwd=tmp_path)
+    try:
+        la._write_pid(dep, "worker-wa", proc.pid)
+        assert dep.pid_of("worker-wa") == proc.pid
+        (dep.pids / "worker-wa.pid").write_text(f"{proc.pid} 1\n")  # the same number, another start
+        assert dep.pid_of("worker-wa") is None
+        (dep.pids / "worker-wa.pid").write_text(f"{proc.pid}\n")  # a file from before start times
+        assert dep.pid_of("worker-wa") == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    assert dep.pid_of("worker-wa") is None
 
 
 # -- on the deployment ---------------------------------------------------------------------------
