@@ -25,8 +25,8 @@ os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-d
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 # Test files, longest first (seconds of work measured on the 2-core machine, `--durations=0`;
-# docs/development.md). `make test` hands whole files to two xdist workers in collection order
-# (`--dist loadfile --no-loadscope-reorder`): starting the long ones first lets both workers end
+# docs/development.md). `make test` hands whole files to its xdist workers in collection order
+# (`--dist loadfile --no-loadscope-reorder`): starting the long ones first lets the workers end
 # together. xdist's own reorder (most tests first) started the whole-loop test (one test, two
 # minutes) last. Files not named here run after these, in their usual order.
 LONGEST_FIRST = (
