@@ -234,13 +234,18 @@ def _environ(pid: int) -> dict[str, str]:
     return out
 
 
-def _start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22): with the PID, one process."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on: the command name before it may hold spaces."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, field 22): with the PID, it names one process."""
+    stat = _stat(pid)
+    return None if stat is None else stat[19]
 
 
 def _write_pid(dep: Deployment, name: str, pid: int) -> None:
@@ -248,11 +253,8 @@ def _write_pid(dep: Deployment, name: str, pid: int) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def _belongs_to(pid: int, state: Path) -> bool:
