@@ -346,7 +346,8 @@ def _spawn(dep: Deployment, name: str, argv: list[str], env: Mapping[str, str]) 
 
 
 def _stop_pid(dep: Deployment, name: str, timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM the process group of ``name``'s PID, SIGKILL what is left after ``timeout`` (or its STOP_GRACE)."""
+    """SIGTERM the process group of ``name``'s PID, SIGKILL what is left after ``timeout``
+    (sooner for a process named in STOP_GRACE)."""
     return _stop_many(dep, [name], timeout)[name]
 
 
