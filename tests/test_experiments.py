@@ -319,6 +319,7 @@ def dag_promoted(
         "data": str(dataset),
         "registry": "mlflow",
         "epochs": 1,
+        "imgsz": 160,  # MLflow's side of the loop is under test, not the model: a small, fast one
         "margin": -1.0,
         "runs_dir": str(tmp / "runs"),
         "gate_policy": {"max_recall_drop": 1.0, "max_latency_ratio": None},

@@ -101,6 +101,25 @@ def test_start_errors_do_not_leak_token(tmp_path: Path) -> None:
     assert "abc" not in str(short.value)
 
 
+def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server venvs are installed without byte-compiling (setup time); their pythons must be
+    free to write the caches, else every start recompiles Django where a machine sets this."""
+    from inkloop.devservers.venvs import clean_python_env
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = server._child_env(
+        data_dir=tmp_path / "data",
+        document_root=tmp_path,
+        username="u@example.com",
+        password="pw",
+        token="t" * 40,
+        venv=tmp_path / "venv",
+        extra_env=None,
+    )
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert "PYTHONDONTWRITEBYTECODE" not in clean_python_env({"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/h"})
+
+
 def test_stop_leaves_a_foreign_pid_alone(tmp_path: Path) -> None:
     """A stale pid file naming a process that is not Label Studio must not get it killed."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -5,6 +5,11 @@ needs numpy 2. Each gets a venv beside the checkout, synced from its lock in ``r
 (``make lock`` refreshes them) with uv when the checkout has one, so a fresh machine installs
 exactly what CI last tested; a pip-installed inkloop has no lock and pip-installs fallback pins.
 A stamp in the venv (the lock's hash) tells when a changed lock needs a new sync.
+
+The venvs are not byte-compiled at install (for Label Studio's 500 packages that cost ~30 s of
+setup for modules its server never imports); their pythons run with bytecode writing on
+(``clean_python_env``), so the first start caches what the server imports and later starts are as
+fast, also where the machine sets ``PYTHONDONTWRITEBYTECODE``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,6 @@ def sync_venv(
                     "sync",
                     "--python",
                     python,
-                    "--compile-bytecode",
                     *local_wheel_args(),
                     str(lock),
                 ]
@@ -156,6 +160,7 @@ def run_setup(cmd: list[str], env: dict[str, str], out: Any, what: str, error: t
 
 
 def clean_python_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without what would make another venv's python import our packages."""
-    drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__"}
+    """``environ`` without what would make another venv's python import our packages, nor stop it
+    caching its bytecode (the private venvs are installed without it: module docstring)."""
+    drop = {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__", "PYTHONDONTWRITEBYTECODE"}
     return {k: v for k, v in environ.items() if k not in drop}

@@ -66,6 +66,7 @@ _STRIPPED_ENV = {
     "PYTHONHOME",
     "VIRTUAL_ENV",
     "__PYVENV_LAUNCHER__",
+    "PYTHONDONTWRITEBYTECODE",  # its venv is not byte-compiled at install: the first start caches
 }
 
 
