@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from airflow_env import ROOT, migrate, run_airflow
+from airflow_env import ROOT, AirflowCLI, migrate, run_airflow
 from inkloop.verdict import VERDICTS_ORDER
 
 pytestmark = pytest.mark.airflow
@@ -22,6 +22,13 @@ def af(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     data = tmp_path_factory.mktemp("inkloop-data")
     return migrate(home, data), data
+
+
+@pytest.fixture(scope="module")
+def dags(af):
+    """One Airflow process for this module's `airflow dags test` runs."""
+    with AirflowCLI(af[0]) as cli:
+        yield cli
 
 
 def test_provider_is_registered(af):
@@ -108,13 +115,13 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
     assert res["rendered"] >= 3  # model, conf, out_dir templates render with the DAG's params
 
 
-def test_inkloop_detect_dag_maps_batches_and_merges(af, documents_dir):
-    env, data = af
+def test_inkloop_detect_dag_maps_batches_and_merges(af, dags, documents_dir):
+    _, data = af
     inbox = data / "inbox"
     shutil.copytree(documents_dir, inbox)
     (inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
     conf = json.dumps({"inbox": str(inbox), "out_dir": str(data / "results"), "docs_per_batch": 2})
-    p = run_airflow(env, "dags", "test", "inkloop_detect", "-c", conf)
+    p = dags.run("dags", "test", "inkloop_detect", "-c", conf)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert "state=success" in p.stdout + p.stderr
     summary = json.loads((data / "results" / "summary.json").read_text())
@@ -123,22 +130,24 @@ def test_inkloop_detect_dag_maps_batches_and_merges(af, documents_dir):
     assert len(parts) == 3  # 6 inputs, 2 per batch: three mapped detect tasks
 
 
-def _run_detect(env, conf):
+def _run_detect(dags, conf):
     t0 = time.monotonic()
-    p = run_airflow(env, "dags", "test", "inkloop_detect", "-c", json.dumps(conf))
+    p = dags.run("dags", "test", "inkloop_detect", "-c", json.dumps(conf))
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert "state=success" in p.stdout + p.stderr
     return time.monotonic() - t0, p.stdout + p.stderr
 
 
-def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(af, documents_dir, pages_dir):
-    env, data = af
+def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(
+    af, dags, documents_dir, pages_dir
+):
+    _, data = af
     inbox, out = data / "watched-inbox", data / "watched-results"
     inbox.mkdir()
     conf = {"inbox": str(inbox), "out_dir": str(out), "docs_per_batch": 2}
 
     # an empty inbox: the run stops after listing, nothing is detected
-    seconds, _ = _run_detect(env, conf)
+    seconds, _ = _run_detect(dags, conf)
     assert not (out / "parts").exists() and not (out / "results.jsonl").exists()
     assert seconds < 60, seconds
 
@@ -146,7 +155,7 @@ def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(a
     for name in ("unsigned form.pdf", "letter.jpg", "scanned letters.pdf"):
         shutil.copy(documents_dir / name, inbox / name)
     (inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
-    _run_detect(env, conf)
+    _run_detect(dags, conf)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["documents"] == 3 and summary["quarantined"] == 1
     assert sum(summary["verdicts"].values()) == 4  # 3 judged + the quarantined one (needs_review)
@@ -159,7 +168,7 @@ def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(a
     shutil.copy(documents_dir / "letter.jpg", inbox / "letter (copy).jpg")
     new_page = sorted(pages_dir.glob("*.png"))[0]
     shutil.copy(new_page, inbox / "new.png")
-    _run_detect(env, conf)
+    _run_detect(dags, conf)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["documents"] == 1 and summary["quarantined"] == 0, summary
     assert sum(summary["verdicts"].values()) == 1
@@ -168,7 +177,7 @@ def test_inkloop_detect_watches_the_inbox_and_never_processes_a_document_twice(a
     assert len(new_runs) == 1 and len(list((out / "parts" / new_runs.pop()).iterdir())) == 1
 
     # nothing new: no detection at all
-    _run_detect(env, conf)
+    _run_detect(dags, conf)
     assert (out / "results.jsonl").read_text().count("\n") == lines_before + 1
     assert len({p.name for p in (out / "parts").iterdir()} - runs_before) == 1
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from airflow_env import migrate, run_airflow
+from airflow_env import AirflowCLI, migrate
 from inkloop.convert.labelstudio import to_labelstudio
 from inkloop.convert.yolo import from_yolo, read_labels
 
@@ -89,7 +89,7 @@ def reviewer(url: str, token: str, truth: dict, stop: threading.Event, done: lis
         stop.wait(1.0)
 
 
-def test_full_loop(tmp_path, pages_dir, labelstudio):
+def test_full_loop(tmp_path, pages_dir, labelstudio, request):
     from inkloop.models.registry import Registry
     from inkloop.models.resolve import resolve_model
 
@@ -115,9 +115,12 @@ def test_full_loop(tmp_path, pages_dir, labelstudio):
         ),
     )
 
+    airflow = AirflowCLI(env)  # one Airflow process for the four runs
+    request.addfinalizer(airflow.close)
+
     def dags_test(dag_id: str, conf: dict) -> str:
         t0 = time.monotonic()
-        p = run_airflow(env, "dags", "test", dag_id, "-c", json.dumps(conf), timeout=1800)
+        p = airflow.run("dags", "test", dag_id, "-c", json.dumps(conf), timeout=1800)
         print(f"{dag_id}: {time.monotonic() - t0:.0f} s")  # where the loop's time goes (-rP)
         out = p.stdout + p.stderr
         assert p.returncode == 0, out[-6000:]
