@@ -138,16 +138,46 @@ def run(
     timeout: float = 300,
     cwd: str | Path | None = None,
 ) -> Monitored:
-    """``cmd`` under strace; its result and the calls that left the machine."""
-    p = subprocess.run(
-        [STRACE, *TRACE, "-o", str(log), *cmd],
-        env=dict(env) if env is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
-    return Monitored(p.returncode, p.stdout, p.stderr, parse(log), log)
+    """``cmd`` under strace; its result and the calls that left the machine.
+
+    What ``cmd`` starts is traced too (``-f``), but strace would also wait for a daemon that
+    outlives it: FiftyOne's database service, started by its first client, runs on while other
+    clients (other tests) use it. So once ``cmd`` has exited, strace gets a few seconds to finish
+    and is then detached (SIGINT); the service runs on, untraced from then on.
+    """
+    rc_file, out, err = (log.with_name(f"{log.name}.{x}") for x in ("rc", "out", "err"))
+    rc_file.unlink(missing_ok=True)
+    wrapped = ["sh", "-c", '"$@"; echo $? > "$0"', str(rc_file), *cmd]  # cmd's exit status, on exit
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(
+            [STRACE, *TRACE, "-o", str(log), *wrapped],
+            env=dict(env) if env is not None else None,
+            stdout=fo,
+            stderr=fe,
+            text=True,
+            cwd=cwd,
+        )
+        deadline = time.monotonic() + timeout
+        while _exit_status(rc_file) is None and proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            time.sleep(0.2)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # strace detaches from what is still running
+            proc.wait(timeout=30)
+    rc = _exit_status(rc_file)
+    return Monitored(proc.returncode if rc is None else rc, out.read_text(), err.read_text(), parse(log), log)
+
+
+def _exit_status(rc_file: Path) -> int | None:
+    try:
+        return int(rc_file.read_text())
+    except (OSError, ValueError):  # not yet written (or half written)
+        return None
 
 
 class Attached:
