@@ -101,7 +101,7 @@ def import_fiftyone(check: bool = True) -> ModuleType:
     """``import fiftyone`` with inkloop's environment defaults and actionable errors.
 
     With ``check``, also refuses a running database service for another directory
-    (:func:`check_service`); the database itself starts on first use.
+    (:func:`check_service`) and connects (:func:`connect`: starting the database if none runs).
     """
     configure_env()
     try:
@@ -117,7 +117,33 @@ def import_fiftyone(check: bool = True) -> ModuleType:
         ) from exc
     if check:
         check_service(fiftyone.config.database_dir)
+        connect(fiftyone)
     return fiftyone
+
+
+def connect(fiftyone: ModuleType) -> None:
+    """Start FiftyOne's database service, or join the running one, one process at a time.
+
+    FiftyOne starts a service when it finds none running. Processes that connect at the same
+    moment (Airflow tasks on one worker, two inkloop commands) each start one; the later mongods
+    fail on the first one's lock file (``DBPathInUse``) and their processes get
+    ``ServiceListenTimeout``, then "connection refused" on every later call. A lock file in the
+    database directory makes the next process wait until the first service listens, then join it.
+    """
+    if os.environ.get("FIFTYONE_DATABASE_URI"):
+        return
+    import fcntl
+
+    import fiftyone.core.odm.database as fodb
+
+    database_dir = Path(fiftyone.config.database_dir)
+    database_dir.mkdir(parents=True, exist_ok=True)
+    with open(database_dir / "inkloop-connect.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fodb.get_db_conn()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def check_database() -> None:
