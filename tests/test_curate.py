@@ -168,22 +168,24 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
 
 
 CONNECT = """
-import sys
 from inkloop.curation.database import import_fiftyone
 fo = import_fiftyone()
-print(sorted(fo.list_datasets()))
+fo.list_datasets()
+print("connected")
 """
 
 
 def test_processes_starting_the_database_at_once_share_one_service(tmp_path: Path) -> None:
     """Three processes that find no service and connect at the same moment (three Airflow tasks,
     say): FiftyOne alone would start three, and the later mongods fail on the first one's lock
-    file (DBPathInUse, then ServiceListenTimeout). inkloop starts it one process at a time."""
+    file (DBPathInUse, then ServiceListenTimeout). inkloop starts it one process at a time.
+
+    The suite's own database directory: a private one would, while its service runs, make other
+    test workers' FiftyOne processes refuse to start (one service per user, ``check_service``)."""
     from inkloop.curation.database import running_services
 
     if running_services():
         pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
-    env = dict(os.environ, FIFTYONE_DATABASE_DIR=str(tmp_path / "db"))
     # output to files, not pipes: the service the first client starts inherits its stdout, and
     # it waits for the other clients to be reaped, which a parent blocked on a pipe never does
     logs = [tmp_path / f"client-{i}.log" for i in range(3)]
@@ -191,17 +193,16 @@ def test_processes_starting_the_database_at_once_share_one_service(tmp_path: Pat
     for log in logs:
         with open(log, "w") as fh:
             procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", CONNECT], env=env, stdout=fh, stderr=subprocess.STDOUT
-                )
+                subprocess.Popen([sys.executable, "-c", CONNECT], stdout=fh, stderr=subprocess.STDOUT)
             )
     codes = [p.wait(timeout=300) for p in procs]
-    if any(codes) and any(d != str(tmp_path / "db") for _, d in running_services()):
-        pytest.skip(f"another worker's FiftyOne service started meanwhile: {running_services()}")
+    ours = str(Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve())
+    if any(codes) and any(d and str(Path(d).resolve()) != ours for _, d in running_services()):
+        pytest.skip(f"another test's private FiftyOne service started meanwhile: {running_services()}")
     for code, log in zip(codes, logs, strict=True):
         out = log.read_text()
         assert code == 0, out[-3000:]
-        assert out.strip().endswith("[]"), out[-3000:]
+        assert out.strip().endswith("connected"), out[-3000:]
 
 
 # --------------------------------------------------------------------------------------------
