@@ -26,10 +26,12 @@ def main() -> None:
         try:
             args = parser.parse_args(json.loads(line))
             args.func(args)
-        except SystemExit as exc:  # `dags test` exits non-zero when the run failed
-            rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if exc.code is not None and not isinstance(exc.code, int):
+        except SystemExit as exc:  # `dags test` exits with a message when the run failed
+            if exc.code is None or isinstance(exc.code, int):
+                rc = exc.code or 0
+            else:
                 print(exc.code, file=sys.stderr)
+                rc = 1
         except BaseException:  # reported to the caller as a failed command
             traceback.print_exc()
             rc = 1

@@ -154,7 +154,6 @@ def run(
             env=dict(env) if env is not None else None,
             stdout=fo,
             stderr=fe,
-            text=True,
             cwd=cwd,
         )
         deadline = time.monotonic() + timeout

@@ -142,6 +142,14 @@ def _run_store_process(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str]
     return p, db
 
 
+def _skip_if_a_service_runs() -> None:
+    """These checks need FiftyOne's service not running: it would be joined, not started."""
+    from inkloop.curation.database import running_services
+
+    if running_services():
+        pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
+
+
 def test_import_inkloop_does_not_import_fiftyone() -> None:
     code = "import sys, inkloop, inkloop.curation.store, inkloop.cli; assert 'fiftyone' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -153,8 +161,7 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
     check needs none running (true when this module runs alone or first)."""
     from inkloop.curation.database import running_services
 
-    if running_services():
-        pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
+    _skip_if_a_service_runs()
     p, db = _run_store_process(tmp_path)
     if p.returncode != 0 and "database service for" in p.stderr and running_services():
         # another test (another xdist worker) started the suite's service after the check above
@@ -184,8 +191,7 @@ def test_processes_starting_the_database_at_once_share_one_service(tmp_path: Pat
     test workers' FiftyOne processes refuse to start (one service per user, ``check_service``)."""
     from inkloop.curation.database import running_services
 
-    if running_services():
-        pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
+    _skip_if_a_service_runs()
     # output to files, not pipes: the service the first client starts inherits its stdout, and
     # it waits for the other clients to be reaped, which a parent blocked on a pipe never does
     logs = [tmp_path / f"client-{i}.log" for i in range(3)]
