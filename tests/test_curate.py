@@ -7,6 +7,7 @@ import. Every test works on its own uniquely named dataset, deleted at the end o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -133,13 +134,19 @@ def _holders(path: Path) -> list[int]:
     return found
 
 
-def _run_store_process(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
-    db = tmp_path / "db"
+def _run_store_process(
+    tmp_path: Path, db: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    db = db or tmp_path / "db"
     env = dict(os.environ, FIFTYONE_DATABASE_DIR=str(db), AIRFLOW_HOME=str(tmp_path / "airflow"))
-    p = subprocess.run(
-        [sys.executable, "-c", SUBPROCESS_STORE], env=env, capture_output=True, text=True, timeout=300
-    )
-    return p, db
+    # output to files, not pipes: a service the process starts inherits them, and reading a pipe
+    # to its end would wait for the service, which stays up while another process uses it
+    out, err = tmp_path / "store.out", tmp_path / "store.err"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        p = subprocess.run(
+            [sys.executable, "-c", SUBPROCESS_STORE], env=env, stdout=fo, stderr=fe, timeout=300
+        )
+    return subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text()), db
 
 
 def _skip_if_a_service_runs() -> None:
@@ -156,22 +163,47 @@ def test_import_inkloop_does_not_import_fiftyone() -> None:
 
 
 def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
-    """A process (importing airflow first) uses a fresh database dir and exits: FiftyOne's
-    service must stop its mongod. FiftyOne attaches to any running service of this user, so the
-    check needs none running (true when this module runs alone or first)."""
+    """A process (importing airflow first) that finds no service starts one, uses it and exits:
+    FiftyOne's service must stop its mongod.
+
+    The suite's database directory: a private one would, while its service runs, make other test
+    workers' FiftyOne processes refuse to start (one service per user, ``check_service``). A
+    process of another worker that joins the service meanwhile rightly keeps it up: then the
+    check is void, and the test skips naming it."""
     from inkloop.curation.database import running_services
 
     _skip_if_a_service_runs()
-    p, db = _run_store_process(tmp_path)
-    if p.returncode != 0 and "database service for" in p.stderr and running_services():
-        # another test (another xdist worker) started the suite's service after the check above
-        pytest.skip(f"a FiftyOne database service started meanwhile: {running_services()}")
+    p, db = _run_store_process(tmp_path, Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve())
     assert p.returncode == 0, p.stderr[-3000:]
-    assert (db / "log" / "mongo.log").is_file()  # it really started its own mongod there
+    assert (db / "log" / "mongo.log").is_file()  # it really started a mongod there
     deadline = time.monotonic() + 20
     while _holders(db) and time.monotonic() < deadline:
         time.sleep(0.5)
+    if _holders(db) and (others := _database_clients()):
+        pytest.skip(f"another process joined the service meanwhile: {others} ({running_services()})")
     assert _holders(db) == []
+
+
+def _database_clients() -> list[str]:
+    """Processes other than FiftyOne's service connected to its mongod (other test workers')."""
+    import psutil
+
+    from inkloop.curation.database import running_services
+
+    mongods = [p for p in psutil.process_iter(["pid", "name"]) if (p.info["name"] or "").startswith("mongod")]
+    ports = set()
+    for m in mongods:
+        with contextlib.suppress(psutil.Error):
+            ports |= {c.laddr.port for c in m.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    service = {m.pid for m in mongods} | {pid for pid, _ in running_services()}
+    clients = (
+        {c.pid for c in psutil.net_connections("tcp") if c.raddr and c.raddr.port in ports} - service - {None}
+    )
+    found = []
+    for pid in sorted(clients):
+        with contextlib.suppress(psutil.Error):
+            found.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:120]}")
+    return found
 
 
 CONNECT = """
