@@ -175,17 +175,24 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
     _skip_if_a_service_runs()
     db = Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve()
     log = db / "log" / "mongo.log"
-    stamp = lambda: (log.stat().st_ino, log.stat().st_mtime_ns) if log.exists() else None  # noqa: E731
-    before = stamp()
+    before = _stamp(log)
     p, db = _run_store_process(tmp_path, db)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert stamp() not in (None, before)  # it really started a mongod there (a new or rotated log)
+    assert _stamp(log) not in (None, before)  # it really started a mongod there (a new or rotated log)
     deadline = time.monotonic() + 20
     while _holders(db) and time.monotonic() < deadline:
         time.sleep(0.5)
     if _holders(db) and (others := _database_clients()):
         pytest.skip(f"another process joined the service meanwhile: {others} ({running_services()})")
     assert _holders(db) == []
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is and when it last changed (mongod rotates its log at each start)."""
+    if not path.exists():
+        return None
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
 
 
 def _database_clients() -> list[str]:
