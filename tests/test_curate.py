@@ -176,7 +176,7 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
     db = Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve()
     log = db / "log" / "mongo.log"
     before = _stamp(log)
-    p, db = _run_store_process(tmp_path, db)
+    p, _ = _run_store_process(tmp_path, db)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _stamp(log) not in (None, before)  # it really started a mongod there (a new or rotated log)
     deadline = time.monotonic() + 20
@@ -247,7 +247,8 @@ def test_processes_starting_the_database_at_once_share_one_service(tmp_path: Pat
     codes = [p.wait(timeout=300) for p in procs]
     ours = str(Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve())
     if any(codes) and any(d and str(Path(d).resolve()) != ours for _, d in running_services()):
-        pytest.skip(f"another test's private FiftyOne service started meanwhile: {running_services()}")
+        # a program of this user (a notebook, `fiftyone app`) started a service for another directory
+        pytest.skip(f"a FiftyOne service for another directory started meanwhile: {running_services()}")
     for code, log in zip(codes, logs, strict=True):
         out = log.read_text()
         assert code == 0, out[-3000:]

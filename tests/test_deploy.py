@@ -319,10 +319,9 @@ def test_review_sensor_defers_and_holds_no_worker_slot(deployment, client, label
     assert sensor is not None and sensor["state"] == "deferred", sensor
     # No worker process runs it: the pid of the try that deferred leaves both workers' process
     # trees once it has handed over (a few seconds; longer on a loaded machine, hence the wait).
-    worker, waited = client.worker_of_pid(sensor["pid"]), time.monotonic()
-    while worker is not None and time.monotonic() - waited < 60:
+    waited = time.monotonic()
+    while (worker := client.worker_of_pid(sensor["pid"])) is not None and time.monotonic() - waited < 60:
         time.sleep(1)
-        worker = client.worker_of_pid(sensor["pid"])
     assert worker is None, (
         f"the deferred try's process {sensor['pid']} still runs under worker {worker} after 60 s"
     )
