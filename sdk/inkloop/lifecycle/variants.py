@@ -579,8 +579,10 @@ def build_variants(
         empty = (np.zeros((0, 4)), np.zeros(0, np.int64))
         dataset = YoloDataset(Path(str(data)), "calibration", [Sample(p, None, *empty) for p in calib])
     threshold = card.conf_threshold
-    data_s = str(data)
     records: dict[str, dict[str, Any]] = {}
+
+    def score(det: Detector) -> _Scored:
+        return _score(det, dataset, labelled, split, str(data))
 
     def finish(name: str, base: dict[str, Any], ref: _Scored, var: _Scored, reference: str) -> None:
         parity, ok, reasons = parity_record(ref, var, tol, threshold)
@@ -598,16 +600,10 @@ def build_variants(
 
     # fp32 ONNX against the checkpoint it came from.
     t0 = time.perf_counter()
-    fp32 = _score(onnx_detector(out / "model.onnx", card, EVAL_CONF), dataset, labelled, split, data_s)
+    fp32 = score(onnx_detector(out / "model.onnx", card, EVAL_CONF))
     pt = out / "model.pt"
     if pt.is_file():
-        ref_pt = _score(
-            RunnerDetector(torch_runner(pt), card, str(pt), EVAL_CONF, card.iou_threshold),
-            dataset,
-            labelled,
-            split,
-            data_s,
-        )
+        ref_pt = score(RunnerDetector(torch_runner(pt), card, str(pt), EVAL_CONF, card.iou_threshold))
         finish(
             "onnx",
             {"format": "onnx", "precision": "fp32", **_file_info(out / "model.onnx")},
@@ -641,11 +637,11 @@ def build_variants(
                     continue
                 target = out / INT8_FILE
                 settings = quantize_int8(out / "model.onnx", target, card, calib, **dict(int8_options or {}))
-                var = _score(onnx_detector(target, card, EVAL_CONF), dataset, labelled, split, data_s)
+                var = score(onnx_detector(target, card, EVAL_CONF))
                 base = {"format": "onnx", "precision": "int8", **_file_info(target), "quantization": settings}
                 finish(name, base, fp32, var, "onnx")
-            elif name == "openvino":
-                ok, why = openvino_available()
+            else:  # formats ultralytics exports from model.pt: OpenVINO IR, TensorRT engine
+                ok, why = openvino_available() if name == "openvino" else tensorrt_available()
                 if not ok or not pt.is_file():
                     records[name] = {
                         "status": "skipped",
@@ -653,44 +649,21 @@ def build_variants(
                         "reason": why or "no model.pt to export from",
                     }
                     continue
-                # Left where ultralytics puts it (beside model.pt, as model_openvino_model/):
-                # AutoBackend recognises the format by that folder name.
-                target = _ultralytics_export(pt, "openvino", card.input_size, dynamic=False)
-                runner = ultralytics_runner(target, batch_size=1)
-                var = _score(
-                    RunnerDetector(runner, card, str(target), EVAL_CONF, card.iou_threshold),
-                    dataset,
-                    labelled,
-                    split,
-                    data_s,
-                )
-                finish(
-                    name, {"format": "openvino", "precision": "fp32", **_file_info(target)}, fp32, var, "onnx"
-                )
-            elif name == "tensorrt":
-                ok, why = tensorrt_available()
-                if not ok or not pt.is_file():
-                    records[name] = {
-                        "status": "skipped",
-                        "offered": False,
-                        "reason": why or "no model.pt to export from",
-                    }
-                    continue
-                # fp16 engine, static batch 1 (built and checked on the GPU worker itself).
-                target = _ultralytics_export(
-                    pt, "engine", card.input_size, device=0, quantize="fp16", dynamic=False
-                )
-                runner = ultralytics_runner(target, device="cuda:0", batch_size=1)
-                var = _score(
-                    RunnerDetector(runner, card, str(target), EVAL_CONF, card.iou_threshold),
-                    dataset,
-                    labelled,
-                    split,
-                    data_s,
-                )
-                finish(
-                    name, {"format": "engine", "precision": "fp16", **_file_info(target)}, fp32, var, "onnx"
-                )
+                if name == "openvino":
+                    # Left where ultralytics puts it (beside model.pt, as model_openvino_model/):
+                    # AutoBackend recognises the format by that folder name.
+                    target = _ultralytics_export(pt, "openvino", card.input_size, dynamic=False)
+                    runner = ultralytics_runner(target, batch_size=1)
+                    base = {"format": "openvino", "precision": "fp32"}
+                else:
+                    # fp16 engine, static batch 1 (built and checked on the GPU worker itself).
+                    target = _ultralytics_export(
+                        pt, "engine", card.input_size, device=0, quantize="fp16", dynamic=False
+                    )
+                    runner = ultralytics_runner(target, device="cuda:0", batch_size=1)
+                    base = {"format": "engine", "precision": "fp16"}
+                var = score(RunnerDetector(runner, card, str(target), EVAL_CONF, card.iou_threshold))
+                finish(name, {**base, **_file_info(target)}, fp32, var, "onnx")
         except Exception as exc:  # one failed format must not sink the others or the fp32 model
             logger.warning("variant %s failed: %s", name, exc, exc_info=True)
             records[name] = {
