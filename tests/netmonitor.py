@@ -167,7 +167,15 @@ def run(
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)  # strace detaches from what is still running
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Detaching waits for every thread of what runs on to stop; on a loaded machine a
+                # database starting its threads kept strace at it for over 30 s (one CI-like run).
+                # A killed tracer is detached by the kernel, and what it traced runs on; the log
+                # already holds everything the command did, which ended before the detach began.
+                proc.kill()
+                proc.wait()
     rc = _exit_status(rc_file)
     return Monitored(proc.returncode if rc is None else rc, out.read_text(), err.read_text(), parse(log), log)
 
