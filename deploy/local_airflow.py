@@ -93,6 +93,14 @@ class Deployment:
     heartbeat_timeout: int = field(
         default_factory=lambda: int(os.environ.get("INKLOOP_DEPLOY_HEARTBEAT_TIMEOUT", "30"))
     )
+    #: Seconds a task may stay queued (sent to Celery, not yet started) before the scheduler
+    #: revokes and requeues it. A worker killed in the instant between taking a task and
+    #: starting it strands that task in ``queued``, and only this timeout recovers it. Airflow's
+    #: default, 600, is kept: a shorter one would requeue batches that wait their turn behind busy
+    #: workers (and it is also the lifetime of a queued task's token).
+    queued_timeout: int = field(
+        default_factory=lambda: int(os.environ.get("INKLOOP_DEPLOY_QUEUED_TIMEOUT", "600"))
+    )
     python: Path = field(default_factory=lambda: Path(sys.executable))
 
     def __post_init__(self) -> None:
@@ -180,6 +188,11 @@ class Deployment:
             AIRFLOW__API_AUTH__JWT_SECRET=(secret_file.read_text().strip()),
             AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=str(self.heartbeat_timeout),
             AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="5",
+            AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=str(self.queued_timeout),
+            # checked every 120 s by default: at most a quarter of the timeout late instead
+            AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL=str(
+                min(120, max(5, self.queued_timeout // 4))
+            ),
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
             AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(self.home / "logs"),

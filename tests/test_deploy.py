@@ -102,6 +102,9 @@ def deployment() -> Iterator[la.Deployment]:
     shutil.rmtree(state, ignore_errors=True)
     # A killed worker's task is declared lost after 20 s without a heartbeat (the deployment's
     # default is 30): Airflow's task supervisors beat every 5 s, so a live task misses four first.
+    # A task the killed worker had taken but not started stays queued until the queued timeout
+    # (Airflow's 600 s by default; one CI-like run hit it): 90 s here, where no test queues more
+    # than a few short batches behind the four worker slots.
     dep = la.Deployment(
         state=state,
         pg_port=free_port(),
@@ -109,6 +112,7 @@ def deployment() -> Iterator[la.Deployment]:
         api_port=free_port(),
         concurrency=2,
         heartbeat_timeout=20,
+        queued_timeout=90,
     )
     t0 = time.monotonic()
     try:
