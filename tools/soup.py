@@ -26,9 +26,10 @@ def _network(path: Path) -> tuple[dict[str, Any], Any]:
     import torch
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or (ckpt.get("ema") or ckpt.get("model")) is None:
+    net = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    if net is None:
         raise ValueError(f"{path}: not an ultralytics checkpoint (no 'ema' or 'model' network in it)")
-    return ckpt, (ckpt.get("ema") or ckpt["model"]).float()
+    return ckpt, net.float()
 
 
 def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> Path:
@@ -38,6 +39,8 @@ def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[floa
     BatchNorm batch counter) are taken from the first. Networks must have the same layers and
     shapes: a YOLOv8n and a YOLO11n do not average.
     """
+    import torch
+
     if len(paths) < 2:
         raise ValueError("a soup needs at least two checkpoints")
     weights = list(weights) if weights is not None else [1.0 / len(paths)] * len(paths)
@@ -60,8 +63,6 @@ def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[floa
         for k, v in states[0].items()
     }
     soup.load_state_dict(mixed)
-    import torch
-
     ckpt = {
         **first_ckpt,
         "model": soup.half(),
@@ -109,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--weights", type=float, nargs="+", help="one per checkpoint, summing to 1 (default: equal)"
     )
     ap.add_argument(
-        "--val", metavar="DATA_YAML", help="score every ingredient and the soup with ultralytics val"
+        "--val",
+        metavar="DATA",
+        help="a dataset folder or data yaml: score every ingredient and the soup on its val split",
     )
     ap.add_argument(
         "--imgsz", type=int, nargs="+", default=[416], help="input sizes to score at (default 416)"
