@@ -134,10 +134,8 @@ def _holders(path: Path) -> list[int]:
     return found
 
 
-def _run_store_process(
-    tmp_path: Path, db: Path | None = None
-) -> tuple[subprocess.CompletedProcess[str], Path]:
-    db = db or tmp_path / "db"
+def _run_store_process(tmp_path: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    """SUBPROCESS_STORE in a child process whose FiftyOne database directory is ``db``."""
     env = dict(os.environ, FIFTYONE_DATABASE_DIR=str(db), AIRFLOW_HOME=str(tmp_path / "airflow"))
     # output to files, not pipes: a service the process starts inherits them, and reading a pipe
     # to its end would wait for the service, which stays up while another process uses it
@@ -146,7 +144,7 @@ def _run_store_process(
         p = subprocess.run(
             [sys.executable, "-c", SUBPROCESS_STORE], env=env, stdout=fo, stderr=fe, timeout=300
         )
-    return subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text()), db
+    return subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text())
 
 
 def _skip_if_a_service_runs() -> None:
@@ -176,7 +174,7 @@ def test_database_process_stops_with_its_client(tmp_path: Path) -> None:
     db = Path(os.environ["FIFTYONE_DATABASE_DIR"]).resolve()
     log = db / "log" / "mongo.log"
     before = _stamp(log)
-    p, _ = _run_store_process(tmp_path, db)
+    p = _run_store_process(tmp_path, db)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _stamp(log) not in (None, before)  # it really started a mongod there (a new or rotated log)
     deadline = time.monotonic() + 20
@@ -609,7 +607,8 @@ def test_service_for_another_directory_is_refused(
     """With this module's database running, a process configured for another directory would be
     silently attached to it by FiftyOne; inkloop refuses with the reason instead."""
     make_store()  # this process's database service is up
-    p, db = _run_store_process(tmp_path)
+    db = tmp_path / "db"
+    p = _run_store_process(tmp_path, db)
     assert p.returncode != 0
     assert "FiftyOne database service for" in p.stderr and "FIFTYONE_DATABASE_DIR" in p.stderr
     assert not (db / "log" / "mongo.log").exists()
