@@ -204,6 +204,9 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
     record = json.loads((run.run_dir / "recipe.json").read_text())
     assert record["parent"]["version"] == v1 and record["imgsz"] == bundled.card.input_size
     assert record["data"]["frozen"]["test_images"] == 2
+    # untracked (no MLflow run): ultralytics' own MLflow callback stayed off, no store was made
+    assert not [p for p in tmp_path.rglob("*") if p.name in ("mlruns", "mlflow.db")]
+    assert "MLflow" not in (run.run_dir / "train.log").read_text()
 
     # 2. Export: ONNX + INT8 (+ OpenVINO / TensorRT where possible) with parity, registered.
     p = run_cli(

@@ -463,12 +463,21 @@ def _mute_ultralytics_mlflow() -> None:
     With mlflow installed that callback logs on its own (to ``./mlruns`` or ``mlflow.db`` in the
     working folder when no tracking URI is set); inkloop's rule is that without tracking nothing
     changes, and with tracking the callback joins inkloop's run (:mod:`inkloop.lifecycle.tracking`).
+
+    ultralytics reads its ``mlflow`` setting when a trainer is made and imports the callback's
+    module (and with it all of mlflow, ~4 s of CPU per training process) only when it is on, so
+    the setting is turned off for this process alone: ``dict.__setitem__`` skips the settings
+    object's own ``__setitem__``, which would also write it to the user's settings file. A
+    callback module imported already (by older ultralytics, or by the caller) is emptied too.
     """
     try:
-        from ultralytics.utils.callbacks import mlflow as ul_mlflow
-    except ImportError:  # pragma: no cover - older ultralytics
+        from ultralytics.utils import SETTINGS
+    except ImportError:  # pragma: no cover - ultralytics is the training extra
         return
-    ul_mlflow.callbacks.clear()
+    dict.__setitem__(SETTINGS, "mlflow", False)
+    ul_mlflow = sys.modules.get("ultralytics.utils.callbacks.mlflow")
+    if ul_mlflow is not None:
+        ul_mlflow.callbacks.clear()
 
 
 def _stop_between_saves(model: Any) -> None:
