@@ -465,7 +465,7 @@ def _mute_ultralytics_mlflow() -> None:
     changes, and with tracking the callback joins inkloop's run (:mod:`inkloop.lifecycle.tracking`).
 
     ultralytics reads its ``mlflow`` setting when a trainer is made and imports the callback's
-    module (and with it all of mlflow, ~4 s of CPU per training process) only when it is on, so
+    module (and with it all of mlflow, ~3 s of CPU per training process) only when it is on, so
     the setting is turned off for this process alone: ``dict.__setitem__`` skips the settings
     object's own ``__setitem__``, which would also write it to the user's settings file. A
     callback module imported already (by older ultralytics, or by the caller) is emptied too.
