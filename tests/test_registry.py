@@ -164,10 +164,29 @@ def test_registering_leaves_the_process_environment_as_it_was(
     reg: Registry, sources: dict[str, Path]
 ) -> None:
     """MLflow's fluent API writes MLFLOW_TRACKING_URI into os.environ; left there, every later
-    inkloop call in the process (and its children) would track to the registry's server."""
+    inkloop call in the process (and its children) would track to the registry's server. Nor may
+    it change while registering: a variable removed again made another thread's HTTP request,
+    which lists the environment for proxies, fail with a KeyError (a concurrent registration)."""
     before = dict(os.environ)
-    assert reg.register(NAME, sources["a"], card(), pt_path=sources["pt"]) == "v1"
+    stop, changed = threading.Event(), []
+
+    def watch() -> None:  # samples the environment the whole time the registration runs
+        while not stop.is_set():
+            now = dict(os.environ)
+            if now != before:
+                changed.append(sorted(set(now.items()) ^ set(before.items())))
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert reg.register(NAME, sources["a"], card(), pt_path=sources["pt"]) == "v1"
+    finally:
+        stop.set()
+        watcher.join()
     assert dict(os.environ) == before
+    assert not changed, f"the environment changed while registering: {changed}"
 
 
 def test_register_list_show(two_versions: Registry, sources: dict[str, Path], tmp_path: Path) -> None:

@@ -97,29 +97,28 @@ _FLUENT_LOCK = threading.RLock()
 
 @contextlib.contextmanager
 def _fluent_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API (``log_model``) pointed at ``uri`` for the block only.
+    """MLflow's fluent API (``log_model``, ``models:/`` downloads) pointed at ``uri`` for the block only.
 
     ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the process environment
-    (for subprocesses to inherit): left there, every later inkloop call in the process, and every
-    child it starts, would track to this server. The previous URI and variable come back after.
-    The setting is process-wide, so blocks of concurrent threads take turns (registrations are
-    rare; the lock is held for one model's upload or download).
+    (for subprocesses to inherit), and setting it back to none removes the variable again. Both
+    are wrong here: left there, every later inkloop call in the process, and every child it
+    starts, would track to this server; and removing a variable races with any thread reading the
+    environment meanwhile (requests lists ``os.environ`` for proxies on every call, and got a
+    ``KeyError`` for the removed variable in a registration running beside this one). The block
+    starts no subprocess, so only the module's URI (what ``set_tracking_uri`` sets before it
+    writes the environment, and what ``get_tracking_uri`` reads first) is set, and the
+    environment is never touched. The URI is process-wide, so blocks of concurrent threads take
+    turns (registrations are rare; the lock is held for one model's upload or download).
     """
-    import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     with _FLUENT_LOCK:
-        before_uri = tracking_utils._tracking_uri  # None unless someone set one
-        before_env = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(uri)
+        before = tracking_utils._tracking_uri  # None unless someone set one
+        tracking_utils._tracking_uri = uri
         try:
             yield
         finally:
-            mlflow.set_tracking_uri(before_uri)
-            if before_env is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = before_env
+            tracking_utils._tracking_uri = before
 
 
 def is_mlflow_registry_url(url: str | os.PathLike[str] | None) -> bool:
