@@ -172,7 +172,11 @@ def test_registering_leaves_the_process_environment_as_it_was(
 
     def watch() -> None:  # samples the environment the whole time the registration runs
         while not stop.is_set():
-            now = dict(os.environ)
+            try:
+                now = dict(os.environ)
+            except KeyError as exc:  # a variable removed while this thread listed it
+                changed.append([("removed while listed", str(exc))])
+                return
             if now != before:
                 changed.append(sorted(set(now.items()) ^ set(before.items())))
                 return
