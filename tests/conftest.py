@@ -23,6 +23,9 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
 # One FiftyOne database for the whole suite (FiftyOne attaches to any running one of this user).
 os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-db"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+# Trainings get one torch thread each: `make test` already runs more workers than the machine has
+# cores (a training job alone on a worker gets every CPU; inkloop.lifecycle.training_threads).
+os.environ.setdefault("INKLOOP_TRAIN_THREADS", "1")
 
 # Test files, longest first (seconds of work measured on the 2-core machine, `--durations=0`;
 # docs/development.md). `make test` hands whole files to its xdist workers in collection order

@@ -117,9 +117,24 @@ def test_read_progress_skips_a_half_written_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_time_limit_stops_training_and_the_run_resumes(tmp_path, dataset):
+def test_training_threads_default_to_every_cpu_and_can_be_set(monkeypatch):
+    from inkloop.lifecycle.training import THREADS_ENV, training_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert training_threads() == len(os.sched_getaffinity(0))  # not ultralytics' cores - 1
+    assert training_threads(3) == 3
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert training_threads() == 2 and training_threads(1) == 1  # an explicit count wins
+    for bad in ("two", "0"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(ValueError, match="thread"):
+            training_threads()
+
+
+def test_time_limit_stops_training_and_the_run_resumes(tmp_path, dataset, monkeypatch):
     """`inkloop train` hits its time limit (exit 6, child group gone, last.pt kept); the run
     resumes from the next epoch and a SIGTERM to the parent cancels it cleanly."""
+    monkeypatch.setenv("INKLOOP_TRAIN_THREADS", "2")  # the child trains with what it is told
     run_dir = tmp_path / "scratch"
     p = run_cli(
         "train",
@@ -155,6 +170,7 @@ def test_time_limit_stops_training_and_the_run_resumes(tmp_path, dataset):
     record = json.loads((run_dir / "recipe.json").read_text())
     assert record["seed"] == 0 and record["data_version"].startswith("sha256:")
     assert record["parent"] == {"ref": "yolov8n.yaml", "from_scratch": True}
+    assert "training on CPU with 2 threads" in (run_dir / "train.log").read_text()
 
     assert threading.current_thread() is threading.main_thread()  # the SIGTERM handler needs it
     handler_before = signal.getsignal(signal.SIGTERM)
