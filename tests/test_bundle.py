@@ -19,21 +19,22 @@ from inkloop.models.resolve import resolve_model
 def test_ship_writes_a_measured_card(tmp_path: Path, pages_dir: Path) -> None:
     """A run folder (the bundled weights stand in for a trained run) shipped on fixture data: the
     card states the preprocessing the run was trained with, the threshold chosen on the grid,
-    the val metrics measured with that threshold, the latency ratio and the data hash."""
+    the val metrics measured with that threshold, the latency ratio and the data hash; served at a
+    size other than the training size, the card keeps both."""
     data = make_dataset(tmp_path / "ds", pages_dir)
     run = tmp_path / "run"
     (run / "weights").mkdir(parents=True)
     shutil.copy(resolve_model(None).path.with_name("model.pt"), run / "weights" / "best.pt")
     (run / "recipe.json").write_text(
-        json.dumps({"recipe": "bundled-v2", "imgsz": 416, "epochs": 3, "model": "yolov8n.yaml"})
+        json.dumps({"recipe": "bundled-v2", "imgsz": 576, "epochs": 3, "model": "yolov8n.yaml"})
     )
     (run / "results.csv").write_text("epoch,metrics/mAP50(B)\n1,0.5\n2,0.6\n")
     preprocessing = "stretch"  # not the default: the card must say what the run was trained with
-    card = ship(run, data, tmp_path / "out", "9", preprocessing=preprocessing)
+    card = ship(run, data, tmp_path / "out", "9", preprocessing=preprocessing, imgsz=416)
 
     saved = resolve_model(tmp_path / "out" / "model.onnx").card
     assert saved.preprocessing == card.preprocessing == preprocessing
-    assert saved.version == "9" and saved.input_size == 416
+    assert saved.version == "9" and saved.input_size == 416 and saved.recipe["imgsz"] == 576
     assert saved.conf_threshold in GRID
     m = saved.metrics
     assert m["split"] == "val" and m["images"] == 1 and m["boxes"] > 0

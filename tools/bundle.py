@@ -157,11 +157,15 @@ def ship(
     version: str,
     weights: str = "best.pt",
     preprocessing: Preprocessing = "letterbox",
+    imgsz: int | None = None,
 ) -> ModelCard:
     """Export ``run_dir/weights/<weights>`` into ``out_dir`` with a complete, measured card.
 
     ``preprocessing``: how the run's pages reached the model in training (``stretch`` for a run
     on ``tools/stretched.py`` pages); the card records it, and everything is measured with it.
+    ``imgsz``: the input size to serve at (default: the run's training size). A model trained on
+    larger pages can be served smaller at the smaller size's cost; the card's ``input_size`` is
+    the served size and its ``recipe.imgsz`` stays the training size.
     """
     import yaml
 
@@ -185,7 +189,7 @@ def ship(
         (run_dir / "results.csv").read_text().splitlines() if (run_dir / "results.csv").exists() else []
     )
     epochs_done = max(0, len(results_csv) - 1)
-    imgsz = int(args.get("imgsz", 416))
+    imgsz = int(imgsz or args.get("imgsz", 416))
     card = export_onnx(
         run_dir / "weights" / weights,
         out_dir,
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--version", default="1")
     p.add_argument("--weights", default="best.pt")
+    p.add_argument("--imgsz", type=int, help="input size to serve at (default: the run's training size)")
     p.add_argument(
         "--preprocessing",
         choices=("letterbox", "stretch"),
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if a.run is None:
         p.error("--run is required (unless --remeasure)")
-    card = ship(a.run, a.data, a.out, a.version, a.weights, a.preprocessing)
+    card = ship(a.run, a.data, a.out, a.version, a.weights, a.preprocessing, a.imgsz)
     out: dict[str, Any] = {
         "model_version": card.model_version,
         "conf_threshold": card.conf_threshold,
