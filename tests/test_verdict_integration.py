@@ -15,6 +15,7 @@ from inkloop.detection import inbox as inbox_mod
 from inkloop.detection.inbox import LEDGER, plan_inbox, unseen_documents
 from inkloop.detection.results import read_results
 from inkloop.detection.routing import RoutingConfig, read_routing, route_results
+from inkloop.models.resolve import resolve_model
 from inkloop.types import Page, PageResult
 from inkloop.verdict import VERDICTS_ORDER, DocumentVerdict, Ink, read_verdicts, write_verdicts
 from inkloop.verdict.integrate import merge_results, review_priority, route_with_verdicts
@@ -78,6 +79,9 @@ def test_detect_derives_verdicts_and_counts_them(detected):
     verdicts = read_verdicts(out)
     assert {v.doc_id for v in verdicts} == {r.page.doc_id for r in read_results(out)}
     assert summary["verdicts"]["unsigned"] == 1  # the unsigned form's place is empty
+    # the ambiguous band starts where the results were cut: the model card's threshold
+    card_threshold = resolve_model(None).card.conf_threshold
+    assert {v.config["threshold"] for v in verdicts} == {card_threshold}
 
 
 def test_detect_no_verdict_skips_them(tmp_path, documents_dir):
@@ -97,8 +101,9 @@ def test_a_run_derives_its_own_documents_and_keeps_the_folders_earlier_verdicts(
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     shutil.copy(documents_dir / "unsigned form.pdf", inbox)
-    first = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False)))
+    first = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False), conf=0.3))
     assert first.verdicts is not None and first.verdicts["unsigned"] == 1 and first.run_id
+    assert [v.config["threshold"] for v in read_verdicts(out)] == [0.3]  # the detector's threshold
     # the first run's source is gone: re-deriving it would turn it into needs_review
     (inbox / "unsigned form.pdf").unlink()
     shutil.copy(documents_dir / "letter.jpg", inbox)

@@ -164,9 +164,12 @@ def detect(
         summary = run.run(inputs, on_event)
 
     if verdict:
+        from inkloop.verdict import VerdictConfig
         from inkloop.verdict.integrate import judge_run
 
-        summary, _ = judge_run(out, summary, routing=opts.routing)
+        # The verdict's ambiguous band sits on the threshold the results were cut at.
+        config = VerdictConfig(threshold=run.detector.conf)
+        summary, _ = judge_run(out, summary, config, routing=opts.routing)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:

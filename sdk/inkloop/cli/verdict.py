@@ -25,7 +25,10 @@ def print_verdict_counts(console: Any, counts: dict[str, int], path: Path) -> No
 def verdict_command(
     results: Annotated[Path, typer.Argument(help="A results folder written by `inkloop detect`.")],
     source_root: Annotated[Path | None, typer.Option(help="Base of relative `source` paths.")] = None,
-    threshold: Annotated[float, typer.Option(help="The results' operating threshold.")] = 0.25,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="The results' operating threshold (default: the bundled model card's)."),
+    ] = None,
     band: Annotated[float, typer.Option(help="Boxes below threshold + band are ambiguous.")] = 0.15,
     json_out: Annotated[bool, typer.Option("--json", help="Counts and verdicts as JSON.")] = False,
 ) -> None:
@@ -41,6 +44,10 @@ def verdict_command(
     if not (results / "results.jsonl").is_file():
         console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
         raise typer.Exit(EXIT_USAGE)
+    if threshold is None:
+        from inkloop.models.resolve import resolve_model
+
+        threshold = resolve_model(None).card.conf_threshold
     if not (0.0 < threshold < 1.0) or band < 0:
         console.print("[red]usage:[/red] --threshold must be in (0, 1) and --band ≥ 0")
         raise typer.Exit(EXIT_USAGE)

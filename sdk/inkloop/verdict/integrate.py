@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from inkloop.detection.pipeline import DetectOptions, ProgressFn, detect
+from inkloop.detection.pipeline import DetectionRun, DetectOptions, ProgressFn
 from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, run_doc_ids
 from inkloop.detection.routing import RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
@@ -107,12 +107,18 @@ def detect_and_judge(
     config: VerdictConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> Summary:
-    """Detect into ``out_dir``, then (``verdict=True``) derive the verdicts: :func:`judge_run`."""
+    """Detect into ``out_dir``, then (``verdict=True``) derive the verdicts: :func:`judge_run`.
+
+    Without ``config`` the verdicts use the detector's threshold (the model card's, or
+    ``options.conf``): the ambiguous band starts where the results were cut.
+    """
     options = options or DetectOptions()
     if verdict and options.routing is not None:  # routed once, with the verdicts (judge_run)
         options = replace(options, defer_routing=True)
-    summary = detect(inputs, out_dir, options, progress)
+    run = DetectionRun(out_dir, options)
+    summary = run.run(inputs, progress)
     if verdict:
+        config = config or VerdictConfig(threshold=run.detector.conf)
         summary, _ = judge_run(out_dir, summary, config, options.routing)
     return summary
 
