@@ -418,9 +418,21 @@ def test_evaluate_agrees_with_ultralytics_val(ultralytics_val: dict[str, Any]) -
     m50, m50_95 = metrics.box.map50, metrics.box.map
     EVAL_VS_VAL_MAP50.check(abs(report.map50 - m50), f"{report.map50:.4f} vs {m50:.4f}")
     EVAL_VS_VAL_MAP50_95.check(abs(report.map50_95 - m50_95), f"{report.map50_95:.4f} vs {m50_95:.4f}")
-    # Same boxes, not just the same summary: prediction counts within a few percent.
+    # Same boxes, not just the same summary. On val's own input (rect=False: the full square)
+    # inkloop's detector keeps as many boxes as val, down to conf 0.001 (measured for
+    # signature-detector@3: 63 and 63). The report scores the input inkloop serves (padded to the
+    # stride, not the square), where the low-scoring tail moves (67 vs 63 boxes at conf 0.001,
+    # 33 vs 31 at 0.01, 13 vs 14 at 0.1), so its count is not compared with val's.
+    from inkloop.detection.detector import Detector
+
     n_theirs = sum(len(c.scores) for c in ultralytics_val["captured"])
-    assert abs(report.n_predictions - n_theirs) <= max(3, 0.05 * n_theirs), (report.n_predictions, n_theirs)
+    square = Detector(ultralytics_val["ref"], conf=EVAL_CONF, iou=ultralytics_val["ref"].card.iou_threshold)
+    square.stride = None
+    on_square, _ = predict_dataset(square, load_dataset(yml))
+    n_ours = sum(len(p.scores) for p in on_square)
+    assert abs(n_ours - n_theirs) <= max(1, 0.02 * n_theirs), (n_ours, n_theirs)  # a near-tie in NMS
+    served, _ = predict_dataset(Detector(ultralytics_val["ref"], conf=EVAL_CONF), load_dataset(yml))
+    assert report.n_predictions == sum(len(p.scores) for p in served)
     assert (out / "pr_curve.png").stat().st_size > 1000
     saved = json.loads((out / "report.json").read_text())
     assert saved["map50"] == pytest.approx(report.map50, abs=1e-6)

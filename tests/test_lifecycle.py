@@ -423,3 +423,14 @@ def test_pretrained_start_by_hub_name_uses_a_local_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("INKLOOP_PRETRAINED", str(tmp_path / "empty"))
     with pytest.raises(StartWeightsError, match=r"yolo11n\.pt.*downloads are off.*INKLOOP_PRETRAINED"):
         resolve_start("yolo11n.pt")
+
+
+def test_the_bundled_model_was_trained_by_a_named_recipe():
+    """The card's recipe is a preset a user can run again (`--recipe NAME`), not a one-off: every
+    training argument on the bundled card is the named recipe's."""
+    from inkloop.lifecycle.training import RECIPES, recipe_from_record
+
+    card = resolve_model(None).card
+    recorded = recipe_from_record(card.recipe)
+    named = next(r for r in RECIPES.values() if r.train_args() == recorded.train_args())
+    assert named.name in ("coco-v2", "coco-v3") and card.recipe["epochs_completed"] == named.epochs

@@ -338,10 +338,13 @@ def test_decode_low_then_filter_equals_decode_at_threshold(pages_dir):
     from inkloop.detection.detector import Detector
 
     img = np.asarray(Image.open(pages_dir / "tobacco800_188.png").convert("RGB"))
-    d = Detector(None, conf=0.0005)
-    low = d.detect([img])[0]
-    if len(low) < 4:
-        pytest.skip("the model gives too few boxes even at conf 0.0005")
+    for floor in (0.0005, 0.0001, 0.00001):  # a confident model keeps few boxes at the first floors
+        d = Detector(None, conf=floor)
+        low = d.detect([img])[0]
+        if len(low) >= 4:
+            break
+    else:
+        pytest.fail("the model gives fewer than 4 boxes even at conf 0.00001")
     t = sorted(x.score for x in low)[len(low) // 2]
     d.conf = t
     at_t = d.detect([img])[0]

@@ -155,6 +155,15 @@ RECIPES["bundled-v3-synth"] = replace(
     RECIPES["bundled-v2"], name="bundled-v3-synth", extra=dict(RECIPES["bundled-v2"].extra)
 )
 
+# The third-generation bundled model (``signature-detector@2`` → ``@3``), stage 2 of ``coco-v2``:
+# its weights (``--model``: ``@2``'s ``model.pt``) fine-tuned with the retraining recipe's optimizer
+# and rate on larger pages, 576 px for 10 epochs, mosaic off for the last 5. Served at 416, the
+# input size and cost of ``@2``: what the larger training pages taught (small signatures, tighter
+# boxes) carries over to the smaller input (measured in docs/model-card.md).
+RECIPES["coco-v3"] = replace(
+    RECIPES["finetune-v1"], name="coco-v3", imgsz=576, epochs=10, extra=dict(RECIPES["finetune-v1"].extra)
+)
+
 
 def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     """Make ultralytics behave offline: no hub, no auto-installs, a writable config dir."""
