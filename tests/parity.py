@@ -63,7 +63,8 @@ OPENVINO_BOX = Tolerance(
     "input, more for low-confidence boxes whose regression is less settled; compared there, not "
     "in page pixels, because one input pixel is 2.4 page pixels on a 1000-px page and 8 on a "
     "300-dpi scan. 1.5 input pixels keeps every box the same box (OPENVINO_IOU below).",
-    "signature-detector@3: max 0.0001 input px; "
+    "signature-detector@3: max 0.0001 input px (also on a CPU with AVX-512 BF16, where inkloop "
+    "asks OpenVINO for fp32: OpenVINO's own bf16 default there gave 2.64 px, 2026-12-03); "
     "@2: max 1.06 input px, on a box scoring 0.42 (boxes scoring ≥ 0.5: ≤ 0.4); "
     "@1: 0.37 (openvino 2026.4.1, locked and newest allowed; 2025.4.1 the same).",
 )

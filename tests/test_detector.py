@@ -128,6 +128,8 @@ def test_openvino_runtime_gives_the_onnxruntime_boxes(tmp_path, pages_dir):
 
     cpu, ov = Detector(None, conf=0.05), Detector(None, device="openvino", conf=0.05, threads=1)
     assert ov.session.get_providers() == [PROVIDER] and ov.stride == cpu.stride == 32
+    # fp32 asked and given, also on CPUs where OpenVINO's own default is bf16 (AVX-512 BF16, AMX)
+    assert ov.session.precision == "f32"
     size = cpu.card.input_size
 
     def check(a, b, page_w, page_h, what):

@@ -273,6 +273,11 @@ def test_full_cycle_retrain_export_gate_promote(tmp_path, dataset):
         )
     if importlib.util.find_spec("openvino") is not None:  # the dev install has it: built and checked
         assert variants["openvino"]["status"] == "ok"
+        # the IR is fp32; what the CPU ran it at when measured (bf16 where OpenVINO defaults to it)
+        import openvino as ov
+
+        ran_at = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+        assert variants["openvino"]["cpu_inference_precision"] == ran_at
         OPENVINO_IOU.check(
             1 - variants["openvino"]["parity"]["mean_iou"], "exported variant, mean over the test split"
         )

@@ -457,6 +457,18 @@ def openvino_available() -> tuple[bool, str]:
     return True, ""
 
 
+def openvino_cpu_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs a float model at here, unasked (``f32``, ``bf16``).
+
+    ultralytics serves an OpenVINO IR with the plugin's default, which is bf16 on CPUs with native
+    bf16 (AVX-512 BF16, AMX) and f32 elsewhere: the variant's measured parity holds for machines of
+    the kind it was measured on, so the record says which kind that was.
+    """
+    import openvino as ov
+
+    return str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
+
+
 def tensorrt_available() -> tuple[bool, str]:
     if importlib.util.find_spec("tensorrt") is None:
         return False, "the tensorrt package is not installed; TensorRT engines are built on GPU workers"
@@ -654,7 +666,11 @@ def build_variants(
                     # AutoBackend recognises the format by that folder name.
                     target = _ultralytics_export(pt, "openvino", card.input_size, dynamic=False)
                     runner = ultralytics_runner(target, batch_size=1)
-                    base = {"format": "openvino", "precision": "fp32"}
+                    base = {
+                        "format": "openvino",
+                        "precision": "fp32",
+                        "cpu_inference_precision": openvino_cpu_precision(),
+                    }
                 else:
                     # fp16 engine, static batch 1 (built and checked on the GPU worker itself).
                     target = _ultralytics_export(
