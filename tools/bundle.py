@@ -276,8 +276,17 @@ def measure_variants(
     from inkloop.lifecycle.variants import build_variants
     from inkloop.models.references import load_local
 
-    keep = ("status", "offered", "reason", "precision", "cpu_inference_precision", "format", "quantization")
-    keep += ("parity", "metrics")
+    keep = (
+        "status",
+        "offered",
+        "reason",
+        "precision",
+        "cpu_inference_precision",
+        "format",
+        "quantization",
+        "parity",
+        "metrics",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ("model.onnx", "model.pt", "card.json"):
