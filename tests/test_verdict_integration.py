@@ -126,6 +126,7 @@ def test_verdict_command_rederives_and_uses_the_documented_exit_codes(detected, 
     assert [v.to_dict() for v in read_verdicts(out)] == before
     p = run_cli("verdict", str(out))
     assert p.returncode == 0 and "unsigned" in p.stdout and "unsigned form.pdf" in p.stdout
+    assert "e-signed" in p.stdout and "e signed" not in p.stdout  # every verdict has a row, as written
     # sources stored relative (results moved from another machine): --source-root finds them
     rel = tmp_path / "rel"
     shutil.copytree(documents_dir, rel / "in")

@@ -11,13 +11,19 @@ import typer
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
+def verdict_label(name: str) -> str:
+    """A verdict as people write it: ``e_signed`` → "e-signed" (not "e signed"), ``needs_review`` →
+    "needs review"."""
+    return name.replace("e_signed", "e-signed").replace("_", " ")
+
+
 def print_verdict_counts(console: Any, counts: dict[str, int], path: Path) -> None:
     """The documents per signing verdict, as a small table (``inkloop detect`` and ``inkloop verdict``)."""
     from rich.table import Table
 
     t = Table(title="verdicts", show_header=False)
     for name, n in counts.items():
-        t.add_row(name.replace("_", " "), str(n))
+        t.add_row(verdict_label(name), str(n))
     t.add_row("written to", str(path))
     console.print(t)
 
