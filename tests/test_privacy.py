@@ -8,6 +8,7 @@ defaults alone. The monitor itself is checked on a deliberate look-up.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -68,14 +69,14 @@ def test_import_inkloop_applies_the_defaults() -> None:
     assert out.stdout.split() == ["1", "None"], out.stderr
 
 
-def test_openvino_conversion_scope_restores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quiet_openvino_scope_restores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv(privacy.ALLOW_ENV, raising=False)
-    with privacy.openvino_conversion():
+    with privacy.quiet_openvino():
         assert os.environ["CI"] == "true"
     assert "CI" not in os.environ
     monkeypatch.setenv("CI", "false")  # the user's own value is left alone
-    with privacy.openvino_conversion():
+    with privacy.quiet_openvino():
         assert os.environ["CI"] == "false"
 
 
@@ -210,9 +211,12 @@ EXPORT = """
 """
 
 
+NO_OPENVINO = importlib.util.find_spec("openvino") is None  # never imported here: its import sends
+
+
 @pytest.mark.skipif(not (BUNDLED / "model.pt").exists(), reason="no bundled .pt")
+@pytest.mark.skipif(NO_OPENVINO, reason="openvino is not installed")
 def test_openvino_export_stays_local(tmp_path: Path) -> None:
-    pytest.importorskip("openvino")
     import json
 
     pt = tmp_path / "model.pt"
@@ -221,3 +225,26 @@ def test_openvino_export_stays_local(tmp_path: Path) -> None:
     env = bare_env(YOLO_CONFIG_DIR=str(tmp_path / "yolo"), HOME=str(tmp_path))  # no consent file
     m = monitored(EXPORT, tmp_path / "strace.log", str(pt), str(imgsz), env=env)
     assert m.leaks == [], report(m.leaks)
+    assert not (tmp_path / "intel").exists()  # no OpenVINO client id in the home
+
+
+OPENVINO_DETECT = """
+    import sys, time
+    from inkloop.detection.pipeline import DetectOptions, detect
+    detect([sys.argv[1]], sys.argv[2], DetectOptions(device="openvino"))
+    time.sleep(3)  # OpenVINO's telemetry sends from a thread
+"""
+
+
+@pytest.mark.skipif(NO_OPENVINO, reason="openvino is not installed")
+def test_detection_on_openvino_stays_local_and_writes_nothing_home(tmp_path: Path) -> None:
+    """``import openvino`` itself makes OpenVINO's telemetry object and sends an ``import`` event
+    (and writes ``~/intel/openvino_ga_cid``) unless it sees a CI: inkloop imports it in a scope."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = bare_env(HOME=str(home))
+    page, out = str(DOCS / "letter.jpg"), str(tmp_path / "out")
+    m = monitored(OPENVINO_DETECT, tmp_path / "strace.log", page, out, env=env)
+    assert (tmp_path / "out" / "results.jsonl").is_file()
+    assert m.leaks == [], report(m.leaks)
+    assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").iterdir())

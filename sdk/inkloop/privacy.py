@@ -11,9 +11,10 @@ before the libraries read it, so a value the user set explicitly wins. ``INKLOOP
 turns the whole module off (nothing is set). Processes inkloop starts inherit the environment; the
 ones that get a cleaned environment (the Label Studio server) get :func:`child_env`.
 What cannot be switched by the environment alone is scoped to inkloop's own calls:
-:func:`openvino_conversion` around OpenVINO exports. ultralytics is imported only after
-``inkloop.lifecycle.training.offline_env`` sets ``YOLO_OFFLINE=1`` (no analytics, no online
-check; hub downloads still work). See ``docs/privacy.md``.
+:func:`quiet_openvino` around OpenVINO's first import (:func:`import_openvino`) and its
+conversions. ultralytics is imported only after ``inkloop.lifecycle.training.offline_env`` sets
+``YOLO_OFFLINE=1`` (no analytics, no online check; hub downloads still work). See
+``docs/privacy.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from types import ModuleType
 
 #: The escape hatch: set to 1/true/yes and inkloop leaves every switch below alone.
 ALLOW_ENV = "INKLOOP_ALLOW_TELEMETRY"
@@ -71,14 +73,19 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def openvino_conversion() -> Iterator[None]:
-    """Around ``ov.convert_model`` (ultralytics' OpenVINO export): no Google Analytics events.
+def quiet_openvino() -> Iterator[None]:
+    """Around anything that makes or remakes OpenVINO's telemetry object: no Google Analytics events.
 
-    OpenVINO's converter sends events unless ``~/intel/openvino_telemetry`` holds ``0`` (written
-    by ``opt_in_out --opt_out``) or it runs in a CI (``CI=true``). inkloop writes nothing in the
-    user's home: it sets ``CI=true`` for the duration of the call only, unless ``CI`` is already
-    set or telemetry is allowed. The converter decides consent when its telemetry object is first
-    made in the process, which happens inside the conversion.
+    OpenVINO makes that object when the package is first imported in a process (``import
+    openvino`` loads ``openvino.tools.ovc``, which sends an ``import`` event at once), and its
+    converter remakes it for each conversion. Each time it decides to send unless
+    ``~/intel/openvino_telemetry`` holds ``0`` (written by ``opt_in_out --opt_out``) or it runs in a
+    CI (``CI=true``), and when it will send it also writes a client id (``~/intel/openvino_ga_cid``).
+    The decision lasts as long as the object, so the first import and every conversion must run in
+    this scope: :func:`import_openvino` for inkloop's own use, and inkloop's ultralytics calls that
+    may import or convert (the export, ``AutoBackend`` on an IR). inkloop writes nothing in the
+    user's home: it sets ``CI=true`` for the duration of the call only, unless ``CI`` is already set
+    or telemetry is allowed.
     """
     if telemetry_allowed() or "CI" in os.environ:
         yield
@@ -88,3 +95,10 @@ def openvino_conversion() -> Iterator[None]:
         yield
     finally:
         os.environ.pop("CI", None)
+
+
+def import_openvino() -> ModuleType:
+    """``import openvino`` with its usage-data event off (:func:`quiet_openvino`): never import it bare."""
+    with quiet_openvino():
+        import openvino
+    return openvino

@@ -51,8 +51,9 @@ class OpenVINOSession(SessionLike):
         device: str = "CPU",
         precision: str = DEFAULT_PRECISION,
     ) -> None:
-        import openvino as ov
+        from inkloop.privacy import import_openvino
 
+        ov = import_openvino()  # its usage-data event off
         core = ov.Core()
         model = core.read_model(str(path))
         if threads:

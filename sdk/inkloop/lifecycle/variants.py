@@ -129,7 +129,8 @@ def ultralytics_runner(path: str | Path, device: str = "cpu", batch_size: int | 
     offline_env()
     from ultralytics.nn.autobackend import AutoBackend
 
-    backend = AutoBackend(str(path), device=torch.device(device), fuse=False, verbose=False)
+    with privacy.quiet_openvino():  # an IR: AutoBackend imports openvino
+        backend = AutoBackend(str(path), device=torch.device(device), fuse=False, verbose=False)
 
     def forward(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -464,8 +465,7 @@ def openvino_cpu_precision() -> str:
     bf16 (AVX-512 BF16, AMX) and f32 elsewhere: the variant's measured parity holds for machines of
     the kind it was measured on, so the record says which kind that was.
     """
-    import openvino as ov
-
+    ov = privacy.import_openvino()
     return str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
 
 
@@ -488,7 +488,7 @@ def _ultralytics_export(pt: Path, fmt: str, imgsz: int, **kwargs: Any) -> Path:
     offline_env()
     from ultralytics import YOLO
 
-    with privacy.openvino_conversion():
+    with privacy.quiet_openvino():
         return Path(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, **kwargs))
 
 
