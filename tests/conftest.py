@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,14 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
 # One FiftyOne database for the whole suite (FiftyOne attaches to any running one of this user).
 os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(ROOT / ".cache" / "fiftyone-db"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+# The suite writes nothing in the user's home (each of these appeared there after a run): the
+# registry's fetch cache (~50 MB of model copies a run, under pytest's rotated temp folders, set per
+# worker below), matplotlib's font cache, PyTriton's workspace, Airflow's logs folder when a test
+# imports Airflow; Label Studio's id file goes to its data dir (inkloop.devservers), the browser's
+# profile to the test's temp folder (test_demo.py).
+os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
+os.environ.setdefault("PYTRITON_HOME", str(ROOT / ".cache" / "pytriton"))
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".cache" / "airflow-home"))
 # Trainings get one torch thread each: `make test` already runs more workers than the machine has
 # cores (a training job alone on a worker gets every CPU; inkloop.lifecycle.training_threads).
 os.environ.setdefault("INKLOOP_TRAIN_THREADS", "1")
@@ -45,6 +55,23 @@ LONGEST_FIRST = (
     "test_registry.py",  # ~40 s
     "test_privacy.py",  # ~30 s
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registry_cache_out_of_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ.setdefault("INKLOOP_REGISTRY_CACHE", str(tmp_path_factory.getbasetemp() / "registry-cache"))
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """Debian's chromium (``.ci/install-chromium.sh`` installs it when missing) and the environment
+    to start it with: its profile and caches in the test's folder, not in ~/.config and ~/.cache."""
+    if shutil.which("chromium") is None:
+        subprocess.run(["bash", str(ROOT / ".ci" / "install-chromium.sh")], check=True, timeout=900)
+    path = shutil.which("chromium")
+    assert path, "chromium is missing after .ci/install-chromium.sh"
+    xdg = str(tmp_path / "xdg")
+    return path, {**os.environ, "XDG_CONFIG_HOME": xdg, "XDG_CACHE_HOME": xdg}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

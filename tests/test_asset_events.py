@@ -3,6 +3,7 @@ folders published after the run's window (on a real deployment: tests/test_deplo
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,7 +50,12 @@ def test_every_triggering_event_is_read() -> None:
     """Airflow is imported in a child (the test process never imports it)."""
     p = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CHECK)],
-        env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        env={
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],  # importing Airflow makes its logs folder there
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -412,15 +412,12 @@ def test_detect_with_mlflow_production_gives_the_boxes_of_the_registered_file(
 
 
 def test_mlflow_ui_shows_the_run_the_model_version_and_its_aliases(
-    dag_promoted: dict[str, str], tmp_path: Path
+    dag_promoted: dict[str, str], tmp_path: Path, chromium: tuple[str, dict[str, str]]
 ) -> None:
     """MLflow's own web UI, in a real headless browser (Debian's chromium driven by Playwright): the
     registered model with both aliases, the production version naming its training run, and that
     run with its parameters."""
-    if shutil.which("chromium") is None:
-        subprocess.run(["bash", str(ROOT / ".ci" / "install-chromium.sh")], check=True, timeout=900)
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is missing after .ci/install-chromium.sh"
+    browser_path, browser_env = chromium
     from playwright.sync_api import sync_playwright
 
     url = dag_promoted["url"]
@@ -429,7 +426,7 @@ def test_mlflow_ui_shows_the_run_the_model_version_and_its_aliases(
     training_run_id = production.tags["inkloop.training_run"]  # the version's own run holds its files
     run = reg.client.get_run(training_run_id)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         # the registered model: its versions and where each alias points
         page.goto(f"{url}/#/models/{NAME}")

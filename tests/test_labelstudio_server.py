@@ -170,6 +170,12 @@ def test_listens_only_on_loopback(labelstudio: LabelStudioHandle) -> None:
 
 
 @pytest.mark.labelstudio
+def test_the_servers_id_file_stays_in_its_data_dir(labelstudio: LabelStudioHandle) -> None:
+    """Label Studio writes an id file in its config dir even with analytics off: not in ~/.config."""
+    assert (labelstudio.data_dir / "config" / "label-studio" / "user_id").is_file()
+
+
+@pytest.mark.labelstudio
 @pytest.mark.slow
 def test_token_works_and_is_required(labelstudio: LabelStudioHandle) -> None:
     assert labelstudio.token not in repr(labelstudio)

@@ -20,6 +20,9 @@ instructions are the review stage's, in :mod:`inkloop.review.labeling`):
   seconds. A template is only reused for the same Label Studio version and credentials.
 - ``stop`` ends only the process it started (its PID, from the handle or the pid file, in its own
   process group), never anything found by name.
+- Everything the server writes stays in its data dir: Label Studio also writes an id file in
+  the user's config dir (``~/.config/label-studio``) even with analytics off, so the child's
+  ``XDG_CONFIG_HOME`` is ``<data dir>/config``.
 - The API token is a secret: it goes to the child through the environment (not argv, which
   ``ps`` shows) and never into an exception message or a repr.
 

@@ -122,6 +122,9 @@ def _child_env(
             "FRONTEND_SENTRY_DSN": "",
             "LATEST_VERSION_CHECK": "false",
             "COLLECT_ANALYTICS": "false",
+            # Label Studio writes an id file in its config dir (~/.config/label-studio) even with
+            # analytics off: keep it with the server's other state.
+            "XDG_CONFIG_HOME": str(data_dir / "config"),
             "PYTHONUNBUFFERED": "1",
         }
     )
