@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -118,3 +119,18 @@ def test_results_schema_is_documented_in_readme():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for field in ("schema_version", "page_key", "pdf_xyxy", "model_version", "quarantine.jsonl"):
         assert field in readme, field
+
+
+def test_detect_and_read_only_commands_leave_the_home_untouched(tmp_path, documents_dir):
+    """No cache, config or id file appears in the user's home from detecting or listing models
+    (the registry's and the libraries' caches are created only where a command needs them)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    redirects = ("XDG_", "MPLCONFIGDIR", "INKLOOP_REGISTRY")  # the suite's own: none may hide a write
+    env = {k: v for k, v in os.environ.items() if not k.startswith(redirects)}
+    env.update(HOME=str(home), INKLOOP_REGISTRY=str(tmp_path / "registry"))
+    for args in (["detect", str(documents_dir), "--out", str(tmp_path / "out"), "-q"], ["models", "list"]):
+        p = subprocess.run([sys.executable, "-m", "inkloop", *args], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, p.stderr[-2000:]
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
+    assert not (tmp_path / "registry").exists()  # listing an empty registry creates nothing
