@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from inkloop.devservers.groups import stop_group
 from inkloop.devservers.ports import free_port
 from inkloop.models.mlflow_registry import offline_mlflow_env
 
@@ -111,27 +110,10 @@ def start(
 
 
 def stop(handle: MlflowHandle, *, timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM the server's process group, SIGKILL it after ``timeout``; True if it was running."""
-    pid = handle.pid
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    """SIGTERM the server's process group, SIGKILL it after ``timeout`` (its gunicorn/uvicorn
+    workers too, should they outlive it); True if it was running."""
+    if not stop_group(handle.pid, handle.process, timeout=timeout):
         return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if handle.process is not None and handle.process.poll() is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, 0)
-                time.sleep(0.2)
-                continue
-            break
-        time.sleep(0.2)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    if handle.process is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            handle.process.wait(timeout=5)
     (handle.data_dir / "server.pid").unlink(missing_ok=True)
     return True
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 import inkloop
+from inkloop.devservers.groups import stop_group
 from inkloop.devservers.ports import free_port
 from inkloop.devservers.triton.venv import ensure_venv, venv_python
 from inkloop.devservers.venvs import clean_python_env
@@ -152,16 +153,13 @@ class TritonServer:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM to the server's process group (it stops Triton and its model processes)."""
+        """SIGTERM to the server's process group (it stops Triton and its model processes), then
+        whatever the group leaves behind (a Python backend stub once outlived its server by hours)."""
         p = self.process
-        if p is None or p.poll() is not None:
+        if p is None or p.returncode is not None:  # reaped before: its group id may name others now
             return None if p is None else p.returncode
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            return p.wait(10)
+        stop_group(p.pid, p, timeout=timeout)
+        return p.returncode
 
     def __enter__(self) -> TritonServer:
         return self.start()

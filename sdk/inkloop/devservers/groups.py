@@ -1,0 +1,67 @@
+"""Stopping a server started in its own process group (``start_new_session=True``), all of it.
+
+A server's leader exiting is not the end of its group: workers and helpers can outlive it. One
+test run left a Triton Python backend stub running for hours after its server had stopped
+gracefully (parent gone, a defunct child, SIGTERM ignored). So a stop waits for the leader, then
+gives the rest of the group a moment and kills what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process (zombies included) is still in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a group of another user: not ours, but not gone either
+        return True
+    return True
+
+
+def _wait(done: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_group(
+    pgid: int, process: subprocess.Popen[Any] | None = None, *, timeout: float, grace: float = 5.0
+) -> bool:
+    """SIGTERM process group ``pgid``; SIGKILL it if its leader (``process``, when this process
+    started it; else the whole group) has not ended after ``timeout`` seconds; then give the rest
+    of the group ``grace`` seconds and SIGKILL whatever is left. True if the group was running.
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        if process is not None:
+            process.poll()
+        return False
+
+    def leader_ended() -> bool:  # the leader we started; else (a pid file's server) the whole group
+        return process.poll() is not None if process is not None else not group_alive(pgid)
+
+    if not _wait(leader_ended, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    if not _wait(lambda: not group_alive(pgid), grace):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        _wait(lambda: not group_alive(pgid), grace)
+    return True
