@@ -191,4 +191,5 @@ def run_foreground(server: TritonServer) -> int:
     )
     assert server.process is not None
     code = server.process.wait()
+    stop_group(server.process.pid, None, timeout=5)  # whatever of its group outlived it (stubs)
     return 0 if stopping else code
