@@ -29,7 +29,7 @@ os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 # registry's fetch cache (~50 MB of model copies a run, under pytest's rotated temp folders, set per
 # worker below), matplotlib's font cache, PyTriton's workspace, Airflow's logs folder when a test
 # imports Airflow; Label Studio's id file goes to its data dir (inkloop.devservers), the browser's
-# profile to the test's temp folder (test_demo.py).
+# profile to the test's temp folder (the ``chromium`` fixture).
 os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
 os.environ.setdefault("PYTRITON_HOME", str(ROOT / ".cache" / "pytriton"))
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".cache" / "airflow-home"))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from inkloop import privacy
 from inkloop.detection.sessions import Arg, Meta, SessionLike
 
 #: What :meth:`OpenVINOSession.get_providers` reports (the pipeline infers page by page on CPUs).
@@ -51,9 +52,7 @@ class OpenVINOSession(SessionLike):
         device: str = "CPU",
         precision: str = DEFAULT_PRECISION,
     ) -> None:
-        from inkloop.privacy import import_openvino
-
-        ov = import_openvino()  # its usage-data event off
+        ov = privacy.import_openvino()  # its usage-data event off
         core = ov.Core()
         model = core.read_model(str(path))
         if threads:

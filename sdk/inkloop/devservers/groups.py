@@ -14,18 +14,44 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process (zombies included) is still in process group ``pgid``."""
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited already; it only waits for its parent)."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a group of another user: not ours, but not gone either
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` (the server and any helper it spawned), zombies included."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, which only wait for a parent that
+    may never reap them, do not count)."""
+    return any(pid_alive(pid) for pid in group_members(pgid))
 
 
 def _wait(done: Callable[[], bool], seconds: float) -> bool:

@@ -11,21 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from inkloop.devservers.groups import group_alive, group_members, pid_alive
 from inkloop.devservers.labelstudio.settings import STATE_FILE_NAME
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited already
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -40,21 +27,6 @@ def _is_label_studio(pid: int) -> bool:
     """Whether ``pid`` is a ``label-studio start`` process, so a reused PID is never killed."""
     cmd = _cmdline(pid)
     return any("label-studio" in part or "label_studio" in part for part in cmd) and "start" in cmd
-
-
-def _process_group(pgid: int) -> list[int]:
-    """PIDs in process group ``pgid`` (the server and any helper it spawned)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
 
 
 def _decode_proc_addr(hex_addr: str) -> tuple[str, int]:
@@ -75,7 +47,7 @@ def listening_addresses(pid: int) -> list[tuple[str, int]]:
     0.0.0.0", and only the latter exposes the server to the network.
     """
     inodes: set[str] = set()
-    for member in _process_group(pid) or [pid]:
+    for member in group_members(pid) or [pid]:
         fd_dir = Path(f"/proc/{member}/fd")
         try:
             fds = list(fd_dir.iterdir())
@@ -127,7 +99,7 @@ def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float
                 process.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 continue
-        if not _pid_alive(pid) and not [p for p in _process_group(pid) if _pid_alive(p)]:
+        if not pid_alive(pid) and not group_alive(pid):
             return True
         time.sleep(0.2)
     return False

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from inkloop import privacy
+from inkloop.devservers.groups import pid_alive
 from inkloop.devservers.labelstudio.processes import (
     _is_label_studio,
-    _pid_alive,
     _read_pid_file,
     _remove_runtime_files,
     _signal_group,
@@ -145,7 +145,7 @@ def running_server(data_dir: Path | None = None) -> tuple[int, str] | None:
     """(pid, url) of the Label Studio server of ``data_dir``'s pid file, if it still runs."""
     data_dir = (data_dir or default_data_dir()).resolve()
     pid = _read_pid_file(data_dir / PID_FILE_NAME)
-    if pid is None or not _pid_alive(pid) or not _is_label_studio(pid):
+    if pid is None or not pid_alive(pid) or not _is_label_studio(pid):
         return None
     return pid, str(_read_state(data_dir).get("url", ""))
 
@@ -300,7 +300,7 @@ def stop(target: LabelStudioHandle | Path | str | None = None, *, timeout: float
         pid = _read_pid_file(pid_file)
     if pid is None:
         return False
-    if not _pid_alive(pid) or not _is_label_studio(pid):
+    if not pid_alive(pid) or not _is_label_studio(pid):
         if process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=1)
