@@ -25,7 +25,7 @@ PACKAGE = SDK / "inkloop"
 
 #: Stages in import order: a module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
-    {"types", "convert", "privacy", ""},  # "" is the package itself (``inkloop/__init__.py``)
+    {"types", "convert", "privacy", "processes", ""},  # "" is the package itself (``inkloop/__init__.py``)
     {"documents"},
     {"models"},
     {"detection"},

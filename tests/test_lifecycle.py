@@ -33,6 +33,7 @@ from inkloop.lifecycle.variants import ParityTolerance
 from inkloop.models.references import ModelCard, ModelError
 from inkloop.models.registry import Registry
 from inkloop.models.resolve import resolve_model
+from inkloop.processes import group_alive
 from parity import OPENVINO_IOU
 
 NAME = "signature-detector"
@@ -47,14 +48,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory, pages_dir: Path) -> Path:
     return make_dataset(tmp_path_factory.mktemp("ds"), pages_dir)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def zero_head(src: Path, dst: Path) -> Path:

@@ -21,7 +21,6 @@ import pytest
 
 from inkloop.detection.detector import Detector
 from inkloop.detection.pipeline import DetectionRun, DetectOptions
-from inkloop.devservers.groups import pid_alive, stop_group
 from inkloop.models.references import ModelError, ModelRef
 from inkloop.models.resolve import resolve_model
 from parity import TRITON_BOX, TRITON_PAGES_BOX
@@ -273,26 +272,3 @@ def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
     assert "inkloop serve: stopping" in log.read_text()
-
-
-# A leader that stops on SIGTERM, and a child of it that ignores SIGTERM (as a Triton Python backend
-# stub once did: it outlived its stopped server by hours).
-STRAGGLER = """
-import signal, subprocess, sys, time
-code = "import signal as s, time; s.signal(s.SIGTERM, s.SIG_IGN); print(1, flush=True); time.sleep(99)"
-child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-child.stdout.readline()  # it ignores SIGTERM from now on
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-print(child.pid, flush=True)
-time.sleep(120)
-"""
-
-
-def test_stopping_a_server_group_leaves_no_straggler() -> None:
-    cmd = [sys.executable, "-c", STRAGGLER]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert p.stdout is not None
-    child = int(p.stdout.readline())
-    assert stop_group(p.pid, p, timeout=10, grace=1)
-    assert p.returncode == 0  # the leader stopped on SIGTERM
-    assert not pid_alive(child)  # and the child that ignored it was killed (gone, or a zombie)

@@ -18,7 +18,6 @@ unlike its console output it does not depend on terminal width, tqdm or log leve
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -44,6 +43,7 @@ from inkloop.lifecycle.training import (
     write_run_record,
 )
 from inkloop.models.references import ModelError
+from inkloop.processes import stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -135,23 +135,9 @@ def _now() -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        logger.warning("training process %d ignored SIGTERM for %.0f s; killing it", proc.pid, grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    # Stragglers of the group (dataloader workers) that outlived the leader.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Stop the training child's whole process group (dataloader workers too): SIGTERM, SIGKILL
+    after ``grace`` seconds, then whatever outlived the leader."""
+    stop_group(proc.pid, proc, timeout=grace, what="training process")
 
 
 def _checkpoint_resumable(last: Path) -> bool:

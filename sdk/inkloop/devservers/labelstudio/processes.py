@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from inkloop.devservers.groups import group_alive, group_members, pid_alive
 from inkloop.devservers.labelstudio.settings import STATE_FILE_NAME
+from inkloop.processes import group_alive, group_members, pid_alive
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from inkloop import privacy
-from inkloop.devservers.groups import pid_alive
 from inkloop.devservers.labelstudio.processes import (
     _is_label_studio,
     _read_pid_file,
@@ -57,6 +56,7 @@ from inkloop.devservers.labelstudio.template import (
 )
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.devservers.ports import free_port, port_is_free
+from inkloop.processes import pid_alive
 
 
 @dataclass

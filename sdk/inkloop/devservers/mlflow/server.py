@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from inkloop.devservers.groups import stop_group
 from inkloop.devservers.ports import free_port
 from inkloop.models.mlflow_registry import offline_mlflow_env
+from inkloop.processes import stop_group
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 180.0

@@ -16,12 +16,12 @@ from pathlib import Path
 from types import TracebackType
 
 import inkloop
-from inkloop.devservers.groups import stop_group
 from inkloop.devservers.ports import free_port
 from inkloop.devservers.triton.venv import ensure_venv, venv_python
 from inkloop.devservers.venvs import clean_python_env
 from inkloop.models.references import ModelError, ModelRef
 from inkloop.models.resolve import resolve_model
+from inkloop.processes import stop_group
 
 HOST = "127.0.0.1"
 PAGES_SUFFIX = "-pages"  # inkloop.serving.triton_server.PAGES_SUFFIX (that module runs in the other venv)

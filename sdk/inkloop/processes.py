@@ -1,14 +1,18 @@
-"""Stopping a server started in its own process group (``start_new_session=True``), all of it.
+"""Stopping a child started in its own process group (``start_new_session=True``), all of it.
 
-A server's leader exiting is not the end of its group: workers and helpers can outlive it. One
-test run left a Triton Python backend stub running for hours after its server had stopped
-gracefully (parent gone, a defunct child, SIGTERM ignored). So a stop waits for the leader, then
-gives the rest of the group a moment and kills what is left.
+inkloop runs its long work in such groups: a training run (``inkloop.lifecycle.retrain``) and the
+local servers (``inkloop.devservers``: Label Studio, Triton, MLflow). A leader exiting is not the
+end of its group: workers and helpers can outlive it. One test run left a Triton Python backend
+stub running for hours after its server had stopped gracefully (parent gone, a defunct child,
+SIGTERM ignored). So a stop waits for the leader, then gives the rest of the group a moment and
+kills what is left. Zombies count as gone: they have exited and only wait for a parent (an init
+that never reaps would otherwise make every stop wait out its timeout).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -16,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def pid_alive(pid: int) -> bool:
@@ -64,11 +70,17 @@ def _wait(done: Callable[[], bool], seconds: float) -> bool:
 
 
 def stop_group(
-    pgid: int, process: subprocess.Popen[Any] | None = None, *, timeout: float, grace: float = 5.0
+    pgid: int,
+    process: subprocess.Popen[Any] | None = None,
+    *,
+    timeout: float,
+    grace: float = 5.0,
+    what: str = "process group",
 ) -> bool:
     """SIGTERM process group ``pgid``; SIGKILL it if its leader (``process``, when this process
     started it; else the whole group) has not ended after ``timeout`` seconds; then give the rest
     of the group ``grace`` seconds and SIGKILL whatever is left. True if the group was running.
+    ``what`` names the group in the warning logged when SIGTERM was not enough.
     """
     try:
         os.killpg(pgid, signal.SIGTERM)
@@ -81,6 +93,7 @@ def stop_group(
         return process.poll() is not None if process is not None else not group_alive(pgid)
 
     if not _wait(leader_ended, timeout):
+        logger.warning("%s %d ignored SIGTERM for %g s; killing it", what, pgid, timeout)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
     if process is not None:
