@@ -62,3 +62,14 @@ def test_stopping_a_group_that_is_gone_says_so() -> None:
     p, _ = _start("print(1, flush=True)")
     p.wait()
     assert not stop_group(p.pid, p, timeout=1)
+
+
+def test_without_proc_a_group_is_alive_while_it_exists(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """macOS has no /proc: the SDK's stops (a training run's) still work, by signal 0."""
+    import inkloop.processes as processes
+
+    p, _ = _start(STUBBORN)
+    monkeypatch.setattr(processes, "PROC", tmp_path / "no-proc")
+    assert group_alive(p.pid) and pid_alive(p.pid) and processes.group_members(p.pid) == []
+    assert stop_group(p.pid, p, timeout=0.5, grace=1)
+    assert p.returncode == -9 and not group_alive(p.pid)

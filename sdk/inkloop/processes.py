@@ -23,11 +23,14 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+#: Where process states are read (Linux); elsewhere the checks fall back to signal 0.
+PROC = Path("/proc")
+
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie has exited already; it only waits for its parent)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
         try:
             os.kill(pid, 0)
@@ -40,9 +43,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def group_members(pgid: int) -> list[int]:
-    """PIDs in process group ``pgid`` (the server and any helper it spawned), zombies included."""
-    pids = []
-    for entry in Path("/proc").iterdir():
+    """PIDs in process group ``pgid`` (the server and any helper it spawned), zombies included;
+    read from ``/proc`` (empty where there is none: see :func:`group_alive`)."""
+    pids: list[int] = []
+    if not PROC.is_dir():
+        return pids
+    for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -56,8 +62,16 @@ def group_members(pgid: int) -> list[int]:
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (zombies, which only wait for a parent that
-    may never reap them, do not count)."""
-    return any(pid_alive(pid) for pid in group_members(pgid))
+    may never reap them, do not count). Without ``/proc`` (macOS), whether the group exists."""
+    if PROC.is_dir():
+        return any(pid_alive(pid) for pid in group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _wait(done: Callable[[], bool], seconds: float) -> bool:
