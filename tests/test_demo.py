@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,8 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("demo") / "demo.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADIO_", "HF_HUB_"))}  # it sets its own
+    scratch = tmp_path_factory.mktemp("demo-tmp")  # the demo's TMPDIR: empty again once it stops
+    env["TMPDIR"] = str(scratch)
     inkloop = str(Path(sys.executable).with_name("inkloop"))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -53,14 +56,24 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+    # SIGTERM stops it like Ctrl-C: its runs and Gradio's copies of uploads and downloads are gone
+    assert not list(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
 
 @pytest.fixture(scope="module")
-def client(demo_url: str):
+def client(demo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # gradio_client looks the hub up at construction
+    import tempfile
+
     from gradio_client import Client
 
-    return Client(demo_url, verbose=False)
+    # gradio_client downloads each output through a folder it makes in the temp dir and never
+    # removes (``<temp>/<40 hex digits>``): both that and the downloads stay in pytest's folders.
+    saved, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("client-tmp"))
+    try:
+        yield Client(demo_url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    finally:
+        tempfile.tempdir = saved
 
 
 def test_demo_detects_a_pdf_and_offers_the_downloads(client, documents_dir: Path) -> None:

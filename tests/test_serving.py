@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -35,8 +36,11 @@ def server() -> Iterator[object]:
 
     srv = TritonServer("bundled")
     srv.start()
+    work = srv.work
+    assert work is not None and (work / "card.json").is_file()
     yield srv
     assert srv.stop() == 0, f"the server did not stop cleanly on SIGTERM:\n{srv.log_tail()}"
+    assert not work.exists()  # its scratch folder is gone with the server
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -257,8 +261,13 @@ def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> No
     inkloop = str(Path(sys.executable).with_name("inkloop"))
     cmd = [inkloop, "serve", "--http-port", str(ports[0]), "--grpc-port", str(ports[1])]
     log = tmp_path / "serve.log"
+    scratch = tmp_path / "tmp"  # the command's TMPDIR: nothing may be left in it
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*cmd, "--metrics-port", str(ports[2])], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*cmd, "--metrics-port", str(ports[2])], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     try:
         deadline = time.monotonic() + 120
         while b"ready: triton://127.0.0.1" not in log.read_bytes():
@@ -272,3 +281,4 @@ def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
     assert "inkloop serve: stopping" in log.read_text()
+    assert not list(scratch.iterdir())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -139,6 +140,21 @@ def build_app(models: list[str] | None = None, demo: Demo | None = None) -> Any:
     return app
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # Gradio closes its server on it, as on Ctrl-C; our cleanup then runs
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, models: list[str] | None = None) -> None:
-    app = build_app(models)
-    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True)
+    """Serve the demo until Ctrl-C or SIGTERM. Its scratch folder (each run's outputs, and Gradio's
+    copies of uploads and downloads unless ``GRADIO_TEMP_DIR`` is set) is removed when it stops:
+    a demo leaves nothing in /tmp."""
+    with tempfile.TemporaryDirectory(prefix="inkloop-demo-") as tmp:
+        work = Path(tmp)
+        (work / "runs").mkdir()
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(work / "gradio"))  # read when gradio is imported
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            app = build_app(models, Demo(work / "runs"))
+            app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,11 @@ class TritonServer:
     quiet_setup: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     log_file: Path | None = field(default=None, init=False)
+    #: The server's scratch folder (its card, and its log unless given one); removed when the
+    #: server stops. (Triton itself copies each model it loads into /tmp/folderXXXXXX and removes
+    #: the copy when the model unloads: a graceful stop leaves nothing, a SIGKILL leaves those.)
+    work: Path | None = field(default=None, init=False)
+    _last_log: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.resolved = self.model if isinstance(self.model, ModelRef) else resolve_model(self.model)
@@ -110,7 +116,7 @@ class TritonServer:
         return env
 
     def start(self, log_file: Path | None = None, foreground: bool = False) -> TritonServer:
-        work = Path(tempfile.mkdtemp(prefix="inkloop-triton-"))
+        work = self.work = Path(tempfile.mkdtemp(prefix="inkloop-triton-"))
         card_path = work / "card.json"
         card_path.write_text(json.dumps(self.resolved.card.to_dict()))
         cmd, env = self.command(card_path), self.environment()
@@ -129,6 +135,7 @@ class TritonServer:
             code = self.process.poll()
             if code is not None:
                 tail = self.log_tail()
+                self.cleanup()
                 if code == EXIT_MODEL:
                     raise ModelError(f"Triton could not load {self.resolved.ref}: {tail}")
                 raise TritonStartError(f"the Triton server exited with code {code}:\n{tail}")
@@ -149,16 +156,27 @@ class TritonServer:
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_file is None or not self.log_file.is_file():
-            return "(no log)"
+            return "\n".join(self._last_log.splitlines()[-lines:]) or "(no log)"
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def cleanup(self) -> None:
+        """Remove the scratch folder (keeping the log's tail for :meth:`log_tail`); call once the
+        server's process group is gone."""
+        if self.work is None:
+            return
+        self._last_log = self.log_tail(200)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work = None
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM to the server's process group (it stops Triton and its model processes), then
         whatever the group leaves behind (a Python backend stub once outlived its server by hours)."""
         p = self.process
         if p is None or p.returncode is not None:  # reaped before: its group id may name others now
+            self.cleanup()
             return None if p is None else p.returncode
         stop_group(p.pid, p, timeout=timeout)
+        self.cleanup()
         return p.returncode
 
     def __enter__(self) -> TritonServer:
@@ -192,4 +210,5 @@ def run_foreground(server: TritonServer) -> int:
     assert server.process is not None
     code = server.process.wait()
     stop_group(server.process.pid, None, timeout=5)  # whatever of its group outlived it (stubs)
+    server.cleanup()
     return 0 if stopping else code
