@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# First, before any test module imports a library: importing inkloop sets its usage-data switches
+# (inkloop.privacy). `import pymupdf` loads onnxruntime (pymupdf.layout), whose import starts its
+# telemetry unless ORT_DISABLE_TELEMETRY is set by then: a pytest process that imported
+# tests/badfiles.py first wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime.
+import inkloop  # noqa: F401
+
 if TYPE_CHECKING:
     from inkloop.devservers.labelstudio.server import LabelStudioHandle
 

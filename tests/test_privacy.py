@@ -248,3 +248,22 @@ def test_detection_on_openvino_stays_local_and_writes_nothing_home(tmp_path: Pat
     assert (tmp_path / "out" / "results.jsonl").is_file()
     assert m.leaks == [], report(m.leaks)
     assert not (home / "intel").exists(), sorted(p.name for p in (home / "intel").iterdir())
+
+
+def test_importing_onnxruntime_before_inkloop_is_called_out(tmp_path: Path) -> None:
+    """onnxruntime decides about usage data when it is imported (``import pymupdf`` imports it), so
+    inkloop's switch set afterwards is too late: measured under strace, such a process still
+    looks up Microsoft's collector. inkloop says so instead of staying silent."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)  # the late process writes onnxruntime's device id there
+    late = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import pymupdf, inkloop"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert late.returncode == 0, late.stderr
+    assert "RuntimeWarning: onnxruntime was imported before inkloop" in late.stderr
+    first = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import inkloop, pymupdf"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert first.returncode == 0 and "onnxruntime was imported" not in first.stderr, first.stderr

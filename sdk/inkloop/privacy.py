@@ -20,6 +20,8 @@ conversions. ultralytics is imported only after ``inkloop.lifecycle.training.off
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from types import ModuleType
@@ -62,6 +64,14 @@ def apply(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
         return {}
     added = {k: v for k, v in DEFAULTS.items() if k not in env}
     env.update(added)
+    if environ is None and "ORT_DISABLE_TELEMETRY" in added and "onnxruntime" in sys.modules:
+        warnings.warn(
+            "onnxruntime was imported before inkloop (`import pymupdf` imports it too) and decided "
+            "then to send usage data from this process: import inkloop first, or set "
+            "ORT_DISABLE_TELEMETRY=1 before starting Python",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return added
 
 
