@@ -73,3 +73,12 @@ def test_without_proc_a_group_is_alive_while_it_exists(monkeypatch: pytest.Monke
     assert group_alive(p.pid) and pid_alive(p.pid) and processes.group_members(p.pid) == []
     assert stop_group(p.pid, p, timeout=0.5, grace=1)
     assert p.returncode == -9 and not group_alive(p.pid)
+
+
+def test_a_pid_that_leads_no_group_is_stopped_alone() -> None:
+    """A pid file may name a process another start made, in someone else's group (here: this
+    test's own): that process alone is stopped, never the group it belongs to."""
+    p = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "1"
+    assert stop_group(p.pid, None, timeout=0.5, grace=1)
+    assert p.wait(5) == -9 and not pid_alive(p.pid)  # and we, in the group it sat in, still run

@@ -84,37 +84,48 @@ def _wait(done: Callable[[], bool], seconds: float) -> bool:
 
 
 def stop_group(
-    pgid: int,
+    pid: int,
     process: subprocess.Popen[Any] | None = None,
     *,
     timeout: float,
     grace: float = 5.0,
     what: str = "process group",
 ) -> bool:
-    """SIGTERM process group ``pgid``; SIGKILL it if its leader (``process``, when this process
-    started it; else the whole group) has not ended after ``timeout`` seconds; then give the rest
-    of the group ``grace`` seconds and SIGKILL whatever is left. True if the group was running.
-    ``what`` names the group in the warning logged when SIGTERM was not enough.
+    """SIGTERM the process group that ``pid`` leads; SIGKILL it if its leader (``process``, when
+    this process started it; else the whole group) has not ended after ``timeout`` seconds; then
+    give the rest of the group ``grace`` seconds and SIGKILL whatever is left. A ``pid`` that leads
+    no group (one read from a pid file that another start wrote) is stopped alone, the same way:
+    its group is someone else's. True if it was running. ``what`` names it in the warning logged
+    when SIGTERM was not enough.
     """
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        leads = True  # the leader has gone: whatever is left of its group
+    send = os.killpg if leads else os.kill
+
+    def gone() -> bool:
+        return not (group_alive(pid) if leads else pid_alive(pid))
+
+    try:
+        send(pid, signal.SIGTERM)
     except ProcessLookupError:
         if process is not None:
             process.poll()
         return False
 
-    def leader_ended() -> bool:  # the leader we started; else (a pid file's server) the whole group
-        return process.poll() is not None if process is not None else not group_alive(pgid)
+    def leader_ended() -> bool:  # the leader we started; else (a pid file's server) all of it
+        return process.poll() is not None if process is not None else gone()
 
     if not _wait(leader_ended, timeout):
-        logger.warning("%s %d ignored SIGTERM for %g s; killing it", what, pgid, timeout)
+        logger.warning("%s %d ignored SIGTERM for %g s; killing it", what, pid, timeout)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+            send(pid, signal.SIGKILL)
     if process is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
-    if not _wait(lambda: not group_alive(pgid), grace):
+    if not _wait(gone, grace):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        _wait(lambda: not group_alive(pgid), grace)
+            send(pid, signal.SIGKILL)
+        _wait(gone, grace)
     return True

@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import STATE_FILE_NAME
-from inkloop.processes import group_alive, group_members, pid_alive
+from inkloop.processes import group_members
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -78,31 +75,6 @@ def _read_pid_file(pid_file: Path) -> int | None:
         return int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal ``pid``'s group when it leads one (we started it so), else ``pid`` alone."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None:
-            try:
-                process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                continue
-        if not pid_alive(pid) and not group_alive(pid):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _remove_runtime_files(pid_file: Path, pid: int) -> None:

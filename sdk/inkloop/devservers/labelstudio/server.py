@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -19,8 +18,6 @@ from inkloop.devservers.labelstudio.processes import (
     _is_label_studio,
     _read_pid_file,
     _remove_runtime_files,
-    _signal_group,
-    _wait_gone,
     listening_addresses,
 )
 from inkloop.devservers.labelstudio.readiness import wait_ready
@@ -56,7 +53,7 @@ from inkloop.devservers.labelstudio.template import (
 )
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.devservers.ports import free_port, port_is_free
-from inkloop.processes import pid_alive
+from inkloop.processes import pid_alive, stop_group
 
 
 @dataclass
@@ -306,10 +303,7 @@ def stop(target: LabelStudioHandle | Path | str | None = None, *, timeout: float
                 process.wait(timeout=1)
         _remove_runtime_files(pid_file, pid)
         return False
-    _signal_group(pid, signal.SIGTERM)
-    if not _wait_gone(pid, process, timeout):
-        _signal_group(pid, signal.SIGKILL)
-        _wait_gone(pid, process, 10.0)
+    stop_group(pid, process, timeout=timeout, what="Label Studio server")
     _remove_runtime_files(pid_file, pid)
     return True
 
