@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from domain_data import add_digital_pages, make_two_domain_dataset
 
+from inkloop.evaluation.domains import DOMAINS_FILE, domain_of, write_domains
 from inkloop.evaluation.evaluator import (
     EVAL_CONF,
     IOU_THRESHOLDS,
@@ -38,6 +40,7 @@ from inkloop.evaluation.evaluator import (
     group_of,
     load_dataset,
     match_predictions,
+    metrics_by_domain,
     metrics_by_group,
     predict_dataset,
 )
@@ -158,6 +161,66 @@ def test_metrics_by_group_scores_each_group_as_its_own_split() -> None:
     assert sum(g["n_images"] for g in groups.values()) == len(images)
     # without a capture group the whole match names the group
     assert group_of("/d/tobacco800_1.png", re.compile(r"^[^_]+")) == "tobacco800"
+
+
+def test_domains_are_scored_beside_the_total() -> None:
+    """Every number the total has, per domain; the domains partition the split; unknown counted."""
+    from dataclasses import replace
+
+    scans = [replace(img([A], [(A, 0.9)]), path=f"/d/s{i}.png", domain="scan") for i in range(3)]
+    digital = [
+        replace(img([A, B], [(A, 0.8), (C, 0.7)]), path="/d/c1.png", domain="digital"),
+        replace(img([B], []), path="/d/c2.png", domain="digital"),
+    ]
+    unknown = [replace(img([C], [(C, 0.6)]), path="/d/u.png")]
+    report, _ = compute_metrics(scans + digital + unknown, NAMES, 0.25)
+    assert list(report.domains) == ["digital", "scan", "unknown"]
+    d = report.domains["digital"]
+    assert (d["n_images"], d["n_gt"], d["n_predictions"], d["tp"], d["fp"], d["fn"]) == (2, 3, 2, 1, 1, 2)
+    assert d["recall"] == pytest.approx(1 / 3) and d["precision"] == pytest.approx(0.5)
+    alone, _ = compute_metrics(digital, NAMES, 0.25)
+    for k in ("map50", "map50_95", "precision", "recall", "f1"):
+        assert d[k] == pytest.approx(getattr(alone, k))
+    assert report.domains["scan"]["recall"] == 1.0 and report.domains["unknown"]["n_images"] == 1
+    for k in ("n_images", "n_gt", "tp", "fp", "fn"):
+        assert sum(g[k] for g in report.domains.values()) == report.to_dict()[k]
+    assert report.to_dict()["domains"] == metrics_by_domain(scans + digital + unknown, NAMES, 0.25)
+    # no domain recorded anywhere: the report is as it always was
+    plain, _ = compute_metrics([replace(i, domain=None) for i in scans + digital], NAMES, 0.25)
+    assert plain.domains == {} and plain.to_dict()["domains"] == {}
+
+
+def test_domains_file_is_read_per_image_root(tmp_path: Path, pages_dir: Path) -> None:
+    """A combined data.yaml (a list of folders from two datasets): each image's domain comes from
+    its own root's domains.json; a root without the file has no domains."""
+    scans = tmp_path / "scans"  # a plain dataset of scans: no domains.json
+    for p in pages_dir.iterdir():
+        if p.suffix != ".txt":
+            for kind, src in (("images", p), ("labels", p.with_suffix(".txt"))):
+                (scans / kind / "val").mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, scans / kind / "val" / src.name)
+    synth = tmp_path / "synth"
+    rels = add_digital_pages(synth, pages_dir, "val")
+    write_domains(synth, {r: "digital" for r in rels})
+    combined = tmp_path / "combined" / "data.yaml"
+    combined.parent.mkdir()
+    combined.write_text(
+        f"path: .\nval:\n  - {scans / 'images' / 'val'}\n  - {synth / 'images' / 'val'}\nnames: [signature]\n"
+    )
+    ds = load_dataset(combined, "val")
+    got = {s.image.parent.parent.parent.name: set() for s in ds.samples}
+    for s in ds.samples:
+        got[s.image.parent.parent.parent.name].add(s.domain)
+    assert got == {"scans": {None}, "synth": {"digital"}} and ds.has_domains
+    assert not load_dataset(scans, "val").has_domains  # reports stay unchanged without the file
+    # the scans root says what it is: every image gets a domain, through "default"
+    write_domains(scans, {}, default="scan")
+    assert {s.domain for s in load_dataset(combined, "val").samples} == {"scan", "digital"}
+    assert domain_of(synth / rels[0]) == "digital"
+    # a broken domains.json is a dataset error naming the file
+    (synth / DOMAINS_FILE).write_text('{"images": {"images/val/x.png": 3}}')
+    with pytest.raises(DatasetError, match=str(synth / DOMAINS_FILE)):
+        load_dataset(combined, "val")
 
 
 def test_compute_ap_endpoints() -> None:
@@ -475,6 +538,33 @@ def test_cli_evaluate_by_group(tmp_path: Path, pages_dir: Path) -> None:
     bad = run_cli("evaluate", "--data", str(pages_dir), "--out", str(out), "--group-by", "(unclosed")
     assert bad.returncode == 2
     assert "--group-by" in bad.stdout and "unclosed" in bad.stdout
+
+
+def test_cli_evaluate_reports_each_domain(tmp_path: Path, pages_dir: Path) -> None:
+    """Scans and born-digital pages in one split: the report scores each domain beside the total
+    (no option needed) and beside --group-by."""
+    data = make_two_domain_dataset(tmp_path / "ds", pages_dir, split="val")
+    out = tmp_path / "eval"
+    p = run_cli("evaluate", "--data", str(data), "--out", str(out), "--group-by", "^[^_-]+")
+    assert p.returncode == 0, p.stderr
+    assert "by domain" in p.stdout and "digital" in p.stdout and "by group" in p.stdout
+    d = json.loads((out / "report.json").read_text())
+    assert {k: v["n_images"] for k, v in d["domains"].items()} == {"digital": 6, "scan": 4}
+    assert set(d["groups"]) == {"contract", "tobacco800", "xc8up"}
+    for k in ("n_images", "n_gt", "n_predictions", "tp", "fp", "fn"):
+        assert sum(v[k] for v in d["domains"].values()) == d[k]
+    for m in d["domains"].values():
+        assert {"map50", "map50_95", "precision", "recall", "f1"} <= set(m)
+    # the scans alone are the same numbers as the scan domain
+    (data / DOMAINS_FILE).unlink()
+    for f in (data / "images" / "val").glob("contract-*"):
+        f.unlink()
+    p = run_cli("evaluate", "--data", str(data), "--out", str(tmp_path / "scans"), "--json")
+    assert p.returncode == 0, p.stderr
+    alone = json.loads(p.stdout)
+    assert alone["domains"] == {} and "by domain" not in p.stderr
+    for k in ("map50", "map50_95", "precision", "recall", "tp", "fp", "fn"):
+        assert alone[k] == pytest.approx(d["domains"]["scan"][k], abs=1e-6)
 
 
 def test_cli_evaluate_exit_codes(tmp_path: Path, pages_dir: Path) -> None:

@@ -53,7 +53,11 @@ def evaluate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot."""
+    """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot.
+
+    When the dataset records domains (``domains.json``: scan, digital), every number is also
+    reported per domain, beside the total and any --group-by groups.
+    """
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -167,19 +171,30 @@ def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if d.get("domains"):
+        _print_groups(console, "by domain", "domain", d["domains"])
     if d["groups"]:
-        g = Table(title=escape(f"by group ({d['group_by']})"))
-        for col in ("group", "images", "gt boxes", "mAP50", "mAP50-95", "P", "R", "F1"):
-            g.add_column(col)
-        for name, m in d["groups"].items():
-            g.add_row(
-                escape(name),
-                str(m["n_images"]),
-                str(m["n_gt"]),
-                f"{m['map50']:.4f}",
-                f"{m['map50_95']:.4f}",
-                f"{m['precision']:.3f}",
-                f"{m['recall']:.3f}",
-                f"{m['f1']:.3f}",
-            )
-        console.print(g)
+        _print_groups(console, f"by group ({d['group_by']})", "group", d["groups"])
+
+
+def _print_groups(console: Any, title: str, kind: str, groups: dict[str, dict[str, Any]]) -> None:
+    """One row per group (or domain), with every number the total has."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    g = Table(title=escape(title))
+    for col in (kind, "images", "gt boxes", "mAP50", "mAP50-95", "P", "R", "F1", "TP / FP / FN"):
+        g.add_column(col)
+    for name, m in groups.items():
+        g.add_row(
+            escape(name),
+            str(m["n_images"]),
+            str(m["n_gt"]),
+            f"{m['map50']:.4f}",
+            f"{m['map50_95']:.4f}",
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{m['tp']} / {m['fp']} / {m['fn']}",
+        )
+    console.print(g)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from inkloop.convert.yolo import from_yolo
+from inkloop.evaluation.domains import DomainsError, domain_of
 
 #: The ten IoU thresholds of mAP50-95 (COCO), as ultralytics' ``DetectionValidator.iouv``.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -56,6 +57,8 @@ class Sample:
     label: Path | None
     boxes: np.ndarray  # (M, 4) xyxy float64
     classes: np.ndarray  # (M,) int64
+    #: ``scan``, ``digital``, … from the image's own dataset root (``domains.json``); None: unknown.
+    domain: str | None = None
 
 
 @dataclass
@@ -69,6 +72,11 @@ class YoloDataset:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def has_domains(self) -> bool:
+        """Whether any image's domain is recorded (then reports score each domain on its own)."""
+        return any(s.domain is not None for s in self.samples)
 
 
 def _list_images(folder: Path) -> list[Path]:
@@ -177,6 +185,9 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
     - a flat folder of images with a ``.txt`` label beside each.
 
     An image without a label file has no objects (a background image), as in ultralytics.
+    Each image's domain comes from the ``domains.json`` of *its own* dataset root
+    (:mod:`inkloop.evaluation.domains`), so a data.yaml listing folders of several datasets (scans
+    from one, generated digital pages from another) gets each image's domain right.
     """
     import yaml
 
@@ -213,12 +224,16 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
         if not im.is_file():
             raise DatasetError(f"{src}: listed image {im} does not exist")
         lbl = label_path_for(im)
+        try:
+            domain = domain_of(im)
+        except DomainsError as exc:
+            raise DatasetError(str(exc)) from exc
         if lbl.is_file():
             w, h = _image_size(im)
             boxes, classes = _parse_label_file(lbl, w, h)
-            samples.append(Sample(im, lbl, boxes, classes))
+            samples.append(Sample(im, lbl, boxes, classes, domain))
         else:
-            samples.append(Sample(im, None, np.zeros((0, 4)), np.zeros(0, np.int64)))
+            samples.append(Sample(im, None, np.zeros((0, 4)), np.zeros(0, np.int64), domain))
     return YoloDataset(source=src, split=split, samples=samples, names=names)
 
 
@@ -437,6 +452,7 @@ class ImagePredictions:
     boxes: np.ndarray  # (N, 4)
     scores: np.ndarray  # (N,)
     classes: np.ndarray  # (N,)
+    domain: str | None = None  # the image's domain (``scan``, ``digital``, …), None: unknown
 
 
 @dataclass
@@ -489,6 +505,9 @@ class EvalReport:
     #: (:func:`metrics_by_group`).
     group_by: str | None = None
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The same numbers per domain (``scan``, ``digital``; :data:`UNKNOWN_DOMAIN` for images whose
+    #: dataset records none), filled whenever the data records domains (:func:`metrics_by_domain`).
+    domains: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "pr_curve"}
@@ -570,11 +589,13 @@ def compute_metrics(
     split: str = "",
     eval_conf: float = EVAL_CONF,
     nms_iou: float = 0.7,
+    by_domain: bool = True,
 ) -> tuple[EvalReport, list[ImageErrors]]:
     """Score predictions against ground truth: the report and the per-image errors.
 
     Precision/recall/F1 at the operating threshold pool all classes (one class in practice);
-    mAP is the per-class mean, as ultralytics.
+    mAP is the per-class mean, as ultralytics. When images carry a domain (and ``by_domain``),
+    ``report.domains`` scores each domain on its own (:func:`metrics_by_domain`).
     """
     ordered, corrects, assigns, st = _stack(images)
     apr = ap_per_class(st["tp"], st["conf"], st["pred_cls"], st["target_cls"])
@@ -621,6 +642,8 @@ def compute_metrics(
         ultralytics_style={"precision": round(apr.ul_precision, 6), "recall": round(apr.ul_recall, 6)},
         pr_curve=curve,
     )
+    if by_domain and any(im.domain is not None for im in images):
+        report.domains = metrics_by_domain(images, class_names, operating_threshold)
     errors = [
         image_errors(im, c, a, operating_threshold, class_names)
         for im, c, a in zip(ordered, corrects, assigns, strict=True)
@@ -698,8 +721,34 @@ def write_errors(errors: Iterable[ImageErrors], path: str | os.PathLike[str]) ->
 
 
 NO_GROUP = "(no match)"
-#: What :func:`metrics_by_group` reports per group (as in ``report.json``).
-GROUP_FIELDS = ("n_images", "n_gt", "map50", "map50_95", "precision", "recall", "f1", "tp", "fp", "fn")
+#: The domain of images whose dataset records none, in a split where others have one.
+UNKNOWN_DOMAIN = "unknown"
+#: What :func:`metrics_by_group` and :func:`metrics_by_domain` report per group (as in
+#: ``report.json``): every number the total has at the operating threshold, and the counts.
+GROUP_FIELDS = (
+    "n_images",
+    "n_gt",
+    "n_predictions",
+    "map50",
+    "map50_95",
+    "precision",
+    "recall",
+    "f1",
+    "tp",
+    "fp",
+    "fn",
+)
+
+
+def _score_members(
+    members: dict[str, list[ImagePredictions]], class_names: Sequence[str], operating_threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Each group of images scored on its own, as if it were the whole split (sorted by name)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(members):
+        d = compute_metrics(members[name], class_names, operating_threshold, None, by_domain=False)[0]
+        out[name] = {k: v for k, v in d.to_dict().items() if k in GROUP_FIELDS}
+    return out
 
 
 def group_of(path: str, pattern: re.Pattern[str]) -> str:
@@ -729,11 +778,22 @@ def metrics_by_group(
     members: dict[str, list[ImagePredictions]] = {}
     for im in images:
         members.setdefault(group_of(im.path, rx), []).append(im)
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(members):
-        d = compute_metrics(members[name], class_names, operating_threshold, None)[0].to_dict()
-        out[name] = {k: d[k] for k in GROUP_FIELDS}
-    return out
+    return _score_members(members, class_names, operating_threshold)
+
+
+def metrics_by_domain(
+    images: Sequence[ImagePredictions], class_names: Sequence[str], operating_threshold: float
+) -> dict[str, dict[str, Any]]:
+    """The same metrics for each domain (``scan``, ``digital``, …) of the images.
+
+    Why beside the total, always: a model can be good on scans and miss half the signatures on
+    born-digital pages, and a total over a split that is mostly scans hides it. Images without a
+    recorded domain form :data:`UNKNOWN_DOMAIN`, so the domains always add up to the total.
+    """
+    members: dict[str, list[ImagePredictions]] = {}
+    for im in images:
+        members.setdefault(im.domain or UNKNOWN_DOMAIN, []).append(im)
+    return _score_members(members, class_names, operating_threshold)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -772,6 +832,7 @@ def predict_dataset(
                     boxes=np.array([d.xyxy for d in ds], dtype=np.float64).reshape(-1, 4),
                     scores=np.array([d.score for d in ds], dtype=np.float64),
                     classes=np.array([index[d.label] for d in ds], dtype=np.int64),
+                    domain=s.domain,
                 )
             )
         if progress is not None:
@@ -815,7 +876,8 @@ def evaluate(
     mAP covers the whole precision–recall curve; P/R/F1 are reported at ``conf`` (default: the
     card's operating threshold). With ``out_dir``, writes ``report.json``, ``errors.jsonl`` and
     ``pr_curve.png`` there. With ``group_by`` (a regular expression over image file names), the
-    report also scores each group on its own (:func:`metrics_by_group`). Raises
+    report also scores each group on its own (:func:`metrics_by_group`); when the dataset records
+    domains, each domain is scored on its own too (``report.domains``, always). Raises
     :class:`DatasetError` for unusable data, :class:`inkloop.models.references.ModelError` for unusable
     models and :class:`re.error` for a ``group_by`` that is not a regular expression.
     """
