@@ -12,6 +12,7 @@ is production's own weights with the classification head zeroed, which no margin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -23,12 +24,28 @@ from pathlib import Path
 
 import pytest
 import yaml
+from domain_data import add_digital_pages, make_two_domain_dataset
 from fixture_data import SPLITS, make_dataset
 
 from inkloop import privacy
-from inkloop.lifecycle.gate import GatePolicy, candidate_parity, decide, promote, read_decision
+from inkloop.documents.hashing import sha256_file
+from inkloop.evaluation.domains import DOMAINS_FILE, write_domains
+from inkloop.lifecycle.gate import (
+    GatePolicy,
+    candidate_parity,
+    decide,
+    evaluate_gate,
+    promote,
+    read_decision,
+)
 from inkloop.lifecycle.retrain import read_progress, retrain
-from inkloop.lifecycle.training import DataLeakError, prepare_training_data
+from inkloop.lifecycle.training import (
+    DataLeakError,
+    dataset_manifest,
+    prepare_training_data,
+    split_version,
+    write_run_record,
+)
 from inkloop.lifecycle.variants import ParityTolerance
 from inkloop.models.references import ModelCard, ModelError
 from inkloop.models.registry import Registry
@@ -85,6 +102,123 @@ def test_decide_applies_margin_recall_latency_and_parity():
     assert ok  # ties promote only when the margin is zero
     card = ModelCard(name="m", version="v1", class_names=["signature"])
     assert candidate_parity(card)[0] is False  # no parity record: never promoted by the gate
+
+
+def test_decide_refuses_a_domain_regression_the_total_hides():
+    pol = GatePolicy()  # max_domain_regression 0.02 on mAP50 and recall
+    dom = lambda m, r: {"map50": m, "recall": r, "n_images": 10, "n_gt": 12}  # noqa: E731
+    prod = {"map50": 0.80, "recall": 0.90, "domains": {"scan": dom(0.85, 0.92), "digital": dom(0.70, 0.80)}}
+    cand = {"map50": 0.84, "recall": 0.92, "domains": {"scan": dom(0.90, 0.97), "digital": dom(0.69, 0.70)}}
+    ok, reasons, checks = decide(cand, prod, pol)
+    assert not ok and checks["map50"]["ok"] and checks["recall"]["ok"]
+    per = checks["domains"]["domains"]
+    assert per["scan"]["ok"] and not per["digital"]["ok"]
+    assert per["digital"]["map50"]["ok"] and not per["digital"]["recall"]["ok"]  # 0.69 ≥ 0.70 - 0.02
+    assert reasons == [
+        "domain 'digital': recall at the operating threshold 0.7000 < production 0.8000 - tolerance 0.02 "
+        "(the total does not hide a domain)"
+    ]
+    ok, reasons, _ = decide(cand, prod, GatePolicy(max_domain_regression=0.2))
+    assert ok and "no domain regressed beyond 0.2: digital, scan" in reasons
+    ok, _, checks = decide(cand, prod, GatePolicy(max_domain_regression=None))
+    assert ok and "domains" not in checks  # the policy can leave domains out
+    ok, _, checks = decide({k: v for k, v in cand.items() if k != "domains"}, prod, pol)
+    assert ok and "domains" not in checks  # a split without domains: nothing to compare
+
+
+def test_gate_refuses_a_candidate_that_improves_the_total_but_breaks_a_domain(tmp_path, pages_dir):
+    """Real models on a real two-domain test split: the four fixture scans and six born-digital
+    contract pages (a real signature placed as an image on a rendered text PDF; tests/domain_data.py).
+
+    Production serves @3's weights with ``stretch`` preprocessing, the candidate serves them
+    letterboxed (the bundled card): two real models that see different pixels. Measured here, the
+    candidate is far better on the scans and so in total, and misses a digital signature that
+    production finds. The gate refuses it for that domain alone; without the domain record the
+    same gate promotes it, which is exactly what a total over a mostly-scan split hides.
+    """
+    from dataclasses import replace
+
+    data = make_two_domain_dataset(tmp_path / "ds", pages_dir)
+    reg = Registry(tmp_path / "registry", cache_dir=tmp_path / "cache")
+    bundled = resolve_model(None)
+    v1 = reg.register(NAME, bundled.path, replace(bundled.card, preprocessing="stretch"))
+    reg.promote(NAME, v1)
+    v2 = reg.register(NAME, bundled.path, bundled.card)
+    reg.set_alias(NAME, "candidate", v2)
+    # The bundled card has no export parity record (it was shipped by tools/bundle.py); latency is
+    # not what this test is about (the two models are the same network at the same size).
+    policy = GatePolicy(require_parity=False, max_latency_ratio=None)
+
+    decision = promote(NAME, data, registry=reg, policy=policy)
+    cand, prod = decision.metrics["candidate"], decision.metrics["production"]
+    # The situation, as measured (not assumed): the total improves beyond the margin …
+    assert cand["map50"] >= prod["map50"] + policy.min_map50_gain and cand["recall"] >= prod["recall"]
+    assert decision.checks["map50"]["ok"] and decision.checks["recall"]["ok"]
+    # … and the digital domain regresses beyond the tolerance, while scans improve.
+    per = decision.checks["domains"]["domains"]
+    assert set(per) == {"scan", "digital"} and per["scan"]["ok"] and not per["digital"]["ok"]
+    worst = min(cand["domains"]["digital"][k] - prod["domains"]["digital"][k] for k in ("map50", "recall"))
+    assert worst < -policy.max_domain_regression
+    assert not decision.promote and not decision.promoted and reg.alias(NAME, "production") == v1
+    assert [r for r in decision.reasons if r.startswith("domain 'digital'")] == decision.reasons
+    assert decision.test_set["domains"] == {"scan": 4, "digital": 6}
+    # Recorded beside the candidate's card: the policy with its tolerance and each domain's numbers.
+    stored = read_decision(reg, NAME, v2)
+    assert stored["policy"]["max_domain_regression"] == policy.max_domain_regression
+    assert stored["metrics"]["candidate"]["domains"]["digital"]["n_gt"] == 6
+    assert stored["checks"]["domains"]["domains"]["digital"]["ok"] is False
+
+    # The same split without its domain record: the total alone says "promote".
+    (data / DOMAINS_FILE).unlink()
+    blind = evaluate_gate(NAME, data, registry=reg, candidate=v2, policy=policy)
+    assert blind.promote and "domains" not in blind.checks
+    assert blind.test_set["version"] != decision.test_set["version"]  # domains are part of the split
+
+    # From the command line (the policy's defaults: parity is required too), exit 5 and the
+    # domain named; `inkloop models show` prints the stored decision with the card.
+    write_domains(data, {f"images/test/contract-{i:02d}-p0.png": "digital" for i in range(6)}, "scan")
+    p = run_cli("promote", NAME, "--data", str(data), "--registry", str(tmp_path / "registry"), "--json")
+    assert p.returncode == 5, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert any(r.startswith("domain 'digital'") for r in out["reasons"]) and out["policy"][
+        "max_domain_regression"
+    ] == pytest.approx(0.02)
+    p = run_cli("models", "show", f"{NAME}@{v2}", "--registry", str(tmp_path / "registry"), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["gate"]["checks"]["domains"]["ok"] is False
+
+
+def test_data_version_covers_domains_and_every_root(tmp_path, pages_dir):
+    """The domain record is part of the data version and of the frozen split's version; a
+    combined data.yaml's other roots are hashed into the run's data version too."""
+    data = make_two_domain_dataset(tmp_path / "ds", pages_dir)
+    before, test_before = dataset_manifest(data), split_version(data, "test")
+    assert DOMAINS_FILE in before["files"]
+    write_domains(data, {"images/test/contract-00-p0.png": "scan"}, default="scan")
+    assert dataset_manifest(data)["data_version"] != before["data_version"]
+    assert split_version(data, "test") != test_before
+    (data / DOMAINS_FILE).unlink()  # without a domain record: the hash as before domains existed
+    images = sorted((data / "images" / "test").iterdir())
+    pairs = sorted(
+        f"{sha256_file(im)}:{sha256_file(data / 'labels' / 'test' / (im.stem + '.txt'))}" for im in images
+    )
+    assert split_version(data, "test") == "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+    # a training set of scans plus generated digital pages from another root
+    scans = make_dataset(tmp_path / "scans", pages_dir)
+    synth = tmp_path / "synth"
+    write_domains(synth, {r: "digital" for r in add_digital_pages(synth, pages_dir, "train")})
+    combined = tmp_path / "combined.yaml"
+    combined.write_text(
+        f"path: {scans}\ntrain:\n  - images/train\n  - {synth / 'images' / 'train'}\n"
+        "val: images/val\ntest: images/test\nnames: {0: signature}\n"
+    )
+    _, info = prepare_training_data(combined, tmp_path / "prep")
+    assert info["external_roots"] == [str(synth.resolve())]
+    from inkloop.lifecycle.training import RECIPES
+
+    write_run_record(tmp_path / "run", RECIPES["finetune-v1"], info, {})
+    files = json.loads((tmp_path / "run" / "data_manifest.json").read_text())["files"]
+    assert "@0:synth/domains.json" in files and "@0:synth/images/train/contract-00-p0.png" in files
+    assert "images/test/tobacco800_188.png" in files
 
 
 def test_test_split_leaking_into_training_is_refused(tmp_path, pages_dir):

@@ -399,6 +399,13 @@ def promote_command(
     recall_tolerance: Annotated[
         float, typer.Option(help="Largest allowed recall drop at the operating threshold.")
     ] = 0.01,
+    domain_tolerance: Annotated[
+        float,
+        typer.Option(
+            help="Largest allowed drop of mAP50 or recall on any one domain (scan, digital, … as the "
+            "test split's domains.json records them), however much the total gains (negative: not checked)."
+        ),
+    ] = 0.02,
     max_latency_ratio: Annotated[
         float, typer.Option(help="Largest candidate/production latency ratio (0: no limit).")
     ] = 2.0,
@@ -415,7 +422,10 @@ def promote_command(
     if data is None and not force:
         raise typer.BadParameter("--data (the dataset with the frozen test split) is required unless --force")
     policy = GatePolicy(
-        min_map50_gain=margin, max_recall_drop=recall_tolerance, max_latency_ratio=max_latency_ratio or None
+        min_map50_gain=margin,
+        max_recall_drop=recall_tolerance,
+        max_domain_regression=domain_tolerance if domain_tolerance >= 0 else None,
+        max_latency_ratio=max_latency_ratio or None,
     )
     try:
         with console.status(f"gating {name}@{candidate} against {alias}…"), _stdout_to_stderr(json_out):
@@ -445,6 +455,13 @@ def promote_command(
             for side in ("candidate", "production"):
                 m = decision.metrics.get(side) or {}
                 rows[side] = f"mAP50 {m.get('map50')}  recall {m.get('recall')}" if m else "—"
+            per_domain = (decision.checks.get("domains") or {}).get("domains") or {}
+            for dom, c in per_domain.items():
+                rows[f"domain {dom} ({c['n_gt']} signatures)"] = (
+                    f"mAP50 {c['map50']['candidate']:.4f} vs {c['map50']['production']:.4f}  "
+                    f"recall {c['recall']['candidate']:.4f} vs {c['recall']['production']:.4f}"
+                    + ("" if c["ok"] else "  REGRESSED")
+                )
             rows["latency ratio"] = decision.latency.get("ratio")
             _table(console, "gate", rows)
     raise typer.Exit(EXIT_OK if decision.promote else EXIT_GATE_REFUSED)

@@ -10,6 +10,14 @@ both equally). The candidate is promoted only if all of these hold (:class:`Gate
 - recall at each model's operating threshold is not lower than production's by more than
   ``max_recall_drop`` (default 0.01): a missed signature is the expensive error of this loop,
   it is never reviewed;
+- no domain regresses: on every domain of the test split (``scan``, ``digital``, … as recorded
+  in the dataset's ``domains.json``), mAP50 and recall at the operating threshold are not lower
+  than production's by more than ``max_domain_regression`` (default 0.02), even when the total
+  improves. Why: a split that is mostly scans lets a candidate buy a total gain on scans with a
+  collapse on born-digital pages, and the total would call that progress. Why 0.02 and not the
+  total's 0.01: each domain is a part of the split, so one signature more or less moves its
+  recall by 0.01–0.02 on a domain of 50–100 signatures; a tighter tolerance would refuse noise,
+  a looser one would let a domain lose several signatures in a hundred;
 - latency ratio candidate/production ≤ ``max_latency_ratio`` (default 2.0: a switch to a bigger
   architecture is a decision to make with ``--force`` or a policy, not by accident);
 - parity holds: the candidate's fp32 ONNX file gives the same boxes and mAP50 as the checkpoint it
@@ -30,6 +38,7 @@ import math
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +56,8 @@ class GatePolicy:
 
     min_map50_gain: float = 0.005
     max_recall_drop: float = 0.01
+    #: Largest drop of mAP50 or recall allowed on any one domain (None: domains not checked).
+    max_domain_regression: float | None = 0.02
     max_latency_ratio: float | None = 2.0
     require_parity: bool = True
     #: Refuse a candidate whose recorded frozen test split differs from the one it is gated on.
@@ -94,7 +105,8 @@ def decide(
 ) -> tuple[bool, list[str], dict[str, dict[str, Any]]]:
     """The pure decision: ``(promote, reasons, checks)`` from already measured numbers.
 
-    ``candidate``/``production`` hold ``map50`` and ``recall``; ``production`` None means there is
+    ``candidate``/``production`` hold ``map50`` and ``recall`` (and, when the test split records
+    domains, ``domains``: per-domain ``map50`` and ``recall``); ``production`` None means there is
     nothing to beat (the first model of a name). Every failed check adds a reason; a promotion's
     reasons say what it beat.
     """
@@ -127,6 +139,10 @@ def decide(
                 f"recall at the operating threshold {candidate['recall']:.4f} < production "
                 f"{production['recall']:.4f} - tolerance {policy.max_recall_drop}"
             )
+        domain_check = _domain_check(candidate, production, policy.max_domain_regression)
+        if domain_check is not None:
+            checks["domains"], domain_reasons = domain_check
+            reasons.extend(domain_reasons)
         if policy.max_latency_ratio is not None and latency_ratio is not None:
             ok = latency_ratio <= policy.max_latency_ratio
             checks["latency"] = {"ok": ok, "ratio": round(latency_ratio, 4), "max": policy.max_latency_ratio}
@@ -151,7 +167,47 @@ def decide(
                 f"mAP50 {candidate['map50']:.4f} ≥ {production['map50']:.4f} + {policy.min_map50_gain}, "
                 f"recall {candidate['recall']:.4f} vs {production['recall']:.4f}"
             )
+            if "domains" in checks:
+                reasons.append(
+                    f"no domain regressed beyond {policy.max_domain_regression}: "
+                    + ", ".join(sorted(checks["domains"]["domains"]))
+                )
     return promote, reasons, checks
+
+
+#: The numbers compared per domain: the ranking metric and the expensive error (a missed signature).
+DOMAIN_METRICS = (("map50", "mAP50"), ("recall", "recall at the operating threshold"))
+
+
+def _domain_check(
+    candidate: dict[str, Any], production: dict[str, Any], tolerance: float | None
+) -> tuple[dict[str, Any], list[str]] | None:
+    """Per-domain comparison (``checks["domains"]`` and the reasons of a refusal), or None when
+    the policy does not check domains or the test split records none.
+
+    A domain production has and the candidate lacks cannot happen on one test split; a domain
+    only one side has is skipped (there is nothing to compare).
+    """
+    cand_d, prod_d = candidate.get("domains") or {}, production.get("domains") or {}
+    if tolerance is None or not cand_d or not prod_d:
+        return None
+    per: dict[str, Any] = {}
+    reasons: list[str] = []
+    for dom in sorted(set(cand_d) & set(prod_d)):
+        row: dict[str, Any] = {"n_images": cand_d[dom].get("n_images"), "n_gt": cand_d[dom].get("n_gt")}
+        for key, label in DOMAIN_METRICS:
+            c, p = float(cand_d[dom][key]), float(prod_d[dom][key])
+            floor = p - tolerance
+            ok = c >= floor - 1e-12
+            row[key] = {"ok": ok, "candidate": c, "production": p, "required": round(floor, 6)}
+            if not ok:
+                reasons.append(
+                    f"domain {dom!r}: {label} {c:.4f} < production {p:.4f} - tolerance {tolerance} "
+                    f"(the total does not hide a domain)"
+                )
+        row["ok"] = all(row[k]["ok"] for k, _ in DOMAIN_METRICS)
+        per[dom] = row
+    return {"ok": not reasons, "tolerance": tolerance, "domains": per}, reasons
 
 
 def candidate_parity(card: Any) -> tuple[bool, str]:
@@ -232,7 +288,7 @@ def evaluate_gate(
     its URL). Both models' files are checksum-verified before anything is measured.
     """
     from inkloop.detection.detector import Detector
-    from inkloop.evaluation.evaluator import EVAL_CONF, evaluate, load_dataset, load_rgb
+    from inkloop.evaluation.evaluator import EVAL_CONF, UNKNOWN_DOMAIN, evaluate, load_dataset, load_rgb
     from inkloop.lifecycle.training import split_version
     from inkloop.lifecycle.variants import summarize_report
 
@@ -254,7 +310,14 @@ def evaluate_gate(
         refs["production"] = reg.fetch(name, prod_v)
     dataset = load_dataset(data, split)
     test_version = split_version(data, split)
-    test_set = {"data": str(data), "split": split, "version": test_version, "images": len(dataset)}
+    test_set: dict[str, Any] = {
+        "data": str(data),
+        "split": split,
+        "version": test_version,
+        "images": len(dataset),
+    }
+    if dataset.has_domains:  # which domains the frozen split holds, and how many pages each
+        test_set["domains"] = dict(Counter(s.domain or UNKNOWN_DOMAIN for s in dataset.samples))
     cand_card = refs["candidate"].card
     if prod_v is not None and list(refs["production"].card.class_names) != list(cand_card.class_names):
         raise ModelError(

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from inkloop.documents.hashing import sha256_file
+from inkloop.evaluation.domains import DOMAINS_FILE
+from inkloop.evaluation.evaluator import IMAGE_SUFFIXES
 
 log = logging.getLogger("inkloop.lifecycle.training")  # by name: also when run as __main__
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# IMAGE_SUFFIXES is the evaluator's: the data version must cover every image the evaluator scores
+# (a second, shorter list let a .dng page change the scores without changing the data version).
 
 
 @dataclass(frozen=True)
@@ -182,19 +185,32 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
 
 
 def dataset_files(root: Path) -> list[Path]:
-    """Images and YOLO label files under a dataset root, sorted (label caches excluded)."""
+    """Images, YOLO label files and the domain record (``domains.json``) under a dataset root,
+    sorted (label caches excluded). The domain record counts: moving a page from ``scan`` to
+    ``digital`` changes what every per-domain number means, so it makes a new data version."""
     files = [
         p
         for p in root.rglob("*")
-        if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ".txt")
+        if p.is_file()
+        and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ".txt" or p.name == DOMAINS_FILE)
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def dataset_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Hash every image and label file; the manifest's own hash is the data version."""
+def dataset_manifest(
+    root: str | os.PathLike[str], external_roots: Iterable[str | os.PathLike[str]] = ()
+) -> dict[str, Any]:
+    """Hash every image and label file; the manifest's own hash is the data version.
+
+    ``external_roots``: other dataset roots a combined data.yaml reads images from (scans from one
+    dataset, generated pages from another); their files count too, under ``@<n>:<folder name>/``
+    (content, not where the copy sits, decides the version).
+    """
     base = Path(root)
     entries = {p.relative_to(base).as_posix(): sha256_file(p) for p in dataset_files(base)}
+    for i, ext in enumerate(sorted({Path(r).resolve() for r in external_roots}, key=lambda p: p.name)):
+        prefix = f"@{i}:{ext.name}/"
+        entries.update({prefix + p.relative_to(ext).as_posix(): sha256_file(p) for p in dataset_files(ext)})
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
     return {"data_version": f"sha256:{digest}", "files": entries}
 
@@ -249,11 +265,16 @@ def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
 
     Why content only: the gate compares models on the *frozen* test split; recording this hash
     with every decision shows whether two decisions were made on the same test set, even if the
-    dataset was copied or renamed in between.
+    dataset was copied or renamed in between. An image's recorded domain is part of its content
+    (the gate compares domains), so adding digital pages, or re-assigning a page's domain, makes
+    a new version; a split without domains hashes exactly as before domains existed.
     """
+    from inkloop.evaluation.evaluator import load_dataset
+
     pairs = sorted(
-        f"{sha256_file(im)}:{sha256_file(lbl) if lbl is not None else '-'}"
-        for im, lbl in _split_files(Path(data), split)
+        f"{sha256_file(s.image)}:{sha256_file(s.label) if s.label is not None else '-'}"
+        + (f":{s.domain}" if s.domain is not None else "")
+        for s in load_dataset(Path(data), split).samples
     )
     return "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
 
@@ -299,6 +320,26 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     return {test_split: split_version(path, test_split), f"{test_split}_images": len(test)}
 
 
+def _external_roots(data_yaml: Path, root: Path, splits: list[str]) -> list[str]:
+    """Dataset roots outside ``root`` that a data.yaml's splits read images from (a list of
+    folders from several datasets, as ultralytics accepts), so the data version can cover them."""
+    from inkloop.evaluation.domains import dataset_root_of
+    from inkloop.evaluation.evaluator import DatasetError, load_dataset
+
+    found: set[str] = set()
+    base = root.resolve()
+    for split in splits:
+        try:
+            samples = load_dataset(data_yaml, split).samples
+        except DatasetError:  # an empty split reads nothing
+            continue
+        for s in samples:
+            image = s.image.resolve()
+            if not image.is_relative_to(base):
+                found.add(str(dataset_root_of(image) or image.parent))
+    return sorted(found)
+
+
 def prepare_training_data(
     data: str | os.PathLike[str], workdir: Path, test_split: str = "test"
 ) -> tuple[Path, dict[str, Any]]:
@@ -318,6 +359,9 @@ def prepare_training_data(
         cfg[test_split] = f"images/{test_split}"
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     info: dict[str, Any] = {"source": str(data), "root": str(root), "frozen": check_test_split_frozen(out)}
+    external = _external_roots(out, root, [k for k in ("train", "val", test_split) if cfg.get(k)])
+    if external:
+        info["external_roots"] = external
     if test_split in cfg:
         del cfg[test_split]
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -380,7 +424,7 @@ def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metada
     if record_path.exists():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = dataset_manifest(data_info["root"])
+    manifest = dataset_manifest(data_info["root"], data_info.get("external_roots", ()))
     (run_dir / "data_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     versions: dict[str, str] = {}
     for dist in ("ultralytics", "torch", "inkloop"):

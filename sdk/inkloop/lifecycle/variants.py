@@ -265,8 +265,9 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
         "n_gt",
         "split",
         "latency_ms_per_image",
+        "domains",  # per-domain numbers, when the data records domains (cards and gate compare them)
     )
-    return {k: report[k] for k in keys if report.get(k) is not None}
+    return {k: report[k] for k in keys if report.get(k) not in (None, {})}
 
 
 def parity_record(
