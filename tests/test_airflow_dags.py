@@ -125,9 +125,9 @@ def test_inkloop_detect_dag_maps_batches_and_merges(af, dags, documents_dir):
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert "state=success" in p.stdout + p.stderr
     summary = json.loads((data / "results" / "summary.json").read_text())
-    assert summary["documents"] == 5 and summary["pages"] == 9 and summary["quarantined"] == 1
+    assert summary["documents"] == 7 and summary["pages"] == 11 and summary["quarantined"] == 1
     parts = list((data / "results" / "parts").glob("*/*"))
-    assert len(parts) == 3  # 6 inputs, 2 per batch: three mapped detect tasks
+    assert len(parts) == 4  # 8 inputs, 2 per batch: four mapped detect tasks
 
 
 def _run_detect(dags, conf):

@@ -41,8 +41,8 @@ def test_detect_mixed_batch_accounts_for_every_input(tmp_path, mixed_inbox):
     all_inputs = {str(f) for f in inbox.rglob("*") if f.is_file()}
     assert good_docs | bad_docs == all_inputs and not good_docs & bad_docs  # each input exactly once
     assert bad_docs == {str(p) for p in bad.values()}
-    assert summary["documents"] == 5 and summary["quarantined"] == len(bad)
-    assert summary["pages"] == 4 + 2 + 1 + 1 + 1 == len(results)
+    assert summary["documents"] == 7 and summary["quarantined"] == len(bad)
+    assert summary["pages"] == 4 + 2 + 1 + 1 + 1 + 1 + 1 == len(results)
     reasons = {Path(q.source).name: q.reason for q in quarantine}
     assert "password" in reasons["encrypted.pdf"] and "empty" in reasons["empty.pdf"]
     assert "decompression bomb" in reasons["bomb.png"] and "unsupported" in reasons["notes.txt"]
@@ -54,7 +54,7 @@ def test_detect_mixed_batch_accounts_for_every_input(tmp_path, mixed_inbox):
         assert r.model_version == summary["model_version"]
     assert (out / "summary.json").exists()
     assert len(list((out / "annotated").glob("*.png"))) == len(results)
-    assert len(list((out / "annotated").glob("*.pdf"))) == 2
+    assert len(list((out / "annotated").glob("*.pdf"))) == 4  # one per PDF
     assert len(list((out / "crops").glob("*.png"))) == sum(len(r.detections) for r in results)
     for name in ("quarantined", "encrypted.pdf"):
         assert name in p.stderr  # people see what was quarantined
@@ -66,7 +66,7 @@ def test_rerun_skips_done_documents_unless_forced(tmp_path, documents_dir):
     assert first.returncode == 0, first.stderr
     n = len(read_results(out))
     again = json.loads(run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q").stdout)
-    assert again["skipped"] == 5 and again["pages"] == 0
+    assert again["skipped"] == 7 and again["pages"] == 0
     forced = json.loads(
         run_cli("detect", str(documents_dir), "--out", str(out), "--json", "-q", "--force").stdout
     )

@@ -111,7 +111,7 @@ def test_fsspec_urls_and_folder_expansion(documents_dir):
     with open_document(found[0]) as d:
         assert d.document.page_count == 1 and d.document.url == found[0]
     local = expand_inputs([str(documents_dir)])
-    assert len(local) == 5 and any("signé" in p for p in local)
+    assert len(local) == 7 and any("signé" in p for p in local)
     assert expand_inputs(["/does/not/exist.pdf"]) == ["/does/not/exist.pdf"]
 
 

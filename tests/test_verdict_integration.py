@@ -75,10 +75,12 @@ def test_detect_derives_verdicts_and_counts_them(detected):
     assert "verdicts" in p.stdout and "needs review" in p.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["verdicts"]) == list(VERDICTS_ORDER)
-    assert sum(summary["verdicts"].values()) == summary["documents"] == 5
+    assert sum(summary["verdicts"].values()) == summary["documents"] == 7
     verdicts = read_verdicts(out)
     assert {v.doc_id for v in verdicts} == {r.page.doc_id for r in read_results(out)}
-    assert summary["verdicts"]["unsigned"] == 1  # the unsigned form's place is empty
+    assert summary["verdicts"]["unsigned"] == 2  # the unsigned form's and contract's places are empty
+    by_name = {Path(v.source).name: v.verdict for v in verdicts}
+    assert by_name["contract-signed.pdf"] == "signed" and by_name["contract-unsigned.pdf"] == "unsigned"
     # the ambiguous band starts where the results were cut: the model card's threshold
     card_threshold = resolve_model(None).card.conf_threshold
     assert {v.config["threshold"] for v in verdicts} == {card_threshold}
@@ -122,7 +124,7 @@ def test_verdict_command_rederives_and_uses_the_documented_exit_codes(detected, 
     p = run_cli("verdict", str(out), "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert sum(doc["counts"].values()) == 5 and doc["verdicts_path"].endswith("verdicts.jsonl")
+    assert sum(doc["counts"].values()) == 7 and doc["verdicts_path"].endswith("verdicts.jsonl")
     assert [v.to_dict() for v in read_verdicts(out)] == before
     p = run_cli("verdict", str(out))
     assert p.returncode == 0 and "unsigned" in p.stdout and "unsigned form.pdf" in p.stdout
@@ -134,9 +136,9 @@ def test_verdict_command_rederives_and_uses_the_documented_exit_codes(detected, 
     text = (rel / "out" / "results.jsonl").read_text()
     (rel / "out" / "results.jsonl").write_text(text.replace(json.dumps(str(documents_dir))[1:-1], "in"))
     p = run_cli("verdict", str(rel / "out"), "--source-root", str(rel), "--json")
-    assert p.returncode == 0 and json.loads(p.stdout)["counts"]["unsigned"] == 1
+    assert p.returncode == 0 and json.loads(p.stdout)["counts"]["unsigned"] == 2
     p = run_cli("verdict", str(rel / "out"), "--json", cwd=tmp_path)  # not found from here
-    assert p.returncode == 0 and json.loads(p.stdout)["counts"]["needs_review"] == 5
+    assert p.returncode == 0 and json.loads(p.stdout)["counts"]["needs_review"] == 7
     assert run_cli("verdict", str(tmp_path / "nothing")).returncode == 2
     assert run_cli("verdict", str(out), "--threshold", "2").returncode == 2
     assert run_cli("verdict").returncode == 2
@@ -185,14 +187,14 @@ def test_inbox_lists_each_unseen_document_once_and_caches_hashes(tmp_path, docum
     shutil.copy(inbox / "letter.jpg", inbox / "letter again.jpg")  # same bytes, another name
     (inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
     todo = unseen_documents(str(inbox), out)
-    assert len(todo) == 6 and sum(Path(t).name.startswith("letter") for t in todo) == 1
+    assert len(todo) == 8 and sum(Path(t).name.startswith("letter") for t in todo) == 1
     assert run_cli("detect", *todo, "--out", str(out), "-q", "--no-verdict").returncode == 3  # broken one
     calls: list[str] = []
     real = inbox_mod.source_doc_id
     monkeypatch.setattr(inbox_mod, "source_doc_id", lambda s: calls.append(s) or real(s))
     assert unseen_documents(str(inbox), out) == []  # quarantined one included: it has a doc_id
     assert calls == []  # every hash came from the ledger
-    assert len(json.loads((out / LEDGER).read_text())) == 7
+    assert len(json.loads((out / LEDGER).read_text())) == 9
     (inbox / "letter again.jpg").write_bytes((inbox / "letter.jpg").read_bytes() + b"\0")  # changed
     assert unseen_documents(str(inbox), out) == [str(inbox / "letter again.jpg")]
     assert calls == [str(inbox / "letter again.jpg")]
