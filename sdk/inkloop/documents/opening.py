@@ -33,6 +33,7 @@ from inkloop.documents.rendering import (
     PageView,
     _embedded_jpeg_view,
     _trim_mupdf_store,
+    show_fields_as_viewers_do,
     upright,
 )
 from inkloop.types import Document, Page
@@ -85,13 +86,17 @@ class OpenedDocument:
             if not p.is_file():
                 raise DocumentError(source, "not a regular file", "unsupported")
             return p
-        import fsspec
+        from inkloop import storage
 
         self._tmpdir = tempfile.mkdtemp(prefix="inkloop-")
-        local = Path(self._tmpdir) / (Path(source.split("?", 1)[0]).name or "document")
+        local = Path(self._tmpdir) / (source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "document")
         try:
-            with fsspec.open(source, "rb") as src, local.open("wb") as dst:
+            with storage.open_file(source, "rb") as src, local.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+        except storage.StorageError as exc:
+            if exc.kind == "not_found":  # listed, then gone (deleted mid-run)
+                raise DocumentError(source, "file not found", "not_found") from exc
+            raise DocumentError(source, f"cannot read from storage: {exc.reason}") from exc
         except FileNotFoundError as exc:
             raise DocumentError(source, "file not found", "not_found") from exc
         except Exception as exc:
@@ -200,6 +205,7 @@ class OpenedDocument:
         import pymupdf
 
         assert self._pdf is not None
+        show_fields_as_viewers_do(self._pdf, index)  # before the page loads its annotations
         page = self._pdf[index]
         rect = page.rect
         w_pt, h_pt = float(rect.width), float(rect.height)
@@ -227,7 +233,9 @@ class OpenedDocument:
         if fast is not None:
             return fast
         k = dpi / 72.0
-        pix = page.get_pixmap(matrix=pymupdf.Matrix(k, k), colorspace=pymupdf.csRGB, alpha=False)
+        pix = page.get_pixmap(  # annotations included: ink drawn in a viewer is a signature too
+            matrix=pymupdf.Matrix(k, k), colorspace=pymupdf.csRGB, alpha=False, annots=True
+        )
         self._check_damage(index)
         full = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
         if (pix.width, pix.height) != size:
@@ -293,8 +301,9 @@ class OpenedDocument:
 
             assert self._pdf is not None
             z = (dpi or self.people_dpi) / 72.0
+            show_fields_as_viewers_do(self._pdf, index)  # the same page the model saw
             pix = self._pdf[index].get_pixmap(
-                matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csRGB, alpha=False
+                matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csRGB, alpha=False, annots=True
             )
             return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n).copy()
         from PIL import Image

@@ -1,9 +1,16 @@
 """Rendering pages for two readers: the model's view at the resolution it needs (a scanned page's
 embedded JPEG decoded with DCT scaling) and people's view at reading resolution, lazily; EXIF
-orientation; MuPDF's store kept small."""
+orientation; MuPDF's store kept small; form fields drawn as PDF viewers draw them.
+
+Both views show what a reader sees in a viewer: the page content *and* its annotations (an Ink
+annotation drawn with a stylus, a stamp, a filled form field). MuPDF renders annotations by
+default, and every rendering here keeps them (``annots=True``, said explicitly); the fast scan path
+is only taken when the page has no annotation and nothing drawn over its image.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +82,69 @@ def upright(source: Any, frame: Any) -> Any:
     return frame.transpose(method)
 
 
+_REF = re.compile(r"(\d+) 0 R")
+
+
+def _field_key(doc: Any, xref: int, key: str) -> tuple[str, str]:
+    """``key`` of a form field's widget, inherited from its parents as PDF form fields inherit."""
+    for prefix in ("", "Parent/", "Parent/Parent/", "Parent/Parent/Parent/"):
+        kind, value = doc.xref_get_key(xref, prefix + key)
+        if kind != "null":
+            return kind, value
+    return "null", "null"
+
+
+def show_fields_as_viewers_do(doc: Any, index: int) -> int:
+    """Make page ``index`` of the open PDF ``doc`` draw its form fields as PDF viewers draw them.
+
+    Why: MuPDF does not draw an *unsigned signature field* from the file. It replaces the field's
+    appearance with one of its own, an orange "SIGN" tab over the field's top-left corner, and
+    ignores the appearance the file gives the field (measured with pymupdf 2.0 / MuPDF 1.28 against
+    PDFium, the renderer of Chrome, which draws the file's appearance, or nothing when it is empty
+    or missing). A signature image placed in such a field, as e-signing tools and ``inkloop
+    synth`` place them, had that tab painted over its first strokes, a mark no reader sees; and a
+    field whose own appearance covers what is under it was not drawn at all. Here, in memory only
+    (the file is never written), such a widget is hidden when the file gives it no appearance or
+    an empty one (viewers draw nothing), and otherwise drawn as an annotation with the file's own
+    appearance (``/Subtype /Stamp``: MuPDF keeps the appearance of a stamp that has one).
+
+    Every other field is left to MuPDF, whose drawing matches the viewers': text and choice
+    fields with their own appearance (an opaque background hides what is under it in Chrome too,
+    so the model does not see a signature a reader cannot see), fields without one (MuPDF and
+    PDFium both synthesize it), signed signature fields (their appearance from the file), hidden
+    and no-view flags. Call it before the page is loaded (``doc[index]``): MuPDF reads a page's
+    annotations when it loads the page. Cheap (a few dictionary reads); calling it again changes
+    nothing. Returns how many widgets it changed.
+    """
+    kind, value = doc.xref_get_key(doc.page_xref(index), "Annots")
+    if kind == "xref":  # the array is an object of its own
+        value = doc.xref_object(int(value.split()[0]))
+    elif kind != "array":
+        return 0
+    changed = 0
+    for ref in _REF.findall(value):
+        xref = int(ref)
+        if doc.xref_get_key(xref, "Subtype") != ("name", "/Widget"):
+            continue
+        if _field_key(doc, xref, "FT") != ("name", "/Sig") or _field_key(doc, xref, "V")[0] != "null":
+            continue  # not a signature field, or a signed one: MuPDF draws the file's appearance
+        ap_kind, ap = doc.xref_get_key(xref, "AP/N")
+        if ap_kind == "xref" and doc.xref_is_stream(int(ap.split()[0])):
+            has_ap = bool(doc.xref_stream(int(ap.split()[0])).strip())
+        else:
+            has_ap = ap_kind == "dict"  # appearance states: drawn as the file says
+        if has_ap:
+            doc.xref_set_key(xref, "Subtype", "/Stamp")
+        else:
+            flags_kind, flags = doc.xref_get_key(xref, "F")
+            flags_n = int(flags) if flags_kind == "int" else 0
+            if flags_n & 2:
+                continue
+            doc.xref_set_key(xref, "F", str(flags_n | 2))  # Hidden: nothing to draw, as in viewers
+        changed += 1
+    return changed
+
+
 #: What may be on a scanned page besides its one image: invisible OCR text does not change pixels.
 _SCAN_EXTRA_OK = {"ignore-text"}
 
@@ -88,7 +158,9 @@ def _embedded_jpeg_view(doc: object, page: object, pg: Page, size: tuple[int, in
     instead of 120 ms for a 2550×3300 scan). Only taken when it is safe: exactly one image, drawn
     once, JPEG with 1 or 3 components (DeviceGray/DeviceRGB or an ICC space of that size),
     axis-aligned and upright, covering the page, nothing else drawn (invisible OCR text aside),
-    no decode inversion or mask; anything else renders normally. Every check is cheap (well under
+    no annotation or form field (a signature drawn as an Ink annotation over a scan must reach the
+    model: MuPDF's rendering draws it, the JPEG alone does not), no decode inversion or mask;
+    anything else renders normally. Every check is cheap (well under
     a millisecond): the placement comes from ``get_image_info`` without hashes
     (``get_image_rects`` hashes the decoded image, 150 ms for a 300-dpi scan).
     """
@@ -98,6 +170,8 @@ def _embedded_jpeg_view(doc: object, page: object, pg: Page, size: tuple[int, in
     from PIL import Image
 
     assert isinstance(doc, pymupdf.Document) and isinstance(page, pymupdf.Page)
+    if page.first_annot is not None or page.first_widget is not None:
+        return None  # annotations are drawn over the page: only a full render shows them
     images = page.get_images(full=True)
     if len(images) != 1 or page.rotation:
         return None
