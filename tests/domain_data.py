@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import shutil
 from pathlib import Path
+from typing import Any
 
 import inkloop  # noqa: F401  (its privacy switches before pymupdf)
 from inkloop.evaluation.domains import write_domains
@@ -51,8 +52,9 @@ def signature_crop(pages_dir: Path, stem: str, row: int) -> bytes:
     return buf.getvalue()
 
 
-def digital_page(pages_dir: Path, spec: tuple[str, int, int, int, int], out_png: Path, dpi: int = 150) -> str:
-    """Render one born-digital contract page to ``out_png``; returns its YOLO label line."""
+def contract_pdf(pages_dir: Path, spec: tuple[str, int, int, int, int]) -> tuple[Any, Any]:
+    """A one-page born-digital contract (pymupdf document) and the placed signature's rectangle
+    in PDF points."""
     import pymupdf
     from PIL import Image
 
@@ -66,7 +68,13 @@ def digital_page(pages_dir: Path, spec: tuple[str, int, int, int, int], out_png:
     page.insert_text((72, base + 20), "Signature: ______________________    Date: __________", fontsize=11)
     rect = pymupdf.Rect(x, base - height, x + width, base)
     page.insert_image(rect, stream=png)
-    pix = page.get_pixmap(dpi=dpi)
+    return doc, rect
+
+
+def digital_page(pages_dir: Path, spec: tuple[str, int, int, int, int], out_png: Path, dpi: int = 150) -> str:
+    """Render one born-digital contract page to ``out_png``; returns its YOLO label line."""
+    doc, rect = contract_pdf(pages_dir, spec)
+    pix = doc[0].get_pixmap(dpi=dpi)
     pix.save(out_png)
     z = dpi / 72
     x0, y0, x1, y1 = rect.x0 * z, rect.y0 * z, rect.x1 * z, rect.y1 * z

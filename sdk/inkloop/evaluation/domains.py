@@ -25,11 +25,13 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from inkloop.documents.domain import DIGITAL, SCAN
+
 #: The file at a dataset root that records each image's domain.
 DOMAINS_FILE = "domains.json"
 DOMAINS_SCHEMA_VERSION = 1
-#: The domains inkloop knows; others are accepted (a team may add ``photo``, ``fax``, …).
-SCAN, DIGITAL = "scan", "digital"
+#: The domains inkloop knows (the rule for incoming pages: :mod:`inkloop.documents.domain`);
+#: others are accepted (a team may add ``photo``, ``fax``, …).
 KNOWN_DOMAINS = (SCAN, DIGITAL)
 
 
