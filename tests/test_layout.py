@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"detection"},
     {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict
-    {"review", "curation", "lifecycle"},
+    {"review", "curation", "lifecycle", "synth"},  # synth: born-digital pages, on verdict places
     {"benchmarks"},
     {"serving"},  # the Triton server, the model repository, the browser demo (own processes)
     {"cli", "devservers", "__main__"},

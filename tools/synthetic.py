@@ -16,44 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from inkloop.convert.yolo import format_line, to_yolo
+from inkloop.synth.crops import Crop, signature_crops
 
 #: A region counts as blank when at most this share of its pixels is ink (darker than INK_LEVEL).
 BLANK_INK_SHARE = 0.004
 INK_LEVEL = 200
-
-
-@dataclass(frozen=True)
-class Crop:
-    """A signature cut from a training page (grayscale), with the page it came from."""
-
-    image: np.ndarray
-    source: str
-
-
-def signature_crops(samples: list, pad: float = 0.04) -> list[Crop]:
-    """Every labelled signature of ``samples`` as a grayscale crop with a little margin."""
-    from inkloop.evaluation.evaluator import load_rgb
-
-    crops: list[Crop] = []
-    for s in samples:
-        if not len(s.boxes):
-            continue
-        gray = cv2.cvtColor(load_rgb(s.image), cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        for x0, y0, x1, y1 in s.boxes:
-            mx, my = pad * (x1 - x0), pad * (y1 - y0)
-            a, b = int(max(0, x0 - mx)), int(max(0, y0 - my))
-            c, d = int(min(w, x1 + mx)), int(min(h, y1 + my))
-            if c - a >= 8 and d - b >= 8:
-                crops.append(Crop(gray[b:d, a:c].copy(), str(s.image)))
-    return crops
 
 
 def jitter(crop: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
@@ -128,7 +101,7 @@ def make_synthetic(data: str, out: str | Path, pages: int | None = None, seed: i
 
     train = load_dataset(data, "train")
     val = load_dataset(data, "val")
-    crops = signature_crops(train.samples)
+    crops = signature_crops(train.samples, restore_aspect=False)  # hosts are stored stretched too
     if not crops:
         raise ValueError(f"{data}: no labelled signatures in the train split to paste")
     out = Path(out)

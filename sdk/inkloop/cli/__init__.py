@@ -250,6 +250,10 @@ app.command("promote")(promote_command)
 app.command("tune")(tune_command)
 app.command("sync-runs")(sync_runs_command)
 
+from inkloop.cli.synth import synth_command  # noqa: E402
+
+app.command("synth")(synth_command)
+
 from inkloop.cli.serve import demo_command, serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
