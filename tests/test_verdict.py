@@ -327,3 +327,54 @@ def test_small_corpus_with_the_bundled_detector(tmp_path: Path) -> None:
     rows = {r["doc"].split("-", 1)[1].rsplit(".", 1)[0]: r for r in report["rows"]}
     for name in ("nosig-0", "fields-empty-en", "digital-en", "tampered-en", "unsigned-en-same_line"):
         assert rows[name]["verdict"] == rows[name]["truth"], rows[name]
+
+
+# -- the corpus's born-digital kinds ---------------------------------------------------------------
+def test_corpus_vector_ink_and_typed_names_are_what_they_claim(tmp_path: Path) -> None:
+    """Vector-ink contracts carry no image (paths in the content, or Ink annotations only); typed
+    names are text in the text layer, the script-like one in its own embedded font."""
+    docs = {d.path.name.split("-", 1)[1].rsplit(".", 1)[0]: d for d in vc.build_corpus(tmp_path, per_kind=2)}
+    paths = pymupdf.open(str(docs["signed-vector_paths-en-same_line"].path))[0]
+    assert not paths.get_images() and paths.first_annot is None
+    assert sum(len(d["items"]) for d in paths.get_drawings()) > 50  # a signature's strokes, not a rule
+    annot = pymupdf.open(str(docs["signed-ink_annotation-en-same_line"].path))[0]
+    assert not annot.get_images()
+    assert [a.type[1] for a in annot.annots()] == ["Ink", "Ink"]  # one per signing line
+    for font in ("helv", "script-like"):
+        d = docs[f"typed-{font}-en-same_line"]
+        assert d.truth == "unsigned" and d.notes["font"] == font
+        page = pymupdf.open(str(d.path))[0]
+        typed = [n for n in vc.NAMES if n in page.get_text() or vc.ascii_name(n) in page.get_text()]
+        assert len(typed) >= 2, page.get_text()  # the names read as names in the text layer
+        if font == "script-like":
+            assert any(f[4] == "inkscript" and f[1] == "ttf" for f in page.get_fonts())  # embedded
+    assert docs["partial-ink_annotation-pt-rule_above_label"].truth == "partially_signed"
+
+
+def test_costly_errors_count_both_directions_over_all_documents() -> None:
+    docs = [
+        vc.CorpusDoc(Path(f"{k}.pdf"), t, kind)
+        for k, (t, kind) in enumerate(
+            [
+                ("signed", "a"),
+                ("signed", "a"),
+                ("e_signed", "b"),
+                ("unsigned", "b"),
+                ("partially_signed", "b"),
+                ("no_signature_expected", "c"),
+            ]
+        )
+    ]
+    verdicts = ["partially_signed", "needs_review", "unsigned", "signed", "e_signed", "no_signature_expected"]
+    rows = [{"truth": d.truth, "verdict": v} for d, v in zip(docs, verdicts, strict=True)]
+    c = vc.costly_errors(docs, rows)
+    assert c["per_kind"]["a"] == {
+        "documents": 2,
+        "missed_signed": 1,
+        "false_signed": 0,
+        "costly": 1,
+        "share": 0.5,
+    }
+    assert c["per_kind"]["b"]["missed_signed"] == 1 and c["per_kind"]["b"]["false_signed"] == 2
+    assert c["total"] == {"documents": 6, "missed_signed": 2, "false_signed": 2, "costly": 4, "share": 0.6667}
+    assert "| **all** | 6 | 2 | 2 | 4 | 66.7 % |" in vc.costly_table(c)

@@ -2,11 +2,18 @@
 
 Each document is made here and its true verdict is known by construction: born-digital contracts
 (five languages, three kinds of signing lines) left empty, signed with a real signature scan on
-some or all lines, with signature form fields empty or signed with a self-signed certificate made
+some or all lines, signed with vector ink (the strokes of a real signature traced by
+:mod:`inkloop.documents.ink`, drawn as page paths or as an Ink annotation, as tablets and PDF
+viewers write them), left unsigned with the signer's name typed on the line (a regular and a
+script-like font), with signature form fields empty or signed with a self-signed certificate made
 on the spot (pyHanko), tampered after signing (bytes changed inside the signed range, or an
 incremental update that rewrites content), e-signed with a vendor stamp, letters that ask for no
 signature, and scanned PDFs of real pages (signed as scanned; "unsigned" ones have their
 signatures painted out with the page's paper colour).
+
+Every signature comes from pages the bundled model never trained on: the val split of
+signatures-real (``--per-kind`` runs with it when ../shared is there) or the committed fixture
+pages, which are val pages too (tests/fixtures/make_fixtures.py).
 
 Run as a script for the full evaluation (real bundled detector, numbers for docs/verdict.md)::
 
@@ -54,6 +61,11 @@ LABELS = {
     "de": ["Unterschrift:", "Unterzeichnet von:", "Unterschrift des Kunden"],
 }
 STYLES = ("same_line", "rule_above_label", "x_line")
+NAMES = ("Ana Ribeiro", "Jonas Weber", "Claire Dubois", "Miguel Santos", "Emma Clarke", "Lucía Ortega")
+#: Where a script-like font comes from without a system package: the Mathematical Bold Script
+#: letters of matplotlib's STIX font (the dev install has matplotlib), mapped onto A-Z/a-z so the
+#: text layer reads as the name (see :func:`script_font`).
+STIX = "fonts/ttf/STIXGeneral.ttf"
 NO_SIG = (
     "Invoice 2041. Items delivered in March: 12 units of paper, 4 boxes of toner. Total due: 318.40 EUR. "
     "Payment by bank transfer to the account shown below. Thank you for your business."
@@ -119,14 +131,102 @@ def put_ink(page, rule: tuple[float, float, float, float], crop: Image.Image, rn
     """Place a signature scan on a signing line as a person would: on the rule, a bit above it."""
     import pymupdf
 
+    page.insert_image(pymupdf.Rect(*_place_box(rule, crop.width / crop.height, rng)), stream=_png(crop))
+
+
+def _place_box(
+    rule: tuple[float, float, float, float], aspect: float, rng: random.Random
+) -> tuple[float, float, float, float]:
+    """Where a hand puts a signature of this aspect (width / height) on a signing line."""
     x0, _y0, x1, y1 = rule
-    # 2.4-3.2 inches wide, at most 1 inch high: a real signature's size on a contract
-    width = rng.uniform(170, 230)
-    height = min(72.0, width * crop.height / crop.width)
-    width = height * crop.width / crop.height
+    width = rng.uniform(170, 230)  # 2.4-3.2 inches wide, at most 1 inch high
+    height = min(72.0, width / aspect)
+    width = height * aspect
     left = x0 + rng.uniform(-10, max(0.0, (x1 - x0) - width) + 10)
     bottom = y1 + rng.uniform(2, 8)
-    page.insert_image(pymupdf.Rect(left, bottom - height, left + width, bottom), stream=_png(crop))
+    return (left, bottom - height, left + width, bottom)
+
+
+def put_vector_ink(
+    page, rule: tuple[float, float, float, float], crop: Image.Image, rng: random.Random, annotation: bool
+) -> tuple[float, float, float, float]:
+    """A real signature's traced strokes on a signing line: an Ink annotation or drawn paths."""
+    from inkloop.documents.ink import draw_strokes, trace_strokes
+
+    strokes = trace_strokes(crop)
+    bx0, by0, bx1, by1 = strokes.ink_box()
+    box = _place_box(rule, (bx1 - bx0) / max(1.0, by1 - by0), rng)
+    color = rng.choice([(0.0, 0.0, 0.0), (0.05, 0.1, 0.45), (0.1, 0.1, 0.2)])
+    return draw_strokes(
+        page, strokes, box, as_annotation=annotation, color=color, width_scale=rng.uniform(0.6, 1.0)
+    )
+
+
+def script_font(folder: Path) -> Path | None:
+    """A script-like TrueType font made from STIX's Mathematical Bold Script letters (U+1D4D0…),
+    its cmap pointed at A-Z and a-z so a typed name reads as the name in the text layer; ``None``
+    when matplotlib or fontTools is not installed (the corpus then types in Times Italic)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or importlib.util.find_spec("fontTools") is None or not spec.submodule_search_locations:
+        return None
+    from fontTools.ttLib import TTFont
+
+    src = Path(spec.submodule_search_locations[0]) / "mpl-data" / STIX
+    if not src.is_file():
+        return None
+    out = folder / "script-like.ttf"
+    if out.exists():
+        return out
+    font = TTFont(str(src))
+    cmap = font.getBestCmap()
+    latin = {}
+    for i in range(26):
+        latin[ord("A") + i] = cmap[0x1D4D0 + i]
+        latin[ord("a") + i] = cmap[0x1D4EA + i]
+    latin[ord(" ")] = cmap[ord(" ")]
+    for table in font["cmap"].tables:
+        if table.isUnicode():
+            table.cmap = dict(latin)
+    folder.mkdir(parents=True, exist_ok=True)
+    font.save(str(out))
+    return out
+
+
+def ascii_name(name: str) -> str:
+    """``name`` without accents (Lucía → Lucia)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+
+
+def put_typed_name(
+    page, rule: tuple[float, float, float, float], name: str, rng: random.Random, font: str | Path
+) -> tuple[float, float, float, float]:
+    """The signer's name typed on the line (a form filled on a computer: no signature).
+
+    ``font``: a base-14 name (``helv``, ``tiit``) or a font file (the script-like one).
+    """
+    import pymupdf
+
+    x0, _y0, x1, y1 = rule
+    if isinstance(font, Path):
+        name = ascii_name(name)  # the script letters have no accents
+        size = rng.uniform(16, 22)
+        kw: dict[str, object] = {"fontname": "inkscript", "fontfile": str(font)}
+        width = pymupdf.Font(fontfile=str(font)).text_length(name, fontsize=size)
+    else:
+        size = rng.uniform(11, 16)
+        kw = {"fontname": font}
+        width = pymupdf.get_text_length(name, fontname=font, fontsize=size)
+    left = x0 + rng.uniform(4, 30)
+    room = max(40.0, x1 - left - 4)
+    if width > room:  # a form field's text shrinks to fit its line
+        size, width = size * room / width, room
+    base = y1 - rng.uniform(2, 5)
+    page.insert_text((left, base), name, fontsize=size, color=(0.1, 0.1, 0.3), **kw)
+    return (left, base - size, left + width, base + size * 0.3)
 
 
 # -- born-digital contracts -------------------------------------------------------------------------
@@ -189,6 +289,39 @@ def make_ink_contract(
     page, rules = contract_page(doc, lang, n_places, style, header, footer)
     for r in rules[:n_signed]:
         put_ink(page, r, rng.choice(crops), rng)
+    _save(doc, path)
+
+
+def make_vector_contract(
+    path: Path,
+    lang: str,
+    style: str,
+    n_places: int,
+    n_signed: int,
+    crops: list[Image.Image],
+    rng: random.Random,
+    annotation: bool,
+) -> None:
+    """A contract signed on ``n_signed`` lines with vector ink (Ink annotations or drawn paths)."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page, rules = contract_page(doc, lang, n_places, style)
+    for r in rules[:n_signed]:
+        put_vector_ink(page, r, rng.choice(crops), rng, annotation)
+    _save(doc, path)
+
+
+def make_typed_contract(
+    path: Path, lang: str, style: str, n_places: int, rng: random.Random, font: str | Path
+) -> None:
+    """An unsigned contract whose signing lines carry the signers' names, typed."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page, rules = contract_page(doc, lang, n_places, style)
+    for r in rules:
+        put_typed_name(page, r, rng.choice(NAMES), rng, font)
     _save(doc, path)
 
 
@@ -360,6 +493,9 @@ def build_corpus(out: Path, per_kind: int = 1, seed: int = 0, extra_real: bool =
     crops = signature_crops(extra_real)
     langs = list(BODY)
     key, cert = make_certificate(out / "pki")
+    script = script_font(out / "fonts") or "tiit"
+    # the kinds added later draw from their own generator: the older kinds' documents stay the same
+    rng_vec = random.Random(seed + 1)
     real = _real_pages(extra_real)
     docs: list[CorpusDoc] = []
 
@@ -392,6 +528,39 @@ def build_corpus(out: Path, per_kind: int = 1, seed: int = 0, extra_real: bool =
             lambda p, lang=lang, style=style, n=n: make_ink_contract(p, lang, style, n, 1, crops, rng),
             lang=lang,
         )
+        for annotation in (False, True):
+            kind = "ink_annotation" if annotation else "vector_paths"
+            add(
+                f"signed-{kind}-{lang}-{style}",
+                "signed",
+                kind,
+                lambda p, lang=lang, style=style, n=n, a=annotation: make_vector_contract(
+                    p, lang, style, n, n, crops, rng_vec, a
+                ),
+                lang=lang,
+            )
+        partial_annotation = k % 2 == 1  # partly signed with vector ink, each kind in turn
+        add(
+            f"partial-{'ink_annotation' if partial_annotation else 'vector_paths'}-{lang}-{style}",
+            "partially_signed",
+            "ink_annotation" if partial_annotation else "vector_paths",
+            lambda p, lang=lang, style=style, n=n, a=partial_annotation: make_vector_contract(
+                p, lang, style, n, 1, crops, rng_vec, a
+            ),
+            lang=lang,
+        )
+        for font in ("helv", script):
+            font_name = "script-like" if isinstance(font, Path) else font
+            add(
+                f"typed-{font_name}-{lang}-{style}",
+                "unsigned",
+                "typed_name",
+                lambda p, lang=lang, style=style, n=n, font=font: make_typed_contract(
+                    p, lang, style, n, rng_vec, font
+                ),
+                lang=lang,
+                font=font_name,
+            )
         add(f"nosig-{k}", "no_signature_expected", "letter", lambda p: _no_sig(p))
         add(
             f"fields-empty-{lang}",
@@ -508,7 +677,56 @@ def evaluate(docs: list[CorpusDoc], results_dir: Path) -> dict[str, object]:
         "false_signed": len(false_signed),
         "not_signed_docs": len(not_signed),
         "false_signed_rate": round(len(false_signed) / max(1, len(not_signed)), 4),
+        "costly": costly_errors(docs, rows),
     }
+
+
+#: A fully signed document (truth) called one of these is a costly miss: the team chases a
+#: signature it has. The other direction: a document that is not fully signed called signed.
+MISSED = ("unsigned", "partially_signed")
+SIGNED = ("signed", "e_signed")
+
+
+def costly_errors(docs: list[CorpusDoc], rows: list[dict[str, object]]) -> dict[str, object]:
+    """Costly errors in both directions, per kind and overall, as shares of *all* documents.
+
+    ``missed_signed``: truth ``signed``/``e_signed`` judged ``unsigned``/``partially_signed``;
+    ``false_signed``: truth not fully signed (unsigned, partially signed, tampered, no signature
+    expected) judged ``signed``/``e_signed``. ``needs_review`` is never costly: a person looks.
+    """
+    kinds: dict[str, dict[str, object]] = {}
+    for d, r in zip(docs, rows, strict=True):
+        k = kinds.setdefault(d.kind, {"documents": 0, "missed_signed": 0, "false_signed": 0})
+        k["documents"] += 1  # type: ignore[operator]
+        if r["truth"] in SIGNED and r["verdict"] in MISSED:
+            k["missed_signed"] += 1  # type: ignore[operator]
+        elif r["truth"] not in SIGNED and r["verdict"] in SIGNED:
+            k["false_signed"] += 1  # type: ignore[operator]
+    for k in kinds.values():
+        k["costly"] = k["missed_signed"] + k["false_signed"]  # type: ignore[operator]
+        k["share"] = round(k["costly"] / k["documents"], 4)  # type: ignore[operator]
+    total = {
+        key: sum(k[key] for k in kinds.values())  # type: ignore[misc]
+        for key in ("documents", "missed_signed", "false_signed", "costly")
+    }
+    total["share"] = round(total["costly"] / max(1, total["documents"]), 4)
+    return {"per_kind": kinds, "total": total}
+
+
+def costly_table(costly: dict[str, object]) -> str:
+    """The costly-error counts as the markdown table docs/verdict.md shows."""
+    lines = [
+        "| kind | documents | signed → unsigned/partial | not signed → signed/e_signed | costly | share |",
+        "|---|---|---|---|---|---|",
+    ]
+    per_kind: dict[str, dict[str, int]] = costly["per_kind"]  # type: ignore[assignment]
+    total: dict[str, int] = costly["total"]  # type: ignore[assignment]
+    for name, k in [*per_kind.items(), ("**all**", total)]:
+        lines.append(
+            f"| {name} | {k['documents']} | {k['missed_signed']} | {k['false_signed']} | {k['costly']} "
+            f"| {100 * k['costly'] / max(1, k['documents']):.1f} % |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -532,11 +750,13 @@ def main(argv: list[str] | None = None) -> int:
                     "false_signed",
                     "not_signed_docs",
                     "false_signed_rate",
+                    "costly",
                 )
             },
             indent=1,
         )
     )
+    print(costly_table(report["costly"]))  # type: ignore[arg-type]
     return 0
 
 
