@@ -19,8 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inkloop.documents.ink import Strokes, draw_strokes, trace_strokes
 from inkloop.synth import vocab
-from inkloop.synth.crops import Crop, ink_box, ink_mask_of, ink_rgba, png_bytes, trace_strokes
+from inkloop.synth.crops import Crop, ink_box, ink_mask_of, ink_rgba, png_bytes, tracing_crop
 from inkloop.types import BoxXYXY
 
 #: How ink reaches the page, and how often each kind is drawn.
@@ -69,8 +70,9 @@ class Ink:
     box: BoxXYXY = (0.0, 0.0, 0.0, 0.0)
     rect: BoxXYXY = (0.0, 0.0, 0.0, 0.0)  # images: where the picture goes
     png: bytes = b""
-    strokes: list[list[tuple[float, float]]] = field(default_factory=list)  # vector: in points
+    vector: Strokes | None = None  # vector ink: the traced strokes, drawn into ``rect``
     pen: float = 1.0
+    width_scale: float = 1.0
 
 
 @dataclass
@@ -141,20 +143,27 @@ def plan_ink(rng: np.random.Generator, slot: Slot, index: int, crop: Crop, kind:
                 top + b[3] * scale + e,
             )
     else:
-        strokes, pen_px, (tw, th) = trace_strokes(crop.image)
+        try:
+            traced = trace_strokes(tracing_crop(crop.image))
+        except ValueError:  # no ink in this crop: nothing to place
+            return ink
         a = np.deg2rad(angle)
         rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # counter-clockwise as seen
-        centre = np.array([tw / 2.0, th / 2.0])
-        moved = [(s - centre) @ rot.T * scale for s in strokes]
-        # a stylus or mouse pen is thin whatever the crop's resolution: 0.6-1.6 pt, thicker ink thicker
-        ink.pen = float(np.clip(pen_px * scale * 0.5, 0.6, 1.0) * rng.uniform(1.0, 1.6))
-        if moved:
-            allp = np.concatenate(moved)
-            lo, hi = allp.min(axis=0), allp.max(axis=0)
-            shift = np.array([x - lo[0], bottom - hi[1]])
-            ink.strokes = [[(float(px), float(py)) for px, py in s + shift] for s in moved]
-            r = ink.pen / 2.0
-            ink.box = (x - r, bottom - (hi[1] - lo[1]) - r, x + (hi[0] - lo[0]) + r, bottom + r)
+        centre = np.array(traced.size, np.float64) / 2.0
+        paths = tuple(((p - centre) @ rot.T + centre).astype(np.float32) for p in traced.paths)
+        ink.vector = Strokes(paths, traced.width, traced.size)
+        bx0, by0, bx1, by1 = ink.vector.ink_box()
+        s = width / max(bx1 - bx0, 1e-6)
+        ink.rect = (x, bottom - (by1 - by0) * s, x + (bx1 - bx0) * s, bottom)
+        points, pen, _box = ink.vector.fit(ink.rect)
+        # a stylus or mouse pen is thin whatever the crop's resolution: 0.6-1.6 pt
+        ink.pen = float(np.clip(pen * 0.5, 0.6, 1.0) * rng.uniform(1.0, 1.6))
+        ink.width_scale = ink.pen / max(pen, 1e-6)
+        ink.pen = max(0.4, pen * ink.width_scale)  # what draw_strokes will draw
+        pts = np.concatenate([np.asarray(p, np.float64) for p in points])
+        r = ink.pen / 2.0
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        ink.box = (float(lo[0] - r), float(lo[1] - r), float(hi[0] + r), float(hi[1] + r))
     return ink
 
 
@@ -165,19 +174,8 @@ def draw_ink(page: Any, ink: Ink) -> None:
     rgb = tuple(c / 255.0 for c in ink.color)
     if ink.kind in ("image", "image_paper"):
         page.insert_image(pymupdf.Rect(*ink.rect), stream=ink.png, keep_proportion=False)
-    elif ink.kind == "ink_annot" and ink.strokes:
-        annot = page.add_ink_annot(ink.strokes)
-        annot.set_border(width=ink.pen)
-        annot.set_colors(stroke=rgb)
-        annot.set_info(title="signer", content="")
-        annot.update()
-    elif ink.strokes:
-        shape = page.new_shape()
-        for s in ink.strokes:
-            if len(s) >= 2:
-                shape.draw_polyline(s)
-        shape.finish(color=rgb, width=ink.pen, closePath=False, lineCap=1, lineJoin=1)
-        shape.commit()
+    elif ink.vector is not None:
+        draw_strokes(page, ink.vector, ink.rect, ink.kind == "ink_annot", rgb, ink.width_scale)
 
 
 def _script_name_png(name: str, font: str, color: tuple[int, int, int]) -> tuple[bytes, float]:

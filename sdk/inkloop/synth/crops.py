@@ -8,7 +8,8 @@ is turned into the ink a digital document really carries:
   alpha from the crop's darkness, recoloured black or blue (:func:`ink_rgba`);
 - **the crop with its own paper** (a photographed or scanned signature pasted as it is);
 - **vector ink** (a stylus or mouse in a PDF viewer): the crop's ink skeleton traced into strokes
-  (:func:`trace_strokes`), drawn as an Ink annotation or as paths.
+  (:func:`inkloop.documents.ink.trace_strokes`, on :func:`tracing_crop`), drawn as an Ink annotation
+  or as paths.
 
 Crops of a split come only from that split of the source dataset, so a validation page never
 carries a signature that training saw.
@@ -214,98 +215,18 @@ def png_bytes(rgba: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-# -- vector ink ------------------------------------------------------------------------------------
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Zhang–Suen thinning: the one-pixel skeleton of a binary picture (vectorised)."""
-    img = mask.astype(np.uint8)
-    while True:
-        changed = False
-        for step in (0, 1):
-            p = np.pad(img, 1)
-            n = [
-                p[:-2, 1:-1],
-                p[:-2, 2:],
-                p[1:-1, 2:],
-                p[2:, 2:],
-                p[2:, 1:-1],
-                p[2:, :-2],
-                p[1:-1, :-2],
-                p[:-2, :-2],
-            ]
-            b = sum(x.astype(np.int32) for x in n)
-            ring = [*n, n[0]]
-            a = sum(((ring[i] == 0) & (ring[i + 1] == 1)).astype(np.int32) for i in range(8))
-            p2, _p3, p4, _p5, p6, _p7, p8, _p9 = n
-            if step == 0:
-                cond = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
-            else:
-                cond = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
-            kill = (img == 1) & (b >= 2) & (b <= 6) & (a == 1) & cond
-            if kill.any():
-                img[kill] = 0
-                changed = True
-        if not changed:
-            return img.astype(bool)
+#: Crops are enlarged to about this many pixels (longer side) before their strokes are traced.
+TRACE_SIDE = 600
 
 
-_NEIGHBOURS = [(0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)]
-
-
-def _smooth(path: np.ndarray, k: int = 5) -> np.ndarray:
-    """Moving average along a pixel path (ends kept): staircase pixels become a pen's curve."""
-    if len(path) <= k:
-        return path
-    pad = np.concatenate([np.repeat(path[:1], k // 2, 0), path, np.repeat(path[-1:], k // 2, 0)])
-    kernel = np.ones(k) / k
-    return np.stack([np.convolve(pad[:, i], kernel, mode="valid") for i in range(2)], axis=1)
-
-
-def trace_strokes(gray: np.ndarray, side: int = 360) -> tuple[list[np.ndarray], float, tuple[int, int]]:
-    """A crop's ink as pen strokes: polylines along its skeleton, in the crop's pixels.
-
-    Returns ``(strokes, pen_width_px, (width, height))``: each stroke an ``(N, 2)`` array of x, y;
-    the pen width is twice the median distance from the skeleton to the paper (the strokes' own
-    thickness). Junctions split strokes, as lifting the pen would; strokes of fewer than 4 pixels go.
-    """
-    h, w = gray.shape
-    f = min(4.0, side / max(h, w))  # small crops are enlarged so their skeleton is smooth
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    g = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
-    g = cv2.GaussianBlur(g, (3, 3), 0)
-    mask = ink_alpha(g) >= 0.5
-    if not mask.any():
-        return [], 1.0, (g.shape[1], g.shape[0])
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-    skel = thin(mask)
-    pen = float(2.0 * np.median(dist[skel])) if skel.any() else 1.0
-    deg = cv2.filter2D(skel.astype(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
-    deg = deg.astype(np.int32) - skel.astype(np.int32)  # neighbours on the skeleton
-    visited = np.zeros_like(skel)
-    ys, xs = np.nonzero(skel)
-    order = sorted(zip(ys.tolist(), xs.tolist(), strict=True), key=lambda p: (deg[p] != 1, p))
-    hh, ww = skel.shape
-    strokes: list[np.ndarray] = []
-    for y, x in order:
-        if visited[y, x]:
-            continue
-        path = [(x, y)]
-        visited[y, x] = True
-        cy, cx = y, x
-        while True:
-            nxt = None
-            for dy, dx in _NEIGHBOURS:
-                ny, nx = cy + dy, cx + dx
-                if 0 <= ny < hh and 0 <= nx < ww and skel[ny, nx] and not visited[ny, nx]:
-                    nxt = (ny, nx)
-                    break
-            if nxt is None:
-                break
-            cy, cx = nxt
-            visited[cy, cx] = True
-            path.append((cx, cy))
-        if len(path) < 4:
-            continue
-        smooth = _smooth(np.array(path, np.float64)).astype(np.float32)
-        pts = cv2.approxPolyDP(smooth.reshape(-1, 1, 2), 0.6, False).reshape(-1, 2)
-        strokes.append(pts.astype(np.float64) / f + 0.5 / f)
-    return strokes, max(1.0, pen) / f, (w, h)
+def tracing_crop(gray: np.ndarray) -> np.ndarray:
+    """The crop as the stroke tracer should see it: everything that is not ink (paper, specks, a
+    printed rule) white, enlarged and smoothed so a low-resolution scan's staircase edges trace
+    into a pen's curves rather than into jagged segments."""
+    clean = np.where(ink_alpha(gray) > 0.0, gray, 255).astype(np.uint8)
+    h, w = clean.shape
+    f = float(np.clip(TRACE_SIDE / max(h, w), 1.0, 6.0))
+    if f > 1.0:
+        clean = cv2.resize(clean, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+    k = 2 * int(f) + 1
+    return cv2.GaussianBlur(clean, (k, k), 0)
