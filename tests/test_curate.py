@@ -601,6 +601,69 @@ def test_cli_end_to_end(make_store: Callable[[], CurationStore], tmp_path: Path)
     assert bad.exit_code == 2
 
 
+def test_domains_from_import_to_export_and_a_new_frozen_version(
+    make_store: Callable[[], CurationStore], tmp_path: Path
+) -> None:
+    """Pages get their domain on import (fixture scans: images; contracts: text PDFs with a placed
+    signature), exports write domains.json, and adding the digital pages to a frozen scan-only
+    split makes a new frozen version that the gate refuses to mix with the old one."""
+    from domain_data import DIGITAL_PAGES, contract_pdf
+
+    from inkloop.curation.cycle import import_results
+    from inkloop.detection.results import ResultStore
+    from inkloop.evaluation.evaluator import load_dataset
+    from inkloop.lifecycle.gate import _frozen_split_check
+    from inkloop.lifecycle.training import split_version
+    from inkloop.models.references import ModelCard
+    from inkloop.review.labelstudio import ReviewedPage, write_reviews
+    from inkloop.types import Page, PageResult
+
+    store = make_store()
+    res, rev = _results_and_reviews(tmp_path)  # the four fixture scans, reviewed
+    first = import_results(store, res, rev)
+    assert first["domains"] == {"scan": 4}
+    assert {store.get_page(f"doc-{k}:0")["domain"] for k in FIX} == {"scan"}
+    store.freeze_test_split(fraction=0.5, val_fraction=0.0, seed=0)
+    v1 = store.export_yolo(tmp_path / "exp", version="v1")
+    scan_only = split_version(v1["path"], "test")
+    assert v1["domains"]["test"] == {"scan": v1["splits"]["test"]}
+
+    # Born-digital contracts arrive: results and reviews of their pages, as the loop writes them.
+    res2, reviews, z = tmp_path / "results2", [], 150 / 72
+    with ResultStore(res2) as rs:
+        for i, spec in enumerate(DIGITAL_PAGES):
+            doc, rect = contract_pdf(PAGES, spec)
+            pdf = tmp_path / f"contract-{i}.pdf"
+            doc.save(pdf)
+            page = Page(doc_id=f"contract-{i}", index=0, width=1275, height=1650, dpi=150)
+            rs.write_document([PageResult(page, [], "test-model", source=str(pdf))])
+            box = Detection("signature", 1.0, (rect.x0 * z, rect.y0 * z, rect.x1 * z, rect.y1 * z))
+            reviews.append(ReviewedPage(page.page_key, i + 10, "submitted", [box], 1275, 1650, "x.png"))
+    write_reviews(reviews, tmp_path / "reviews2.jsonl")
+    second = import_results(store, res2, tmp_path / "reviews2.jsonl")
+    assert second["domains"] == {"digital": len(DIGITAL_PAGES)}
+    frozen = store.freeze_test_split()
+    assert set(frozen["domains"]["test"]) == {"scan", "digital"}, frozen["domains"]
+    v2 = store.export_yolo(tmp_path / "exp", version="v2")
+    assert set(v2["domains"]["test"]) == {"scan", "digital"}
+    assert not [w for w in v2["warnings"] if "test split holds no" in w]
+    recorded = json.loads((Path(v2["path"]) / "domains.json").read_text())
+    assert set(recorded["images"].values()) == {"scan", "digital"}
+    assert "domains.json" in json.loads((Path(v2["path"]) / "manifest.json").read_text())["files"]
+    test = load_dataset(v2["path"], "test")
+    assert {s.domain for s in test.samples} == {"scan", "digital"}
+    assert sum(s.domain == "scan" for s in test.samples) == v1["splits"]["test"]  # test pages stay
+    # The digital part makes a new frozen version: a candidate trained holding out the scan-only
+    # split is refused on the new one (its training data may hold these pages).
+    mixed = split_version(v2["path"], "test")
+    assert mixed != scan_only
+    card = ModelCard(name="m", version="v9", class_names=["signature"])
+    card.recipe = {"data": {"frozen": {"test": scan_only}}}
+    ok, why = _frozen_split_check(card, mixed, "test")
+    assert not ok and "another test split" in why
+    assert _frozen_split_check(card, scan_only, "test")[0]
+
+
 def test_service_for_another_directory_is_refused(
     make_store: Callable[[], CurationStore], tmp_path: Path
 ) -> None:

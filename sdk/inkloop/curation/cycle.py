@@ -4,6 +4,7 @@ one curation cycle (import, find issues, freeze the test split, export)."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,30 @@ def render_pages(
     return paths, failed
 
 
+def page_domains(results: Sequence[PageResult]) -> dict[str, str]:
+    """``{page_key: "scan" | "digital"}`` for the results' pages, by the rule of
+    :mod:`inkloop.documents.domain` applied to each source document (opened once). Pages whose
+    document cannot be opened any more are left out (their samples keep the domain they have)."""
+    from inkloop.documents.domain import document_page_domains
+    from inkloop.documents.limits import DocumentError
+    from inkloop.documents.opening import open_document
+
+    by_source: dict[str, list[PageResult]] = {}
+    for r in results:
+        by_source.setdefault(r.source, []).append(r)
+    out: dict[str, str] = {}
+    for source, rs in by_source.items():
+        try:
+            with open_document(source) as doc:
+                doms = document_page_domains(doc.kind, doc.path, doc.document.page_count)
+        except (DocumentError, OSError, RuntimeError, ValueError):
+            continue  # moved, deleted or unreadable now: render_pages reports it
+        for r in rs:
+            if 0 <= r.page.index < len(doms):
+                out[r.page_key] = doms[r.page.index]
+    return out
+
+
 def import_results(
     store: CurationStore,
     results_dir: str | os.PathLike[str],
@@ -79,7 +104,8 @@ def import_results(
 
     Page images are rendered into ``images_dir`` (default ``RESULTS/review-images``, shared with
     review). Reviews of pages not in this results folder update samples already in the dataset.
-    ``reviewed_only`` imports only the pages that have a review.
+    ``reviewed_only`` imports only the pages that have a review. Every page gets its
+    ``domain`` (``scan`` or ``digital``) from its source document (:func:`page_domains`).
     """
     from inkloop.detection.results import read_results
     from inkloop.review.labelstudio import read_reviews
@@ -92,8 +118,9 @@ def import_results(
     chosen = [r for r in results if r.page_key in by_key] if reviewed_only else results
     images = Path(images_dir) if images_dir else results_path / "review-images"
     paths, failed = render_pages(chosen, images, dpi=dpi, progress=progress)
+    domains = page_domains([r for r in chosen if r.page_key in paths])
     records = [
-        PageRecord.from_result(r, paths[r.page_key], by_key.get(r.page_key))
+        PageRecord.from_result(r, paths[r.page_key], by_key.get(r.page_key), domains.get(r.page_key))
         for r in chosen
         if r.page_key in paths
     ]
@@ -110,6 +137,7 @@ def import_results(
         "reviews_unknown": later["unknown"],
         "images_dir": str(images),
         "unrenderable_sources": failed,
+        "domains": dict(Counter(domains.values())),
     }
 
 

@@ -66,6 +66,7 @@ class DatasetSync:
             "page_width": (fo.IntField, {}),
             "page_height": (fo.IntField, {}),
             "model_version": (fo.StringField, {}),
+            "domain": (fo.StringField, {}),
             "predictions": (fo.EmbeddedDocumentField, dets),
             "ground_truth": (fo.EmbeddedDocumentField, dets),
             "reviewed": (fo.BooleanField, {}),
@@ -123,6 +124,7 @@ class DatasetSync:
             "negatives": len(rv.match(F("ground_truth.detections").length() == 0)),
             "splits": {s: len(ds.match(F("split") == s)) for s in (*SPLITS, EXCLUDED)},
             "model_versions": sorted(v for v in ds.distinct("model_version") if v),
+            "domains": {(k or "unknown"): n for k, n in ds.count_values("domain").items()},
             "classes": self.classes,
         }
 
@@ -186,6 +188,8 @@ class DatasetSync:
         s["page_width"] = int(r.width)
         s["page_height"] = int(r.height)
         s["model_version"] = r.model_version
+        if r.domain is not None:  # unknown now (the source is gone): keep what an earlier import found
+            s["domain"] = r.domain
         s["predictions"] = self._dets(r.predictions, r.width, r.height, scores=True)
         if r.has_review:
             self._apply_review(
@@ -298,5 +302,6 @@ class DatasetSync:
             "predictions": conv("predictions") or [],
             "ground_truth": conv("ground_truth") if s.reviewed else None,
             "split": s.split,
+            "domain": s["domain"],
             "tags": list(s.tags),
         }

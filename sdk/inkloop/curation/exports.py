@@ -23,6 +23,17 @@ from inkloop.curation.records import (
     _safe_stem,
     split_for_key,
 )
+from inkloop.evaluation.domains import write_domains
+
+
+def _domain_counts(domains: dict[str, str]) -> dict[str, dict[str, int]]:
+    """``{split: {domain: pages}}`` from ``{"images/<split>/<name>": domain}``."""
+    out: dict[str, dict[str, int]] = {}
+    for rel, dom in sorted(domains.items()):
+        split = rel.split("/")[1]
+        out.setdefault(split, {})
+        out[split][dom] = out[split].get(dom, 0) + 1
+    return out
 
 
 class Exports:
@@ -115,7 +126,19 @@ class Exports:
             "moved": moved,
             "newly_excluded": excluded,
             "config": cfg,
+            "domains": self.domains_per_split(),
         }
+
+    def domains_per_split(self) -> dict[str, dict[str, int]]:
+        """Reviewed pages per split and domain (``unknown``: imported before domains were
+        recorded, or from a source that could not be opened), so a test split without one of the
+        domains shows before a gate trusts it."""
+        F = self.fo.ViewField
+        out: dict[str, dict[str, int]] = {}
+        for split in SPLITS:
+            counts = self.reviewed().match(F("split") == split).count_values("domain")
+            out[split] = {(k or "unknown"): n for k, n in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+        return out
 
     def _sync_split_tags(self) -> None:
         """Tags mirror the ``split`` field (manual tag edits in the App are reverted)."""
@@ -136,7 +159,9 @@ class Exports:
 
         Layout: ``images/{train,val,test}``, ``labels/{train,val,test}`` (a negative page gets an
         empty label file), ``data.yaml`` (class names from the dataset's class list, no ``path`` so
-        it resolves beside the yaml) and ``manifest.json`` (sha256 of every image and label file;
+        it resolves beside the yaml), ``domains.json`` (each page's ``scan``/``digital`` domain, when
+        the pages have one; :mod:`inkloop.evaluation.domains`) and ``manifest.json`` (sha256 of every
+        image and label file and of ``domains.json``;
         ``data_version`` is the manifest's hash). ``version`` defaults to
         ``sha256-<first 16 hex of data_version>``. The split is brought up to date first (new pages
         get theirs); ``test`` pages only ever go to ``images/test``. An existing version folder is
@@ -150,7 +175,7 @@ class Exports:
         split_summary = self.freeze_test_split()
         F = self.fo.ViewField
         view = self.reviewed().match(F("split").is_in(list(SPLITS)))
-        keys, paths, splits, ws, hs, labels, boxes, versions = view.values(
+        keys, paths, splits, ws, hs, labels, boxes, versions, page_domains = view.values(
             [
                 "page_key",
                 "filepath",
@@ -160,6 +185,7 @@ class Exports:
                 "ground_truth.detections.label",
                 "ground_truth.detections.bounding_box",
                 "model_version",
+                "domain",
             ]
         )
         classes = self.classes
@@ -183,14 +209,18 @@ class Exports:
             stems: set[str] = set()
             pages: dict[str, list[str]] = {s: [] for s in SPLITS}
             n_boxes = negatives = dropped = 0
-            for key, src, split, w, h, labs, bxs in zip(
-                keys, paths, splits, ws, hs, labels, boxes, strict=True
+            domains: dict[str, str] = {}  # image path relative to the export → domain
+            for key, src, split, w, h, labs, bxs, dom in zip(
+                keys, paths, splits, ws, hs, labels, boxes, page_domains, strict=True
             ):
                 stem = _safe_stem(key)
                 if stem in stems:  # two keys that sanitise alike: disambiguate by the key's hash
                     stem = f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
                 stems.add(stem)
-                shutil.copyfile(src, tmp / "images" / split / f"{stem}{Path(src).suffix.lower()}")
+                image_name = f"{stem}{Path(src).suffix.lower()}"
+                shutil.copyfile(src, tmp / "images" / split / image_name)
+                if dom:
+                    domains[f"images/{split}/{image_name}"] = dom
                 lines = []
                 for lab, box in zip(labs or [], bxs or [], strict=True):
                     x0, y0, x1, y1 = _clip(from_fiftyone(box, w, h), w, h)
@@ -204,11 +234,14 @@ class Exports:
                 pages[split].append(key)
                 if progress:
                     progress(1)
+            if domains:  # the evaluator and the gate score each domain; part of the data version
+                write_domains(tmp, domains)
             manifest = dataset_manifest(tmp)
             digest = str(manifest["data_version"]).split(":", 1)[-1]
             name = version or f"sha256-{digest[:16]}"
             final = out / name
             counts = {s: len(v) for s, v in pages.items()}
+            per_domain = _domain_counts(domains)
             summary: dict[str, Any] = {
                 "dataset": self.name,
                 "version": name,
@@ -220,9 +253,15 @@ class Exports:
                 "negatives": negatives,
                 "dropped_boxes": dropped,
                 "files": len(manifest["files"]),
+                "domains": per_domain,
                 "reused": False,
                 "warnings": [],
             }
+            missing = sorted({d for c in per_domain.values() for d in c} - set(per_domain.get("test", {})))
+            if missing:
+                summary["warnings"].append(
+                    f"the test split holds no {', '.join(missing)} page: the gate cannot check that domain"
+                )
             if not counts["train"] or not counts["val"]:
                 summary["warnings"].append("train or val is empty: ultralytics cannot train on this export")
             if split_summary.get(EXCLUDED):
@@ -256,6 +295,7 @@ class Exports:
                 "inkloop_version": inkloop.__version__,
                 "classes": classes,
                 "splits": counts,
+                "domains": per_domain,
                 "boxes": n_boxes,
                 "negatives": negatives,
                 "dropped_boxes": dropped,

@@ -57,6 +57,8 @@ class PageRecord:
     source: str = ""
     doc_id: str = ""
     page_index: int = 0
+    #: ``scan`` or ``digital`` (:mod:`inkloop.documents.domain`); None leaves a sample's as it is.
+    domain: str | None = None
 
     @property
     def has_review(self) -> bool:
@@ -64,9 +66,14 @@ class PageRecord:
 
     @classmethod
     def from_result(
-        cls, result: PageResult, image: str | os.PathLike[str], review: ReviewedPage | None = None
+        cls,
+        result: PageResult,
+        image: str | os.PathLike[str],
+        review: ReviewedPage | None = None,
+        domain: str | None = None,
     ) -> PageRecord:
-        """A record from a detection result and, optionally, its Label Studio review."""
+        """A record from a detection result and, optionally, its Label Studio review and the
+        page's domain."""
         rec = cls(
             page_key=result.page_key,
             image=image,
@@ -77,6 +84,7 @@ class PageRecord:
             source=result.source,
             doc_id=result.page.doc_id,
             page_index=result.page.index,
+            domain=domain,
         )
         if review is not None:
             rec.review_status = review.status
