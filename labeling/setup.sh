@@ -6,10 +6,4 @@
 #   INKLOOP_LS_VENV   venv location (default: $REPO/.venv-labelstudio)
 # The logic lives in sdk/inkloop/devservers/labelstudio/ (shared with start.sh, stop.sh, the CLI and
 # the pytest fixture); this script only calls it.
-set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="$REPO/.venv/bin/python"
-[ -x "$PY" ] || PY="$(command -v python3)"
-export INKLOOP_REPO="${INKLOOP_REPO:-$REPO}"
-export PYTHONPATH="$REPO/sdk${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PY" -m inkloop.devservers.labelstudio setup "$@"
+exec "$(dirname "${BASH_SOURCE[0]}")/_cli.sh" setup "$@"

@@ -1,14 +1,19 @@
 """The local Label Studio server, the labeling config and the reviewer instructions.
 
 Server tests run against a real Label Studio (the session fixture ``labelstudio``); they check
-what matters for safety and for the review loop: loopback only, the token works (and only it),
-the generated labeling config is one the server accepts, the token never leaks into errors, and
-``stop`` never touches a process that is not a Label Studio server.
+what matters for safety and for the review loop: loopback only, Label Studio's own auth defaults
+(legacy tokens off) and the admin's Personal Access Token (it works, and only it), the generated
+labeling config is one the server accepts, the token never leaks into errors, and ``stop`` never
+touches a process that is not a Label Studio server.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import socket
+import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -19,16 +24,27 @@ import pytest
 import requests
 
 from inkloop.devservers import ports
-from inkloop.devservers.labelstudio import processes, readiness, server, settings
+from inkloop.devservers.labelstudio import processes, readiness, server, settings, tokens
 from inkloop.devservers.labelstudio.server import LabelStudioHandle
 from inkloop.review import labeling
+from inkloop.review.auth import LabelStudioAuth, is_personal_access_token, jwt_claims, server_detail
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "do-not-leak-this-token-4711"
 
 
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Token {token}"}
+def _auth(handle: LabelStudioHandle) -> dict[str, str]:
+    """The headers a hand-made call sends with the server's Personal Access Token (Bearer access)."""
+    return LabelStudioAuth(handle.url, handle.token).headers()
+
+
+def _jwt(claims: dict) -> str:
+    """A JWT-shaped string with ``claims`` and a signature the server cannot have made."""
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{'x' * 43}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,13 +108,37 @@ def test_wait_ready_on_closed_port_does_not_leak_token() -> None:
     _assert_no_secret(info.value)
 
 
-def test_start_errors_do_not_leak_token(tmp_path: Path) -> None:
+def test_start_errors_do_not_leak_the_password(tmp_path: Path) -> None:
     with pytest.raises(settings.SetupError) as info:
-        server.start(ports.free_port(), tmp_path / "data", SECRET, venv=tmp_path / "no-venv")
+        server.start(ports.free_port(), tmp_path / "data", password=SECRET, venv=tmp_path / "no-venv")
     _assert_no_secret(info.value)
-    with pytest.raises(settings.LabelStudioServerError) as short:
-        server.start(ports.free_port(), tmp_path / "data", "abc", venv=tmp_path / "no-venv")
-    assert "abc" not in str(short.value)
+
+
+def test_token_kinds_and_server_texts() -> None:
+    """A PAT is a JWT refresh token; anything else (an access token, a legacy key) is not one."""
+    refresh = _jwt({"token_type": "refresh", "exp": 8103803972, "user_id": "1"})
+    assert is_personal_access_token(refresh) and jwt_claims(refresh)["user_id"] == "1"
+    assert not is_personal_access_token(_jwt({"token_type": "access", "exp": 1}))
+    for legacy in ("inkloop-dev-token", "0" * 40, "a.b.c", ""):
+        assert not is_personal_access_token(legacy)
+    assert server_detail(b'{"detail": "Invalid token.", "status_code": 401}') == "Invalid token."
+    assert server_detail(b'{"validation_errors": {"file": ["bad"]}}') == "file: bad"
+    both = {
+        "detail": "Validation error",
+        "validation_errors": {"non_field_errors": [".tif is not supported"]},
+    }
+    assert server_detail(json.dumps(both)) == "Validation error: .tif is not supported"
+    assert server_detail(b"<!DOCTYPE html><html>...").startswith("an HTML page")
+    assert server_detail(b"") == "(empty answer)"
+
+
+def test_saved_token_is_private(tmp_path: Path) -> None:
+    token = _jwt({"token_type": "refresh", "exp": 8103803972})
+    path = tokens.save_token(tmp_path, token)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert tokens.read_token(tmp_path) == token
+    path.write_text("not-a-pat\n")
+    assert tokens.read_token(tmp_path) is None  # only a PAT counts; the server mints a new one
 
 
 def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,16 +147,20 @@ def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: 
     from inkloop.devservers.venvs import clean_python_env
 
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    # a caller's own Label Studio settings never reach the child: it runs with Label Studio's
+    # defaults (legacy tokens off), whatever the shell that started it has set
+    monkeypatch.setenv("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "true")
+    monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", SECRET)
     env = server._child_env(
         data_dir=tmp_path / "data",
         document_root=tmp_path,
         username="u@example.com",
         password="pw",
-        token="t" * 40,
         venv=tmp_path / "venv",
         extra_env=None,
     )
     assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN" not in env and "LABEL_STUDIO_USER_TOKEN" not in env
     assert "PYTHONDONTWRITEBYTECODE" not in clean_python_env({"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/h"})
 
 
@@ -178,22 +222,71 @@ def test_the_servers_id_file_stays_in_its_data_dir(labelstudio: LabelStudioHandl
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_token_works_and_is_required(labelstudio: LabelStudioHandle) -> None:
+    """The server runs as Label Studio ships (PATs on, legacy tokens off) and the dev server's token
+    is the admin's Personal Access Token: exchanged, it works as ``Bearer``; as ``Token`` (the
+    legacy scheme) it is refused, and so is the admin's own legacy key."""
     assert labelstudio.token not in repr(labelstudio)
-    ok = requests.get(f"{labelstudio.url}/api/projects", headers=_auth(labelstudio.token), timeout=30)
+    assert is_personal_access_token(labelstudio.token)
+    api = f"{labelstudio.url}/api/projects"
+    ok = requests.get(api, headers=_auth(labelstudio), timeout=30)
     assert ok.status_code == 200, ok.text[:300]
     assert "results" in ok.json()
-    anonymous = requests.get(f"{labelstudio.url}/api/projects", timeout=30)
+    jwt_settings = requests.get(f"{labelstudio.url}/api/jwt/settings", headers=_auth(labelstudio), timeout=30)
+    assert jwt_settings.json() == {"api_tokens_enabled": True, "legacy_api_tokens_enabled": False}
+    anonymous = requests.get(api, timeout=30)
     assert anonymous.status_code == 401
-    wrong = requests.get(f"{labelstudio.url}/api/projects", headers=_auth(SECRET), timeout=30)
+    as_legacy = requests.get(api, headers={"Authorization": f"Token {labelstudio.token}"}, timeout=30)
+    assert as_legacy.status_code == 401 and as_legacy.json()["detail"] == "Invalid token."
+    key = requests.get(f"{labelstudio.url}/api/current-user/token", headers=_auth(labelstudio), timeout=30)
+    legacy = key.json()["token"]
+    refused = requests.get(api, headers={"Authorization": f"Token {legacy}"}, timeout=30)
+    assert refused.status_code == 401 and "legacy token authentication has been disabled" in refused.text
+    wrong = requests.get(api, headers={"Authorization": f"Token {SECRET}"}, timeout=30)
     assert wrong.status_code == 401
+
+
+@pytest.mark.labelstudio
+def test_the_token_is_kept_in_the_data_dir_and_printed_by_token_sh(labelstudio: LabelStudioHandle) -> None:
+    """What users are told to run (``export INKLOOP_LS_TOKEN="$(labeling/token.sh)"``) prints the
+    server's PAT; the file it reads is the owner's only."""
+    path = tokens.token_file(labelstudio.data_dir)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    p = subprocess.run(
+        ["bash", str(ROOT / "labeling" / "token.sh"), "--data-dir", str(labelstudio.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "INKLOOP_REPO": str(ROOT)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == labelstudio.token
+
+
+@pytest.mark.labelstudio
+def test_an_access_token_refused_midway_is_exchanged_again(labelstudio: LabelStudioHandle) -> None:
+    """A 401 on a cached access token (cut short, or a server restarted with a new key) gets one
+    fresh exchange of the PAT and the call goes through; no access token is fetched per call."""
+    auth = LabelStudioAuth(labelstudio.url, labelstudio.token)
+    assert auth.whoami()["email"] == labelstudio.username and auth.exchanges == 1
+    assert auth.whoami()["email"] == labelstudio.username and auth.exchanges == 1
+    auth._access = _jwt({"token_type": "access", "exp": 8103803972, "user_id": "1"})  # the server refuses it
+    assert auth.whoami()["email"] == labelstudio.username and auth.exchanges == 2
 
 
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_wrong_token_is_reported_without_leaking(labelstudio: LabelStudioHandle) -> None:
+    """Refusals carry the server's own reason, for either kind of token, never the token."""
     with pytest.raises(settings.TokenRejectedError) as info:
         readiness.wait_ready(labelstudio.url, timeout=30, token=SECRET)
     _assert_no_secret(info.value)
+    assert "legacy token" in str(info.value) and "Invalid token." in str(info.value)
+    forged = _jwt({"token_type": "refresh", "exp": 8103803972, "user_id": "1", "note": SECRET})
+    with pytest.raises(settings.TokenRejectedError) as forged_info:
+        readiness.check_token(labelstudio.url, forged)
+    assert "personal access token" in str(forged_info.value)
+    assert "Token is invalid" in str(forged_info.value)
+    assert forged not in str(forged_info.value)
     readiness.wait_ready(labelstudio.url, timeout=30, token=labelstudio.token)
 
 
@@ -203,7 +296,7 @@ def test_busy_port_fails_loudly(labelstudio: LabelStudioHandle, tmp_path: Path) 
     """Label Studio would silently take the next port; start() must refuse instead."""
     assert not ports.port_is_free(labelstudio.port)
     with pytest.raises(settings.PortInUseError) as info:
-        server.start(labelstudio.port, tmp_path / "other", SECRET)
+        server.start(labelstudio.port, tmp_path / "other", password=SECRET)
     _assert_no_secret(info.value)
     assert not (tmp_path / "other" / settings.PID_FILE_NAME).exists()
 
@@ -211,7 +304,7 @@ def test_busy_port_fails_loudly(labelstudio: LabelStudioHandle, tmp_path: Path) 
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_generated_config_and_instructions_accepted(labelstudio: LabelStudioHandle) -> None:
-    headers = _auth(labelstudio.token)
+    headers = _auth(labelstudio)
     api = f"{labelstudio.url}/api/projects"
     created = requests.post(
         api,

@@ -1,13 +1,25 @@
-"""Push to and pull from a real Label Studio server, acting as a reviewer through its API."""
+"""Push to and pull from a real Label Studio server, acting as a reviewer through its API.
+
+The server runs as Label Studio 1.23 ships (Personal Access Tokens on, legacy tokens off) and
+``labelstudio.token`` is the admin's Personal Access Token: every push, upload, status and pull
+here uses it. One test turns legacy tokens on, as an admin can, and checks they still work.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import subprocess
+import sys
+import textwrap
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from inkloop.convert.labelstudio import to_labelstudio
+from inkloop.review.auth import LabelStudioAuth, is_personal_access_token
 from inkloop.review.labelstudio import LabelStudioReview, PageImages, RetryPolicy, ReviewServiceError
 from inkloop.types import Detection, Page, PageResult
 
@@ -174,9 +186,7 @@ def test_local_files_delivery(labelstudio, tmp_path, request):
     assert task.data["image"] == "/data/local-files/?d=pages/p.png"
     import httpx
 
-    r = httpx.get(
-        labelstudio.url + task.data["image"], headers={"Authorization": f"Token {labelstudio.token}"}
-    )
+    r = httpx.get(labelstudio.url + task.data["image"], headers=review.auth.headers())
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
 
 
@@ -192,11 +202,12 @@ def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio)
         down.ensure_project()
     assert "after 3 attempts" in str(ei.value)
     assert token not in str(ei.value) and token not in caplog.text and token not in repr(down)
-    # a wrong token is refused at once, not retried, and not echoed either
+    # a wrong token is refused at once, not retried, and not echoed either; the server's reason is kept
     bad = LabelStudioReview(labelstudio.url, token, retry=RetryPolicy(attempts=3, base_delay=0.05))
     with pytest.raises(ReviewServiceError) as ei2:
         bad.ensure_project()
     assert "attempts" not in str(ei2.value) and token not in str(ei2.value)
+    assert "HTTP 401: Invalid token. (with a legacy token)" in str(ei2.value), str(ei2.value)
 
 
 def test_page_images_render_at_page_pixels(tmp_path, documents_dir):
@@ -324,3 +335,152 @@ def test_5xx_forever_gives_a_clear_error():
         assert len(calls) >= 3  # label-studio-sdk also retries 5xx inside each of our attempts
     finally:
         srv.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens as Label Studio 1.23 ships them; pushes that fail leave nothing behind
+
+
+def _titles(labelstudio) -> list[str]:
+    admin = LabelStudioReview(labelstudio.url, labelstudio.token)
+    return [p.title for p in admin.client.projects.list()]
+
+
+def _legacy_key(labelstudio) -> str:
+    """The admin's legacy API token (Label Studio makes one per user; refused while legacy tokens are off)."""
+    key = LabelStudioAuth(labelstudio.url, labelstudio.token).request("GET", "/api/current-user/token").json()
+    assert not is_personal_access_token(key["token"])
+    return str(key["token"])
+
+
+@contextlib.contextmanager
+def _legacy_tokens_enabled(labelstudio) -> Iterator[None]:
+    """Turn legacy tokens on for the organisation as an admin does (``/api/jwt/settings``), and off again."""
+    admin = LabelStudioAuth(labelstudio.url, labelstudio.token)
+
+    def switch(on: bool) -> None:
+        got = admin.request("POST", "/api/jwt/settings", json_body={"legacy_api_tokens_enabled": on}).json()
+        assert got["legacy_api_tokens_enabled"] is on and got["api_tokens_enabled"] is True
+
+    switch(True)
+    try:
+        yield
+    finally:
+        switch(False)
+
+
+def test_a_refused_token_creates_no_project(labelstudio, page_pngs):
+    """The admin's legacy key on a server with legacy tokens off: the push fails with the server's
+    own reason before anything is created."""
+    title = "refused token push"
+    legacy = LabelStudioReview(labelstudio.url, _legacy_key(labelstudio), project_title=title)
+    with pytest.raises(ReviewServiceError) as ei:
+        legacy.push(page_pngs[:1], delivery="upload")
+    assert "legacy token authentication has been disabled for this organization" in str(ei.value)
+    assert "HTTP 401: None" not in str(ei.value)
+    assert title not in _titles(labelstudio)
+
+
+def test_a_failing_upload_leaves_no_half_made_project_and_a_retry_works(labelstudio, page_pngs, tmp_path):
+    """A real refusal after the project exists: Label Studio does not take TIFF uploads. The push
+    fails with the server's text and deletes the empty project it had created; the retry (PNG)
+    creates one project with the task."""
+    from PIL import Image
+
+    title = "failing upload push"
+    result, png = page_pngs[0]
+    tif = tmp_path / "scan.tif"
+    Image.open(png).save(tif)
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    with pytest.raises(ReviewServiceError) as ei:
+        review.push([(result, tif)], delivery="upload")
+    message = str(ei.value)
+    assert "upload scan.tif failed: HTTP 400" in message and "extension is not supported" in message
+    assert "was deleted again" in message
+    assert title not in _titles(labelstudio)
+    # a page image that is not there is found before anything is created, too
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
+        review.push([(result, tmp_path / "missing.png")], delivery="upload")
+    assert title not in _titles(labelstudio)
+    summary = review.push([(result, png)], delivery="upload")
+    assert summary["pushed"] == 1
+    assert _titles(labelstudio).count(title) == 1
+    assert [t.data["page_key"] for t in review.iter_tasks()] == [result.page_key]
+
+
+def test_a_failure_after_tasks_keeps_the_project_and_the_retry_reuses_it(labelstudio, page_pngs, tmp_path):
+    """Tasks already in: the project stays (not half-made, it holds work) and the retry lands in it."""
+    from PIL import Image
+
+    title = "partly failing push"
+    (first, png0), (second, png1) = page_pngs[:2]
+    tif = tmp_path / "second.tif"
+    Image.open(png1).save(tif)
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    with pytest.raises(ReviewServiceError, match="extension is not supported") as ei:
+        review.push([(first, png0), (second, tif)], delivery="upload", chunk=1)
+    assert "deleted" not in str(ei.value)
+    retry = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    summary = retry.push([(first, png0), (second, png1)], delivery="upload")
+    assert (summary["pushed"], summary["already_present"]) == (1, 1)
+    assert summary["project_id"] == review.project_id and _titles(labelstudio).count(title) == 1
+
+
+def test_a_legacy_token_still_works_where_the_server_allows_it(labelstudio, page_pngs, tmp_path):
+    """An organisation with legacy tokens turned on: push (with uploads), status and pull work with
+    the legacy key, sent as ``Token``; turned off again, it is refused with the server's reason."""
+    key = _legacy_key(labelstudio)
+    title = "legacy token review"
+    with _legacy_tokens_enabled(labelstudio):
+        legacy = LabelStudioReview(labelstudio.url, key, project_title=title)
+        assert legacy.auth.kind == "legacy token" and legacy.auth.headers() == {
+            "Authorization": f"Token {key}"
+        }
+        pushed = legacy.push(page_pngs[:2], delivery="upload")
+        assert pushed["pushed"] == 2
+        task = next(iter(legacy.iter_tasks()))
+        assert task.data["image"].startswith("/data/upload/")
+        legacy.client.annotations.create(id=task.id, result=[])
+        assert legacy.status()["reviewed"] == 1
+        pulled = legacy.pull(tmp_path / "cursor.json")
+        assert [p.ground_truth for p in pulled] == [[]]
+    off = LabelStudioReview(labelstudio.url, key, project_title=title)
+    with pytest.raises(ReviewServiceError, match="legacy token authentication has been disabled"):
+        off.status()
+
+
+def test_airflow_hook_test_connection_with_either_token(labelstudio, tmp_path):
+    """The connection form's Test button (``LabelStudioHook.test_connection``) in a real Airflow
+    environment: a PAT passes and names the user; a refused token fails with the server's reason."""
+    from airflow_env import airflow_env
+
+    key = _legacy_key(labelstudio)
+    code = textwrap.dedent(
+        """
+        import json
+        from inkloop_provider.hooks.labelstudio import LabelStudioHook
+        names = ("ls_pat", "ls_legacy", "ls_bad")
+        print(json.dumps({c: LabelStudioHook(c).test_connection() for c in names}))
+        """
+    )
+
+    def conn(token: str) -> str:
+        return json.dumps({"conn_type": "labelstudio", "host": labelstudio.url, "password": token})
+
+    env = {
+        **airflow_env(tmp_path / "airflow-home", tmp_path / "data"),
+        "AIRFLOW_CONN_LS_PAT": conn(labelstudio.token),
+        "AIRFLOW_CONN_LS_LEGACY": conn(key),
+        "AIRFLOW_CONN_LS_BAD": conn(labelstudio.token[:-4] + "AAAA"),
+    }
+    (tmp_path / "airflow-home").mkdir()
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = json.loads(p.stdout.strip().splitlines()[-1])
+    assert results["ls_pat"][0] is True, results
+    assert "personal access token" in results["ls_pat"][1] and labelstudio.username in results["ls_pat"][1]
+    assert results["ls_legacy"][0] is False
+    assert "legacy token authentication has been disabled" in results["ls_legacy"][1]
+    assert results["ls_bad"][0] is False and "HTTP 401" in results["ls_bad"][1]
+    for token in (labelstudio.token, key):
+        assert token not in p.stdout + p.stderr

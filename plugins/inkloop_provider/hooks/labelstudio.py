@@ -1,7 +1,11 @@
 """A Label Studio connection: URL in ``host`` (with port), API token in ``password``.
 
-The token lives in Airflow's connection store (or a secrets backend), never in DAG code, and
-is never logged: errors are re-raised with the token redacted.
+The token is a Personal Access Token (what Label Studio 1.23 gives new users; legacy tokens are
+off by default) or, where the organisation still allows them, a legacy token: label-studio-sdk
+tells them apart and authenticates either (a PAT is exchanged for short-lived access tokens), and
+the SDK's hand-made calls use the same rule (:mod:`inkloop.review.auth`). The token lives in
+Airflow's connection store (or a secrets backend), never in DAG code, and is never logged: errors
+carry the server's own text with the token redacted.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class LabelStudioHook(BaseHook):
             "relabeling": {"host": "Label Studio URL", "password": "API token"},
             "placeholders": {
                 "host": "http://127.0.0.1:8080",
-                "password": "legacy token or personal access token",
+                "password": "personal access token (or a legacy token, where allowed)",
             },
         }
 
@@ -47,28 +51,26 @@ class LabelStudioHook(BaseHook):
             )
         return host, conn.password
 
-    def get_conn(self) -> Any:
+    def get_conn(self, timeout: float | None = None) -> Any:
         from label_studio_sdk import LabelStudio
 
         url, token = self.get_url_and_token()
-        return LabelStudio(base_url=url, api_key=token)
+        return LabelStudio(base_url=url, api_key=token, timeout=timeout)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Called by the UI's Test button: one authenticated request, token never echoed."""
+        """Called by the UI's Test button: one authenticated request (``whoami``, through
+        label-studio-sdk, which exchanges a PAT itself); the answer names the user, a refusal
+        carries the server's reason; the token is never echoed."""
+        from inkloop.review.auth import describe_error, token_kind
+
         try:
             url, token = self.get_url_and_token()
-            import urllib.request
-
-            req = urllib.request.Request(
-                f"{url}/api/projects?page_size=1", headers={"Authorization": f"Token {token}"}
-            )
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status == 200, f"Label Studio answered {resp.status}"
         except Exception as exc:
-            msg = str(exc)
-            try:
-                _, token = self.get_url_and_token()
-                msg = msg.replace(token, "***")
-            except Exception:
-                pass
-            return False, msg
+            return False, str(exc)
+        kind = token_kind(token)
+        try:
+            user = self.get_conn(timeout=10).users.whoami()
+        except Exception as exc:
+            msg = describe_error(exc).replace(token, "***")
+            return False, f"Label Studio at {url}: checking the connection's {kind} failed: {msg}"
+        return True, f"Label Studio at {url} accepts the connection's {kind} (user {user.email})"

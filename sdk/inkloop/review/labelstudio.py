@@ -17,8 +17,15 @@ Why it is shaped this way:
   the most recently updated submitted one; a rotated rectangle becomes the axis-aligned box that
   encloses it and the page is flagged ``rotated`` so curation can look at it.
 - **Reliability.** Every call is retried with exponential backoff on connection errors, timeouts
-  and 5xx/429 answers, then fails with :class:`ReviewServiceError`; the API token is redacted from
-  every message.
+  and 5xx/429 answers, then fails with :class:`ReviewServiceError` carrying the server's own text
+  (``HTTP 401: Invalid token.``); the API token is redacted from every message.
+- **Either kind of token.** A Personal Access Token (what Label Studio 1.23 gives new users) or a
+  legacy token, wherever the server allows it: label-studio-sdk authenticates its own calls, and the
+  one call it lacks (the multipart page upload) goes through :class:`inkloop.review.auth.LabelStudioAuth`.
+- **No half-made project.** A push checks the token (both paths) and the page images before it
+  creates a project; if it still fails before any task reached a project it created, it deletes
+  that project again. Once tasks are in, the project stays and a retry reuses it (the oldest
+  project with the title) and pushes only the missing pages.
 
 Coordinates go through :mod:`inkloop.convert.labelstudio` only.
 """
@@ -37,6 +44,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from inkloop.convert.labelstudio import from_labelstudio, to_labelstudio
+from inkloop.review.auth import (
+    LabelStudioAuth,
+    LabelStudioHTTPError,
+    ReviewServiceError,
+    describe_error,
+    multipart,
+)
 from inkloop.types import Detection, PageResult
 
 log = logging.getLogger(__name__)
@@ -46,10 +60,6 @@ T = TypeVar("T")
 FROM_NAME = "label"
 TO_NAME = "image"
 ImageDelivery = Literal["upload", "local-files", "url"]
-
-
-class ReviewServiceError(RuntimeError):
-    """Label Studio could not be reached or refused a request (after retries)."""
 
 
 @dataclass
@@ -98,7 +108,7 @@ class ReviewedPage:
 def _transient(exc: BaseException) -> bool:
     import httpx
 
-    if isinstance(exc, httpx.TransportError):  # connection refused/reset, timeouts
+    if isinstance(exc, httpx.TransportError | OSError):  # connection refused/reset, timeouts (httpx, urllib)
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status >= 500 or status == 429)
@@ -117,36 +127,48 @@ class LabelStudioReview:
     ) -> None:
         from label_studio_sdk import LabelStudio
 
+        if not 3 <= len(project_title) <= 50:
+            raise ValueError(f"Label Studio project titles are 3 to 50 characters, got {len(project_title)}")
         self.url = url.rstrip("/")
         self._token = token
         self.retry = retry or RetryPolicy()
-        self.client = LabelStudio(base_url=self.url, api_key=token, timeout=self.retry.timeout)
-        if not 3 <= len(project_title) <= 50:
-            raise ValueError(f"Label Studio project titles are 3 to 50 characters, got {len(project_title)}")
+        # the hand-made calls' authentication (uploads): the same token, the same rules as the SDK's
+        self.auth = LabelStudioAuth(self.url, token, timeout=self.retry.timeout)
+        try:
+            self.client = LabelStudio(base_url=self.url, api_key=token, timeout=self.retry.timeout)
+        except Exception as exc:  # the SDK refuses an expired or malformed PAT before any call
+            raise ReviewServiceError(
+                f"Label Studio at {self.url}: the {self.auth.kind} is not usable: "
+                f"{self._redact(describe_error(exc))}"
+            ) from None
         self.project_title = project_title
         self.class_names = list(class_names)
         self._project_id: int | None = None
         self._storages: set[str] | None = None  # the project's local-storage paths, listed once
+        self.created_project: int | None = None  # the project this client created (if it did)
 
     def __repr__(self) -> str:
         return f"LabelStudioReview(url={self.url!r}, project={self.project_title!r})"
 
     # -- plumbing --------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        return self.auth.redact(text) if hasattr(self, "auth") else text.replace(self._token, "***")
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one API call with retries; the final error names the call, never the token."""
+        """Run one API call with retries; the final error names the call and carries the server's
+        own text (and which kind of token was refused), never the token."""
         delay = self.retry.base_delay
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return fn()
-            except ReviewServiceError:
-                raise
             except Exception as exc:
+                if isinstance(exc, ReviewServiceError) and not isinstance(exc, LabelStudioHTTPError):
+                    raise  # already explained by an inner call
                 if not _transient(exc) or attempt == self.retry.attempts:
-                    msg = self._redact(_describe(exc))[:500]
+                    msg = self._redact(describe_error(exc))[:500]
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    if getattr(exc, "status_code", None) in (401, 403):
+                        msg += f" (with a {self.auth.kind})"
                     raise ReviewServiceError(
                         f"Label Studio at {self.url}: {what} failed{tries}: {msg}"
                     ) from None
@@ -161,27 +183,16 @@ class LabelStudioReview:
                 delay = min(delay * 2, self.retry.max_delay)
         raise AssertionError("unreachable")
 
-    def _http(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Raw REST for what the SDK has no call for (multipart upload of page images)."""
-        import httpx
+    def _http(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
+        """Raw REST for what the SDK has no call for (multipart upload of page images), through the
+        review stage's one authentication helper; retried like every other call."""
+        return self.call(what, lambda: self.auth.request(method, path, **kwargs).json())
 
-        def go() -> Any:
-            r = httpx.request(
-                method,
-                f"{self.url}{path}",
-                headers={"Authorization": f"Token {self._token}"},
-                timeout=self.retry.timeout,
-                **kwargs,
-            )
-            if r.status_code >= 400:
-                err = httpx.HTTPStatusError(
-                    f"HTTP {r.status_code}: {r.text[:300]}", request=r.request, response=r
-                )
-                err.status_code = r.status_code  # type: ignore[attr-defined]
-                raise err
-            return r.json()
-
-        return self.call(f"{method} {path}", go)
+    def check_access(self) -> dict[str, Any]:
+        """Prove the token works on both paths a push uses (the SDK's and the hand-made one),
+        before anything is created: a refused token then leaves nothing behind."""
+        self.call("list projects", lambda: list(self.client.projects.list(page_size=1)))
+        return self.call("check the token (whoami)", self.auth.whoami)
 
     # -- project -----------------------------------------------------------------------------------
     @property
@@ -190,15 +201,20 @@ class LabelStudioReview:
             self._project_id = self.ensure_project()
         return self._project_id
 
+    def find_project(self) -> int | None:
+        """The review project's id, or None: the oldest project with exactly this title, so a
+        retry after a failure (or two clients racing) always lands in the same project."""
+        found = self.call("list projects", lambda: list(self.client.projects.list(title=self.project_title)))
+        ids = [int(p.id) for p in found if p.title == self.project_title and p.id is not None]
+        return min(ids) if ids else None
+
     def ensure_project(self) -> int:
         """Get or create the review project by title (idempotent)."""
         from inkloop.review.labeling import instructions_html, labeling_config
 
-        for p in self.call(
-            "list projects", lambda: list(self.client.projects.list(title=self.project_title))
-        ):
-            if p.title == self.project_title:
-                return int(p.id)
+        existing = self.find_project()
+        if existing is not None:
+            return existing
         created = self.call(
             "create project",
             lambda: self.client.projects.create(
@@ -210,7 +226,16 @@ class LabelStudioReview:
                 show_skip_button=True,
             ),
         )
-        return int(created.id)
+        self.created_project = int(created.id)
+        return self.created_project
+
+    def delete_project(self, project_id: int) -> None:
+        """Delete a project (the half-made one of a failed push); forgets it if it was this client's."""
+        self.call("delete project", lambda: self.client.projects.delete(id=project_id))
+        if self._project_id == project_id:
+            self._project_id, self._storages = None, None
+        if self.created_project == project_id:
+            self.created_project = None
 
     def project_url(self) -> str:
         return f"{self.url}/projects/{self.project_id}/data"
@@ -230,20 +255,29 @@ class LabelStudioReview:
 
     # -- images ----------------------------------------------------------------------------------
     def upload_image(self, path: Path) -> str:
-        """Upload a page image to Label Studio's storage; returns the URL tasks refer to."""
-        with path.open("rb") as f:
-            resp = self._http(
-                "POST",
-                f"/api/projects/{self.project_id}/import?commit_to_project=false&return_task_ids=false",
-                files={"file": (path.name, f, "image/png")},
-            )
-        ids = resp.get("file_upload_ids") or []
+        """Upload a page image to Label Studio's storage; returns the URL tasks refer to.
+
+        The upload is the one call label-studio-sdk lacks (multipart to ``/api/projects/<id>/import``);
+        finding the stored file's name again is the SDK's ``files.list``."""
+        pid = self.project_id
+        body, content_type = multipart("file", path.name, path.read_bytes())
+        resp = self._http(
+            f"upload {path.name}",
+            "POST",
+            f"/api/projects/{pid}/import",
+            params={"commit_to_project": "false", "return_task_ids": "false"},
+            data=body,
+            content_type=content_type,
+        )
+        ids = (resp or {}).get("file_upload_ids") or []
         if not ids:
             raise ReviewServiceError(f"Label Studio at {self.url}: upload of {path.name} returned no file id")
-        uploads = self._http(
-            "GET", f"/api/projects/{self.project_id}/file-uploads", params={"ids": json.dumps(ids)}
+        uploads = self.call(
+            f"find the upload of {path.name}", lambda: self.client.files.list(id=pid, ids=json.dumps(ids))
         )
-        file_path = uploads[0]["file"]
+        if not uploads:
+            raise ReviewServiceError(f"Label Studio at {self.url}: upload {ids} of {path.name} is not listed")
+        file_path = str(uploads[0].file)
         return f"/data/{file_path}" if not file_path.startswith("/") else file_path
 
     # -- push --------------------------------------------------------------------------------------
@@ -261,30 +295,67 @@ class LabelStudioReview:
         ``local-files`` (which must lie under ``document_root``, the server's
         LOCAL_FILES_DOCUMENT_ROOT), or a URL Label Studio can fetch (``url``: http(s)://, s3://, gs://
         with cloud storage connected to the project).
+
+        Nothing is created before the token and the page images are checked; a push that fails
+        before any task reached a project it created deletes that project again (the error says
+        so), so a refused upload never leaves an empty project behind.
         """
-        existing = self.existing_page_keys()
-        todo = [(r, img) for r, img in pages if r.page_key not in existing]
+        if delivery != "url":
+            missing = [str(img) for _, img in pages if not Path(img).is_file()]
+            if missing:
+                raise FileNotFoundError(f"page image not found: {', '.join(missing[:5])}")
+        if self._project_id is None:
+            self._project_id = self.find_project()
+            if self._project_id is None:  # about to create one: prove the token first
+                self.check_access()
         created: dict[str, int] = {}
-        for start in range(0, len(todo), chunk):
-            batch = todo[start : start + chunk]
-            tasks = [self._task(r, self._image_ref(img, delivery, document_root)) for r, img in batch]
-            ids = self.call(
-                "import tasks",
-                lambda tasks=tasks: self.client.projects.import_tasks(
-                    id=self.project_id, request=tasks, return_task_ids=True
-                ),
-            )
-            task_ids = list(getattr(ids, "task_ids", None) or [])
-            for (r, _), tid in zip(batch, task_ids, strict=False):
-                created[r.page_key] = int(tid)
-            if progress:
-                progress(len(batch))
+        try:
+            existing = self.existing_page_keys()
+            todo = [(r, img) for r, img in pages if r.page_key not in existing]
+            for start in range(0, len(todo), chunk):
+                batch = todo[start : start + chunk]
+                tasks = [self._task(r, self._image_ref(img, delivery, document_root)) for r, img in batch]
+                ids = self.call(
+                    "import tasks",
+                    lambda tasks=tasks: self.client.projects.import_tasks(
+                        id=self.project_id, request=tasks, return_task_ids=True
+                    ),
+                )
+                task_ids = list(getattr(ids, "task_ids", None) or [])
+                for (r, _), tid in zip(batch, task_ids, strict=False):
+                    created[r.page_key] = int(tid)
+                if progress:
+                    progress(len(batch))
+        except Exception as exc:
+            self._undo_created_project(exc, tasks_created=len(created))
+            raise
         return {
             "project_id": self.project_id,
             "pushed": len(created),
             "already_present": len(pages) - len(todo),
             "task_ids": created,
         }
+
+    def _undo_created_project(self, exc: Exception, *, tasks_created: int) -> None:
+        """After a failed push: delete the project this client created if no task reached it, and
+        say so on the error (its message for ours, a note for others)."""
+        pid = self.created_project
+        if pid is None or pid != self._project_id or tasks_created:
+            return
+        try:
+            if self.call("count tasks", lambda: list(self.client.tasks.list(project=pid, page_size=1))):
+                return  # someone else's push filled it meanwhile: not half-made
+            self.delete_project(pid)
+        except ReviewServiceError as cleanup:
+            note = f"the project {self.project_title!r} (id {pid}) it created is left empty: {cleanup}"
+        else:
+            note = (
+                f"the project {self.project_title!r} it had created was deleted again; nothing is left behind"
+            )
+        if isinstance(exc, ReviewServiceError) and exc.args:
+            exc.args = (f"{exc.args[0]}; {note}", *exc.args[1:])
+        else:
+            exc.add_note(note)
 
     def _image_ref(self, img: str | Path, delivery: ImageDelivery, document_root: str | Path | None) -> str:
         if delivery == "url":
@@ -410,14 +481,6 @@ class LabelStudioReview:
             "skipped": skipped,
             "pending": total - done - skipped,
         }
-
-
-def _describe(exc: BaseException) -> str:
-    """Status and body of an API error (the SDK's str() is mostly response headers)."""
-    status, body = getattr(exc, "status_code", None), getattr(exc, "body", None)
-    if status is not None:
-        return f"HTTP {status}: {json.dumps(body) if isinstance(body, dict | list) else body}"
-    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

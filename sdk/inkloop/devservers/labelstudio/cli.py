@@ -1,4 +1,4 @@
-"""``python -m inkloop.devservers.labelstudio setup|start|stop|status|config|instructions``."""
+"""``python -m inkloop.devservers.labelstudio setup|start|stop|status|token|config|instructions``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from inkloop.devservers.labelstudio.settings import (
     default_data_dir,
     default_template_dir,
 )
+from inkloop.devservers.labelstudio.tokens import read_token, token_file
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.review.labeling import instructions_html, labeling_config
 
@@ -31,11 +32,15 @@ def _print_ready(handle: LabelStudioHandle) -> None:
     print(f"Label Studio is ready in {handle.started_in:.1f} s{note}")
     print(f"  url:      {handle.url}")
     print(f"  token:    {handle.token}")
+    print("            (the admin's Personal Access Token; legacy tokens are off, as Label Studio ships)")
     print(f"  user:     {handle.username}")
     print(f"  pid:      {handle.pid} (pid file {handle.pid_file})")
     print(f"  log:      {handle.log_file}")
     print(f"  data dir: {handle.data_dir}")
     print(f"  local files under: {handle.document_root}")
+    print("For inkloop review and the Airflow connection (password = the token):")
+    where = "" if handle.data_dir == default_data_dir() else f" --data-dir {handle.data_dir}"
+    print(f'  export INKLOOP_LS_URL={handle.url} INKLOOP_LS_TOKEN="$(labeling/token.sh{where})"')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_stop.add_argument("--data-dir", type=Path, default=None)
     p_status = sub.add_parser("status", help="say whether the server of the data dir runs")
     p_status.add_argument("--data-dir", type=Path, default=None)
+    p_token = sub.add_parser("token", help="print the admin's Personal Access Token of the data dir")
+    p_token.add_argument("--data-dir", type=Path, default=None)
     p_config = sub.add_parser("config", help="print the labeling config for class names")
     p_config.add_argument("class_names", nargs="*", default=["signature"])
     sub.add_parser("instructions", help="print the reviewer instructions as HTML")
@@ -88,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             found = running_server(data_dir)
             print(f"running: pid {found[0]}, {found[1]}" if found else f"not running ({data_dir})")
             return 0 if found else 3
+        elif args.command == "token":
+            data_dir = args.data_dir.resolve() if args.data_dir else default_data_dir()
+            token = read_token(data_dir)
+            if token is None:
+                print(f"error: no token in {token_file(data_dir)}: start the server once", file=sys.stderr)
+                return 3
+            print(token)
         elif args.command == "config":
             sys.stdout.write(labeling_config(args.class_names))
         elif args.command == "instructions":

@@ -1,4 +1,9 @@
-"""Waiting until a started server answers, with the token checked; secrets kept out of messages."""
+"""Waiting until a started server answers, with the token checked; secrets kept out of messages.
+
+The token check is a hand-made call, so it goes through the review stage's one authentication
+helper (:class:`inkloop.review.auth.LabelStudioAuth`): a Personal Access Token is exchanged and sent
+as ``Bearer``, a legacy token as ``Token``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import READY_TIMEOUT, ServerNotReadyError, TokenRejectedError
+from inkloop.review.auth import WHOAMI_PATH as WHOAMI
+from inkloop.review.auth import LabelStudioAuth, LabelStudioHTTPError
 
 
 def _redact(text: str, secrets: Sequence[str | None]) -> str:
@@ -19,10 +26,9 @@ def _redact(text: str, secrets: Sequence[str | None]) -> str:
     return text
 
 
-def _http_get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url``; (status, body). Raises OSError (URLError) when nothing answers."""
-    headers = {"Authorization": f"Token {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
+def _http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url`` without credentials; (status, body). Raises OSError (URLError) when nothing answers."""
+    request = urllib.request.Request(url)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read()
@@ -79,16 +85,27 @@ def wait_ready(
             )
         time.sleep(interval)
     if token is not None:
-        try:
-            status, _ = _http_get(f"{base}/api/current-user/whoami", token=token)
-        except OSError as exc:
-            raise ServerNotReadyError(
-                f"Label Studio at {base} stopped answering ({type(exc).__name__})"
-            ) from None
-        if status in (401, 403):
+        check_token(base, token)
+
+
+def check_token(url: str, token: str, *, timeout: float = 30.0) -> str:
+    """Prove ``token`` (a Personal Access Token or a legacy token) works: ``whoami`` through the
+    one authentication helper. Returns the user's e-mail; raises :class:`TokenRejectedError` with
+    the server's own reason when it is refused, never with the token."""
+    base = url.rstrip("/")
+    auth = LabelStudioAuth(base, token, timeout=timeout)
+    try:
+        return str(auth.whoami().get("email", ""))
+    except LabelStudioHTTPError as exc:
+        if exc.status in (401, 403):
             raise TokenRejectedError(
-                f"Label Studio at {base} rejects the API token (HTTP {status}); was its data dir "
-                "initialised with other credentials? Use a fresh data dir or the matching token."
-            )
-        if status != 200:
-            raise ServerNotReadyError(f"Label Studio at {base}: /api/current-user/whoami gave {status}")
+                f"Label Studio at {base} rejects the {auth.kind} (HTTP {exc.status}: {exc.detail}); was "
+                "its data dir initialised with other credentials? Use a fresh data dir or the matching token."
+            ) from None
+        raise ServerNotReadyError(
+            f"Label Studio at {base}: {WHOAMI} gave HTTP {exc.status}: {exc.detail}"
+        ) from None
+    except OSError as exc:
+        raise ServerNotReadyError(
+            f"Label Studio at {base} stopped answering ({type(exc).__name__})"
+        ) from None

@@ -20,7 +20,7 @@ from inkloop.devservers.labelstudio.processes import (
     _remove_runtime_files,
     listening_addresses,
 )
-from inkloop.devservers.labelstudio.readiness import wait_ready
+from inkloop.devservers.labelstudio.readiness import check_token, wait_ready
 from inkloop.devservers.labelstudio.settings import (
     _STRIPPED_ENV,
     _STRIPPED_ENV_PREFIXES,
@@ -41,7 +41,6 @@ from inkloop.devservers.labelstudio.settings import (
     default_password,
     default_port,
     default_template_dir,
-    default_token,
     default_username,
     default_venv,
 )
@@ -51,6 +50,7 @@ from inkloop.devservers.labelstudio.template import (
     _template_usable,
     save_template,
 )
+from inkloop.devservers.labelstudio.tokens import ensure_token, read_token
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.devservers.ports import free_port, port_is_free
 from inkloop.processes import pid_alive, stop_group
@@ -58,8 +58,10 @@ from inkloop.processes import pid_alive, stop_group
 
 @dataclass
 class LabelStudioHandle:
-    """A running server: where it is, how to authenticate, and what to stop. The token is kept
-    out of ``repr`` so test failures and logs do not print it."""
+    """A running server: where it is, how to authenticate, and what to stop.
+
+    ``token`` is the admin's Personal Access Token (what a user of a stock Label Studio 1.23 has);
+    it is kept out of ``repr`` so test failures and logs do not print it."""
 
     url: str
     token: str = field(repr=False)
@@ -90,10 +92,12 @@ def _child_env(
     document_root: Path,
     username: str,
     password: str,
-    token: str,
     venv: Path,
     extra_env: Mapping[str, str] | None,
 ) -> dict[str, str]:
+    """The child's environment: Label Studio's own defaults for authentication (no
+    ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN``, no ``LABEL_STUDIO_USER_TOKEN``: a new organisation
+    gets Personal Access Tokens only, as it ships), everything else spelled out."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -109,8 +113,6 @@ def _child_env(
             "LABEL_STUDIO_DEBUG": "false",
             "LABEL_STUDIO_USERNAME": username,
             "LABEL_STUDIO_PASSWORD": password,
-            "LABEL_STUDIO_USER_TOKEN": token,
-            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
             "LOCAL_FILES_SERVING_ENABLED": "true",
             "LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
@@ -150,7 +152,6 @@ def running_server(data_dir: Path | None = None) -> tuple[int, str] | None:
 def start(
     port: int | None = None,
     data_dir: Path | str | None = None,
-    token: str | None = None,
     *,
     username: str | None = None,
     password: str | None = None,
@@ -163,23 +164,20 @@ def start(
 ) -> LabelStudioHandle:
     """Start Label Studio on 127.0.0.1:``port`` with ``data_dir``; return once it is usable.
 
-    Usable means: ``/health/`` answers, the token is accepted, and the server's own process
-    listens on exactly 127.0.0.1:``port``. The venv must exist (:func:`ensure_venv`). The server
-    runs in its own session/process group, so it outlives a CLI call and :func:`stop` can end
-    it and any helper it spawned without touching anything else. On failure the child is
-    stopped before the error propagates.
+    Usable means: ``/health/`` answers, the admin's Personal Access Token exists (minted on the
+    data dir's first start, :mod:`~inkloop.devservers.labelstudio.tokens`) and is accepted, and the
+    server's own process listens on exactly 127.0.0.1:``port``. The venv must exist
+    (:func:`ensure_venv`). The server runs in its own session/process group, so it outlives a CLI
+    call and :func:`stop` can end it and any helper it spawned without touching anything else. On
+    failure the child is stopped before the error propagates.
     """
     port = default_port() if port is None else int(port)
     data_dir = Path(data_dir).resolve() if data_dir else default_data_dir()
-    token = token or default_token()
     username = username or default_username()
     password = password or default_password()
     venv = (venv or default_venv()).resolve()
     document_root = Path(document_root).resolve() if document_root else default_document_root()
     template = Path(template_dir).resolve() if template_dir else default_template_dir()
-    if len(token) <= 5:
-        # Label Studio ignores such a token silently and prints it; refuse it here instead.
-        raise LabelStudioServerError("the API token must be longer than 5 characters")
     executable = venv / "bin" / "label-studio"
     if not executable.exists():
         raise SetupError(f"no Label Studio in {venv}; run labeling/setup.sh (or ensure_venv())")
@@ -199,7 +197,7 @@ def start(
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     document_root.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, username, password, token)
+    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, username, password)
     fresh = not (data_dir / DB_FILE_NAME).exists()
     used_template = False
     if fresh and use_template and _template_usable(template, fingerprint):
@@ -214,7 +212,6 @@ def start(
         document_root=document_root,
         username=username,
         password=password,
-        token=token,
         venv=venv,
         extra_env=extra_env,
     )
@@ -238,7 +235,7 @@ def start(
     )
     handle = LabelStudioHandle(
         url=url,
-        token=token,
+        token="",
         pid=process.pid,
         port=port,
         data_dir=data_dir,
@@ -250,7 +247,9 @@ def start(
         _process=process,
     )
     try:
-        wait_ready(url, timeout, token=token, process=process, log_file=log_file)
+        wait_ready(url, timeout, process=process, log_file=log_file)
+        handle.token = ensure_token(url, data_dir, username, password)
+        check_token(url, handle.token)
         listening = listening_addresses(process.pid)
         if listening and listening != [(HOST, port)]:
             raise LabelStudioServerError(f"Label Studio listens on {listening}, not only on {HOST}:{port}")
@@ -270,7 +269,7 @@ def build_template(*, timeout: float = READY_TIMEOUT) -> bool:
     127.0.0.1, and stops that server by its PID. Returns False when a usable template exists."""
     import tempfile
 
-    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, default_username(), default_password(), default_token())
+    fingerprint = _fingerprint(LABEL_STUDIO_VERSION, default_username(), default_password())
     if _template_usable(default_template_dir(), fingerprint):
         return False
     with tempfile.TemporaryDirectory(prefix="inkloop-ls-template-") as tmp:
@@ -312,13 +311,12 @@ def stop(target: LabelStudioHandle | Path | str | None = None, *, timeout: float
 class LabelStudioServer:
     """One local server's settings, resolved once from arguments and ``INKLOOP_LS_*`` variables.
 
-    Used by the CLI and scripts; tests may use it or the functions directly. The token is kept
+    Used by the CLI and scripts; tests may use it or the functions directly. The password is kept
     out of ``repr``.
     """
 
     port: int = field(default_factory=default_port)
     data_dir: Path = field(default_factory=default_data_dir)
-    token: str = field(default_factory=default_token, repr=False)
     username: str = field(default_factory=default_username)
     password: str = field(default_factory=default_password, repr=False)
     venv: Path = field(default_factory=default_venv)
@@ -334,7 +332,6 @@ class LabelStudioServer:
         self.handle = start(
             self.port,
             self.data_dir,
-            self.token,
             username=self.username,
             password=self.password,
             venv=self.venv,
@@ -350,3 +347,8 @@ class LabelStudioServer:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def token(self) -> str | None:
+        """The admin's Personal Access Token (None before the data dir's first start)."""
+        return self.handle.token if self.handle is not None else read_token(self.data_dir)

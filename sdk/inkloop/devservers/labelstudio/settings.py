@@ -19,9 +19,6 @@ DEFAULT_USERNAME = "admin@inkloop.local"
 DEFAULT_PASSWORD = "inkloop-dev-password"
 
 
-DEFAULT_TOKEN = "inkloop-dev-token"
-
-
 READY_TIMEOUT = 300.0  # a first start on an empty data dir migrates for about 90 s on 2 cores
 
 
@@ -44,6 +41,11 @@ DB_FILE_NAME = "label_studio.sqlite3"
 
 
 TEMPLATE_META_NAME = "inkloop-template.json"
+
+
+# The admin's Personal Access Token, minted on the data dir's first start (inkloop.devservers.
+# labelstudio.tokens); copied with the template like the database it belongs to.
+TOKEN_FILE_NAME = "personal-access-token"
 
 
 # Files of ours inside a data dir: never copied into a template.
@@ -125,7 +127,3 @@ def default_username() -> str:
 
 def default_password() -> str:
     return os.environ.get("INKLOOP_LS_PASSWORD") or DEFAULT_PASSWORD
-
-
-def default_token() -> str:
-    return os.environ.get("INKLOOP_LS_TOKEN") or DEFAULT_TOKEN

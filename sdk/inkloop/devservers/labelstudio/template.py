@@ -19,9 +19,13 @@ from inkloop.devservers.labelstudio.settings import (
 )
 
 
-def _fingerprint(version: str, username: str, password: str, token: str) -> str:
-    """What a template's database depends on; hashed, so the metadata file holds no secret."""
-    raw = "\0".join([version, username, password, token, "legacy-token-enabled"])
+def _fingerprint(version: str, username: str, password: str) -> str:
+    """What a template's database depends on; hashed, so the metadata file holds no secret.
+
+    The last part names the server's auth setup: Label Studio's defaults (legacy tokens off) and the
+    admin's Personal Access Token minted into the data dir; templates from before (legacy tokens on)
+    never match."""
+    raw = "\0".join([version, username, password, "defaults+personal-access-token"])
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
