@@ -378,3 +378,23 @@ def test_costly_errors_count_both_directions_over_all_documents() -> None:
     assert c["per_kind"]["b"]["missed_signed"] == 1 and c["per_kind"]["b"]["false_signed"] == 2
     assert c["total"] == {"documents": 6, "missed_signed": 2, "false_signed": 2, "costly": 4, "share": 0.6667}
     assert "| **all** | 6 | 2 | 2 | 4 | 66.7 % |" in vc.costly_table(c)
+
+
+def test_a_confident_box_on_a_typed_name_does_not_sign_the_place(tmp_path: Path) -> None:
+    """A name typed on the line is text-layer words: a box on it is ambiguous (needs review); the same
+    box where nothing is typed signs the place."""
+    rng = random.Random(3)
+    typed, plain = tmp_path / "typed.pdf", tmp_path / "plain.pdf"
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 1, "same_line")
+    name_box = vc.put_typed_name(page, rules[0], "Emma Clarke", rng, "helv")
+    vc._save(doc, typed)
+    doc = pymupdf.open()
+    vc.contract_page(doc, "en", 1, "same_line")
+    vc._save(doc, plain)
+    box = (name_box[0] - 2, name_box[1] - 1, name_box[2] + 2, name_box[3] + 1, 0.9)
+    v = verdict_for_document(typed, [_result(typed, 0, [box])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "needs_review", v.reasons
+    assert any("typed text" in r for r in v.reasons) and v.ink[0].ambiguous
+    v = verdict_for_document(plain, [_result(plain, 0, [box])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "signed", v.reasons

@@ -77,6 +77,32 @@ def ink_from_results(results: Sequence[PageResult], config: VerdictConfig) -> li
     return out
 
 
+#: A box at least this much covered by the text layer's typed words is treated as ambiguous.
+TYPED_COVER = 0.5
+
+
+def mark_typed(ink: list[Ink], ev: DocumentEvidence) -> list[str]:
+    """Make boxes that lie on the page's own typed words ambiguous; return a reason if any did.
+
+    Why: a name typed on a signing line (a form filled on a computer, often in a script-like
+    font) can look like handwriting to the detector, and a confident box on it would sign the
+    place. Typed words are in the text layer; handwriting (a placed image, vector ink) is not. A
+    box mostly covered by typed words (``TYPED_COVER`` of its area) never signs a place by itself:
+    its place becomes ``uncertain`` and the document goes to a person. A signature written over
+    a printed name is covered only where the name is, and keeps its weight.
+    """
+    n = 0
+    for i in ink:
+        words = ev.typed.get(i.page, [])
+        if i.pdf_xyxy is None or i.ambiguous or not words:
+            continue
+        cover = sum(_inter(i.pdf_xyxy, w) for w in words) / _area(i.pdf_xyxy)
+        if cover >= TYPED_COVER:
+            i.ambiguous = True
+            n += 1
+    return [f"{n} box(es) of ink on typed text (the text layer's words): ambiguous"] if n else []
+
+
 def join(places: list[SignaturePlace], ink: list[Ink], config: VerdictConfig) -> None:
     """Give each box at most one place (the zone it overlaps most) and each place its status.
 
@@ -215,8 +241,10 @@ def verdict_for_document(
     ev = evidence if evidence is not None else analyze_document(source)
     pages = sorted(results, key=lambda r: r.page.index)
     ink = ink_from_results(pages, cfg)
+    typed = mark_typed(ink, ev)
     join(ev.places, ink, cfg)
     verdict, reasons = decide(ev, ink)
+    reasons += typed
     return DocumentVerdict(
         doc_id=doc_id or (pages[0].page.doc_id if pages else ""),
         source=str(source),

@@ -40,6 +40,9 @@ class DocumentEvidence:
     marks: list[VendorMark] = field(default_factory=list)
     digital_signatures: list[DigitalSignature] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    #: per page, the boxes of the text layer's typed words (letters, not rules of underscores):
+    #: a box of "ink" lying on them is most likely a typed name, see ``judge.mark_typed``
+    typed: dict[int, list[BoxXYXY]] = field(default_factory=dict)
 
 
 def _rot(rect: Any, page: Any) -> BoxXYXY:
@@ -303,6 +306,7 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
                     lines = _lines(page)
                     nwords = sum(len(ln) for ln in lines)
                     text = page.get_text("text")
+                    ev.typed[i] = [w.box for ln in lines for w in ln if sum(c.isalpha() for c in w.text) >= 2]
                 except Exception as exc:
                     lines, nwords, text = [], 0, ""
                     pe.reasons.append(f"text layer unreadable: {exc.__class__.__name__}")
