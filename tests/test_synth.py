@@ -172,12 +172,12 @@ def test_label_is_the_box_of_the_rendered_ink(kind: str, crops_dataset: Path, tm
                 seen = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
                 outside = max(x0 - seen[0], y0 - seen[1], seen[2] - x1, seen[3] - y1)
                 slack = max(seen[0] - x0, seen[1] - y0, x1 - seen[2], y1 - seen[3])
-                assert outside <= OUTSIDE_PX, (kind, seed, ink.box, seen)
-                assert slack <= SLACK_PX[kind], (kind, seed, ink.box, seen)
+                assert outside <= OUTSIDE_PX, (ink.kind, seed, ink.box, seen)
+                assert slack <= SLACK_PX[ink.kind], (ink.kind, seed, ink.box, seen)
                 # on the document itself the ink changes the pixels inside its label
                 a, b, c, d = (int(v) for v in (x0, y0, x1, y1))
                 assert ((without[b:d, a:c] - with_ink[b:d, a:c]) > 60).sum() > 20
-                checked += 1
+                checked += ink.kind == kind  # vector ink falls back to a picture for tiny crops
     assert checked >= 3
 
 

@@ -27,6 +27,8 @@ from inkloop.types import BoxXYXY
 #: How ink reaches the page, and how often each kind is drawn.
 INK_KINDS = ("image", "image_paper", "ink_annot", "paths")
 INK_WEIGHTS = (0.35, 0.15, 0.25, 0.25)
+#: Vector ink is traced only from crops at least this many pixels on their shorter side.
+MIN_TRACE_SIDE = 28
 BLACK_INKS = ((15, 15, 20), (30, 30, 35), (45, 40, 40))
 BLUE_INKS = ((20, 40, 150), (15, 30, 110), (40, 70, 190), (25, 35, 90))
 #: Share of signing places left empty, and of those, the share given a typed name instead.
@@ -107,6 +109,8 @@ def plan_ink(rng: np.random.Generator, slot: Slot, index: int, crop: Crop, kind:
     """Decide size, place, angle and colour of one signature on ``slot`` and compute its ink box."""
     if kind is None:
         kind = INK_KINDS[int(rng.choice(len(INK_KINDS), p=INK_WEIGHTS))]
+    if kind in ("ink_annot", "paths") and min(crop.image.shape) < MIN_TRACE_SIDE:
+        kind = "image"  # a crop of a few dozen pixels has no strokes left to trace
     blue = rng.random() < 0.4
     color = _choice(rng, BLUE_INKS if blue else BLACK_INKS)
     angle = float(rng.uniform(-4.0, 4.0))
@@ -369,9 +373,13 @@ def _signing_block(
             w.field_type = pymupdf.PDF_WIDGET_TYPE_SIGNATURE
             w.field_name = f"Signature{index + 1}_{k + 1}"
             w.rect = rect
-            w.border_color = (0.55, 0.55, 0.6)
-            w.border_width = 0.6
             page.add_widget(w)
+            # MuPDF writes its own "SIGN" tab as the field's appearance; forms from e-signing tools
+            # leave it empty (viewers draw nothing) and draw the frame in the page content
+            kind, ap = page.parent.xref_get_key(w.xref, "AP/N")
+            if kind == "xref":
+                page.parent.update_stream(int(ap.split()[0]), b" ")
+            page.draw_rect(rect, color=(0.55, 0.55, 0.6), width=0.6)
             page.insert_text((cx, ry + 11.0), label.rstrip(": "), fontname=font, fontsize=size - 1)
             slot = Slot(index, cx + 3.0, cx + rule_len - 3.0, ry - 3.0, 40.0, "field", label)
         else:  # a drawn box with its label inside
