@@ -63,9 +63,11 @@ def test_plan_inbox_never_exceeds_airflows_cap_even_without_a_limit(tmp_path):
 def test_a_line_cut_by_a_killed_writer_does_not_swallow_the_next_document(tmp_path):
     """A worker killed mid-write leaves half a line; the retry's first record must not join it."""
     (tmp_path / "results.jsonl").write_text('{"kind": "page", "page": {"doc_id": "a"}}\n{"kind": "pa')
+    from inkloop.types import Page, PageResult
+
     with ResultStore(tmp_path) as store:
         assert store.is_done("a")
-        store._results.write('{"kind": "page", "page": {"doc_id": "b"}}\n')
+        store.write_document([PageResult(Page(doc_id="b", index=0, width=10, height=10), [], "m")])
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["page"]["doc_id"] for x in lines] == ["a", "b"]
 

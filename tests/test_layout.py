@@ -25,7 +25,8 @@ PACKAGE = SDK / "inkloop"
 
 #: Stages in import order: a module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
-    {"types", "convert", "privacy", "processes", ""},  # "" is the package itself (``inkloop/__init__.py``)
+    # "" is the package itself (``inkloop/__init__.py``); storage: local folders and URLs alike
+    {"types", "convert", "privacy", "processes", "storage", ""},
     {"documents"},
     {"models"},
     {"detection"},

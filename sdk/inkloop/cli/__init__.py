@@ -9,6 +9,9 @@ Exit codes (stable, scripts rely on them):
 - 4: model error (missing, corrupt, unloadable model);
 - 5: ``inkloop promote``: the gate refused the candidate (production unchanged);
 - 6: ``inkloop train``: stopped before the end (time limit, cancelled) but resumable.
+
+Storage that cannot be read or written (endpoint unreachable, credentials refused, bucket missing,
+access denied) ends with exit 1 and a message naming the URL and the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -40,8 +42,12 @@ def detect(
         list[str], typer.Argument(help="Files, folders, globs or storage URLs (s3://, gs://, memory://…).")
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", "-o", help="Output folder for results.jsonl, quarantine.jsonl, summary.json."),
+        str,  # never a Path: pathlib turns s3://bucket/key into a local folder "s3:"
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder or storage URL (s3://…) for results.jsonl, quarantine.jsonl, summary.json.",
+        ),
     ],
     model: Annotated[
         str | None,
@@ -197,8 +203,9 @@ def _print_summary(console: Any, s: dict[str, Any]) -> None:
     console.print(t)
     if s.get("verdicts") is not None:
         from inkloop.cli.verdict import print_verdict_counts
+        from inkloop.storage import join
 
-        print_verdict_counts(console, s["verdicts"], Path(s["out_dir"]) / "verdicts.jsonl")
+        print_verdict_counts(console, s["verdicts"], join(s["out_dir"], "verdicts.jsonl"))
 
 
 @app.command()
@@ -264,12 +271,16 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point; maps errors to the documented exit codes (typer maps usage errors to 2)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from inkloop.models.references import ModelError
+    from inkloop.storage import StorageError
 
     try:
         app(args=argv)
     except ModelError as exc:
         print(f"model error: {exc}", file=sys.stderr)
         sys.exit(EXIT_MODEL)
+    except StorageError as exc:
+        print(f"storage error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:

@@ -5,20 +5,22 @@ copied, is not processed twice. To keep a large inbox cheap to list every few mi
 are cached in ``inbox-ledger.json`` in the results folder, keyed by the file's name, size and
 modification time: only new or changed files are read.
 
-"Finished" means in the results folder's ``results.jsonl`` or ``quarantine.jsonl``: a run that
-failed before its results were merged is retried by the next one.
+"Finished" means in the results folder's index (:class:`~inkloop.detection.results.DocIndex`,
+written after ``results.jsonl`` or ``quarantine.jsonl``): a run that failed before its results were
+committed is retried by the next one. The inbox, the ledger and the results folder may each be a
+local folder or a storage URL.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from inkloop.detection.results import QUARANTINE, RESULTS, _iter_jsonl
+from inkloop import storage
+from inkloop.detection.results import DocIndex
 from inkloop.documents.hashing import source_doc_id
-from inkloop.documents.inputs import expand_inputs, is_url
+from inkloop.documents.inputs import expand_inputs
 
 LEDGER = "inbox-ledger.json"
 #: Airflow's ``[core] max_map_length`` default: a mapped task with more map indexes fails the run.
@@ -26,26 +28,22 @@ MAX_MAP_LENGTH = 1024
 
 
 def known_doc_ids(results_dir: str | os.PathLike[str]) -> set[str]:
-    """Every ``doc_id`` with results or a quarantine record in ``results_dir``."""
-    out = Path(results_dir)
-    done = {r["page"]["doc_id"] for r in _iter_jsonl(out / RESULTS) if r.get("kind") == "page"}
-    done |= {r["doc_id"] for r in _iter_jsonl(out / QUARANTINE) if r.get("doc_id")}
-    return done
+    """Every ``doc_id`` with results or a quarantine record in ``results_dir`` (reads the whole
+    index: a run asks :class:`~inkloop.detection.results.DocIndex` about its documents instead)."""
+    return DocIndex(os.fspath(results_dir)).all_doc_ids()
 
 
 def _fingerprint(source: str) -> str | None:
     """Name, size and modification time, or None when the storage gives no time (then: rehash)."""
     try:
-        if is_url(source):
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(source)
-            info = fs.info(path)
+        local = storage.local_path(source)
+        if local is None:
+            info = storage.info(source) or {}
             mtime = (
                 info.get("mtime") or info.get("LastModified") or info.get("updated") or info.get("created")
             )
             return None if mtime is None else f"{info.get('size')}:{mtime}"
-        st = Path(source.removeprefix("file://")).stat()
+        st = os.stat(local)
         return f"{st.st_size}:{st.st_mtime_ns}"
     except Exception:
         return None
@@ -58,15 +56,15 @@ def unseen_documents(inbox: str | list[str], results_dir: str | os.PathLike[str]
     quarantines them with the reason.
     """
     specs = [inbox] if isinstance(inbox, str) else list(inbox)
-    out = Path(results_dir)
-    ledger_path = out / LEDGER
+    out = storage.require_folder(os.fspath(results_dir))
+    ledger_path = storage.join(out, LEDGER)
     ledger: dict[str, Any] = {}
-    if ledger_path.exists():
+    if storage.exists(ledger_path):
         try:
-            ledger = json.loads(ledger_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            ledger = {}
-    done = known_doc_ids(out)
+            ledger = json.loads(storage.read_text(ledger_path))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            ledger = {}  # a damaged cache is rebuilt: it only saves hashing
+    index = DocIndex(out)
     fresh: dict[str, Any] = {}
     todo: list[str] = []
     listed: set[str] = set()
@@ -79,14 +77,11 @@ def unseen_documents(inbox: str | list[str], results_dir: str | os.PathLike[str]
             doc_id = source_doc_id(src)
         if doc_id is not None:
             fresh[src] = {"fingerprint": fp, "doc_id": doc_id}
-            if doc_id in done or doc_id in listed:
+            if doc_id in listed or index.is_done(doc_id):
                 continue
             listed.add(doc_id)
         todo.append(src)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = ledger_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fresh, indent=0, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, ledger_path)
+    storage.write_text(ledger_path, json.dumps(fresh, indent=0, ensure_ascii=False))
     return todo
 
 

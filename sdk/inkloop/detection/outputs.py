@@ -6,12 +6,13 @@ same page-pixel boxes the results file holds.
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from inkloop import storage
 from inkloop.convert.pdf import pixels_to_points
 from inkloop.types import Detection, PageResult
 
@@ -20,7 +21,8 @@ COLOR = (220, 20, 60)  # crimson, visible on black-and-white scans
 
 def safe_stem(source: str) -> str:
     """A file-name stem from a source path or URL, readable and safe on every filesystem."""
-    name = Path(source.split("?", 1)[0].rstrip("/")).stem or "document"
+    name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = (name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name) or "document"
     return re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE)[:80]
 
 
@@ -43,13 +45,13 @@ def draw_boxes(image: np.ndarray, detections: list[Detection], scale: float = 1.
     return out
 
 
-def write_png(image: np.ndarray, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_png(image: np.ndarray, url: str) -> str:
+    """Encode and store a PNG at ``url`` (a local path or a storage URL)."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise OSError(f"cannot encode PNG for {path}")
-    path.write_bytes(buf.tobytes())  # imwrite cannot handle non-ASCII paths on every platform
-    return path
+        raise OSError(f"cannot encode PNG for {url}")
+    # encoded here, written by the storage layer: imwrite cannot write non-ASCII paths everywhere
+    return storage.write_bytes(url, buf.tobytes())
 
 
 def crop(image: np.ndarray, d: Detection, margin: float = 0.05) -> np.ndarray:
@@ -61,15 +63,15 @@ def crop(image: np.ndarray, d: Detection, margin: float = 0.05) -> np.ndarray:
     return image[y0:y1, x0:x1]
 
 
-def annotate_pdf(src: Path, results: list[PageResult], dst: Path) -> Path:
-    """A copy of the PDF with each detection drawn as a rectangle annotation on its page.
+def annotate_pdf(src: str | os.PathLike[str], results: list[PageResult], dst: str) -> str:
+    """A copy of the PDF (``src``, local) with each detection drawn as a rectangle annotation on its
+    page, stored at ``dst`` (a local path or a storage URL).
 
     Annotations (not content edits) keep the original page untouched and let a reader toggle them.
     """
     import pymupdf
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with pymupdf.open(str(src)) as doc:
+    with pymupdf.open(os.fspath(src)) as doc:
         for r in results:
             if not r.detections or r.page.dpi is None:
                 continue
@@ -83,5 +85,5 @@ def annotate_pdf(src: Path, results: list[PageResult], dst: Path) -> Path:
                 annot.set_border(width=1.5)
                 annot.set_info(title="inkloop", content=f"{d.label} {d.score:.3f} ({r.model_version})")
                 annot.update()
-        doc.save(str(dst), garbage=1, deflate=True)
-    return dst
+        data = doc.tobytes(garbage=1, deflate=True)
+    return storage.write_bytes(dst, data)

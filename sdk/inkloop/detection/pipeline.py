@@ -5,7 +5,9 @@ worker threads (on a 2-core worker: two single-threaded runs at once, see :class
 decoding, mapping back and writing stay in the caller's thread, in input order. So both cores stay
 busy with useful work. pymupdf is not thread-safe, so every pymupdf call holds :data:`PDF_LOCK`.
 Every input ends in exactly one place: ``results.jsonl`` (all its pages) or ``quarantine.jsonl``
-(with the reason); a document whose page fails midway is quarantined whole.
+(with the reason); a document whose page fails midway is quarantined whole. The output folder may
+be a storage URL (``s3://…``): every write goes through :mod:`inkloop.storage`, and a run that
+cannot write its results fails naming the URL, leaving its documents unseen for the next run.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inkloop import storage
 from inkloop.detection.detector import Detector, Prepared
 from inkloop.detection.preprocess import as_rgb, letterbox, stretch
 from inkloop.detection.results import ResultStore, Summary
@@ -93,6 +95,9 @@ class DetectOptions:
     #: Score pages for routing but leave writing routing.jsonl to the caller, who routes once
     #: with more to go on (:func:`inkloop.verdict.integrate.judge_run`: the verdicts' priority).
     defer_routing: bool = False
+    #: fsspec storage options for the run's storage URLs (inbox and output folder), e.g.
+    #: ``{"endpoint_url": …, "key": …, "secret": …}``; else the environment and fsspec's config.
+    storage_options: dict[str, Any] | None = None
 
 
 @dataclass
@@ -276,7 +281,10 @@ class DetectionRun:
     """One run over a set of inputs into one output folder."""
 
     def __init__(
-        self, out_dir: str | Path, options: DetectOptions | None = None, detector: Detector | None = None
+        self,
+        out_dir: str | os.PathLike[str],
+        options: DetectOptions | None = None,
+        detector: Detector | None = None,
     ):
         self.opts = options or DetectOptions()
         cores = os.cpu_count() or 1
@@ -285,9 +293,13 @@ class DetectionRun:
         self.detector = detector or Detector(
             self.opts.model, device=self.opts.device, conf=self.opts.conf, iou=self.opts.iou, threads=threads
         )
-        self.out_dir = Path(out_dir)
+        self.out_dir = os.fspath(out_dir)  # a URL stays a string (pathlib makes s3:// a folder "s3:")
 
     def run(self, inputs: Sequence[str], progress: ProgressFn | None = None) -> Summary:
+        with storage.scoped_options(self.opts.storage_options):
+            return self._run(inputs, progress)
+
+    def _run(self, inputs: Sequence[str], progress: ProgressFn | None = None) -> Summary:
         notify = progress or (lambda event, info: None)
         t0 = time.perf_counter()
         sources = expand_inputs(inputs)
@@ -341,10 +353,13 @@ class DetectionRun:
                 stop.set()
                 infer.close()
                 producer.join(timeout=5)
-                summary.seconds = time.perf_counter() - t0
-                store.write_summary(summary)
-                if self.opts.force:
-                    store.compact()
+            # results first, then the summary that describes them: a summary never promises
+            # documents the folder does not hold
+            store.commit()
+            if self.opts.force:
+                store.compact()
+            summary.seconds = time.perf_counter() - t0
+            store.write_summary(summary)
         if self.opts.routing is not None and not self.opts.defer_routing:
             routed = route_run(self.out_dir, self.opts.routing)
             decisions = [r.decision for r in routed]
@@ -474,22 +489,23 @@ class DetectionRun:
             if o.annotate_png:
                 outputs.write_png(
                     outputs.draw_boxes(img, r.detections),
-                    self.out_dir / "annotated" / f"{stem}-p{r.page.index + 1}.png",
+                    storage.join(self.out_dir, "annotated", f"{stem}-p{r.page.index + 1}.png"),
                 )
             if o.crops:
                 for k, d in enumerate(r.detections):
                     outputs.write_png(
                         outputs.crop(img, d),
-                        self.out_dir / "crops" / f"{stem}-p{r.page.index + 1}-{k + 1}.png",
+                        storage.join(self.out_dir, "crops", f"{stem}-p{r.page.index + 1}-{k + 1}.png"),
                     )
         if o.annotate_pdf and doc.kind == "pdf":
             with PDF_LOCK:
-                outputs.annotate_pdf(doc.path, results, self.out_dir / "annotated" / f"{stem}.pdf")
+                dst = storage.join(self.out_dir, "annotated", f"{stem}.pdf")
+                outputs.annotate_pdf(doc.path, results, dst)
 
 
 def detect(
     inputs: Sequence[str],
-    out_dir: str | Path,
+    out_dir: str | os.PathLike[str],
     options: DetectOptions | None = None,
     progress: ProgressFn | None = None,
 ) -> Summary:

@@ -1,27 +1,38 @@
-"""Results on disk: ``results.jsonl`` (one PageResult per line), ``quarantine.jsonl``, ``summary.json``.
+"""A results folder: ``results.jsonl`` (one PageResult per line), ``quarantine.jsonl``, ``summary.json``,
+on a local disk or under a storage URL (``s3://…``) alike, through :mod:`inkloop.storage`.
 
-Why append-only JSON Lines: a crash loses at most the document being written, a re-run can skip
-every ``doc_id`` already present, and any tool (jq, pandas, Spark) reads it. A forced re-run
-appends newer records; readers keep the latest run's records for each document
-(:func:`read_results` does this), and :meth:`ResultStore.compact` rewrites the file that way.
+Why JSON Lines that only grow: a re-run can skip every ``doc_id`` already present, and any tool
+(jq, pandas, Spark) reads them. A forced re-run adds newer records; readers keep the latest run's
+records for each document (:func:`read_results` does this), and :meth:`ResultStore.compact`
+rewrites the files that way. How a run writes them where there is no append (object stores), and
+why its cost does not grow with the folder's history: :class:`ResultStore` and :class:`DocIndex`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from inkloop import storage
 from inkloop.types import PageResult, QuarantineRecord
 
 RESULTS = "results.jsonl"
 QUARANTINE = "quarantine.jsonl"
 SUMMARY = "summary.json"
+#: ``runs/<run_id>/part-NNNNN.jsonl``: each run's records, immutable (see :class:`ResultStore`).
+RUNS = "runs"
+#: ``index/<xx>.tsv``: which documents the folder holds (see :class:`DocIndex`).
+INDEX = "index"
+INDEX_MARK = "FORMAT"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,203 +66,341 @@ class Summary:
         return d
 
 
-def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash; the document is simply redone
+def _iter_jsonl(url: str) -> Iterator[dict[str, Any]]:
+    return storage.read_jsonl(url)
+
+
+def _doc_key(r: dict[str, Any]) -> str:
+    return str(r.get("page", {}).get("doc_id") or r.get("doc_id") or r.get("source", ""))
 
 
 def _latest_run_only(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keep, for each document, only the records written by its most recent run."""
+    """Keep, for each document, only the records written by its most recent run (each once: a
+    merge interrupted after its append and redone may have written the same record twice)."""
     records = list(records)
     last_run: dict[str, str] = {}
     for r in records:
-        key = r.get("page", {}).get("doc_id") or r.get("doc_id") or r.get("source", "")
-        last_run[key] = r.get("run_id", "")
-    out = []
+        last_run[_doc_key(r)] = r.get("run_id", "")
+    out, seen = [], set()
     for r in records:
-        key = r.get("page", {}).get("doc_id") or r.get("doc_id") or r.get("source", "")
-        if r.get("run_id", "") == last_run[key]:
-            out.append(r)
+        key = _doc_key(r)
+        if r.get("run_id", "") != last_run[key]:
+            continue
+        ident = (key, r.get("run_id", ""), r.get("page", {}).get("index"), r.get("kind"))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        out.append(r)
     return out
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> list[PageResult]:
     """Every page result in a results folder (latest run per document)."""
-    recs = _latest_run_only(_iter_jsonl(Path(out_dir) / RESULTS))
+    recs = _latest_run_only(_iter_jsonl(storage.join(out_dir, RESULTS)))
     return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
+
+
+def _run_records(out_dir: str | os.PathLike[str], run_id: str) -> list[dict[str, Any]] | None:
+    """The records one run committed (its part objects, ``runs/<run_id>/``); None for a run that
+    left none (a folder written before part objects existed)."""
+    folder = storage.join(out_dir, RUNS, run_id)
+    names = [n for n in storage.listdir(folder) if n.endswith(".jsonl")]
+    if not names:
+        return None
+    return [r for n in names for r in _iter_jsonl(storage.join(folder, n))]
+
+
+def read_run_results(out_dir: str | os.PathLike[str], run_id: str) -> list[PageResult]:
+    """The page results one run wrote, read from its own part objects: the cost follows the run,
+    not the folder's history (verdicts after a run use this)."""
+    recs = _run_records(out_dir, run_id)
+    if recs is None:
+        recs = [r for r in _iter_jsonl(storage.join(out_dir, RESULTS)) if r.get("run_id") == run_id]
+    return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
+
+
+def read_run_quarantine(out_dir: str | os.PathLike[str], run_id: str) -> list[QuarantineRecord]:
+    """The quarantine records one run wrote (see :func:`read_run_results`)."""
+    recs = _run_records(out_dir, run_id)
+    if recs is None:
+        recs = [r for r in _iter_jsonl(storage.join(out_dir, QUARANTINE)) if r.get("run_id") == run_id]
+    return [QuarantineRecord.from_dict(r) for r in recs if r.get("kind") == "quarantine"]
 
 
 def run_doc_ids(out_dir: str | os.PathLike[str], run_id: str) -> set[str]:
     """The documents (``doc_id``) one run wrote to the folder: its pages and its quarantine."""
-    out = Path(out_dir)
-    ids: set[str] = set()
-    for r in _iter_jsonl(out / RESULTS):
-        if r.get("run_id") == run_id and r.get("kind") == "page":
-            ids.add(r["page"]["doc_id"])
-    for r in _iter_jsonl(out / QUARANTINE):
-        if r.get("run_id") == run_id and r.get("doc_id"):
-            ids.add(r["doc_id"])
+    ids = {r.page.doc_id for r in read_run_results(out_dir, run_id)}
+    ids |= {q.doc_id for q in read_run_quarantine(out_dir, run_id) if q.doc_id}
     return ids
 
 
 def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
-    recs = _latest_run_only(_iter_jsonl(Path(out_dir) / QUARANTINE))
+    recs = _latest_run_only(_iter_jsonl(storage.join(out_dir, QUARANTINE)))
     return [QuarantineRecord.from_dict(r) for r in recs]
 
 
-def _drop_cut_line(path: Path) -> None:
-    """Cut a last line that a killed writer left unfinished.
-
-    Why: a process killed in the middle of a write (a lost worker) can leave a partial line with no
-    newline; the next run's first record would be appended to it, and the joined line, unreadable,
-    would lose a finished document. The unfinished document is simply redone.
-    """
-    try:
-        with path.open("rb+") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
-                return
-            pos = size
-            while pos > 0:
-                step = min(65536, pos)
-                f.seek(pos - step)
-                chunk = f.read(step)
-                nl = chunk.rfind(b"\n")
-                if nl >= 0:
-                    f.truncate(pos - step + nl + 1)
-                    return
-                pos -= step
-            f.truncate(0)
-    except FileNotFoundError:
-        return
+def write_summary(out_dir: str | os.PathLike[str], summary: Summary) -> str:
+    """``summary.json`` of a results folder, replaced whole (one PUT on object stores)."""
+    url = storage.join(out_dir, SUMMARY)
+    return storage.write_text(url, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
 #: Quarantine kinds that a later run retries instead of skipping.
 RETRY_ERRORS = frozenset({"inference_unavailable"})
 
+_HEX2 = re.compile(r"^[0-9a-f]{2}")
 
-class ResultStore:
-    """Append-only writer for one output folder, aware of what earlier runs already did."""
 
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        for name in (RESULTS, QUARANTINE):
-            _drop_cut_line(self.dir / name)
-        self.done_docs: set[str] = set()
-        for r in _iter_jsonl(self.dir / RESULTS):
-            if r.get("kind") == "page":
-                self.done_docs.add(r["page"]["doc_id"])
-        # a document quarantined for a passing cause (an inference server that did not answer)
-        # is tried again by the next run; one quarantined for what it is stays out
-        self.quarantined_docs: set[str] = {
-            r["doc_id"]
-            for r in _iter_jsonl(self.dir / QUARANTINE)
-            if r.get("doc_id") and r.get("error") not in RETRY_ERRORS
-        }
-        self._results = (self.dir / RESULTS).open("a", encoding="utf-8")
-        self._quarantine = (self.dir / QUARANTINE).open("a", encoding="utf-8")
+class DocIndex:
+    """Which documents a results folder holds: ``index/<xx>.tsv``, one line per document and run
+    (``doc_id``, ``run_id``, ``page`` or the quarantine error), sharded by the ``doc_id``'s first
+    two hex digits.
+
+    Why: deciding whether a run's 20 documents are new must not read the folder's 100,000 records
+    (the cost would grow with history). A lookup reads one small shard; a commit rewrites only the
+    shards its documents fall in (one PUT each on object stores). A folder written before the index
+    existed gets one built from its records, once.
+    """
+
+    def __init__(self, out_dir: str) -> None:
+        self.dir = storage.join(out_dir, INDEX)
+        self._out = out_dir
+        self._shards: dict[str, dict[str, tuple[str, str]]] = {}
+        self._checked = False
+        self._marked = False
+
+    @staticmethod
+    def shard_of(doc_id: str) -> str:
+        head = doc_id[:2].lower()
+        return head if _HEX2.match(head) else "other"
+
+    def _ensure(self) -> None:
+        """Build the index from ``results.jsonl``/``quarantine.jsonl`` when a folder has records
+        but no index (written by an earlier inkloop): one pass, once."""
+        if self._checked:
+            return
+        self._checked = True
+        self._marked = storage.exists(storage.join(self.dir, INDEX_MARK))
+        if self._marked:
+            return
+        entries = [
+            (r["page"]["doc_id"], r.get("run_id", ""), "page")
+            for r in _iter_jsonl(storage.join(self._out, RESULTS))
+            if r.get("kind") == "page"
+        ]
+        entries += [
+            (r["doc_id"], r.get("run_id", ""), str(r.get("error", "")))
+            for r in _iter_jsonl(storage.join(self._out, QUARANTINE))
+            if r.get("doc_id")
+        ]
+        if entries:
+            self._write(entries)
+
+    def _shard(self, name: str) -> dict[str, tuple[str, str]]:
+        if name not in self._shards:
+            shard: dict[str, tuple[str, str]] = {}
+            url = storage.join(self.dir, f"{name}.tsv")
+            if storage.exists(url):
+                for line in storage.read_text(url).splitlines():
+                    parts = line.split("\t")
+                    if len(parts) == 3:
+                        shard[parts[0]] = (parts[1], parts[2])
+            self._shards[name] = shard
+        return self._shards[name]
+
+    def get(self, doc_id: str) -> tuple[str, str] | None:
+        """``(run_id, status)`` of the document's latest run, or None if the folder lacks it."""
+        self._ensure()
+        return self._shard(self.shard_of(doc_id)).get(doc_id)
 
     def is_done(self, doc_id: str) -> bool:
-        return doc_id in self.done_docs or doc_id in self.quarantined_docs
+        """In the results, or quarantined for what it is (not for a passing cause)."""
+        entry = self.get(doc_id)
+        return entry is not None and entry[1] not in RETRY_ERRORS
+
+    def add(self, entries: Iterable[tuple[str, str, str]]) -> None:
+        """Record ``(doc_id, run_id, status)`` entries, rewriting each touched shard whole."""
+        self._ensure()
+        self._write(entries)
+
+    def _write(self, entries: Iterable[tuple[str, str, str]]) -> None:
+        touched: dict[str, list[tuple[str, str, str]]] = {}
+        for doc_id, run_id, status in entries:
+            touched.setdefault(self.shard_of(doc_id), []).append((doc_id, run_id, status))
+        for name, new in sorted(touched.items()):
+            shard = self._shard(name)
+            for doc_id, run_id, status in new:
+                shard[doc_id] = (run_id, status)
+            text = "".join(f"{d}\t{r}\t{st}\n" for d, (r, st) in shard.items())
+            storage.write_text(storage.join(self.dir, f"{name}.tsv"), text)
+        if touched and not self._marked:  # the folder's records are all in the index from now on
+            storage.write_text(storage.join(self.dir, INDEX_MARK), "1\n")
+            self._marked = True
+
+    def all_doc_ids(self) -> set[str]:
+        """Every document of the folder (reads every shard: for tools, not for a run)."""
+        self._ensure()
+        for name in storage.listdir(self.dir):
+            if name.endswith(".tsv"):
+                self._shard(name.removesuffix(".tsv"))
+        return {d for shard in self._shards.values() for d in shard}
+
+
+class ResultStore:
+    """The writer of one results folder, aware of what earlier runs already did.
+
+    Object stores have no append and no rename, so a run never edits a file in place: it buffers
+    its records and *commits* them every ``commit_every`` documents and at the end, each commit
+    in three steps:
+
+    1. an immutable part object, ``runs/<run_id>/part-NNNNN.jsonl`` (one PUT; locally a temporary
+       file renamed into place): the run's own records, which verdicts read afterwards;
+    2. the records added to ``results.jsonl`` / ``quarantine.jsonl`` (the merged files readers
+       use; locally an fsync-ed append, on object stores a new object made by the server);
+    3. the documents entered in the index (:class:`DocIndex`): only now are they "seen".
+
+    A run that cannot write (endpoint gone, access denied, bucket missing) fails with a
+    :class:`~inkloop.storage.StorageError` naming the URL, and its documents stay unseen, so the
+    next run processes them. A commit interrupted between steps 2 and 3 is redone by the next run
+    with a newer ``run_id``; readers keep each document's latest run, so it is idempotent by
+    ``doc_id``. One writer per folder at a time (mapped Airflow tasks each write their own folder
+    and :func:`merge_parts` folds them in).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], commit_every: int = 50) -> None:
+        self.dir = storage.require_folder(os.fspath(out_dir))
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.index = DocIndex(self.dir)
+        self.commit_every = max(1, commit_every)
+        #: Documents this run wrote (committed or not).
+        self.done_docs: set[str] = set()
+        self._pending: list[dict[str, Any]] = []
+        self._pending_docs = 0
+        self._parts = 0
+
+    def is_done(self, doc_id: str) -> bool:
+        return doc_id in self.done_docs or self.index.is_done(doc_id)
 
     def write_document(self, results: list[PageResult]) -> None:
-        """All pages of one document in one write, so a document is either in or out."""
-        lines = []
+        """All pages of one document in one commit, so a document is either in or out."""
         for r in results:
             d = r.to_dict()
             d["run_id"] = self.run_id
-            lines.append(json.dumps(d, ensure_ascii=False))
-        self._results.write("\n".join(lines) + "\n")
-        self._results.flush()
+            self._pending.append(d)
         if results:
             self.done_docs.add(results[0].page.doc_id)
+        self._document_added()
 
     def write_quarantine(self, rec: QuarantineRecord) -> None:
         d = rec.to_dict()
         d["run_id"] = self.run_id
-        self._quarantine.write(json.dumps(d, ensure_ascii=False) + "\n")
-        self._quarantine.flush()
+        self._pending.append(d)
+        self._document_added()
 
-    def write_summary(self, summary: Summary) -> Path:
-        path = self.dir / SUMMARY
-        path.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
-        return path
+    def add_records(self, records: Iterable[dict[str, Any]]) -> None:
+        """Records as another run wrote them (their ``run_id`` kept): what a merge folds in."""
+        for r in records:
+            self._pending.append(r)
+        self._document_added()
+
+    def _document_added(self) -> None:
+        self._pending_docs += 1
+        if self._pending_docs >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the records buffered since the last commit (see the class docstring)."""
+        if not self._pending:
+            return
+        records, self._pending, self._pending_docs = self._pending, [], 0
+        self._parts += 1
+        part = storage.join(self.dir, RUNS, self.run_id, f"part-{self._parts:05d}.jsonl")
+        storage.write_jsonl(part, records)
+        pages = [r for r in records if r.get("kind") == "page"]
+        quarantined = [r for r in records if r.get("kind") == "quarantine"]
+        if pages:
+            storage.append_bytes(storage.join(self.dir, RESULTS), storage.jsonl_bytes(pages))
+        if quarantined:
+            storage.append_bytes(storage.join(self.dir, QUARANTINE), storage.jsonl_bytes(quarantined))
+        entries = {r["page"]["doc_id"]: (r.get("run_id", ""), "page") for r in pages}
+        for r in quarantined:
+            if r.get("doc_id") and r["doc_id"] not in entries:
+                entries[r["doc_id"]] = (r.get("run_id", ""), str(r.get("error", "")))
+        self.index.add((d, run, status) for d, (run, status) in entries.items())
+
+    def write_summary(self, summary: Summary) -> str:
+        return write_summary(self.dir, summary)
 
     def compact(self) -> None:
-        """Rewrite both files keeping only the latest run's records per document."""
+        """Rewrite both files keeping only the latest run's records per document (after a forced
+        re-run; the one step whose cost follows the folder's size)."""
+        self.commit()
         for name in (RESULTS, QUARANTINE):
-            path = self.dir / name
-            kept = _latest_run_only(_iter_jsonl(path))
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-            os.replace(tmp, path)
+            url = storage.join(self.dir, name)
+            if storage.exists(url):
+                storage.write_jsonl(url, _latest_run_only(_iter_jsonl(url)))
 
     def close(self) -> None:
-        self._results.close()
-        self._quarantine.close()
+        self.commit()
 
     def __enter__(self) -> ResultStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The run failed: keep the documents it finished if the storage takes them; if it does
+        # not, they stay unseen (the next run processes them) and the run's own error is raised.
+        try:
+            self.commit()
+        except Exception as err:
+            log.warning("%s: the failed run's finished documents were not committed: %s", self.dir, err)
 
 
 def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> Summary:
     """Fold per-worker result folders into ``out_dir``, one copy per document (first part wins).
 
     Mapped detection tasks each write their own folder (no shared file between workers); this
-    step, run once after them, appends what is new to the main files and sums the summaries.
+    step, run once after them, commits what is new to the main folder (part object, merged files,
+    index: see :class:`ResultStore`) and sums the summaries. Documents already in ``out_dir`` are
+    looked up in its index, so the cost follows the parts, not the folder's history.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seen_docs = {r["page"]["doc_id"] for r in _iter_jsonl(out / RESULTS) if r.get("kind") == "page"}
-    seen_q = {r.get("doc_id") or r["source"] for r in _iter_jsonl(out / QUARANTINE)}
-    total = Summary(out_dir=str(out))
-    with (
-        (out / RESULTS).open("a", encoding="utf-8") as res,
-        (out / QUARANTINE).open("a", encoding="utf-8") as qua,
-    ):
+    out = os.fspath(out_dir)
+    total = Summary(out_dir=out)
+    with ResultStore(out) as store:
+        seen_q: set[str] = set()
         for part in parts:
-            p = Path(part)
+            p = os.fspath(part)
             new_docs: set[str] = set()
-            for r in _latest_run_only(_iter_jsonl(p / RESULTS)):
+            records: list[dict[str, Any]] = []
+            for r in _latest_run_only(_iter_jsonl(storage.join(p, RESULTS))):
                 doc = r["page"]["doc_id"]
-                if doc in seen_docs and doc not in new_docs:
+                if doc not in new_docs and (doc in store.done_docs or store.index.get(doc) is not None):
                     continue
                 new_docs.add(doc)
-                res.write(json.dumps(r, ensure_ascii=False) + "\n")
+                records.append(r)
                 total.pages += 1
                 total.pages_with_detections += bool(r["detections"])
                 total.detections += len(r["detections"])
                 total.model_version = r["model_version"]
             total.documents += len(new_docs)
-            seen_docs |= new_docs
-            for r in _latest_run_only(_iter_jsonl(p / QUARANTINE)):
+            store.done_docs |= new_docs
+            for r in _latest_run_only(_iter_jsonl(storage.join(p, QUARANTINE))):
                 key = r.get("doc_id") or r["source"]
-                if key in seen_q:
+                if key in seen_q or (r.get("doc_id") and store.index.get(r["doc_id"]) is not None):
                     continue
                 seen_q.add(key)
-                qua.write(json.dumps(r, ensure_ascii=False) + "\n")
+                records.append(r)
                 total.quarantined += 1
                 total.quarantine_reasons[r["error"]] = total.quarantine_reasons.get(r["error"], 0) + 1
-            if (p / SUMMARY).exists():
-                s = json.loads((p / SUMMARY).read_text())
+            if records:
+                store.add_records(records)
+            summary_url = storage.join(p, SUMMARY)
+            if storage.exists(summary_url):
+                s = json.loads(storage.read_text(summary_url))
                 total.seconds += float(s.get("seconds", 0.0))
                 total.skipped += int(s.get("skipped", 0))
-    (out / SUMMARY).write_text(json.dumps(total.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        store.commit()
+        store.write_summary(total)
     return total

@@ -43,12 +43,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
 
+from inkloop import storage
 from inkloop.detection.preprocess import PAD_VALUE, Transform, as_rgb, letterbox, prepare, stretch
 from inkloop.detection.results import read_results
 from inkloop.types import SCHEMA_VERSION, Decision, Detection, PageResult
@@ -604,7 +604,7 @@ def route_run(
     push that also need the boxes. ``priority``: see :func:`route_results`.
     """
     config = config or RoutingConfig()
-    out = Path(out_dir)
+    out = os.fspath(out_dir)
     routed = route_results(read_results(out), config, priority)
     lines = [
         json.dumps(
@@ -621,22 +621,14 @@ def route_run(
         + "\n"
         for r in routed
     ]
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (ROUTING + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, out / ROUTING)
+    storage.write_text(storage.join(out, ROUTING), "".join(lines))  # all or nothing, local or URL
     return routed
 
 
 def read_routing(out_dir: str | os.PathLike[str]) -> dict[str, RoutingRecord]:
     """``routing.jsonl`` of a results folder, by page key (empty if routing never ran)."""
-    path = Path(out_dir) / ROUTING
-    if not path.exists():
-        return {}
     recs: dict[str, RoutingRecord] = {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rec = RoutingRecord.from_dict(json.loads(line))
-                recs[rec.page_key] = rec
+    for d in storage.read_jsonl(storage.join(out_dir, ROUTING)):
+        rec = RoutingRecord.from_dict(d)
+        recs[rec.page_key] = rec
     return recs

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from inkloop import storage
+
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
@@ -21,14 +23,13 @@ def source_doc_id(source: str) -> str | None:
     record still names the bytes, so an inbox does not hand the same file over again.
     """
     try:
-        if "://" in source and not source.startswith("file://"):
-            import fsspec
-
+        local = storage.local_path(source)
+        if local is None:
             h = hashlib.sha256()
-            with fsspec.open(source, "rb") as f:
+            with storage.open_file(source, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
             return h.hexdigest()
-        return sha256_file(source.removeprefix("file://"))
+        return sha256_file(local)
     except Exception:  # not found, not a file, storage error: no identity to record
         return None

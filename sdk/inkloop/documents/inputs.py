@@ -4,7 +4,8 @@ sniffed from the first bytes; an inbox split into batches for dynamic task mappi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
+
+from inkloop import storage
 
 MEDIA_TYPES = {
     "pdf": "application/pdf",
@@ -30,34 +31,33 @@ def sniff_media_type(head: bytes) -> str | None:
     return None
 
 
-def is_url(spec: str) -> bool:
-    return "://" in spec and not spec.startswith("file://")
+is_url = storage.is_url
 
 
 def expand_inputs(specs: Iterable[str]) -> list[str]:
     """Files named, folders walked (hidden files skipped), globs expanded; order is stable.
 
     A spec that matches nothing is returned as is, so the pipeline can quarantine it as
-    "not found" instead of forgetting it.
+    "not found" instead of forgetting it. A storage URL stays a URL (never a local path), and a
+    storage that cannot be listed (endpoint down, bucket missing, access denied) raises
+    :class:`~inkloop.storage.StorageError` naming it: an inbox that cannot be read is not empty.
     """
-    import fsspec
-
     out: list[str] = []
     for spec in specs:
         spec = str(spec)
-        fs, path = fsspec.core.url_to_fs(spec)
+        fs, path = storage.url_to_fs(spec)
         protocol = spec.split("://", 1)[0] + "://" if is_url(spec) else ""
-        if any(c in path for c in "*?["):
-            matches = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            matches = sorted(fs.find(path))
-        else:
-            out.append(spec)
-            continue
+        with storage.translated(spec, "list"):
+            if any(c in path for c in "*?["):
+                matches = [m for m in sorted(fs.glob(path)) if fs.isfile(m)]
+            else:
+                info = storage.info(spec)
+                if info is None or info.get("type") != "directory":
+                    out.append(spec)
+                    continue
+                matches = sorted(fs.find(path))
         for m in matches:
-            if any(part.startswith(".") for part in Path(m).parts[-1:]):
-                continue
-            if fs.isfile(m):
+            if not m.rstrip("/").rsplit("/", 1)[-1].startswith("."):
                 out.append(protocol + m if protocol else m)
     seen: set[str] = set()
     return [s for s in out if not (s in seen or seen.add(s))]

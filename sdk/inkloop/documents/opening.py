@@ -86,13 +86,17 @@ class OpenedDocument:
             if not p.is_file():
                 raise DocumentError(source, "not a regular file", "unsupported")
             return p
-        import fsspec
+        from inkloop import storage
 
         self._tmpdir = tempfile.mkdtemp(prefix="inkloop-")
-        local = Path(self._tmpdir) / (Path(source.split("?", 1)[0]).name or "document")
+        local = Path(self._tmpdir) / (source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "document")
         try:
-            with fsspec.open(source, "rb") as src, local.open("wb") as dst:
+            with storage.open_file(source, "rb") as src, local.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+        except storage.StorageError as exc:
+            if exc.kind == "not_found":  # listed, then gone (deleted mid-run)
+                raise DocumentError(source, "file not found", "not_found") from exc
+            raise DocumentError(source, f"cannot read from storage: {exc.reason}") from exc
         except FileNotFoundError as exc:
             raise DocumentError(source, "file not found", "not_found") from exc
         except Exception as exc:

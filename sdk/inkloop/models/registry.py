@@ -48,12 +48,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import fsspec
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from inkloop.documents.hashing import sha256_file
 from inkloop.models.references import ModelCard, ModelError, ModelRef
+from inkloop.storage import fsync_dir as _fsync_dir
+from inkloop.storage import url_to_fs
+from inkloop.storage import write_local as _write_local
 
 logger = logging.getLogger(__name__)
 
@@ -192,27 +194,6 @@ def _copy_local(src: Path, dst: Path) -> str:
         d.flush()
         os.fsync(d.fileno())
     return digest
-
-
-def _write_local(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _commit_dir(tmp: Path, final: Path) -> None:
@@ -469,7 +450,7 @@ class Registry(RegistryRules):
         raw = str(url) if url is not None else default_registry_url()
         if "://" not in raw:
             raw = str(Path(raw).expanduser())
-        fs, root = fsspec.core.url_to_fs(raw, **dict(storage_options or {}))
+        fs, root = url_to_fs(raw, storage_options)
         self.fs: AbstractFileSystem = fs
         self.root: str = root.rstrip("/")  # "" for a filesystem's root: paths become "/models/…"
         self.is_local: bool = isinstance(fs, LocalFileSystem)

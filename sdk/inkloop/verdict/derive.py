@@ -7,24 +7,45 @@ enough to answer again without running the model.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Collection
+import shutil
+import tempfile
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from inkloop.detection.results import read_quarantine, read_results
+from inkloop import storage
+from inkloop.detection.results import read_quarantine, read_results, read_run_quarantine, read_run_results
 from inkloop.documents.hashing import sha256_file
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.judge import VerdictConfig, verdict_for_document
 from inkloop.verdict.record import DocumentVerdict, write_verdicts
 
 
-def _resolve(source: str, root: Path | None) -> Path | None:
-    if "://" in source and not source.startswith("file://"):
-        return None
-    p = Path(source.removeprefix("file://"))
-    if not p.is_absolute() and root is not None:
-        p = root / p
-    return p
+@contextlib.contextmanager
+def _resolve(source: str, root: Path | None) -> Iterator[Path | None]:
+    """The source as a local file: itself, or a private copy of a storage URL (None if gone)."""
+    local = storage.local_path(source)
+    if local is not None:
+        p = Path(local)
+        if not p.is_absolute() and root is not None:
+            p = root / p
+        yield p
+        return
+    tmp = tempfile.mkdtemp(prefix="inkloop-verdict-")
+    try:
+        copy = Path(tmp) / (source.rstrip("/").rsplit("/", 1)[-1] or "document")
+        try:
+            with storage.open_file(source, "rb") as src, copy.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except storage.StorageError as exc:
+            if exc.kind != "not_found":
+                raise
+            yield None
+            return
+        yield copy
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def derive_verdicts(
@@ -33,41 +54,46 @@ def derive_verdicts(
     source_root: str | os.PathLike[str] | None = None,
     write: bool = True,
     only: Collection[str] | None = None,
+    run_id: str | None = None,
 ) -> list[DocumentVerdict]:
     """One verdict per document in ``results_dir/results.jsonl`` (plus its quarantined inputs).
 
     ``only``: derive these documents (``doc_id``) alone, e.g. one run's, instead of re-reading
-    and re-hashing every source the folder has ever seen.
+    and re-hashing every source the folder has ever seen. ``run_id``: derive the documents of
+    that run, read from its own part objects (``runs/<run_id>/``): neither the reading nor the
+    hashing grows with the folder's history.
 
     Sources are read from each record's ``source`` (relative paths against ``source_root``, else
     the working directory). A document whose file is gone or changed (its SHA-256 is no longer
     the ``doc_id``) or was quarantined gets ``needs_review`` with the reason; one bad document
     never stops the others. Writes ``verdicts.jsonl`` beside the results unless ``write=False``.
     """
-    out = Path(results_dir)
+    out = os.fspath(results_dir)
     root = Path(source_root) if source_root is not None else None
     by_doc: dict[str, list[PageResult]] = {}
-    for pr in read_results(out):  # the latest run of each document, as detection wrote it
+    # the latest run of each document, as detection wrote it; or one run's own records
+    page_results = read_run_results(out, run_id) if run_id else read_results(out)
+    for pr in page_results:
         if only is None or pr.page.doc_id in only:
             by_doc.setdefault(pr.page.doc_id, []).append(pr)
     verdicts: list[DocumentVerdict] = []
     for doc_id, pages in by_doc.items():
         source = pages[0].source
         try:
-            path = _resolve(source, root)
-            if path is None or not path.is_file():
-                v = _review(doc_id, source, "source document not found: places cannot be read", pages)
-            elif sha256_file(path) != doc_id:
-                v = _review(
-                    doc_id, source, "source document changed since detection (SHA-256 differs)", pages
-                )
-            else:
-                v = verdict_for_document(path, pages, config, doc_id=doc_id)
-                v.source = source
+            with _resolve(source, root) as path:
+                if path is None or not path.is_file():
+                    v = _review(doc_id, source, "source document not found: places cannot be read", pages)
+                elif sha256_file(path) != doc_id:
+                    v = _review(
+                        doc_id, source, "source document changed since detection (SHA-256 differs)", pages
+                    )
+                else:
+                    v = verdict_for_document(path, pages, config, doc_id=doc_id)
+                    v.source = source
         except Exception as exc:  # a bug or a hostile file must not stop the batch
             v = _review(doc_id, source, f"verdict failed: {exc.__class__.__name__}: {str(exc)[:150]}", pages)
         verdicts.append(v)
-    for q in read_quarantine(out):
+    for q in read_run_quarantine(out, run_id) if run_id else read_quarantine(out):
         if q.doc_id in by_doc or (only is not None and q.doc_id not in only):
             continue
         verdicts.append(

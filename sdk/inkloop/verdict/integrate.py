@@ -14,15 +14,21 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
+from inkloop import storage
 from inkloop.detection.pipeline import DetectionRun, DetectOptions, ProgressFn
-from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, run_doc_ids
+from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, write_summary
 from inkloop.detection.routing import RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.derive import derive_verdicts
 from inkloop.verdict.judge import VerdictConfig
-from inkloop.verdict.record import VERDICTS, DocumentVerdict, count_verdicts, read_verdicts, write_verdicts
+from inkloop.verdict.record import (
+    VERDICTS,
+    DocumentVerdict,
+    append_verdicts,
+    count_verdicts,
+    read_verdicts,
+)
 
 #: Verdicts whose documents a person should see before any other page.
 REVIEW_FIRST: tuple[str, ...] = ("needs_review", "partially_signed")
@@ -53,14 +59,10 @@ def route_with_verdicts(
 ) -> list[PageResult]:
     """:func:`~inkloop.detection.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
     putting ``needs_review`` and ``partially_signed`` documents first."""
-    out = Path(results_dir)
-    verdicts = read_verdicts(out) if (out / VERDICTS).exists() else []
+    out = os.fspath(results_dir)
+    verdicts = read_verdicts(out)
     priority = review_priority(verdicts, read_results(out)) if verdicts else None
     return route_run(out, routing or RoutingConfig(), priority)
-
-
-def _write_summary(out: Path, summary: Summary) -> None:
-    (out / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
 def judge_run(
@@ -72,28 +74,29 @@ def judge_run(
 ) -> tuple[Summary, list[DocumentVerdict]]:
     """Derive the verdicts of a detection run's documents in ``results_dir``.
 
-    With the run's ``summary`` (its ``run_id``), only that run's documents are derived (a watched
-    inbox's folder grows every run; re-reading and re-hashing every earlier source each time would
-    grow with it) and merged into ``verdicts.jsonl`` over the folder's earlier ones; without it,
+    With the run's ``summary`` (its ``run_id``), only that run's documents are derived, read from
+    the run's own part objects (a watched inbox's folder grows every run; re-reading and
+    re-hashing every earlier source each time would grow with it), and added to ``verdicts.jsonl``
+    without reading it (readers keep each document's latest verdict); without it,
     every document in the folder. Records the run's counts per verdict in the summary (and
     rewrites ``summary.json``), and with ``routing`` re-routes the folder so ``routing.jsonl`` puts
     the documents that need a person first. Returns the summary and the derived verdicts.
     """
-    out = Path(results_dir)
+    out = os.fspath(results_dir)
     if summary is None:
-        summary = Summary(out_dir=str(out))
-        if (out / SUMMARY).exists():
+        summary = Summary(out_dir=out)
+        if storage.exists(storage.join(out, SUMMARY)):
             known = Summary.__dataclass_fields__
-            d = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
+            d = json.loads(storage.read_text(storage.join(out, SUMMARY)))
             summary = Summary(**{k: v for k, v in d.items() if k in known})
         verdicts = derive_verdicts(out, config, source_root=source_root)
     else:
-        only = run_doc_ids(out, summary.run_id) if summary.run_id else None
-        verdicts = derive_verdicts(out, config, source_root=source_root, write=only is None, only=only)
-        if only is not None:
-            _merge_verdicts(out, verdicts)
+        run_id = summary.run_id or None
+        verdicts = derive_verdicts(out, config, source_root=source_root, write=run_id is None, run_id=run_id)
+        if run_id is not None and verdicts:
+            append_verdicts(out, verdicts)
     summary.verdicts = count_verdicts(verdicts)
-    _write_summary(out, summary)
+    write_summary(out, summary)
     if routing is not None:
         route_with_verdicts(out, routing)
     return summary, verdicts
@@ -115,11 +118,12 @@ def detect_and_judge(
     options = options or DetectOptions()
     if verdict and options.routing is not None:  # routed once, with the verdicts (judge_run)
         options = replace(options, defer_routing=True)
-    run = DetectionRun(out_dir, options)
-    summary = run.run(inputs, progress)
-    if verdict:
-        config = config or VerdictConfig(threshold=run.detector.conf)
-        summary, _ = judge_run(out_dir, summary, config, options.routing)
+    with storage.scoped_options(options.storage_options):  # the verdicts read the same storage
+        run = DetectionRun(out_dir, options)
+        summary = run.run(inputs, progress)
+        if verdict:
+            config = config or VerdictConfig(threshold=run.detector.conf)
+            summary, _ = judge_run(out_dir, summary, config, options.routing)
     return summary
 
 
@@ -130,25 +134,17 @@ def merge_results(out_dir: str | os.PathLike[str], parts: Iterable[str | os.Path
     derived, so the newest wins); the merged summary counts the parts' verdicts (None if no part
     derived any).
     """
-    parts = [Path(p) for p in parts]
+    parts = [os.fspath(p) for p in parts]
     total = merge_parts(out_dir, parts)
-    out = Path(out_dir)
+    out = os.fspath(out_dir)
     new: dict[str, DocumentVerdict] = {}
-    for p in parts:
-        if (p / VERDICTS).exists():
-            for v in read_verdicts(p):
-                new[v.doc_id or v.source] = v
-    if new or any((p / VERDICTS).exists() for p in parts):
-        _merge_verdicts(out, new.values())
+    with_verdicts = [p for p in parts if storage.exists(storage.join(p, VERDICTS))]
+    for p in with_verdicts:
+        for v in read_verdicts(p):
+            new[v.doc_id or v.source] = v
+    if new or with_verdicts:
+        if new:  # added without reading the folder's verdicts: readers keep the latest per document
+            append_verdicts(out, new.values())
         total.verdicts = count_verdicts(new.values())
-        _write_summary(out, total)
+        write_summary(out, total)
     return total
-
-
-def _merge_verdicts(out: Path, new: Iterable[DocumentVerdict]) -> None:
-    """Write ``verdicts.jsonl`` as the folder's earlier verdicts with ``new`` replacing those of
-    the same document (verdicts are derived, so the newest wins)."""
-    kept = read_verdicts(out) if (out / VERDICTS).exists() else []
-    merged = {v.doc_id or v.source: v for v in kept}
-    merged.update({v.doc_id or v.source: v for v in new})
-    write_verdicts(out, merged.values())

@@ -8,14 +8,13 @@ in PDF points with the origin at the top-left of the page as displayed (as ``pdf
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
+from inkloop import storage
 from inkloop.verdict._base import BoxXYXY
 
 #: Version of the ``verdicts.jsonl`` record layout.
@@ -299,36 +298,33 @@ class DocumentVerdict:
         )
 
 
-def write_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[DocumentVerdict]) -> Path:
-    """Write ``verdicts.jsonl`` in ``out_dir`` (replacing it: verdicts are derived, never appended)."""
-    path = Path(out_dir) / VERDICTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for v in verdicts:
-            f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[DocumentVerdict]) -> str:
+    """Write ``verdicts.jsonl`` in ``out_dir`` (replacing it, all or nothing; a local folder or a
+    storage URL)."""
+    return storage.write_jsonl(storage.join(out_dir, VERDICTS), (v.to_dict() for v in verdicts))
+
+
+def append_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[DocumentVerdict]) -> str:
+    """Add one run's verdicts to ``verdicts.jsonl`` without reading it (its cost follows the run,
+    not the folder); a document judged again gets a newer line, which readers take."""
+    return storage.append_bytes(
+        storage.join(out_dir, VERDICTS), storage.jsonl_bytes(v.to_dict() for v in verdicts)
+    )
 
 
 def iter_verdicts(out_dir: str | os.PathLike[str]) -> Iterator[DocumentVerdict]:
-    """The records of ``verdicts.jsonl`` (a cut last line is skipped, as in results.jsonl)."""
-    path = Path(out_dir) / VERDICTS
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            yield DocumentVerdict.from_dict(d)
+    """The records of ``verdicts.jsonl`` as written (a cut last line is skipped, as in
+    results.jsonl; a document judged twice appears twice: :func:`read_verdicts` keeps the last)."""
+    for d in storage.read_jsonl(storage.join(out_dir, VERDICTS)):
+        yield DocumentVerdict.from_dict(d)
 
 
 def read_verdicts(out_dir: str | os.PathLike[str]) -> list[DocumentVerdict]:
-    return list(iter_verdicts(out_dir))
+    """One verdict per document, the latest written (in the order documents first appear)."""
+    latest: dict[str, DocumentVerdict] = {}
+    for v in iter_verdicts(out_dir):
+        latest[v.doc_id or v.source] = v
+    return list(latest.values())
 
 
 def count_verdicts(verdicts: Iterable[DocumentVerdict]) -> dict[str, int]:
