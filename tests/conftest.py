@@ -108,8 +108,10 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     (about 2 minutes) so the test command works from nothing, and migrates an empty database
     once (40-90 s); later sessions copy the template data dir and start in seconds.
     If the install or the start is impossible the fixture FAILS rather than skips: a skipped
-    integration test reads as green and hides a broken setup. Yields a handle with ``.url`` and
-    ``.token``; only the server's own PID (its process group) is stopped at the end.
+    integration test reads as green and hides a broken setup. The server runs with Label Studio's
+    own auth defaults (legacy tokens off); the handle's ``.token`` is the admin's Personal Access
+    Token, so every test authenticates as a user of a stock Label Studio 1.23 does. Yields a handle
+    with ``.url`` and ``.token``; only the server's own PID (its process group) is stopped at the end.
     """
     from inkloop.devservers import ports
     from inkloop.devservers.labelstudio import server, settings, venv

@@ -1,7 +1,9 @@
 """``inkloop review push | pull | status``: the Label Studio side of the loop, from the shell.
 
 The API token comes from ``--token`` or, better (it then never shows in ``ps``), the environment:
-``INKLOOP_LS_TOKEN`` or ``LABEL_STUDIO_API_KEY``.
+``INKLOOP_LS_TOKEN`` or ``LABEL_STUDIO_API_KEY``. It is a Personal Access Token (what Label Studio
+1.23 gives; ``labeling/token.sh`` prints the local dev server's) or a legacy token where the server
+still allows them; :mod:`inkloop.review.auth` tells them apart.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ TokenOpt = Annotated[
     typer.Option(
         "--token",
         envvar=["INKLOOP_LS_TOKEN", "LABEL_STUDIO_API_KEY"],
-        help="API token (prefer the env var).",
+        help="Personal Access Token, or a legacy token where allowed (prefer the env var).",
         show_envvar=True,
     ),
 ]
