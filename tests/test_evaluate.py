@@ -213,6 +213,9 @@ def test_domains_file_is_read_per_image_root(tmp_path: Path, pages_dir: Path) ->
         got[s.image.parent.parent.parent.name].add(s.domain)
     assert got == {"scans": {None}, "synth": {"digital"}} and ds.has_domains
     assert not load_dataset(scans, "val").has_domains  # reports stay unchanged without the file
+    # a collection that cannot be written to (a shared, read-only copy): its domain named here
+    named = load_dataset(combined, "val", default_domain="scan")
+    assert {s.domain for s in named.samples} == {"scan", "digital"}
     # the scans root says what it is: every image gets a domain, through "default"
     write_domains(scans, {}, default="scan")
     assert {s.domain for s in load_dataset(combined, "val").samples} == {"scan", "digital"}

@@ -103,7 +103,10 @@ def import_results_cmd(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Upsert pages (predictions, and ground truth from reviews) into the dataset, by page_key."""
+    """Upsert pages (predictions, and ground truth from reviews) into the dataset, by page_key.
+
+    Each page's domain (scan or digital) is decided from its source document on the way in.
+    """
     from inkloop.curation.cycle import import_results
     from inkloop.detection.results import read_results
 

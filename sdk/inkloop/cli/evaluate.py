@@ -50,6 +50,13 @@ def evaluate_command(
             "its first group (or whole match) names the group, e.g. '^[^_]+' for a source prefix."
         ),
     ] = None,
+    default_domain: Annotated[
+        str | None,
+        typer.Option(
+            help="Domain of the images whose dataset has no domains.json (e.g. 'scan' for a "
+            "collection of scans combined with generated digital pages)."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -96,6 +103,7 @@ def evaluate_command(
             on_start=on_start,
             progress=lambda n: progress.advance(task, n),
             group_by=group_by,
+            default_domain=default_domain,
         )
     except DatasetError as exc:
         console.print(f"[red]dataset error:[/red] {escape(str(exc))}")

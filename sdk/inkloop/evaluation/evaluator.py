@@ -172,7 +172,9 @@ def _names(cfg: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDataset:
+def load_dataset(
+    data: str | os.PathLike[str], split: str = "val", default_domain: str | None = None
+) -> YoloDataset:
     """Resolve a data.yaml, a dataset folder or a flat folder of images into labelled samples.
 
     Accepted forms:
@@ -188,6 +190,8 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
     Each image's domain comes from the ``domains.json`` of *its own* dataset root
     (:mod:`inkloop.evaluation.domains`), so a data.yaml listing folders of several datasets (scans
     from one, generated digital pages from another) gets each image's domain right.
+    ``default_domain`` is the domain of images whose dataset records none (a read-only collection
+    of scans beside generated pages: ``default_domain="scan"``).
     """
     import yaml
 
@@ -205,7 +209,7 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
         names = _names(cfg)
     elif src.is_dir():
         if (src / "data.yaml").is_file():
-            return load_dataset(src / "data.yaml", split)
+            return load_dataset(src / "data.yaml", split, default_domain)
         if (src / "images" / split).is_dir():
             images = _list_images(src / "images" / split)
         elif (src / "images").is_dir():
@@ -225,7 +229,7 @@ def load_dataset(data: str | os.PathLike[str], split: str = "val") -> YoloDatase
             raise DatasetError(f"{src}: listed image {im} does not exist")
         lbl = label_path_for(im)
         try:
-            domain = domain_of(im)
+            domain = domain_of(im) or default_domain
         except DomainsError as exc:
             raise DatasetError(str(exc)) from exc
         if lbl.is_file():
@@ -869,6 +873,7 @@ def evaluate(
     on_start: Callable[[int], None] | None = None,
     plot: bool = True,
     group_by: str | None = None,
+    default_domain: str | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` (any model reference, or a :class:`Detector`) on a YOLO dataset split.
 
@@ -877,7 +882,8 @@ def evaluate(
     card's operating threshold). With ``out_dir``, writes ``report.json``, ``errors.jsonl`` and
     ``pr_curve.png`` there. With ``group_by`` (a regular expression over image file names), the
     report also scores each group on its own (:func:`metrics_by_group`); when the dataset records
-    domains, each domain is scored on its own too (``report.domains``, always). Raises
+    domains, each domain is scored on its own too (``report.domains``, always; ``default_domain``
+    names the domain of images whose dataset records none). Raises
     :class:`DatasetError` for unusable data, :class:`inkloop.models.references.ModelError` for unusable
     models and :class:`re.error` for a ``group_by`` that is not a regular expression.
     """
@@ -885,7 +891,7 @@ def evaluate(
 
     rx = re.compile(group_by) if group_by is not None else None  # fail before any work
     t0 = time.perf_counter()
-    dataset = load_dataset(data, split)
+    dataset = load_dataset(data, split, default_domain)
     if isinstance(model, Detector):
         det = model
     else:
