@@ -1,6 +1,7 @@
 """``inkloop serve`` (a Triton server for a model reference) and ``inkloop demo`` (the browser demo).
 
-Exit codes follow ``inkloop.cli``: 4 for a model that cannot be resolved or loaded.
+Exit codes follow ``inkloop.cli``: 2 for a bad option (an ``--examples`` that is not a folder), 4 for
+a model that cannot be resolved or loaded.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-EXIT_MODEL = 4
+EXIT_USAGE, EXIT_MODEL = 2, 4
 
 
 def serve_command(
@@ -64,8 +65,23 @@ def demo_command(
         list[str] | None,
         typer.Option(help="Models offered in the picker (repeatable): bundled, registry://…, triton://…"),
     ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder of sample documents offered as one-click examples "
+            "(default: the checkout's tests/fixtures/documents, when inkloop runs from one)."
+        ),
+    ] = None,
+    no_examples: Annotated[bool, typer.Option("--no-examples", help="Offer no sample documents.")] = False,
 ) -> None:
-    """A browser demo (Gradio): drop a PDF, TIFF or image, see the boxes, download the outputs."""
-    from inkloop.serving.demo import launch
+    """A browser demo (Gradio): drop a PDF, TIFF or image (or click a sample), see the signing verdict
+    with its evidence and the boxes, move the score threshold, download the outputs."""
+    from inkloop.serving.demo import checkout_examples, example_files, launch
 
-    launch(host, port, model)
+    folder = None if no_examples else (examples or checkout_examples())
+    try:
+        example_files(folder)
+    except ValueError as exc:
+        typer.echo(f"usage: --examples {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    launch(host, port, model, folder)
