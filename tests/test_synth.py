@@ -260,6 +260,8 @@ def test_bad_inputs_name_the_file(crops_dataset: Path, tmp_path: Path) -> None:
         synthesize(SynthOptions(str(tmp_path / "nowhere"), str(tmp_path / "o1"), {"val": 1}))
     with pytest.raises(SynthError, match="'test'"):
         synthesize(SynthOptions(str(crops_dataset), str(tmp_path / "o2"), {"test": 1}))
+    with pytest.raises(SynthError, match="leak"):  # a flat folder has no splits to keep apart
+        synthesize(SynthOptions(str(FIXTURE_PAGES), str(tmp_path / "o5"), {"train": 1, "val": 1}))
     blank = tmp_path / "blank-templates"
     blank.mkdir()
     import pymupdf

@@ -175,6 +175,14 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
                     crops[split] = load_crops(options.crops, split)
                 except CropsError as exc:
                     raise SynthError(str(exc)) from exc
+        seen: dict[str, str] = {}
+        for split, cs in crops.items():  # a flat folder gives every split the same pages
+            for src in sorted({c.source for c in cs}):
+                if seen.setdefault(src, split) != split:
+                    raise SynthError(
+                        f"{options.crops}: {src} is in both {seen[src]!r} and {split!r}: crops would leak "
+                        "between splits (give a dataset with images/<split> folders or a data.yaml)"
+                    )
         templates = _load_templates(options.templates, scratch) if options.templates else []
         if progress:
             progress("start", {"pages": sum(options.pages.values())})
