@@ -257,3 +257,22 @@ def test_traced_strokes_follow_the_signatures_ink(crop: Image.Image) -> None:
     assert (drawn.astype(bool) & near_ink).sum() / drawn.sum() > 0.95  # and nothing invented
     with pytest.raises(ValueError, match="no ink"):
         trace_strokes(Image.new("RGB", (120, 40), "white"))
+
+
+def test_a_broken_signature_field_never_costs_the_page(tmp_path: Path) -> None:
+    """A field whose appearance points nowhere is left to MuPDF: the page still renders."""
+    p = tmp_path / "broken.pdf"
+    doc = pymupdf.open()
+    page = _text_contract(doc)
+    w = pymupdf.Widget()
+    w.field_type = pymupdf.PDF_WIDGET_TYPE_SIGNATURE
+    w.field_name = "Signature1"
+    w.rect = pymupdf.Rect(*SIG)
+    page.add_widget(w)
+    doc.xref_set_key(next(iter(page.widgets())).xref, "AP", "<< /N 99999 0 R >>")
+    doc.save(str(p))
+    doc.close()
+    with open_document(p) as d:
+        view = d.model_view(0, SIZE)
+        people = d.render_for_people(0)
+    assert view.image.shape[2] == 3 and people.shape[:2] == (view.page.height, view.page.width)

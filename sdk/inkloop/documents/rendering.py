@@ -114,8 +114,16 @@ def show_fields_as_viewers_do(doc: Any, index: int) -> int:
     PDFium both synthesize it), signed signature fields (their appearance from the file), hidden
     and no-view flags. Call it before the page is loaded (``doc[index]``): MuPDF reads a page's
     annotations when it loads the page. Cheap (a few dictionary reads); calling it again changes
-    nothing. Returns how many widgets it changed.
+    nothing. Returns how many widgets it changed; a malformed annotation array or field is left
+    as MuPDF draws it (a cosmetic difference is never a reason to lose the page).
     """
+    try:
+        return _show_fields_as_viewers_do(doc, index)
+    except Exception:  # broken /Annots or field dictionaries: MuPDF renders what it can
+        return 0
+
+
+def _show_fields_as_viewers_do(doc: Any, index: int) -> int:
     kind, value = doc.xref_get_key(doc.page_xref(index), "Annots")
     if kind == "xref":  # the array is an object of its own
         value = doc.xref_object(int(value.split()[0]))
