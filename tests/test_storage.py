@@ -330,3 +330,36 @@ def test_an_object_deleted_mid_run_is_quarantined_and_done_by_the_next_run(
     _upload_inbox(s3, documents_dir, inbox, DOCS[1:2])  # back again: the next run takes it
     again = DetectionRun(out, opts).run([inbox])
     assert again.documents == 1 and again.skipped == 1
+
+
+def test_asset_uris_are_the_storage_urls(tmp_path: Path) -> None:
+    """With ``INKLOOP_DATA`` in a bucket, the Assets linking the DAGs name the bucket's URLs; a
+    local root gives ``file://`` URIs of the absolute path (Airflow is imported in a child)."""
+    check = (
+        "from inkloop_provider.assets import RESULTS, TRAINING_DATA, PRODUCTION_MODEL\n"
+        "print(RESULTS.uri, TRAINING_DATA.uri, PRODUCTION_MODEL.uri)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    uris = {}
+    for data in ("s3://inkloop-data/loop", str(tmp_path / "data")):
+        p = subprocess.run(
+            [sys.executable, "-c", check],
+            env={
+                "PYTHONPATH": str(root / "plugins"),
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(Path.home()),
+                "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
+                "INKLOOP_DATA": data,
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        uris[data] = p.stdout.split()
+    assert uris["s3://inkloop-data/loop"] == [
+        "s3://inkloop-data/loop/results",
+        "s3://inkloop-data/loop/datasets",
+        "s3://inkloop-data/loop/registry/production",
+    ]
+    assert uris[str(tmp_path / "data")][0] == f"file://{tmp_path}/data/results"

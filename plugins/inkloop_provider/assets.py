@@ -7,12 +7,24 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from inkloop.storage import is_url, join
+
 #: Root of the loop's storage on this deployment (a local folder or a storage URL).
 INKLOOP_ROOT = os.environ.get("INKLOOP_DATA", os.path.expanduser("~/inkloop-data"))
 
-RESULTS = Asset(name="inkloop_results", uri=f"file://{INKLOOP_ROOT}/results")
-TRAINING_DATA = Asset(name="inkloop_training_data", uri=f"file://{INKLOOP_ROOT}/datasets")
-PRODUCTION_MODEL = Asset(name="inkloop_production_model", uri=f"file://{INKLOOP_ROOT}/registry/production")
+
+def asset_uri(*parts: str) -> str:
+    """The Asset URI of a place under ``INKLOOP_ROOT``: the storage URL itself (``s3://…``) when
+    the data lives in a bucket, else ``file://`` and the absolute local path."""
+    if is_url(INKLOOP_ROOT):
+        return join(INKLOOP_ROOT, *parts)
+    local = os.path.abspath(INKLOOP_ROOT.removeprefix("file://"))
+    return "file://" + join(local, *parts)
+
+
+RESULTS = Asset(name="inkloop_results", uri=asset_uri("results"))
+TRAINING_DATA = Asset(name="inkloop_training_data", uri=asset_uri("datasets"))
+PRODUCTION_MODEL = Asset(name="inkloop_production_model", uri=asset_uri("registry", "production"))
 
 
 def triggering_results_dirs(context: Any, default: str) -> list[str]:
