@@ -299,3 +299,37 @@ def test_cli_in_a_subprocess(crops_dataset: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 2
     assert "missing-ds" in bad.stdout + bad.stderr
+
+
+@pytest.mark.fiftyone
+def test_crops_from_the_curation_dataset_keep_its_splits() -> None:
+    """``--crops fiftyone:NAME``: the reviewed pages of a real FiftyOne dataset, by their split."""
+    import uuid
+
+    from PIL import Image
+
+    from inkloop.convert.yolo import from_yolo, read_labels
+    from inkloop.curation.records import PageRecord
+    from inkloop.curation.store import CurationStore
+    from inkloop.types import Detection
+
+    store = CurationStore(f"inkloop-synth-test-{uuid.uuid4().hex[:8]}")
+    try:
+        records, boxes = [], {"train": 0, "val": 0}
+        for image in sorted(p for p in FIXTURE_PAGES.iterdir() if p.suffix != ".txt"):
+            with Image.open(image) as im:
+                w, h = im.size
+            labels = read_labels(image.with_suffix(".txt").read_text())
+            dets = [Detection("signature", 1.0, from_yolo(b, w, h)) for _c, b in labels]
+            records.append(PageRecord(image.stem, image, w, h, [], "test", dets))
+            boxes[_split_of(str(image))] += len(dets)
+        store.upsert_pages(records)
+        for sample in store.dataset.iter_samples(autosave=True):
+            sample["split"] = _split_of(sample.filepath)
+        for split in ("train", "val"):
+            crops = load_crops(f"fiftyone:{store.name}", split)
+            assert {_split_of(c.source) for c in crops} == {split}
+            assert {c.split for c in crops} == {split}
+            assert len(crops) == boxes[split]
+    finally:
+        store.delete()
