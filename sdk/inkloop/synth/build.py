@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -166,7 +167,10 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
         fs.protocol if isinstance(fs.protocol, tuple) else ()
     )
     scratch = Path(tempfile.mkdtemp(prefix="inkloop-synth-"))
-    base = Path(root) if local else scratch / "out"
+    # built beside its final place and renamed when complete: a stopped run leaves no half set
+    # under the name (a local folder), or is uploaded only when complete (a storage URL)
+    final = Path(root)
+    base = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}" if local else scratch / "out"
     try:
         crops: dict[str, list[Crop]] = {}
         for split, n in options.pages.items():
@@ -184,6 +188,7 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
                         "between splits (give a dataset with images/<split> folders or a data.yaml)"
                     )
         templates = _load_templates(options.templates, scratch) if options.templates else []
+        base.mkdir(parents=True)
         if progress:
             progress("start", {"pages": sum(options.pages.values())})
         provenance: list[dict[str, Any]] = []
@@ -287,8 +292,14 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
         summary["seconds"] = round(time.perf_counter() - started, 1)
         summary["out"] = options.out
         (base / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-        if not local:
+        if local:
+            if final.exists():
+                final.rmdir()  # empty, checked above
+            os.replace(base, final)
+        else:
             fs.put(str(base) + "/", root, recursive=True)
         return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if local:
+            shutil.rmtree(base, ignore_errors=True)

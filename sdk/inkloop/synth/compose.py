@@ -297,30 +297,54 @@ def _initials(
 
 
 def _paragraphs(
-    page: Any, rng: np.random.Generator, lang: str, font: str, x0: float, x1: float, y: float, limit: float
-) -> float:
-    """Numbered clauses from ``y`` down to at most ``limit``; returns where the text ended."""
+    page: Any,
+    rng: np.random.Generator,
+    lang: str,
+    fonts: tuple[str, str],
+    x0: float,
+    x1: float,
+    y: float,
+    limit: float,
+    first: int,
+    fill: bool,
+) -> tuple[float, int]:
+    """Numbered paragraphs (one to three clauses each, sometimes under an article heading) from
+    ``y`` down to ``limit`` (all the way with ``fill``, else a few); returns the end and the next
+    number, so a second page goes on where the first stopped."""
     import pymupdf
 
+    font, bold = fonts
     size = float(rng.uniform(9.0, 11.0))
     lead = size * 1.35
+    align = int(_choice(rng, (0, 0, 3)))  # left or justified
+    headed = rng.random() < 0.4
+    heading = _choice(rng, vocab.ARTICLE[lang])
     clauses = list(vocab.CLAUSES[lang])
-    order = rng.permutation(len(clauses))
-    n = 1
-    for i in order:
-        text = f"{n}. {clauses[int(i)]}"
+    want = 10_000 if fill else int(rng.integers(2, 9))
+    n = first
+    while n - first < want:
+        parts = [
+            clauses[int(i)] for i in rng.choice(len(clauses), size=int(rng.integers(1, 4)), replace=False)
+        ]
+        text = " ".join(parts) if headed else f"{n}. " + " ".join(parts)
         lines = (
             int(np.ceil(pymupdf.get_text_length(text, fontname=font, fontsize=size) / (x1 - x0) * 1.12)) + 1
         )
-        h = lines * lead
+        h = lines * lead + (lead + 2.0 if headed else 0.0)
         if y + h > limit:
             break
-        rc = page.insert_textbox(pymupdf.Rect(x0, y, x1, y + h + lead), text, fontname=font, fontsize=size)
+        if headed:
+            page.insert_text((x0, y + size), f"{heading} {n}", fontname=bold, fontsize=size)
+            y += lead + 2.0
+            h -= lead + 2.0
+        rc = page.insert_textbox(
+            pymupdf.Rect(x0, y, x1, y + h + lead), text, fontname=font, fontsize=size, align=align
+        )
         if rc < 0:
             break
         y += h + lead - rc + size * 0.6
         n += 1
-    return y
+    return y, n
 
 
 def _signing_block(
@@ -419,6 +443,7 @@ def generated_document(
     slots: list[Slot] = []
     names: list[str] = []
     title = _choice(rng, vocab.TITLES[lang])
+    number = 1
     for i in range(n_pages):
         page = doc.new_page(width=width, height=height)
         rec = records[i]
@@ -440,7 +465,9 @@ def generated_document(
         rows = (n_places + 1) // 2 if n_places else 0
         block = 40.0 + max(1, rows) * 118.0 if last else 0.0
         limit = height - margin - block - (20.0 if last else 40.0)
-        y = _paragraphs(page, rng, lang, font, margin, width - margin, y, limit)
+        y, number = _paragraphs(
+            page, rng, lang, (font, bold), margin, width - margin, y, limit, number, fill=not last
+        )
         if last:
             ys = max(y + 10.0, height - margin - block - 10.0) if rng.random() < 0.5 else y + 10.0
             if rng.random() < 0.5:

@@ -128,6 +128,13 @@ PARTIES: dict[str, tuple[str, str]] = {
     "es": ("El Cliente", "El Proveedor"),
     "pt": ("O Cliente", "O Prestador"),
 }
+ARTICLE: dict[str, tuple[str, ...]] = {
+    "en": ("Article", "Section", "Clause"),
+    "de": ("§", "Artikel"),
+    "fr": ("Article",),
+    "es": ("Cláusula", "Artículo"),
+    "pt": ("Cláusula", "Artigo"),
+}
 PAGE_WORD = {"en": "Page", "de": "Seite", "fr": "Page", "es": "Página", "pt": "Página"}
 
 FIRST_NAMES = (
