@@ -333,3 +333,19 @@ def test_crops_from_the_curation_dataset_keep_its_splits() -> None:
             assert len(crops) == boxes[split]
     finally:
         store.delete()
+
+
+def test_a_storage_url_gets_the_whole_set(crops_dataset: Path) -> None:
+    import uuid
+
+    import fsspec
+
+    url = f"memory://synth-{uuid.uuid4().hex[:8]}/set"
+    synthesize(SynthOptions(str(crops_dataset), url, {"val": 2}, seed=0))
+    fs = fsspec.filesystem("memory")
+    root = url.removeprefix("memory://")
+    names = {p.removeprefix(f"/{root}/") for p in fs.find(root)}
+    assert {"data.yaml", "domains.json", "manifest.json", "provenance.jsonl", "summary.json"} <= names
+    assert sum(n.startswith("images/val/") for n in names) == 2
+    assert sum(n.startswith("documents/val/") for n in names) >= 1
+    fs.rm(root.split("/")[0], recursive=True)
