@@ -398,3 +398,40 @@ def test_a_confident_box_on_a_typed_name_does_not_sign_the_place(tmp_path: Path)
     assert any("typed text" in r for r in v.reasons) and v.ink[0].ambiguous
     v = verdict_for_document(plain, [_result(plain, 0, [box])], VerdictConfig(threshold=0.2))
     assert v.verdict == "signed", v.reasons
+
+
+@pytest.mark.parametrize("annotation", [True, False], ids=["ink_annotation", "paths"])
+def test_hand_drawn_vector_ink_on_a_place_is_never_empty(tmp_path: Path, annotation: bool) -> None:
+    """A signature drawn with a stylus is in the file whatever the detector saw: a place it lies on
+    that no box covers is uncertain (review), not empty (a costly `partially_signed`)."""
+    rng = random.Random(5)
+    crops = vc.signature_crops()
+    p = tmp_path / "drawn.pdf"
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 2, "rule_above_label")
+    drawn = [vc.put_vector_ink(page, r, crops[k], rng, annotation) for k, r in enumerate(rules)]
+    vc._save(doc, p)
+    ev = analyze_document(p)
+    assert len(ev.freehand[0]) == 2
+    seen = (*drawn[0], 0.9)  # the detector saw the first signature only
+    v = verdict_for_document(p, [_result(p, 0, [seen])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "needs_review", v.reasons
+    status = {pl.place_id: (pl.status, pl.reasons) for pl in v.places}
+    assert sorted(s for s, _ in status.values()) == ["signed_ink", "uncertain"]
+    assert any("hand-drawn vector ink" in r for s, rs in status.values() for r in rs)
+    both = [seen, (*drawn[1], 0.9)]
+    assert verdict_for_document(p, [_result(p, 0, both)], VerdictConfig(threshold=0.2)).verdict == "signed"
+
+
+def test_rules_frames_and_tables_are_not_hand_drawn_ink(tmp_path: Path) -> None:
+    p = tmp_path / "frames.pdf"
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 2, "rule_above_label")
+    for x0, y0, x1, _y1 in rules:  # a rounded frame around each signing line, a table below
+        page.draw_rect(pymupdf.Rect(x0 - 4, y0 - 50, x1 + 4, y0 + 20), radius=0.1, width=0.8)
+    for k in range(8):
+        page.draw_line((72, 700 + 12 * k), (523, 700 + 12 * k), width=0.5)
+        page.draw_line((72 + 56 * k, 700), (72 + 56 * k, 784), width=0.5)
+    vc._save(doc, p)
+    assert analyze_document(p).freehand == {0: []}
+    assert verdict_for_document(p, [_result(p, 0, [])], VerdictConfig(threshold=0.2)).verdict == "unsigned"

@@ -103,12 +103,21 @@ def mark_typed(ink: list[Ink], ev: DocumentEvidence) -> list[str]:
     return [f"{n} box(es) of ink on typed text (the text layer's words): ambiguous"] if n else []
 
 
-def join(places: list[SignaturePlace], ink: list[Ink], config: VerdictConfig) -> None:
+def join(
+    places: list[SignaturePlace],
+    ink: list[Ink],
+    config: VerdictConfig,
+    freehand: dict[int, list[BoxXYXY]] | None = None,
+) -> None:
     """Give each box at most one place (the zone it overlaps most) and each place its status.
 
     A place is ``signed_digital`` when its field carries an intact digital signature,
     ``signed_ink`` when a confident box is on its zone, ``uncertain`` when only an ambiguous box
-    is on it, a box is near it, or its digital signature failed integrity, else ``empty``.
+    is on it, a box is near it, hand-drawn vector ink (``freehand``: page → boxes of Ink
+    annotations and freehand paths) lies on it that no box covers, or its digital signature
+    failed integrity, else ``empty``. Why the vector ink: a signature drawn with a stylus is in
+    the file's structure, whatever the detector makes of it; not a confident ``signed`` on its
+    own (a scribble, a tick, initials look the same), but never ``empty`` either.
     """
     by_page: dict[int, list[SignaturePlace]] = {}
     for p in places:
@@ -159,8 +168,26 @@ def join(places: list[SignaturePlace], ink: list[Ink], config: VerdictConfig) ->
         elif near.get(p.place_id):
             p.status = "uncertain"
             p.reasons.append("ink near the place but not on it")
+        elif (
+            p.page is not None
+            and p.zone is not None
+            and _drawn_on(p.zone, (freehand or {}).get(p.page, []), config)
+        ):
+            p.status = "uncertain"
+            p.reasons.append(
+                "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
+            )
         else:
             p.status = "empty"
+
+
+def _drawn_on(zone: BoxXYXY, drawn: list[BoxXYXY], config: VerdictConfig) -> bool:
+    """Whether a hand-drawn ink box lies on ``zone`` by the boxes' own rule (``on_fraction``)."""
+    for b in drawn:
+        x = _inter(b, zone)
+        if max(x / _area(b), x / _area(zone)) >= config.on_fraction:
+            return True
+    return False
 
 
 def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
@@ -242,7 +269,7 @@ def verdict_for_document(
     pages = sorted(results, key=lambda r: r.page.index)
     ink = ink_from_results(pages, cfg)
     typed = mark_typed(ink, ev)
-    join(ev.places, ink, cfg)
+    join(ev.places, ink, cfg, ev.freehand)
     verdict, reasons = decide(ev, ink)
     reasons += typed
     return DocumentVerdict(
