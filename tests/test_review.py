@@ -202,6 +202,10 @@ def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio)
         down.ensure_project()
     assert "after 3 attempts" in str(ei.value)
     assert token not in str(ei.value) and token not in caplog.text and token not in repr(down)
+    # the hand-made calls (uploads) are retried the same way
+    with pytest.raises(ReviewServiceError, match=r"whoami failed after 3 attempts: URLError") as hand:
+        down.call("whoami", down.auth.whoami)
+    assert token not in str(hand.value)
     # a wrong token is refused at once, not retried, and not echoed either; the server's reason is kept
     bad = LabelStudioReview(labelstudio.url, token, retry=RetryPolicy(attempts=3, base_delay=0.05))
     with pytest.raises(ReviewServiceError) as ei2:
@@ -322,7 +326,7 @@ def test_slow_server_times_out_and_is_retried_then_clear_error():
 
 
 def test_5xx_forever_gives_a_clear_error():
-    srv, calls = _flaky_server(["503"] * 10)
+    srv, calls = _flaky_server(["503"] * 30)
     try:
         client = LabelStudioReview(
             f"http://127.0.0.1:{srv.server_port}",
@@ -333,6 +337,10 @@ def test_5xx_forever_gives_a_clear_error():
         with pytest.raises(ReviewServiceError, match=r"list projects failed after 3 attempts: HTTP 503"):
             client.ensure_project()
         assert len(calls) >= 3  # label-studio-sdk also retries 5xx inside each of our attempts
+        before = len(calls)
+        with pytest.raises(ReviewServiceError, match=r"whoami failed after 3 attempts: HTTP 503: busy"):
+            client.call("whoami", client.auth.whoami)  # the hand-made path: retried, the server's text kept
+        assert len(calls) - before == 3
     finally:
         srv.shutdown()
 

@@ -199,7 +199,10 @@ class LabelStudioAuth:
             json.dumps({"refresh": self._token}).encode(),
             {"Content-Type": "application/json"},
         )
-        access = (answer.json() or {}).get("access") if answer.status == 200 else None
+        try:
+            access = (answer.json() or {}).get("access") if answer.status == 200 else None
+        except (ValueError, AttributeError):  # not Label Studio's JSON (a proxy's page)
+            access = None
         if not access:
             raise self._error(
                 "exchanging the personal access token (POST /api/token/refresh/)",
@@ -245,9 +248,9 @@ class LabelStudioAuth:
             data, content_type = json.dumps(json_body).encode(), "application/json"
         if content_type:
             extra["Content-Type"] = content_type
-        fresh = self.personal and self._access is None
+        exchanged = self.exchanges
         answer = self._send(method, path, data, {**extra, **self.headers()})
-        if answer.status == 401 and self.personal and not fresh:
+        if answer.status == 401 and self.personal and self.exchanges == exchanged:  # not a fresh one
             self.exchange()
             answer = self._send(method, path, data, {**extra, **self.headers()})
         if check and answer.status >= 400:

@@ -106,9 +106,12 @@ class ReviewedPage:
 
 
 def _transient(exc: BaseException) -> bool:
+    import urllib.error
+
     import httpx
 
-    if isinstance(exc, httpx.TransportError | OSError):  # connection refused/reset, timeouts (httpx, urllib)
+    # connection refused/reset and timeouts: httpx's (the SDK's calls) and urllib's (the hand-made ones)
+    if isinstance(exc, httpx.TransportError | urllib.error.URLError | ConnectionError | TimeoutError):
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status >= 500 or status == 429)
