@@ -435,3 +435,22 @@ def test_rules_frames_and_tables_are_not_hand_drawn_ink(tmp_path: Path) -> None:
     vc._save(doc, p)
     assert analyze_document(p).freehand == {0: []}
     assert verdict_for_document(p, [_result(p, 0, [])], VerdictConfig(threshold=0.2)).verdict == "unsigned"
+
+
+def test_hand_drawn_ink_off_the_places_or_without_places_goes_to_review(tmp_path: Path) -> None:
+    rng = random.Random(6)
+    crop = vc.signature_crops()[0]
+    off, letter = tmp_path / "off.pdf", tmp_path / "letter.pdf"
+    doc = pymupdf.open()
+    page, _ = vc.contract_page(doc, "en", 1, "same_line")
+    vc.put_vector_ink(page, (300, 700, 520, 712), crop, rng, annotation=True)  # far from the line
+    vc._save(doc, off)
+    v = verdict_for_document(off, [_result(off, 0, [])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "needs_review" and "hand-drawn vector ink elsewhere" in v.reasons[0]
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    page.insert_textbox((72, 110, 523, 330), vc.NO_SIG, fontsize=11)
+    vc.put_vector_ink(page, (72, 600, 300, 612), crop, rng, annotation=False)
+    vc._save(doc, letter)
+    v = verdict_for_document(letter, [_result(letter, 0, [])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "needs_review" and "no place" in v.reasons[0]

@@ -198,6 +198,7 @@ def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
     unplaced_sure = [i for i in unplaced if not i.ambiguous]
     broken = [s for s in ev.digital_signatures if not s.ok]
     ink_only_pages = [p.index for p in ev.pages if not p.text_layer or p.places_from == "ink_only"]
+    drawn = any(ev.freehand.values())  # hand-drawn vector ink anywhere (on a place: uncertain)
     reasons: list[str] = []
     if broken:
         names = ", ".join(f"{s.field_name} ({s.integrity})" for s in broken)
@@ -236,6 +237,8 @@ def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
             return "needs_review", ["every place empty but ink elsewhere on the page(s)", *reasons]
         if unplaced:
             return "needs_review", ["every place empty; ambiguous ink elsewhere", *reasons]
+        if drawn:
+            return "needs_review", ["every place empty but hand-drawn vector ink elsewhere", *reasons]
         return "unsigned", [f"{len(places)} place(s), all empty", *reasons]
     # no places
     if ev.marks:
@@ -244,6 +247,8 @@ def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
         return "signed", [f"{len(unplaced_sure)} box(es) of ink, no labelled place", *reasons]
     if unplaced:
         return "needs_review", ["only ambiguous ink and no place", *reasons]
+    if drawn:
+        return "needs_review", ["hand-drawn vector ink the detector did not box, and no place", *reasons]
     if ink_only_pages:
         return "needs_review", [
             "no text layer and no ink: cannot tell unsigned from no signature expected",

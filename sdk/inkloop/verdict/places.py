@@ -87,15 +87,19 @@ def _lines(page: Any) -> list[list[_Word]]:
     return list(groups.values())
 
 
-def _rules(page: Any, lines: list[list[_Word]]) -> list[tuple[BoxXYXY, str]]:
+def _drawings(page: Any) -> list[dict[str, Any]]:
+    """The page's vector drawings (annotations' appearances included); none if unreadable."""
+    try:
+        return list(page.get_drawings())
+    except Exception:
+        return []
+
+
+def _rules(page: Any, lines: list[list[_Word]], drawings: list[dict[str, Any]]) -> list[tuple[BoxXYXY, str]]:
     """Candidate rules: flat drawn segments and lines made only of underscores or dots."""
     import pymupdf
 
     out: list[tuple[BoxXYXY, str]] = []
-    try:
-        drawings = page.get_drawings()
-    except Exception:
-        drawings = []
     for d in drawings:
         for item in d.get("items", []):
             if item[0] == "l":
@@ -118,15 +122,16 @@ def _rules(page: Any, lines: list[list[_Word]]) -> list[tuple[BoxXYXY, str]]:
     return out
 
 
-def _freehand(page: Any) -> list[BoxXYXY]:
-    """Boxes of the page's hand-drawn vector ink: Ink annotations and stroked paths made of many
-    short segments (MuPDF's drawings include the annotations' appearances)."""
+def _freehand(page: Any, drawings: list[dict[str, Any]]) -> list[BoxXYXY]:
+    """Boxes of the page's hand-drawn vector ink: Ink annotations and stroked paths of many
+    segments, a share of them oblique (``FREEHAND_*``; MuPDF's drawings include the annotations'
+    appearances, so an Ink annotation is one of them)."""
     import math
 
     import pymupdf
 
     out: list[BoxXYXY] = []
-    for d in page.get_drawings():
+    for d in drawings:
         if "s" not in (d.get("type") or ""):
             continue
         segments = oblique = 0
@@ -147,9 +152,11 @@ def _freehand(page: Any) -> list[BoxXYXY]:
     return out
 
 
-def _label_places(page: Any, index: int, lines: list[list[_Word]], lang: str | None) -> list[SignaturePlace]:
+def _label_places(
+    page: Any, index: int, lines: list[list[_Word]], lang: str | None, drawings: list[dict[str, Any]]
+) -> list[SignaturePlace]:
     """Labelled signing lines: a short line naming a signature, with the rule that goes with it."""
-    rules = _rules(page, lines)
+    rules = _rules(page, lines, drawings)
     pw, ph = float(page.rect.width), float(page.rect.height)
     labels = compiled_labels(lang)
     places: list[SignaturePlace] = []
@@ -347,10 +354,11 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
                     nwords = sum(len(ln) for ln in lines)
                     text = page.get_text("text")
                     ev.typed[i] = [w.box for ln in lines for w in ln if sum(c.isalpha() for c in w.text) >= 2]
-                    ev.freehand[i] = _freehand(page)
                 except Exception as exc:
                     lines, nwords, text = [], 0, ""
                     pe.reasons.append(f"text layer unreadable: {exc.__class__.__name__}")
+                drawings = _drawings(page)  # once: for rules and for hand-drawn ink
+                ev.freehand[i] = _freehand(page, drawings)
                 if nwords < MIN_TEXT_WORDS:
                     pe.text_layer = False
                     pe.places_from = "fields_only" if fields else "ink_only"
@@ -365,7 +373,7 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
                             "places come from fields and ink only"
                         )
                     else:
-                        labels = _label_places(page, i, lines, lang)
+                        labels = _label_places(page, i, lines, lang, drawings)
                     ev.marks += _vendor_marks(page, i, text)
             # a labelled line beside a field is that field's label, not a second place
             for f in fields:
