@@ -492,3 +492,36 @@ def test_airflow_hook_test_connection_with_either_token(labelstudio, tmp_path):
     assert results["ls_bad"][0] is False and "HTTP 401" in results["ls_bad"][1]
     for token in (labelstudio.token, key):
         assert token not in p.stdout + p.stderr
+
+
+def test_status_and_pull_never_create_a_project(labelstudio, tmp_path):
+    """A read-only command on a title with no project fails naming it, and creates nothing."""
+    import os
+
+    title = "no such project here"
+    env = dict(os.environ, INKLOOP_LS_TOKEN=labelstudio.token, INKLOOP_LS_URL=labelstudio.url)
+    for args in (["status"], ["pull", "--out", str(tmp_path / "reviews.jsonl")]):
+        p = subprocess.run(
+            [sys.executable, "-m", "inkloop", "review", *args, "--project", title],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 1, p.stderr
+        assert f"no project named {title!r}" in p.stderr
+    client = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    with pytest.raises(ReviewServiceError, match="no project named"):
+        client.status()
+    assert title not in _titles(labelstudio)
+    assert not (tmp_path / "reviews.jsonl").exists()
+
+
+def test_status_reads_the_project_counters(review, page_pngs):
+    review.push(page_pngs[:3], delivery="upload")
+    tasks = list(review.iter_tasks())
+    review.client.annotations.create(id=tasks[0].id, result=[])
+    review.client.annotations.create(id=tasks[1].id, result=[], was_cancelled=True)
+    st = review.status()
+    assert (st["tasks"], st["reviewed"], st["skipped"], st["annotations"], st["reviews"]) == (3, 1, 1, 1, 2)
+    assert st["pending"] == 1

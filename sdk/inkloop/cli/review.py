@@ -29,6 +29,8 @@ TokenOpt = Annotated[
     ),
 ]
 ProjectOpt = Annotated[str, typer.Option("--project", help="Project title (created if missing).")]
+#: Reading commands never create a project: a missing one is an error naming it.
+ExistingProjectOpt = Annotated[str, typer.Option("--project", help="Project title (must exist).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
@@ -112,7 +114,7 @@ def pull(
     out: Annotated[Path, typer.Option("--out", help="reviews.jsonl to append the pulled reviews to.")],
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
-    project: ProjectOpt = "inkloop review",
+    project: ExistingProjectOpt = "inkloop review",
     state: Annotated[
         Path | None, typer.Option(help="Cursor file for incremental pulls (default OUT.cursor.json).")
     ] = None,
@@ -133,7 +135,7 @@ def pull(
 def status(
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
-    project: ProjectOpt = "inkloop review",
+    project: ExistingProjectOpt = "inkloop review",
     json_out: JsonOpt = False,
 ) -> None:
     """Counts of review tasks: reviewed, skipped, pending."""

@@ -232,6 +232,21 @@ class LabelStudioReview:
         self.created_project = int(created.id)
         return self.created_project
 
+    def existing_project_id(self) -> int:
+        """The review project's id for a read-only call (status, pull): never creates one.
+
+        A read that created the project it was asked about would hide a typo in the title (an
+        empty project answers "0 reviews" forever) and leave a stray project behind."""
+        if self._project_id is None:
+            found = self.find_project()
+            if found is None:
+                raise ReviewServiceError(
+                    f"Label Studio at {self.url}: no project named {self.project_title!r} "
+                    "(push pages first, or check the title)"
+                )
+            self._project_id = found
+        return self._project_id
+
     def delete_project(self, project_id: int) -> None:
         """Delete a project (the half-made one of a failed push); forgets it if it was this client's."""
         self.call("delete project", lambda: self.client.projects.delete(id=project_id))
@@ -435,7 +450,10 @@ class LabelStudioReview:
 
     # -- pull --------------------------------------------------------------------------------------
     def pull(self, state_file: str | Path | None = None) -> list[ReviewedPage]:
-        """Reviewed pages changed since the cursor in ``state_file`` (all if none); advances it."""
+        """Reviewed pages changed since the cursor in ``state_file`` (all if none); advances it.
+
+        Read-only on the server: a project that does not exist is an error, never created."""
+        self.existing_project_id()
         state = _load_state(state_file)
         cursor, seen_at_cursor = state.get("cursor", ""), set(state.get("seen_at_cursor", []))
         out: list[ReviewedPage] = []
@@ -467,22 +485,30 @@ class LabelStudioReview:
         return out
 
     def status(self) -> dict[str, Any]:
-        """Counts of tasks by review state, for ``inkloop review status``."""
-        total = done = skipped = 0
-        for t in self.iter_tasks():
-            total += 1
-            anns = [_as_dict(a) for a in (getattr(t, "annotations", None) or [])]
-            if any(not a.get("was_cancelled") for a in anns):
-                done += 1
-            elif anns:
-                skipped += 1
+        """Counts of the project's tasks and reviews, for ``inkloop review status`` and the
+        review-sync wait: Label Studio's own project counters (one call, whatever the project's
+        size, instead of listing every task with its annotations). Never creates the project.
+
+        ``reviewed``: tasks with a submitted annotation; ``skipped``: skipped (cancelled)
+        annotations; ``pending``: the tasks left (a task skipped once counts as done);
+        ``annotations``: submitted annotations; ``reviews``: submitted + skipped annotations,
+        the number a wait compares with its baseline (it only grows, so a wait can count what
+        arrived since it began)."""
+        pid = self.existing_project_id()
+        p = _as_dict(self.call("read project counters", lambda: self.client.projects.get(id=pid)))
+        tasks = int(p.get("task_number") or 0)
+        submitted = int(p.get("total_annotations_number") or 0)
+        skipped = int(p.get("skipped_annotations_number") or 0)
+        reviewed = int(p.get("num_tasks_with_annotations") or 0)
         return {
-            "project_id": self.project_id,
+            "project_id": pid,
             "url": self.project_url(),
-            "tasks": total,
-            "reviewed": done,
+            "tasks": tasks,
+            "reviewed": reviewed,
             "skipped": skipped,
-            "pending": total - done - skipped,
+            "pending": max(0, tasks - reviewed - skipped),
+            "annotations": submitted,
+            "reviews": submitted + skipped,
         }
 
 
