@@ -249,6 +249,9 @@ def test_the_evaluator_and_training_accept_the_set(synth_set: tuple[Path, dict],
     assert {domain_of(s.image) for s in val.samples} == {"digital"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data_version"] == dataset_manifest(out)["data_version"] == summary["data_version"]
+    assert manifest["splits"] == {"train": 10, "val": 8} and manifest["classes"] == ["signature"]
+    labels = [ln for p in (out / "labels").rglob("*.txt") for ln in p.read_text().splitlines()]
+    assert manifest["boxes"] == len(labels)
     assert resolve_data_yaml(out / "data.yaml", tmp_path / "work").is_file()
     report = evaluate("bundled", out / "data.yaml", "val", plot=False)
     assert report.n_images == 8

@@ -285,7 +285,22 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
             "splits": {s: dict(sorted(c.items())) for s, c in counts.items()},
             "domain": DIGITAL,
         }
-        doc_manifest = {**summary, "files": manifest["files"]}
+        # the curation export's keys (version, data_version, classes, splits, boxes, negatives,
+        # files), so tools reading an export's manifest read this one; no date: same seed, same bytes
+        digest = str(manifest["data_version"]).split(":", 1)[-1]
+        doc_manifest = {
+            "version": f"synth-{digest[:16]}",
+            "data_version": manifest["data_version"],
+            "dataset": "synth",
+            "inkloop_version": inkloop.__version__,
+            "classes": ["signature"],
+            "splits": {s: c["pages"] for s, c in counts.items()},
+            "boxes": sum(c["signatures"] for c in counts.values()),
+            "negatives": sum(c["negative_pages"] for c in counts.values()),
+            "synth": {k: summary[k] for k in ("options", "crops", "templates", "splits", "domain")},
+            "files": manifest["files"],
+        }
+        summary["version"] = doc_manifest["version"]
         (base / "manifest.json").write_text(
             json.dumps(doc_manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
         )
