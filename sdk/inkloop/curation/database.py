@@ -21,7 +21,7 @@ Why this module exists:
   ship) ``FIFTYONE_DATABASE_VALIDATION`` defaults to false: otherwise every connection to MongoDB
   6.0 logs a deprecation warning, and the check it would make is known to pass.
 - ``import fiftyone`` after ``import airflow`` fails with ``KeyError: 'author'`` when
-  ``importlib-metadata`` >= 8 is installed (PLATFORM_NOTES trap 2); the error is turned into one
+  ``importlib-metadata`` >= 8 is installed (eta reads package metadata); the error is turned into one
   that says how to fix it.
 """
 

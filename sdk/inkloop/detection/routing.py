@@ -1,6 +1,6 @@
 """Routing pages to humans: an uncertainty score per page, then a budgeted decision per run.
 
-Why two steps (see ARCHITECTURE.md, "Routing pages to humans"):
+Why two steps (docs/architecture.md, "Routing"):
 
 1. :func:`page_uncertainty` needs only one page — its boxes, a second look at it (test-time
    augmentation) and its text layer — so the pipeline computes it while detecting and writes it,

@@ -3,7 +3,7 @@
 Inputs are found by :mod:`inkloop.documents.inputs`, pages rendered by
 :mod:`inkloop.documents.rendering`, refusals described by :mod:`inkloop.documents.limits`.
 
-Pages are prepared twice, for two readers (see ARCHITECTURE.md, "Rendering"): for the model at the
+Pages are prepared twice, for two readers (docs/architecture.md, "Documents"): for the model at the
 resolution it needs and no more, and for people at reading resolution, lazily. Every page view
 carries the exact linear map from model-image pixels to page pixels, so boxes found on the small
 rendering land exactly on the large one.

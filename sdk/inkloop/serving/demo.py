@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 #: Set in the app's process before Gradio, huggingface_hub or onnxruntime are imported: no
-#: analytics, no hub lookups, no onnxruntime telemetry (PLATFORM_NOTES: they phone home otherwise).
+#: analytics, no hub lookups, no onnxruntime telemetry (they phone home otherwise; docs/privacy.md).
 OFFLINE_ENV = {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_OFFLINE": "1",

@@ -1,7 +1,7 @@
 """A local Label Studio server for development and tests.
 
 Why this module exists: review tasks go to Label Studio, and the integration tests want a *real*
-server, not a mock. Running one offline and unattended has traps (see PLATFORM_NOTES), and the
+server, not a mock. Running one offline and unattended has traps (listed below), and the
 shell scripts in ``labeling/``, the CLI and the pytest fixture must all avoid them the same way,
 so the logic lives here once (one module per responsibility: ``settings``, ``venv``,
 ``processes``, ``readiness``, ``tokens``, ``template``, ``server``, ``cli``; the labeling config and reviewer
