@@ -1,9 +1,14 @@
 """inkloop_review_sync: finished reviews → ground truth in FiftyOne → a versioned training set.
 
 Triggered when detection publishes results (the ``inkloop_results`` Asset): push the uncertain
-pages to Label Studio, wait (deferrable, no worker slot held) for enough finished reviews, pull
-them, curate in FiftyOne and export a YOLO dataset, published as the ``inkloop_training_data``
-Asset that schedules retraining.
+pages to Label Studio, wait (deferrable, no worker slot held) for ``min_reviewed`` reviews more
+than the project had before the push, pull them, curate in FiftyOne and export a YOLO dataset,
+published as the ``inkloop_training_data`` Asset that schedules retraining.
+
+With Label Studio's webhooks wired to Airflow (``INKLOOP_REVIEW_EVENTS=1``: the ML backend,
+``inkloop review backend``, publishes ``inkloop_reviews`` on every review), this DAG only pushes;
+the pull-and-curate half is ``inkloop_review_curate``, scheduled on that Asset: no polling. The
+polling wait here is the fallback when no webhook is configured (docs/review.md has the picture).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from inkloop_provider.sensors.review import LabelStudioReviewsSensor
 # How often the deferred sensor asks Label Studio for finished reviews: reviews take people minutes,
 # so a poll every 30 s costs the server nothing and the sync at most half a minute.
 REVIEW_POLL_SECONDS = float(os.environ.get("INKLOOP_REVIEW_POLL_SECONDS", "30"))
+# Webhooks wired (the ML backend publishes inkloop_reviews): pull and curate run on those events
+# in inkloop_review_curate, and this DAG only pushes.
+REVIEW_EVENTS = os.environ.get("INKLOOP_REVIEW_EVENTS", "").strip().lower() in ("1", "true", "yes")
 
 
 @dag(
@@ -39,7 +47,12 @@ REVIEW_POLL_SECONDS = float(os.environ.get("INKLOOP_REVIEW_POLL_SECONDS", "30"))
         "min_uncertainty": Param(
             0.3, type="number", minimum=0, maximum=1, description="pages at or above it are review candidates"
         ),
-        "min_reviewed": Param(1, type="integer", minimum=0, description="reviews to wait for before syncing"),
+        "min_reviewed": Param(
+            1,
+            type="integer",
+            minimum=0,
+            description="new reviews (since the push) to wait for before syncing",
+        ),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
     },
@@ -54,10 +67,13 @@ def inkloop_review_sync() -> None:
         min_uncertainty="{{ params.min_uncertainty }}",
         inlets=[RESULTS],  # reads results published after the run's event window too
     )
+    if REVIEW_EVENTS:
+        return
     wait = LabelStudioReviewsSensor(
         task_id="wait_for_reviews",
         project="{{ params.project }}",
         min_reviewed="{{ params.min_reviewed }}",
+        baseline="{{ ti.xcom_pull(task_ids='push_reviews')['reviews_before'] }}",
         poke_interval=REVIEW_POLL_SECONDS,
         timeout=7 * 24 * 3600,
         deferrable=True,

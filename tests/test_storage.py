@@ -127,7 +127,20 @@ def test_s3_round_trip_with_environment_and_with_options(
     ns = [r["n"] for r in storage.read_jsonl(storage.join(base, "log.jsonl"))]
     assert ns[:3] == [1, 2, 3] and ns[-1] == -1 and len(ns) == 30_000
     assert storage.listdir(base) == ["a.txt", "log.jsonl"]  # the append's temporary part is gone
-    assert storage.find(base) == [f"s3://{bucket}/folder/a.txt", f"s3://{bucket}/folder/log.jsonl"]
+    # a log whose appends cost the same however long it is: segments once the file is full
+    log = storage.join(base, "verdicts.jsonl")
+    for i in range(5):
+        storage.append_log(log, storage.jsonl_bytes([{"n": i}]), segment_bytes=20)  # 9 bytes a line
+    assert [r["n"] for r in storage.read_log(log)] == [0, 1, 2, 3, 4]
+    assert storage.log_segments(log) == [
+        f"{base}/verdicts.d/00000001.jsonl",
+        f"{base}/verdicts.d/00000002.jsonl",
+    ]
+    storage.write_log(log, [{"n": 9}])  # compaction: one file again
+    assert [r["n"] for r in storage.read_log(log)] == [9] and storage.log_segments(log) == []
+    assert storage.find(base) == [
+        f"s3://{bucket}/folder/{n}" for n in ("a.txt", "log.jsonl", "verdicts.jsonl")
+    ]
 
 
 def test_errors_name_the_url_and_the_reason(s3: S3Handle, bucket: str) -> None:
@@ -208,6 +221,41 @@ def _iam_users(handle: S3Handle, bucket: str) -> tuple[dict[str, str], dict[str,
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-policy", PolicyDocument=doc)
         out.append({"endpoint_url": handle.url, "key": key["AccessKeyId"], "secret": key["SecretAccessKey"]})
     return out[0], out[1]
+
+
+def _page(doc: str) -> dict[str, object]:
+    from inkloop.types import Page, PageResult
+
+    return PageResult(Page(doc_id=doc, index=0, width=10, height=10), [], "m", source=f"{doc}.png").to_dict()
+
+
+def test_a_folder_without_index_gets_one_and_merges_are_idempotent_by_doc_id(tmp_path: Path) -> None:
+    from inkloop.detection.results import ResultStore, merge_parts
+
+    old = tmp_path / "old"  # as an inkloop before the index wrote it
+    storage.write_jsonl(str(old / "results.jsonl"), [{**_page("aa01"), "run_id": "20260101T000000-1"}])
+    storage.write_jsonl(
+        str(old / "quarantine.jsonl"),
+        [
+            {"kind": "quarantine", "source": s, "doc_id": d, "error": e, "reason": "r", "run_id": "1"}
+            for s, d, e in (("b", "bb01", "corrupt"), ("c", "cc01", "inference_unavailable"))
+        ],
+    )
+    with ResultStore(old) as store:
+        assert store.is_done("aa01") and store.is_done("bb01") and not store.is_done("cc01")
+    assert (old / "index" / "FORMAT").exists() and (old / "index" / "aa.tsv").exists()
+
+    parts = []
+    for name, docs in (("p1", ("dd01", "ee01")), ("p2", ("ee01", "ff01"))):
+        with ResultStore(tmp_path / name) as store:
+            for d in docs:
+                store.add_records([{**_page(d), "run_id": store.run_id}])
+        parts.append(str(tmp_path / name))
+    out = str(tmp_path / "merged")
+    assert merge_parts(out, parts).documents == 3
+    assert merge_parts(out, parts).documents == 0  # merged again: nothing new, nothing doubled
+    assert sorted(r.page.doc_id for r in read_results(out)) == ["dd01", "ee01", "ff01"]
+    assert (tmp_path / "merged" / "results.jsonl").read_text().count("\n") == 3
 
 
 # ------------------------------------------------------------------------------------------------

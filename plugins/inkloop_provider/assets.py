@@ -25,6 +25,10 @@ def asset_uri(*parts: str) -> str:
 RESULTS = Asset(name="inkloop_results", uri=asset_uri("results"))
 TRAINING_DATA = Asset(name="inkloop_training_data", uri=asset_uri("datasets"))
 PRODUCTION_MODEL = Asset(name="inkloop_production_model", uri=asset_uri("registry", "production"))
+#: "Reviewers finished or changed reviews": published from outside Airflow, by the ML backend on
+#: Label Studio's webhooks (``POST /api/v2/assets/events``, inkloop.review.backend) and by its
+#: *Start training*; schedules the pull-and-curate half of the review sync (inkloop_review_curate).
+REVIEWS = Asset(name="inkloop_reviews", uri=asset_uri("reviews"))
 
 
 def triggering_results_dirs(context: Any, default: str) -> list[str]:

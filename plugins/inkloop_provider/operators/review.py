@@ -66,8 +66,10 @@ class InkloopReviewPushOperator(BaseOperator):
         from inkloop.review.labelstudio import push_results_dirs
         from inkloop_provider.assets import triggering_results_dirs
 
+        client = review_client(self.labelstudio_conn_id, self.project)
+        reviews_before = _reviews_so_far(client)
         summary = push_results_dirs(
-            review_client(self.labelstudio_conn_id, self.project),
+            client,
             triggering_results_dirs(context, self.results_dir),  # every folder folded into this run
             routing=RoutingConfig(
                 max_review_fraction=float(self.budget), review_min_uncertainty=float(self.min_uncertainty)
@@ -85,7 +87,22 @@ class InkloopReviewPushOperator(BaseOperator):
             summary["project_url"],
         )
         summary.pop("task_ids", None)
+        # the wait's baseline: reviews the project had before these pages went in (read before
+        # the push, so a reviewer quick enough to finish a page before the wait starts still counts)
+        summary["reviews_before"] = reviews_before
         return summary
+
+
+def _reviews_so_far(client: Any) -> int:
+    """The project's reviews (submitted + skipped annotations) now; 0 for a project not made yet."""
+    from inkloop.review.labelstudio import ReviewServiceError
+
+    if client.find_project() is None:
+        return 0
+    try:
+        return int(client.status()["reviews"])
+    except ReviewServiceError:  # created meanwhile by someone else: nothing reviewed in it yet
+        return 0
 
 
 class InkloopReviewPullOperator(BaseOperator):

@@ -1,4 +1,11 @@
-"""Wait for reviewers: succeed once a project has N finished (submitted or skipped) reviews."""
+"""Wait for reviewers: succeed once a project has N reviews (submitted or skipped) more than it had
+when the wait began (its baseline).
+
+A project that already had N reviews from earlier syncs must still wait for new ones, else every
+sync after the first would pull nothing new and retrain on the same data. The baseline is the push's
+``reviews_before`` (the count before the pages went in) or, without one, the count at the sensor's
+first look; it is kept in XCom (``baseline``) and in the trigger's kwargs.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,13 @@ from airflow.sdk import BaseSensorOperator, Context
 
 from inkloop_provider.hooks.labelstudio import LabelStudioHook
 from inkloop_provider.links.labelstudio import LabelStudioProjectLink
-from inkloop_provider.triggers.review import LabelStudioReviewsTrigger
+from inkloop_provider.triggers.review import LabelStudioReviewsTrigger, new_reviews
 
 
 class LabelStudioReviewsSensor(BaseSensorOperator):
     """Deferrable by default: the wait runs in the triggerer and holds no worker slot."""
 
-    template_fields: Sequence[str] = ("project", "min_reviewed")
+    template_fields: Sequence[str] = ("project", "min_reviewed", "baseline")
     operator_extra_links = (LabelStudioProjectLink(),)
 
     def __init__(
@@ -26,6 +33,7 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
         min_reviewed: int | str = 1,
         labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
         deferrable: bool = True,
+        baseline: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 60.0)
@@ -34,24 +42,38 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
         self.min_reviewed = min_reviewed
         self.labelstudio_conn_id = labelstudio_conn_id
         self.deferrable = deferrable
+        #: reviews not to count (the push's ``reviews_before``); None: the count at the first look
+        self.baseline: int | str | None = baseline
 
     def _status(self) -> dict[str, Any]:
         from inkloop_provider.operators.review import review_client
 
         return review_client(self.labelstudio_conn_id, self.project).status()
 
+    def _baseline(self, context: Context, status: dict[str, Any]) -> int:
+        if self.baseline in (None, "", "None"):
+            self.baseline = new_reviews(status, 0)
+        self.baseline = int(self.baseline)  # type: ignore[arg-type]
+        context["ti"].xcom_push(key="baseline", value=self.baseline)
+        return self.baseline
+
     def poke(self, context: Context) -> bool:
         s = self._status()
-        return int(s["reviewed"]) + int(s["skipped"]) >= int(self.min_reviewed)
+        return new_reviews(s, self._baseline(context, s)) >= int(self.min_reviewed)
 
     def execute(self, context: Context) -> Any:
         status = self._status()
         context["ti"].xcom_push(key="project_url", value=status["url"])
-        if not self.deferrable or int(status["reviewed"]) + int(status["skipped"]) >= int(self.min_reviewed):
+        baseline = self._baseline(context, status)
+        if not self.deferrable or int(self.min_reviewed) <= 0:
             return super().execute(context)
         self.defer(
             trigger=LabelStudioReviewsTrigger(
-                self.labelstudio_conn_id, self.project, int(self.min_reviewed), float(self.poke_interval)
+                self.labelstudio_conn_id,
+                self.project,
+                int(self.min_reviewed),
+                float(self.poke_interval),
+                baseline=baseline,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,

@@ -1,7 +1,14 @@
-"""A trigger that waits, in the triggerer, until a Label Studio project has N finished reviews.
+"""A trigger that waits, in the triggerer, until a Label Studio project has N new reviews.
 
 It holds no worker slot while it waits. Only the connection id travels in its kwargs (they are
 stored in Airflow's database): the token is read from the connection when the trigger runs.
+
+It is the fallback when Label Studio's webhooks are not wired to Airflow (inkloop.review.backend
+publishes the ``inkloop_reviews`` Asset on each review): each poll is one call for the project's
+own counters (``inkloop.review.labelstudio.LabelStudioReview.status``), never a listing of every
+task. ``baseline`` is the project's review count (submitted + skipped annotations) when the wait
+began: only reviews after it count, so a project that already had ``min_reviewed`` reviews still
+waits for new ones.
 """
 
 from __future__ import annotations
@@ -11,6 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def new_reviews(status: dict[str, Any], baseline: int) -> int:
+    """Reviews (submitted or skipped annotations) since ``baseline``, from a status' counters."""
+    return int(status.get("reviews", int(status["reviewed"]) + int(status["skipped"]))) - int(baseline)
 
 
 class LabelStudioReviewsTrigger(BaseTrigger):
@@ -39,15 +51,22 @@ class LabelStudioReviewsTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from inkloop_provider.operators.review import review_client
 
+        client = None
         while True:
             try:
-                status = await asyncio.to_thread(lambda: review_client(self.conn_id, self.project).status())
+                if client is None:
+                    client = await asyncio.to_thread(review_client, self.conn_id, self.project)
+                status = await asyncio.to_thread(client.status)
             except Exception as exc:  # the SDK already retried; report and keep waiting
                 self.log.warning("Label Studio status failed: %s", exc)
             else:
-                done = int(status["reviewed"]) + int(status["skipped"]) - self.baseline
+                done = new_reviews(status, self.baseline)
                 if done >= self.min_reviewed:
-                    yield TriggerEvent({"status": "ready", **status})
+                    yield TriggerEvent(
+                        {"status": "ready", "new_reviews": done, "baseline": self.baseline, **status}
+                    )
                     return
-                self.log.info("%d of %d reviews finished", done, self.min_reviewed)
+                self.log.info(
+                    "%d of %d new reviews finished (baseline %d)", done, self.min_reviewed, self.baseline
+                )
             await asyncio.sleep(self.poll_interval)

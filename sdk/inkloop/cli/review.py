@@ -147,3 +147,123 @@ def status(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     _emit(summary, json_out)
+
+
+@review_app.command("backend")
+def backend(
+    model: Annotated[
+        str, typer.Option(help="Model reference: registry://NAME@ALIAS, bundled, a path, triton://…")
+    ] = "registry://signature-detector@production",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9090,
+    user: Annotated[
+        str, typer.Option(envvar="INKLOOP_BACKEND_USER", help="Basic-auth user Label Studio sends.")
+    ] = "inkloop",
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="INKLOOP_BACKEND_PASSWORD",
+            show_envvar=True,
+            help="Basic-auth password Label Studio sends (set it in the Model settings too).",
+        ),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="INKLOOP_WEBHOOK_SECRET",
+            show_envvar=True,
+            help="Shared secret Label Studio's webhooks send in X-Inkloop-Webhook-Secret.",
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Accept callers without credentials (a closed network only).")
+    ] = False,
+    labelstudio_url: Annotated[
+        str | None,
+        typer.Option(envvar="INKLOOP_LS_URL", help="Label Studio URL, to read its /data/… task images."),
+    ] = None,
+    token: TokenOpt = None,
+    alias_ttl: Annotated[
+        float, typer.Option(help="Seconds between checks of the model's registry alias.")
+    ] = 10.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, openvino, …")] = "cpu",
+    airflow_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="INKLOOP_AIRFLOW_URL",
+            help="Airflow API server: Start training and review events go there "
+            "(auth: INKLOOP_AIRFLOW_USER/_PASSWORD or INKLOOP_AIRFLOW_TOKEN).",
+        ),
+    ] = None,
+    project: ExistingProjectOpt = "inkloop review",
+    curate_dag: Annotated[
+        str, typer.Option(help="DAG that pulls, curates and exports reviews (then retraining).")
+    ] = "inkloop_review_curate",
+) -> None:
+    """Serve the model as a Label Studio ML backend (/health, /setup, /predict, /webhook).
+
+    Connect it in the project's Model settings (or `inkloop review connect`). Predictions follow
+    the registry alias without a restart; Start training and new reviews go to Airflow."""
+    import logging
+
+    from inkloop.review.airflow_api import AirflowAPI
+    from inkloop.review.backend import BackendConfig, TrainingPath, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    airflow = AirflowAPI.from_env(airflow_url)
+    config = BackendConfig(
+        model=model,
+        username=user,
+        password=password,
+        webhook_secret=webhook_secret,
+        allow_anonymous=no_auth,
+        labelstudio_url=labelstudio_url,
+        labelstudio_token=token,
+        alias_ttl=alias_ttl,
+        device=device,
+        training=TrainingPath(airflow, project=project, curate_dag=curate_dag) if airflow else None,
+    )
+    try:
+        config.check()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    serve(config, host=host, port=port)
+
+
+@review_app.command("connect")
+def connect_backend(
+    backend_url: Annotated[
+        str, typer.Argument(help="The running backend's URL, as Label Studio reaches it.")
+    ],
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+    project: ExistingProjectOpt = "inkloop review",
+    user: Annotated[str, typer.Option(envvar="INKLOOP_BACKEND_USER")] = "inkloop",
+    password: Annotated[str | None, typer.Option(envvar="INKLOOP_BACKEND_PASSWORD")] = None,
+    webhook_secret: Annotated[str | None, typer.Option(envvar="INKLOOP_WEBHOOK_SECRET")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Connect a running backend to a project (what the Model settings page does)."""
+    from inkloop.review.backend import connect
+    from inkloop.review.labelstudio import ReviewServiceError
+
+    try:
+        pid = _client(url, token, project).existing_project_id()
+        record = connect(
+            url, str(token), pid, backend_url, username=user, password=password, webhook_secret=webhook_secret
+        )
+    except ReviewServiceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _emit(
+        {
+            "project_id": pid,
+            "ml_backend_id": record.get("id"),
+            "state": record.get("state"),
+            "model_version": record.get("model_version"),
+        },
+        json_out,
+    )

@@ -67,7 +67,8 @@ class Summary:
 
 
 def _iter_jsonl(url: str) -> Iterator[dict[str, Any]]:
-    return storage.read_jsonl(url)
+    """A merged file's records: the file, then (object stores) its segments (:func:`storage.append_log`)."""
+    return storage.read_log(url)
 
 
 def _doc_key(r: dict[str, Any]) -> str:
@@ -107,7 +108,7 @@ def _run_records(out_dir: str | os.PathLike[str], run_id: str) -> list[dict[str,
     names = [n for n in storage.listdir(folder) if n.endswith(".jsonl")]
     if not names:
         return None
-    return [r for n in names for r in _iter_jsonl(storage.join(folder, n))]
+    return [r for n in names for r in storage.read_jsonl(storage.join(folder, n))]
 
 
 def read_run_results(out_dir: str | os.PathLike[str], run_id: str) -> list[PageResult]:
@@ -194,17 +195,22 @@ class DocIndex:
             if r.get("doc_id")
         ]
         if entries:
+            entries.sort(key=lambda e: e[1])  # run ids start with their time: the latest run wins
             self._write(entries)
 
     def _shard(self, name: str) -> dict[str, tuple[str, str]]:
         if name not in self._shards:
             shard: dict[str, tuple[str, str]] = {}
-            url = storage.join(self.dir, f"{name}.tsv")
-            if storage.exists(url):
-                for line in storage.read_text(url).splitlines():
-                    parts = line.split("\t")
-                    if len(parts) == 3:
-                        shard[parts[0]] = (parts[1], parts[2])
+            try:
+                text = storage.read_text(storage.join(self.dir, f"{name}.tsv"))
+            except storage.StorageError as exc:
+                if exc.kind != "not_found":
+                    raise
+                text = ""  # no document of this shard yet
+            for line in text.splitlines():
+                parts = line.split("\t")
+                if len(parts) == 3:
+                    shard[parts[0]] = (parts[1], parts[2])
             self._shards[name] = shard
         return self._shards[name]
 
@@ -319,9 +325,9 @@ class ResultStore:
         pages = [r for r in records if r.get("kind") == "page"]
         quarantined = [r for r in records if r.get("kind") == "quarantine"]
         if pages:
-            storage.append_bytes(storage.join(self.dir, RESULTS), storage.jsonl_bytes(pages))
+            storage.append_log(storage.join(self.dir, RESULTS), storage.jsonl_bytes(pages))
         if quarantined:
-            storage.append_bytes(storage.join(self.dir, QUARANTINE), storage.jsonl_bytes(quarantined))
+            storage.append_log(storage.join(self.dir, QUARANTINE), storage.jsonl_bytes(quarantined))
         entries = {r["page"]["doc_id"]: (r.get("run_id", ""), "page") for r in pages}
         for r in quarantined:
             if r.get("doc_id") and r["doc_id"] not in entries:
@@ -337,8 +343,8 @@ class ResultStore:
         self.commit()
         for name in (RESULTS, QUARANTINE):
             url = storage.join(self.dir, name)
-            if storage.exists(url):
-                storage.write_jsonl(url, _latest_run_only(_iter_jsonl(url)))
+            if storage.log_exists(url):
+                storage.write_log(url, _latest_run_only(_iter_jsonl(url)))
 
     def close(self) -> None:
         self.commit()

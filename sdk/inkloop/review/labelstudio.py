@@ -37,13 +37,12 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from inkloop.convert.labelstudio import from_labelstudio, to_labelstudio
+from inkloop.convert.labelstudio import from_labelstudio, prediction
 from inkloop.review.auth import (
     LabelStudioAuth,
     LabelStudioHTTPError,
@@ -411,24 +410,6 @@ class LabelStudioReview:
 
     def _task(self, r: PageResult, image: str) -> dict[str, Any]:
         w, h = r.page.width, r.page.height
-        regions = []
-        for d in r.detections:
-            value = to_labelstudio(d.xyxy, w, h)
-            value["rectanglelabels"] = [d.label]
-            regions.append(
-                {
-                    "id": uuid.uuid4().hex[:10],
-                    "from_name": FROM_NAME,
-                    "to_name": TO_NAME,
-                    "type": "rectanglelabels",
-                    "original_width": w,
-                    "original_height": h,
-                    "image_rotation": 0,
-                    "value": value,
-                    "score": round(float(d.score), 5),
-                }
-            )
-        page_score = min((d.score for d in r.detections), default=1.0)
         return {
             "data": {
                 "image": image,
@@ -443,9 +424,7 @@ class LabelStudioReview:
                 "uncertainty": r.uncertainty,
                 "reasons": ", ".join(r.reasons),
             },
-            "predictions": [
-                {"model_version": r.model_version, "score": round(float(page_score), 5), "result": regions}
-            ],
+            "predictions": [prediction(r.detections, w, h, r.model_version, FROM_NAME, TO_NAME)],
         }
 
     # -- pull --------------------------------------------------------------------------------------

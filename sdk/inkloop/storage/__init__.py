@@ -39,6 +39,7 @@ from fsspec.implementations.local import LocalFileSystem
 __all__ = [
     "StorageError",
     "append_bytes",
+    "append_log",
     "delete",
     "exists",
     "find",
@@ -47,12 +48,16 @@ __all__ = [
     "is_local",
     "is_url",
     "join",
+    "jsonl_bytes",
     "listdir",
     "local_path",
+    "log_exists",
+    "log_segments",
     "makedirs",
     "open_file",
     "read_bytes",
     "read_jsonl",
+    "read_log",
     "read_text",
     "require_folder",
     "scoped_options",
@@ -63,6 +68,7 @@ __all__ = [
     "write_jsonl",
     "write_local",
     "write_local_atomic",
+    "write_log",
     "write_text",
 ]
 
@@ -452,6 +458,84 @@ def append_bytes(url: str | os.PathLike[str], data: bytes, options: Mapping[str,
                 old = old[: old.rfind(b"\n") + 1]
             fs.pipe_file(path, old + data)
         fs.invalidate_cache(path)
+    return s
+
+
+#: Largest segment of a log on an object store: an append costs at most this much copying.
+LOG_SEGMENT_BYTES = 8 * 2**20
+
+
+def _segments_dir(url: str) -> str:
+    """``results.jsonl`` → ``results.d``: where a log's segments live on object stores."""
+    head, _, name = url.rstrip("/").rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return join(head, f"{stem}.d") if head else f"{stem}.d"
+
+
+def log_segments(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> list[str]:
+    """The segment objects of a log (oldest first); none on a local disk."""
+    s = os.fspath(url)
+    if not is_url(s):
+        return []
+    folder = _segments_dir(s)
+    return [join(folder, n) for n in listdir(folder, options) if n.endswith(".jsonl")]
+
+
+def append_log(
+    url: str | os.PathLike[str],
+    data: bytes,
+    options: Mapping[str, Any] | None = None,
+    segment_bytes: int = LOG_SEGMENT_BYTES,
+) -> str:
+    """Add whole lines to a log whose cost must not grow with its length; returns what was written.
+
+    Local: an append to ``url`` itself (:func:`append_bytes`). Object stores: every append there
+    rewrites or server-copies the object, O(its size); so once ``url`` holds ``segment_bytes``,
+    new lines go to segment objects beside it, ``<stem>.d/NNNNNNNN.jsonl``, each at most
+    ``segment_bytes``: an append costs one listing and at most one segment's copy, whatever the
+    log's history. A small log is the one file, as on a local disk. :func:`read_log` reads the
+    file then its segments, in order.
+    """
+    s = os.fspath(url)
+    if not is_url(s):
+        return append_bytes(s, data, options)
+    segments = log_segments(s, options)
+    last = segments[-1] if segments else s  # the file itself is the first segment
+    size = int((info(last, options) or {}).get("size") or 0)
+    if size + len(data) <= segment_bytes:
+        return append_bytes(last, data, options)
+    number = int(last.rsplit("/", 1)[-1].split(".", 1)[0]) + 1 if segments else 1
+    return write_bytes(join(_segments_dir(s), f"{number:08d}.jsonl"), data, options)
+
+
+def log_exists(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> bool:
+    """Whether a log (the file or any segment) is there."""
+    return exists(url, options) or bool(log_segments(url, options))
+
+
+def read_log(
+    url: str | os.PathLike[str], options: Mapping[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a log written by :func:`append_log` (the file, then its segments)."""
+    s = os.fspath(url)
+    yield from read_jsonl(s, options)
+    for segment in log_segments(s, options):
+        yield from read_jsonl(segment, options)
+
+
+def write_log(
+    url: str | os.PathLike[str],
+    records: Iterable[Mapping[str, Any]],
+    options: Mapping[str, Any] | None = None,
+) -> str:
+    """Replace a whole log with ``records`` (compaction): the file written, then its segments
+    removed (a reader in between sees some records twice, which readers keeping the latest run
+    per document tolerate)."""
+    s = os.fspath(url)
+    old = log_segments(s, options)
+    write_jsonl(s, records, options)
+    for segment in old:
+        delete(segment, options)
     return s
 
 

@@ -138,7 +138,7 @@ def merge_results(out_dir: str | os.PathLike[str], parts: Iterable[str | os.Path
     total = merge_parts(out_dir, parts)
     out = os.fspath(out_dir)
     new: dict[str, DocumentVerdict] = {}
-    with_verdicts = [p for p in parts if storage.exists(storage.join(p, VERDICTS))]
+    with_verdicts = [p for p in parts if storage.log_exists(storage.join(p, VERDICTS))]
     for p in with_verdicts:
         for v in read_verdicts(p):
             new[v.doc_id or v.source] = v

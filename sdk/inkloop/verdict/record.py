@@ -301,13 +301,13 @@ class DocumentVerdict:
 def write_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[DocumentVerdict]) -> str:
     """Write ``verdicts.jsonl`` in ``out_dir`` (replacing it, all or nothing; a local folder or a
     storage URL)."""
-    return storage.write_jsonl(storage.join(out_dir, VERDICTS), (v.to_dict() for v in verdicts))
+    return storage.write_log(storage.join(out_dir, VERDICTS), (v.to_dict() for v in verdicts))
 
 
 def append_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[DocumentVerdict]) -> str:
     """Add one run's verdicts to ``verdicts.jsonl`` without reading it (its cost follows the run,
     not the folder); a document judged again gets a newer line, which readers take."""
-    return storage.append_bytes(
+    return storage.append_log(
         storage.join(out_dir, VERDICTS), storage.jsonl_bytes(v.to_dict() for v in verdicts)
     )
 
@@ -315,7 +315,7 @@ def append_verdicts(out_dir: str | os.PathLike[str], verdicts: Iterable[Document
 def iter_verdicts(out_dir: str | os.PathLike[str]) -> Iterator[DocumentVerdict]:
     """The records of ``verdicts.jsonl`` as written (a cut last line is skipped, as in
     results.jsonl; a document judged twice appears twice: :func:`read_verdicts` keeps the last)."""
-    for d in storage.read_jsonl(storage.join(out_dir, VERDICTS)):
+    for d in storage.read_log(storage.join(out_dir, VERDICTS)):
         yield DocumentVerdict.from_dict(d)
 
 

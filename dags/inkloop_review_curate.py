@@ -1,0 +1,77 @@
+"""inkloop_review_curate: new reviews in Label Studio → pull → curate → export (→ retraining).
+
+The pull-and-curate half of the review sync, scheduled on the ``inkloop_reviews`` Asset instead of
+a polling wait. The ML backend (``inkloop review backend``) publishes that Asset through Airflow's
+REST API (``POST /api/v2/assets/events``) when Label Studio's webhook says an annotation was
+created or updated, so the sync starts within seconds of a review and nothing polls Label Studio.
+Events that arrive while a run is going are folded into the next run (``max_active_runs=1``).
+
+Reviews trickle in one by one, and each export schedules ``inkloop_retrain``: the pull runs on
+every event (it is incremental and cheap; pulled reviews are appended to ``reviews.jsonl`` and
+never lost), but curation and export wait until ``min_reviewed`` reviews have been pulled since
+the last export (a count kept in the Airflow Variable ``inkloop_reviews_pending:<project>``).
+*Start training* in Label Studio triggers this DAG with ``min_reviewed = 0``: the reviews of the
+moment are pulled, curated and exported first, and the export's ``inkloop_training_data`` event
+starts ``inkloop_retrain``, so training never runs on an export older than the last review.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, Variable, dag, task
+
+from inkloop_provider.assets import INKLOOP_ROOT, REVIEWS, TRAINING_DATA
+from inkloop_provider.operators.curate import InkloopCurateOperator
+from inkloop_provider.operators.review import InkloopReviewPullOperator
+
+
+@dag(
+    dag_id="inkloop_review_curate",
+    schedule=[REVIEWS],
+    catchup=False,
+    max_active_runs=1,  # one pull at a time: the cursor file is the pull's state
+    tags=["inkloop"],
+    params={
+        "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
+        "project": Param("inkloop review", type="string", description="Label Studio project title"),
+        "min_reviewed": Param(
+            1, type="integer", minimum=0, description="reviews pulled since the last export before exporting"
+        ),
+        "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
+        "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
+    },
+    doc_md=__doc__,
+)
+def inkloop_review_curate() -> None:
+    pull = InkloopReviewPullOperator(
+        task_id="pull_reviews",
+        out="{{ params.results_dir }}/reviews.jsonl",
+        project="{{ params.project }}",
+    )
+
+    @task.short_circuit(task_id="enough_new_reviews")
+    def enough_new_reviews(pulled: dict[str, Any], project: str, min_reviewed: int) -> bool:
+        """Curate once ``min_reviewed`` reviews were pulled since the last export; else keep the
+        count for the next event and skip curation."""
+        key = f"inkloop_reviews_pending:{project}"
+        pending = int(Variable.get(key, default=0)) + int(pulled.get("pulled", 0))
+        ready = pending >= int(min_reviewed)
+        Variable.set(key, 0 if ready else pending)
+        verdict = "curate" if ready else "wait"
+        print(f"{pending} reviews pulled since the last export; {min_reviewed} needed: {verdict}")
+        return ready
+
+    curate = InkloopCurateOperator(
+        task_id="curate",
+        results_dir="{{ params.results_dir }}",
+        reviews="{{ params.results_dir }}/reviews.jsonl",
+        export_dir="{{ params.export_dir }}",
+        dataset="{{ params.dataset }}",
+        outlets=[TRAINING_DATA],
+    )
+    gate = enough_new_reviews(pull.output, "{{ params.project }}", "{{ params.min_reviewed }}")
+    pull >> gate >> curate
+
+
+inkloop_review_curate()

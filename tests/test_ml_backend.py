@@ -1,0 +1,479 @@
+"""The Label Studio ML backend (``inkloop review backend``) against real services.
+
+The backend runs as its own process (the CLI, uvicorn on 127.0.0.1) over a real model registry.
+One test talks to it as Label Studio's connector does (the protocol, its auth, bad payloads, an
+alias that moves, 50 concurrent predictions); the other connects it to a real Label Studio (its
+own server: an ML backend on 127.0.0.1 needs ``ML_BLOCK_LOCAL_IP=false``) and a real Airflow API
+server, and checks what an annotator and the loop see: predictions on a task imported without
+any, in the browser too; a webhook Label Studio itself delivers becoming an ``inkloop_reviews``
+Asset event; *Start training* becoming a run of ``inkloop_review_curate``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from inkloop.devservers import ports
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "signature-detector"
+PASSWORD = "backend-test-password"
+SECRET = "webhook-test-secret"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def http(
+    method: str,
+    url: str,
+    body: object = None,
+    *,
+    auth: tuple[str, str] | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    h = {"Content-Type": "application/json", **(headers or {})}
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text or b"{}")
+        except ValueError:
+            return exc.code, {"text": text.decode(errors="replace")}
+
+
+AUTH = ("inkloop", PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with two versions of the bundled model; ``production`` → v1."""
+    from inkloop.models.registry import Registry
+    from inkloop.models.resolve import resolve_model
+
+    root = tmp_path_factory.mktemp("registry")
+    bundled = resolve_model("bundled")
+    reg = Registry(str(root))
+    for _ in range(2):
+        reg.register(MODEL, bundled.path, bundled.card)
+    reg.promote(MODEL, "v1")
+    return root
+
+
+@dataclass
+class Backend:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_backend(tmp: Path, registry: Path, **extra_env: str) -> Backend:
+    port = ports.free_port()
+    log = tmp / f"backend-{port}.log"
+    env = {
+        **os.environ,
+        "INKLOOP_REGISTRY": str(registry),
+        "INKLOOP_BACKEND_PASSWORD": PASSWORD,
+        "INKLOOP_WEBHOOK_SECRET": SECRET,
+        **extra_env,
+    }
+    argv = [sys.executable, "-m", "inkloop", "review", "backend", "--port", str(port), "--alias-ttl", "1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the backend exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if http("GET", f"{url}/health", auth=AUTH, timeout=2)[0] == 200:
+                return Backend(url, proc, log)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    stop(proc)
+    raise AssertionError(f"the backend did not answer in 120 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this test started, by its own process group."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def page_task(path: Path, task_id: int = 1) -> dict:
+    return {"id": task_id, "data": {"image": str(path)}}
+
+
+# -- the protocol ------------------------------------------------------------------------------
+def test_protocol_auth_bad_payloads_alias_and_50_concurrent(tmp_path, registry, documents_dir):
+    from inkloop.convert.labelstudio import from_labelstudio
+    from inkloop.detection.detector import Detector
+    from inkloop.models.registry import Registry
+
+    letter = documents_dir / "letter.jpg"
+    backend = start_backend(tmp_path, registry)
+    try:
+        url = backend.url
+        # callers must authenticate: no credentials, wrong ones, a wrong webhook secret
+        assert http("GET", f"{url}/health")[0] == 401
+        assert http("GET", f"{url}/health", auth=("inkloop", "wrong"))[0] == 401
+        assert (
+            http(
+                "POST",
+                f"{url}/webhook",
+                {"action": "ANNOTATION_CREATED"},
+                headers={"X-Inkloop-Webhook-Secret": "nope"},
+            )[0]
+            == 401
+        )
+        status, health = http("GET", f"{url}/health", auth=AUTH)
+        assert status == 200 and health["status"] == "UP"
+
+        # /setup reports the production version; /predict: boxes as pushed tasks carry them
+        status, setup = http("POST", f"{url}/setup", {"project": "1.1", "schema": None}, auth=AUTH)
+        assert status == 200 and setup["model_version"] == f"{MODEL}@v1"
+        status, out = http(
+            "POST", f"{url}/predict", {"tasks": [page_task(letter)], "project": "1.1"}, auth=AUTH
+        )
+        assert status == 200, out
+        [pred] = out["results"]
+        assert pred["model_version"] == f"{MODEL}@v1" and out["model_version"] == f"{MODEL}@v1"
+        direct = Detector(Registry(str(registry)).fetch(MODEL, "v1"))
+        import cv2
+
+        img = cv2.cvtColor(cv2.imread(str(letter)), cv2.COLOR_BGR2RGB)
+        want = direct.detect([img])[0]
+        assert want, "the letter has a signature the model finds"
+        _h, w = img.shape[:2]
+        got = [
+            from_labelstudio(r["value"], r["original_width"], r["original_height"]) for r in pred["result"]
+        ]
+        assert len(got) == len(want)
+        for g, d in zip(got, want, strict=True):
+            assert max(abs(a - b) for a, b in zip(g, d.xyxy, strict=True)) < 0.01
+        assert [r["score"] for r in pred["result"]] == [round(d.score, 5) for d in want]
+        assert pred["score"] == round(min(d.score for d in want), 5)
+        assert {r["from_name"] for r in pred["result"]} == {"label"} and pred["result"][0][
+            "original_width"
+        ] == w
+
+        # a project whose config names its tags differently gets predictions under its names
+        config = (
+            '<View><Image name="page" value="$scan"/><RectangleLabels name="ink" toName="page">'
+            '<Label value="signature"/></RectangleLabels></View>'
+        )
+        status, out = http(
+            "POST",
+            f"{url}/predict",
+            {"tasks": [{"id": 2, "data": {"scan": str(letter)}}], "label_config": config},
+            auth=AUTH,
+        )
+        assert status == 200 and {(r["from_name"], r["to_name"]) for r in out["results"][0]["result"]} == {
+            ("ink", "page")
+        }
+
+        # malformed and unknown payloads: a 4xx and a log line each, the server stays up
+        bad = [
+            ("POST", "/predict", None, b"{not json"),
+            ("POST", "/predict", {"tasks": "all"}, None),
+            ("POST", "/predict", {"tasks": []}, None),
+            ("POST", "/predict", {"tasks": [page_task(tmp_path / "missing.png")]}, None),
+            ("POST", "/predict", {"tasks": [page_task(letter)], "label_config": "<View><Image"}, None),
+            ("POST", "/setup", {"schema": "<View><Text name='t' value='$t'/></View>"}, None),
+            ("POST", "/webhook", {"no": "action"}, None),
+            ("POST", "/webhook", ["a", "list"], None),
+            ("POST", "/webhook", {"action": "START_TRAINING"}, None),  # no Airflow configured here
+        ]
+        for method, path, body, raw in bad:
+            status, answer = http(method, f"{url}{path}", body, raw=raw, auth=AUTH)
+            assert 400 <= status < 500 and answer.get("error"), (path, body, status, answer)
+        assert http("POST", f"{url}/webhook", {"action": "PROJECT_UPDATED"}, auth=AUTH) == (
+            200,
+            {"status": "ignored", "action": "PROJECT_UPDATED"},
+        )
+        assert http("GET", f"{url}/health", auth=AUTH)[0] == 200
+        logs = backend.logs()
+        assert "missing.png" in logs and "the request body is not JSON" in logs and "no 'action'" in logs
+        assert PASSWORD not in logs
+
+        # a batch with one unreadable task: the readable one is answered, the other left out
+        status, out = http(
+            "POST",
+            f"{url}/predict",
+            {"tasks": [page_task(letter), page_task(tmp_path / "missing.png", 2)]},
+            auth=AUTH,
+        )
+        assert status == 200 and len(out["results"]) == 1
+
+        # the alias moves: the running backend serves v2 within its TTL, without a restart
+        Registry(str(registry)).promote(MODEL, "v2")
+        deadline = time.monotonic() + 30
+        while (
+            http("POST", f"{url}/setup", {"project": "1.1"}, auth=AUTH)[1].get("model_version")
+            != f"{MODEL}@v2"
+        ):
+            assert time.monotonic() < deadline, "the backend still serves v1 30 s after the promotion"
+            time.sleep(0.5)
+        status, out = http("POST", f"{url}/predict", {"tasks": [page_task(letter)]}, auth=AUTH)
+        assert out["results"][0]["model_version"] == f"{MODEL}@v2"
+        assert backend.proc.poll() is None
+
+        # 50 concurrent /predict requests on loopback, bounded in time
+        def one(_: int) -> tuple[int, float]:
+            t0 = time.perf_counter()
+            s, _out = http("POST", f"{url}/predict", {"tasks": [page_task(letter)]}, auth=AUTH, timeout=120)
+            return s, time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(one, range(50)))
+        wall = time.perf_counter() - t0
+        assert [s for s, _ in answers] == [200] * 50
+        lat = sorted(t for _, t in answers)
+        print(
+            f"50 concurrent /predict: wall {wall:.2f} s, latency p50 {statistics.median(lat):.2f} s, "
+            f"p95 {lat[int(0.95 * 49)]:.2f} s, max {lat[-1]:.2f} s"
+        )
+        assert wall < 120
+    finally:
+        Registry(str(registry)).promote(MODEL, "v1")
+        stop(backend.proc)
+
+
+def test_the_backend_refuses_to_start_without_credentials(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "inkloop", "review", "backend", "--model", "bundled"],
+        env={k: v for k, v in os.environ.items() if k != "INKLOOP_BACKEND_PASSWORD"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2 and "INKLOOP_BACKEND_PASSWORD" in p.stderr
+
+
+# -- with a real Label Studio and a real Airflow -----------------------------------------------
+@pytest.fixture(scope="module")
+def ls_for_backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A Label Studio that may call ML backends and webhooks on 127.0.0.1 (stock settings otherwise)."""
+    from inkloop.devservers.labelstudio import server, settings, venv
+
+    try:
+        venv.ensure_venv()
+        handle = server.start(
+            ports.free_port(),
+            tmp_path_factory.mktemp("ls-ml-data"),
+            document_root=tmp_path_factory.mktemp("ls-ml-files"),
+            extra_env={"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"},
+        )
+    except settings.LabelStudioServerError as exc:
+        pytest.fail(f"cannot start Label Studio: {exc}", pytrace=False)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@dataclass
+class AirflowServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        token = json.loads(urllib.request.urlopen(f"{self.url}/auth/token", timeout=30).read())[
+            "access_token"
+        ]
+        return http(method, f"{self.url}/api/v2{path}", body, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
+    """A real Airflow 3 API server (SQLite, the checkout's DAGs serialized), the simple auth
+    manager with every user an admin (local), webhooks wired: the review sync only pushes."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from airflow_env import migrate, run_airflow
+
+    home = tmp_path_factory.mktemp("airflow-api")
+    port = ports.free_port()
+    env = migrate(home, home / "data")
+    env.update(
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
+        AIRFLOW__API_AUTH__JWT_SECRET="test-secret-" + os.urandom(8).hex(),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        INKLOOP_REVIEW_EVENTS="1",
+    )
+    p = run_airflow(env, "dags", "reserialize", timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    log = home / "api-server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("airflow")),
+                "api-server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            env=env,
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = AirflowServer(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if http("GET", f"{server.url}/api/v2/monitor/health", timeout=3)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        yield server
+    finally:
+        stop(proc)
+
+
+def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_airflow(
+    tmp_path, registry, ls_for_backends, airflow_api, documents_dir, chromium
+):
+    from inkloop.review.backend import connect
+    from inkloop.review.labelstudio import LabelStudioReview
+
+    ls = ls_for_backends
+    review = LabelStudioReview(ls.url, ls.token, project_title="ml backend")
+    pid = review.ensure_project()
+    image = review.upload_image(documents_dir / "letter.jpg")
+    imported = review.client.projects.import_tasks(
+        id=pid, request=[{"data": {"image": image}}, {"data": {"image": image}}], return_task_ids=True
+    )
+    task_ids = list(imported.task_ids)
+    assert not review.client.predictions.list(task=task_ids[0])  # imported without predictions
+
+    # the curate DAG must be active for an Asset event to queue a run of it
+    assert airflow_api.api("PATCH", "/dags/inkloop_review_curate", {"is_paused": False})[0] == 200
+    backend = start_backend(
+        tmp_path,
+        registry,
+        INKLOOP_LS_URL=ls.url,
+        INKLOOP_LS_TOKEN=ls.token,
+        INKLOOP_AIRFLOW_URL=airflow_api.url,
+    )
+    try:
+        record = connect(
+            ls.url, ls.token, pid, backend.url, username="inkloop", password=PASSWORD, webhook_secret=SECRET
+        )
+        assert record["state"] == "CO" and record["model_version"] == f"{MODEL}@v1", record
+
+        # "Retrieve predictions" for the project's tasks (the Data Manager's action)
+        answer = review.auth.request(
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": pid},
+            json_body={"selectedItems": {"all": True, "excluded": []}, "project": pid},
+        )
+        assert answer.status == 200, answer.body[:300]
+        for tid in task_ids:
+            preds = review.client.predictions.list(task=tid)
+            assert preds and preds[0].model_version == f"{MODEL}@v1"
+            assert preds[0].result and all(0 < r["score"] <= 1 for r in preds[0].result)
+
+        # an annotator opens the task in a browser and sees the model's boxes
+        shot = tmp_path / "task.png"
+        browser_path, browser_env = chromium
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{ls.url}/user/login/")
+            page.fill("input[name=email]", ls.username)
+            page.fill("input[name=password]", os.environ.get("INKLOOP_LS_PASSWORD") or "inkloop-dev-password")
+            page.locator("button[type=submit], input[type=submit]").first.click()
+            page.wait_for_url("**/projects/**", timeout=60_000)
+            page.goto(f"{ls.url}/projects/{pid}/data?task={task_ids[0]}")
+            page.get_by_text(f"{MODEL}@v1").first.wait_for(timeout=60_000)  # the prediction's version
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(shot))
+            browser.close()
+        print(f"screenshot: {shot}")
+        keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")
+        if keep:
+            import shutil
+
+            shutil.copy(shot, Path(keep) / "ml-backend-task.png")
+
+        # a review in Label Studio: Label Studio's own webhook reaches the backend, which
+        # publishes inkloop_reviews in Airflow; the curate DAG is queued on it
+        review.client.annotations.create(id=task_ids[0], result=[])
+        _status, assets = airflow_api.api("GET", "/assets?name_pattern=inkloop_reviews")
+        asset_id = next(a["id"] for a in assets["assets"] if a["name"] == "inkloop_reviews")
+        deadline = time.monotonic() + 60
+        while True:
+            _s, events = airflow_api.api("GET", f"/assets/events?asset_id={asset_id}")
+            got = [
+                e for e in events.get("asset_events", []) if e["extra"].get("action") == "ANNOTATION_CREATED"
+            ]
+            if got:
+                break
+            assert time.monotonic() < deadline, backend.logs()[-3000:]
+            time.sleep(1)
+        assert got[0]["extra"]["labelstudio_project"] == pid and got[0]["extra"]["from_rest_api"]
+        _s, queued = airflow_api.api("GET", "/dags/inkloop_review_curate/assets/queuedEvents")
+        assert any(q["asset_id"] == asset_id for q in queued.get("queued_events", [])), queued
+
+        # Start training: Label Studio asks the backend, the backend asks Airflow, at once
+        t0 = time.monotonic()
+        answer = review.auth.request("POST", f"/api/ml/{record['id']}/train", json_body={})
+        assert answer.status == 200 and time.monotonic() - t0 < 10
+        deadline = time.monotonic() + 60
+        while True:
+            _s, runs = airflow_api.api("GET", "/dags/inkloop_review_curate/dagRuns")
+            manual = [r for r in runs.get("dag_runs", []) if r["run_type"] == "manual"]
+            if manual:
+                break
+            assert time.monotonic() < deadline, backend.logs()[-3000:]
+            time.sleep(1)
+        assert manual[0]["conf"]["min_reviewed"] == 0 and manual[0]["conf"]["project"] == "inkloop review"
+        logs = backend.logs()
+        assert ls.token not in logs and PASSWORD not in logs
+    finally:
+        stop(backend.proc)
