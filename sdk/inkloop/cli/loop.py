@@ -1,7 +1,14 @@
-"""``inkloop loop simulate``: replay the review loop on a labelled dataset, routing against random.
+"""``inkloop loop simulate``: replay the review loop, routing against random (and every page).
 
-The labels stand in for reviewers (see :mod:`inkloop.benchmarks.loop_simulation`); the table printed at the
-end is what a team looks at before trusting routing with its reviewers' time.
+Two replays, the labels standing in for reviewers:
+
+- from production (``--stream`` and ``--test``): the production model meets a stream of new
+  documents; each round runs detection, routing, review, retraining and the gate
+  (:mod:`inkloop.benchmarks.replay`);
+- from scratch (``--data``): a labelled YOLO dataset's training pages arrive in rounds
+  (:mod:`inkloop.benchmarks.loop_simulation`).
+
+The table printed at the end is what a team looks at before trusting routing with its reviewers' time.
 """
 
 from __future__ import annotations
@@ -21,17 +28,58 @@ loop_app = typer.Typer(help="The improvement loop, replayed offline.", no_args_i
 @loop_app.command("simulate")
 def simulate_command(
     data: Annotated[
-        str, typer.Option(help="A labelled YOLO dataset (data.yaml or folder) with train and val.")
-    ],
+        str | None,
+        typer.Option(help="From scratch: a labelled YOLO dataset (data.yaml or folder) with train and val."),
+    ] = None,
+    stream: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="From production: new labelled documents, repeatable: an `inkloop synth` folder (its PDFs) "
+            "or a YOLO dataset of scans (each image a document)."
+        ),
+    ] = None,
+    test: Annotated[
+        list[str] | None,
+        typer.Option(help="With --stream: the frozen test set, repeatable (YOLO datasets; both domains)."),
+    ] = None,
+    stream_split: Annotated[
+        str, typer.Option(help="With --stream: the split of each source used.")
+    ] = "train",
+    test_split: Annotated[str, typer.Option(help="With --stream: the split of each --test source.")] = "val",
+    stream_pages: Annotated[
+        int, typer.Option(help="With --stream: pages drawn from the stream (whole documents; 0: all).")
+    ] = 120,
+    strategies: Annotated[
+        str, typer.Option(help="With --stream: strategies, comma-separated (routing, random, all).")
+    ] = "routing,random,all",
+    seeds: Annotated[
+        str, typer.Option(help="With --stream: seeds, comma-separated; each shuffles the stream anew.")
+    ] = "0",
+    epochs: Annotated[int, typer.Option(help="With --stream: fine-tuning epochs per round.")] = 6,
+    recipe: Annotated[str, typer.Option(help="With --stream: the training recipe.")] = "finetune-v1",
+    new_domain: Annotated[
+        str, typer.Option(help="With --stream: the domain the label efficiency is measured on.")
+    ] = "digital",
+    out: Annotated[
+        Path | None, typer.Option(help="Also copy simulation.json (and the plot beside it) here.")
+    ] = None,
     budget: Annotated[float, typer.Option(help="Share of each round's new pages sent to review.")] = 0.2,
     rounds: Annotated[int, typer.Option(help="Review rounds after the seed model.")] = 3,
     seed_fraction: Annotated[
         float, typer.Option(help="Share of the training pages labelled before the loop starts.")
     ] = 0.2,
     start_model: Annotated[
-        str, typer.Option(help="Architecture yaml (from scratch) or .pt to fine-tune on the seed set.")
-    ] = "yolov8n.yaml",
-    imgsz: Annotated[int, typer.Option(help="Training and model input size.")] = 320,
+        str | None,
+        typer.Option(
+            help="With --stream: bundled, registry://NAME@production or a .pt (default bundled); "
+            "with --data: an architecture yaml (from scratch, the default yolov8n.yaml) "
+            "or a .pt to fine-tune on the seed set."
+        ),
+    ] = None,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(help="Training and model input size (--stream: production's; --data: 320)."),
+    ] = None,
     seed_epochs: Annotated[int, typer.Option(help="Epochs for the seed model.")] = 40,
     round_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per round.")] = 10,
     batch: Annotated[int, typer.Option(help="Training batch size.")] = 16,
@@ -48,7 +96,7 @@ def simulate_command(
     markdown: Annotated[Path | None, typer.Option(help="Also write the table as Markdown here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print simulation.json on stdout.")] = False,
 ) -> None:
-    """Per round, held-out mAP50 of a model improved with routing's review picks vs random picks."""
+    """Per round, mAP50 of a model improved with routing's review picks vs random picks (and every page)."""
     from rich.markup import escape
 
     from inkloop.benchmarks.loop_simulation import SimulationConfig, simulate
@@ -58,6 +106,38 @@ def simulate_command(
     console = make_console(json_out)
     # ultralytics logs every export to stdout; the progress lines and the table are what matter here
     os.environ.setdefault("YOLO_VERBOSE", "false")
+    if stream:
+        try:
+            from inkloop.benchmarks.replay import ReplayConfig
+
+            rconfig = ReplayConfig(
+                stream=tuple(stream),
+                test=tuple(test or ()),
+                workdir=str(workdir),
+                start_model=start_model or "bundled",
+                strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
+                budget=budget,
+                rounds=rounds,
+                stream_pages=stream_pages or None,
+                stream_split=stream_split,
+                test_split=test_split,
+                new_domain=new_domain,
+                recipe=recipe,
+                epochs=epochs,
+                imgsz=imgsz,
+                batch=batch,
+                seeds=tuple(int(x) for x in seeds.split(",") if x.strip()),
+            )
+        except ValueError as exc:
+            console.print(f"[red]usage error:[/red] {escape(str(exc))}")
+            raise typer.Exit(EXIT_USAGE) from None
+        _replay(console, rconfig, workdir, out, markdown, json_out)
+        return
+    if data is None:
+        console.print(
+            "[red]usage error:[/red] give --stream and --test (from production) or --data (from scratch)"
+        )
+        raise typer.Exit(EXIT_USAGE)
     try:
         config = SimulationConfig(
             data=data,
@@ -65,8 +145,8 @@ def simulate_command(
             budget=budget,
             rounds=rounds,
             seed_fraction=seed_fraction,
-            start_model=start_model,
-            imgsz=imgsz,
+            start_model=start_model or "yolov8n.yaml",
+            imgsz=imgsz or 320,
             seed_epochs=seed_epochs,
             round_epochs=round_epochs,
             batch=batch,
@@ -111,6 +191,141 @@ def simulate_command(
         raise typer.Exit(EXIT_OK)
     _print_table(console, report)
     raise typer.Exit(EXIT_OK)
+
+
+def _replay(
+    console: Any, config: Any, workdir: Path, out: Path | None, markdown: Path | None, json_out: bool
+) -> None:
+    """Run the replay from production with a progress bar per seed and strategy, then report."""
+    import shutil
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from inkloop.benchmarks.replay import PLOT, REPORT, ReplayError, replay
+    from inkloop.models.references import ModelError
+
+    progress = Progress(
+        TextColumn("{task.fields[name]:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        disable=json_out,
+    )
+    bars: dict[tuple[int, str], Any] = {}
+    # a round is detection, review, training (one unit per epoch), export and the gate
+    per_round = config.epochs + 4
+
+    def bar(seed: int, strategy: str) -> Any:
+        key = (seed, strategy)
+        if key not in bars:
+            bars[key] = progress.add_task(
+                "", total=config.rounds * per_round, name=f"seed {seed} {strategy}", completed=0
+            )
+        return bars[key]
+
+    def on_event(stage: str, info: dict[str, Any]) -> None:
+        strategy, seed, rnd = info.get("strategy"), int(info.get("seed", 0)), int(info.get("round", 0))
+        if strategy in (None, "start"):
+            return
+        task = bar(seed, strategy)
+        base = (rnd - 1) * per_round
+        step = {"detect": 0, "review": 1, "train": 2, "export": 2 + config.epochs, "gate": 3 + config.epochs}
+        if stage in step:
+            what = {
+                "detect": f"detecting {info.get('pages')} pages",
+                "review": f"reviewing {info.get('pages')}",
+            }
+            progress.update(
+                task, completed=base + step[stage], description=f"r{rnd} " + what.get(stage, stage)
+            )
+        elif stage == "epoch":
+            progress.update(
+                task,
+                completed=base + 2 + int(info["epoch"]),
+                description=f"r{rnd} epoch {info['epoch']}/{info['epochs']}",
+            )
+        elif stage in ("done", "skip"):
+            row = info.get("row")
+            note = "" if row is None else f"r{rnd} {'promoted' if row.promoted else 'refused'}"
+            progress.update(task, completed=rnd * per_round, description=note)
+
+    try:
+        with progress:
+            report = replay(config, on_event)
+    except (ReplayError, ModelError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_ERROR) from None
+    if markdown is not None:
+        markdown.write_text(report.markdown() + "\n")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(workdir / REPORT, out)
+        shutil.copyfile(workdir / PLOT, out.with_suffix(".png"))
+    _track_replay(config, report, workdir)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=1))
+        raise typer.Exit(EXIT_OK)
+    console.print(report.markdown())
+    eff = report.summary().get("label_efficiency") or {}
+    for key, rows in eff.items():
+        for r in rows:
+            reached = r["routing_reviewed_to_reach"]
+            console.print(
+                f"seed {r['seed']}: random's final {report.config['new_domain']} {key} "
+                f"{r['random_final']:.3f} "
+                f"after {r['random_reviewed']} reviews; routing "
+                + ("never reached it" if reached is None else f"reached it after {reached}")
+            )
+    console.print(f"{report.seconds / 60:.1f} min; {workdir / REPORT}, plot {workdir / PLOT}")
+    raise typer.Exit(EXIT_OK)
+
+
+def _track_replay(config: Any, report: Any, workdir: Path) -> None:
+    """With a tracking URI, one MLflow run per strategy (its settings, per-round metrics with the
+    round's reviewed pages as the step, the summary); nothing otherwise."""
+    from dataclasses import asdict
+
+    from inkloop.lifecycle.tracking import start_run
+
+    summary = report.summary()
+    for strategy in config.strategies:
+        tracker = start_run(
+            "simulate",
+            run_dir=workdir / f"mlflow-{strategy}",
+            run_name=f"loop replay {strategy}",
+            tags={"inkloop.strategy": strategy},
+        )
+        if not tracker.active:
+            return
+        tracker.log_params({**asdict(config), "strategy": strategy})
+        for seed in report.seeds:
+            for row in report.series(seed, strategy):
+                metrics: dict[str, Any] = {
+                    f"seed{seed}.reviewed": row.reviewed_total,
+                    f"seed{seed}.errors_caught": row.errors_caught,
+                    f"seed{seed}.promoted": int(row.promoted),
+                }
+                for who in ("candidate", "production"):
+                    m = getattr(row, who) or {}
+                    for key in ("map50", "recall"):
+                        if key in m:
+                            metrics[f"seed{seed}.{who}.{key}"] = m[key]
+                        for dom, dm in (m.get("domains") or {}).items():
+                            if key in dm:
+                                metrics[f"seed{seed}.{who}.{dom}.{key}"] = dm[key]
+                tracker.log_metrics(metrics, step=row.round)
+        final = summary["strategies"].get(strategy, {})
+        tracker.log_metrics({f"final.{k}": v["mean"] for k, v in final.items() if v})
+        tracker.log_dict(report.to_dict(), "simulation.json")
+        tracker.log_artifact(workdir / "simulation.png")
+        tracker.end()
 
 
 def _track(config: Any, report: Any, workdir: Path) -> None:

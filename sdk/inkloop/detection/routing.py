@@ -23,9 +23,14 @@ signal is enough, several weak ones add up, and the score stays in [0, 1]:
   box in one view with no kept box at IoU ≥ 0.5 in the other means the decision is unstable.
 - ``cue:`` the PDF text layer asks for a signature ("Signature:", "Sincerely", "X____") but no box
   was kept: the likeliest place for a silent miss.
+- ``place:`` a signature place the verdict stage found on the page (a signature field, a labelled
+  line such as ``Signature: ____``) with no kept box on it: a likely miss even when another place
+  of the page was detected. Places come from the PDF's structure, which detection does not read,
+  so the caller passes them in as :class:`PlaceHint` boxes (the verdict stage:
+  :func:`inkloop.verdict.integrate.place_hints`); routing only decides whether a box covers them.
 
 Decision reasons are prefixed ``route:`` and signal reasons ``band:``/``tta:``/``cue:``/
-``unscored:``, so a program can tell them apart and :func:`route_results` can be re-applied. A
+``place:``/``unscored:``, so a program can tell them apart and :func:`route_results` can be re-applied. A
 later stage may put pages first (``priority``): the signing verdict sends the pages of documents
 judged ``needs_review`` or ``partially_signed``, with the reason ``verdict:<verdict>``.
 """
@@ -119,6 +124,14 @@ class RoutingConfig:
       - ``cue_weight = 0.9``: when the text layer matches and no box is kept on the page. Image
         pages have no text layer, so this signal is silent on them (no OCR).
 
+    Signature places (given by the caller, see :class:`PlaceHint`):
+      - ``places = True``; ``place_weight = 0.7``: the contribution of each place with no kept box
+        on it (noisy-OR over places, so two empty places weigh more than one). Below the text cue,
+        because an empty place is also what every unsigned document has; above a TTA
+        disagreement. Less than 1, so the contribution can be taken out again on re-routing.
+      - ``place_min_overlap = 0.1``: a kept box covers a place when at least this share of the
+        box's area lies on the place's zone (a signature often overflows its line).
+
     Decisions:
       - ``review_min_uncertainty = 0.3``: pages at or above it are review candidates, the others
         are confident (a single band box counts from scores within ±0.1 of the threshold).
@@ -147,6 +160,9 @@ class RoutingConfig:
     cues: bool = True
     cue_patterns: tuple[str, ...] = DEFAULT_CUES
     cue_weight: float = 0.9
+    places: bool = True
+    place_weight: float = 0.7
+    place_min_overlap: float = 0.1
     review_min_uncertainty: float = 0.3
     max_review_pages: int | None = None
     max_review_fraction: float | None = 0.1
@@ -158,6 +174,7 @@ class RoutingConfig:
             "band_weight",
             "tta_weight",
             "cue_weight",
+            "place_min_overlap",
             "review_min_uncertainty",
             "audit_rate",
             "tta_iou",
@@ -165,6 +182,8 @@ class RoutingConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"RoutingConfig.{name} must be within [0, 1], got {v}")
+        if not 0.0 <= self.place_weight < 1.0:
+            raise ValueError(f"RoutingConfig.place_weight must be within [0, 1), got {self.place_weight}")
         if self.band_margin < 0:
             raise ValueError(f"RoutingConfig.band_margin must be ≥ 0, got {self.band_margin}")
         if self.tta_transform not in ("gamma", "shrink"):
@@ -206,6 +225,15 @@ class RoutingConfig:
         if "cue_patterns" in d:
             d["cue_patterns"] = tuple(d["cue_patterns"])
         return cls(**d)
+
+
+class PlaceHint(NamedTuple):
+    """A place on a page that asks for a signature, as the caller found it: ``xyxy`` is the zone
+    where a signature is expected, in the page's pixels (the frame of the page's boxes); ``what``
+    names it for people (``field 'Signature1'``, ``label 'Signature:'``)."""
+
+    xyxy: tuple[float, float, float, float]
+    what: str
 
 
 class PageSignals(NamedTuple):
@@ -372,6 +400,35 @@ def cue_signal(
     return [config.cue_weight], [f"cue: text asks for a signature ({quoted}) but nothing was detected"]
 
 
+def _covered_share(box: Sequence[float], zone: Sequence[float]) -> float:
+    """The share of ``box``'s area that lies on ``zone``."""
+    iw = min(box[2], zone[2]) - max(box[0], zone[0])
+    ih = min(box[3], zone[3]) - max(box[1], zone[1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return iw * ih / area if iw > 0 and ih > 0 and area > 0 else 0.0
+
+
+def place_signal(
+    detections: Sequence[Detection], places: Sequence[PlaceHint], threshold: float, config: RoutingConfig
+) -> tuple[list[float], list[str]]:
+    """Each signature place with no kept box on it: a likely miss (``place_weight`` each).
+
+    Unlike the text cue, this fires on a page where *some* box was kept but a place is still
+    empty: a contract signed by one party that the detector half-missed.
+    """
+    if not config.places or not places:
+        return [], []
+    boxes = kept(detections, threshold)
+    out: list[float] = []
+    reasons: list[str] = []
+    for p in places:
+        if any(_covered_share(d.xyxy, p.xyxy) >= config.place_min_overlap for d in boxes):
+            continue
+        out.append(config.place_weight)
+        reasons.append(f"place: {p.what} at {_box(p.xyxy)} has no detection on it")
+    return out, reasons
+
+
 def page_uncertainty(
     detections: Sequence[Detection],
     threshold: float,
@@ -492,8 +549,31 @@ def review_budget(n_pages: int, config: RoutingConfig) -> int | None:
     return min(limits) if limits else None
 
 
+def with_place_signal(
+    result: PageResult, places: Sequence[PlaceHint], threshold: float, config: RoutingConfig
+) -> tuple[float | None, list[str]]:
+    """The page's uncertainty and signal reasons with :func:`place_signal` folded in (noisy-OR).
+
+    Earlier ``place:`` reasons are taken out first, their contributions divided back out of the
+    uncertainty, so routing a routed page again gives the same number.
+    """
+    old = [x for x in result.reasons if x.startswith("place:")]
+    reasons = [x for x in result.reasons if not x.startswith("place:")]
+    if result.uncertainty is None:
+        return None, reasons
+    keep = 1.0 - float(result.uncertainty)
+    if old:
+        keep = min(1.0, keep / (1.0 - config.place_weight) ** len(old))
+    c, r = place_signal(result.detections, places, threshold, config)
+    return round(_noisy_or([1.0 - keep, *c]), 4), [*reasons, *r]
+
+
 def route_results(
-    results: Sequence[PageResult], config: RoutingConfig, priority: Mapping[str, str] | None = None
+    results: Sequence[PageResult],
+    config: RoutingConfig,
+    priority: Mapping[str, str] | None = None,
+    places: Mapping[str, Sequence[PlaceHint]] | None = None,
+    threshold: float = 0.0,
 ) -> list[PageResult]:
     """Decide every page of a run: review (budgeted, most uncertain first), auto_accept or audit.
 
@@ -504,10 +584,18 @@ def route_results(
     ``priority`` (page key → reason, e.g. ``"verdict:needs_review"``) names pages a later stage
     wants a person to see first: they are review candidates whatever their uncertainty, ranked
     ahead of every other candidate (within the budget), and carry the reason.
+
+    ``places`` (page key → :class:`PlaceHint` list, from the verdict stage) adds the ``place:``
+    signal: each place no box above ``threshold`` (the run's operating threshold; results hold
+    only boxes above it) covers raises the page's uncertainty (:func:`with_place_signal`).
     """
     priority = priority or {}
+    places = places or {}
     scored: list[tuple[float, list[str]]] = []
     for r in results:
+        if r.page_key in places or any(x.startswith("place:") for x in r.reasons):
+            u, signal_reasons = with_place_signal(r, places.get(r.page_key, ()), threshold, config)
+            r = dataclasses.replace(r, uncertainty=u, reasons=signal_reasons)
         reasons = [x for x in r.reasons if not x.startswith(("route:", "verdict:"))]
         if r.page_key in priority:
             reasons.append(priority[r.page_key])
@@ -596,16 +684,18 @@ def route_run(
     out_dir: str | os.PathLike[str],
     config: RoutingConfig | None = None,
     priority: Mapping[str, str] | None = None,
+    places: Mapping[str, Sequence[PlaceHint]] | None = None,
+    threshold: float = 0.0,
 ) -> list[PageResult]:
     """Route every page of a results folder and (re)write ``routing.jsonl`` atomically.
 
     The whole folder is one run for the budget: a resumed or re-forced run is routed as if it had
     run once. Returns the routed pages (``results.jsonl`` order) for callers such as the review
-    push that also need the boxes. ``priority``: see :func:`route_results`.
+    push that also need the boxes. ``priority``, ``places``, ``threshold``: see :func:`route_results`.
     """
     config = config or RoutingConfig()
     out = os.fspath(out_dir)
-    routed = route_results(read_results(out), config, priority)
+    routed = route_results(read_results(out), config, priority, places, threshold)
     lines = [
         json.dumps(
             RoutingRecord(

@@ -5,6 +5,8 @@
 - :func:`detect_and_judge`: detection then :func:`judge_run`, the Airflow operator's one call.
 - :func:`review_priority` / :func:`route_with_verdicts`: documents judged ``needs_review`` or
   ``partially_signed`` go to review first; their pages carry the reason ``verdict:<verdict>``.
+- :func:`place_hints`: every signature place the verdict found, in page pixels, for routing's
+  ``place:`` signal (a place no box covers is a likely miss).
 - :func:`merge_results`: fold mapped detection parts (results and verdicts) into one folder.
 """
 
@@ -18,7 +20,7 @@ from dataclasses import replace
 from inkloop import storage
 from inkloop.detection.pipeline import DetectionRun, DetectOptions, ProgressFn
 from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, write_summary
-from inkloop.detection.routing import RoutingConfig, route_run
+from inkloop.detection.routing import PlaceHint, RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.derive import derive_verdicts
 from inkloop.verdict.judge import VerdictConfig
@@ -54,15 +56,43 @@ def review_priority(verdicts: Iterable[DocumentVerdict], results: Sequence[PageR
     return out
 
 
+def place_hints(
+    verdicts: Iterable[DocumentVerdict], results: Sequence[PageResult]
+) -> dict[str, list[PlaceHint]]:
+    """Page key → the signature places of that page (fields, labelled lines), as zones in the page's
+    pixels, for routing's ``place:`` signal.
+
+    Why here and not in routing: places come from the PDF's structure, which the verdict stage
+    reads and detection does not (detection sits below the verdict stage). A place signed with a
+    digital signature is left out (no ink is expected on it); so is a page without PDF points
+    (an image: it has no places).
+    """
+    pages = {(r.page.doc_id, r.page.index): r.page for r in results}
+    out: dict[str, list[PlaceHint]] = {}
+    for v in verdicts:
+        for p in v.places:
+            page = pages.get((v.doc_id, p.page)) if p.page is not None else None
+            if page is None or p.zone is None or not page.pdf_size or p.status == "signed_digital":
+                continue
+            sx, sy = page.width / page.pdf_size[0], page.height / page.pdf_size[1]
+            x0, y0, x1, y1 = p.zone
+            what = f"{p.kind} {(p.field_name or p.text)!r}"
+            out.setdefault(page.page_key, []).append(PlaceHint((x0 * sx, y0 * sy, x1 * sx, y1 * sy), what))
+    return out
+
+
 def route_with_verdicts(
     results_dir: str | os.PathLike[str], routing: RoutingConfig | None = None
 ) -> list[PageResult]:
     """:func:`~inkloop.detection.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
-    putting ``needs_review`` and ``partially_signed`` documents first."""
+    putting ``needs_review`` and ``partially_signed`` documents first, and every place they found
+    feeding routing's ``place:`` signal (:func:`place_hints`)."""
     out = os.fspath(results_dir)
     verdicts = read_verdicts(out)
-    priority = review_priority(verdicts, read_results(out)) if verdicts else None
-    return route_run(out, routing or RoutingConfig(), priority)
+    results = read_results(out) if verdicts else []
+    priority = review_priority(verdicts, results) if verdicts else None
+    places = place_hints(verdicts, results) if verdicts else None
+    return route_run(out, routing or RoutingConfig(), priority, places)
 
 
 def judge_run(
