@@ -13,6 +13,7 @@ is rendered; labels then go to rendered pixels through :mod:`inkloop.convert`.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,8 @@ def draw_ink(page: Any, ink: Ink) -> None:
 def _script_name_png(name: str, font: str, color: tuple[int, int, int]) -> tuple[bytes, float]:
     """A name set in a Hershey script face, as ink on transparency; returns the PNG and its aspect."""
     face = SCRIPT_FONTS[font]
+    # Hershey faces have ASCII glyphs only: "López" is drawn "Lopez" (the text layer keeps "López")
+    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     (tw, th), base = cv2.getTextSize(name, face, 2.0, 2)
     canvas = np.zeros((th + base + 12, tw + 12), np.uint8)
     cv2.putText(canvas, name, (6, th + 6), face, 2.0, 255, 2, cv2.LINE_AA)
