@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -431,3 +432,91 @@ def test_route_run_is_idempotent_and_applies_the_budget(routed_run, tmp_path):
         assert any("over budget" in r for r in routed[key].reasons)
     assert read_routing(routed_run)[key].decision == routed[key].decision
     route_run(routed_run, RoutingConfig(max_review_fraction=None))  # leave the shared run as it was
+
+
+# -- the place signal: a signature place no box covers ----------------------------------------------
+def _page_result(
+    detections: list[Detection], uncertainty: float | None = 0.0, reasons: list[str] | None = None
+):
+    page = Page(doc_id="d" * 64, index=0, width=1000, height=1400, dpi=150.0, pdf_size=(480.0, 672.0))
+    return PageResult(
+        page=page,
+        source="x.pdf",
+        model_version="m@1",
+        detections=detections,
+        uncertainty=uncertainty,
+        reasons=reasons or [],
+    )
+
+
+def test_place_signal_fires_for_each_place_no_box_covers():
+    from inkloop.detection.routing import PlaceHint, place_signal
+
+    cfg = RoutingConfig()
+    places = [
+        PlaceHint((100, 900, 400, 1000), "label 'Signature:'"),
+        PlaceHint((600, 900, 900, 1000), "field 'Sig2'"),
+    ]
+    on_first = Detection("signature", 0.8, (120, 880, 380, 980))
+    c, r = place_signal([on_first], places, 0.25, cfg)
+    assert c == [cfg.place_weight] and len(r) == 1 and "field 'Sig2'" in r[0] and r[0].startswith("place:")
+    # a box below the operating threshold does not cover a place (it is not in the results)
+    assert len(place_signal([Detection("signature", 0.1, (620, 900, 880, 990))], places, 0.25, cfg)[0]) == 2
+    assert place_signal([], places, 0.25, replace(cfg, places=False)) == ([], [])
+    with pytest.raises(ValueError, match="place_weight"):
+        RoutingConfig(place_weight=1.0)
+
+
+def test_route_results_with_places_ranks_the_half_missed_page_first_and_re_routes_the_same():
+    from inkloop.detection.routing import PlaceHint
+
+    cfg = RoutingConfig(
+        max_review_fraction=None, max_review_pages=1, audit_rate=0.0, review_min_uncertainty=0.0
+    )
+    signed_once = _page_result([Detection("signature", 0.9, (120, 880, 380, 980))], 0.2)
+    other = replace(_page_result([], 0.3), page=replace(signed_once.page, index=1))
+    places = {signed_once.page_key: [PlaceHint((600, 900, 900, 1000), "label 'Witness:'")]}
+    routed = route_results([signed_once, other], cfg, places=places)
+    assert routed[0].decision == "review" and routed[1].decision == "auto_accept"
+    assert routed[0].uncertainty == pytest.approx(1 - 0.8 * 0.3, abs=1e-4)
+    assert any(x.startswith("place: label 'Witness:'") for x in routed[0].reasons)
+    again = route_results(routed, cfg, places=places)  # routing a routed run again: the same numbers
+    assert [r.uncertainty for r in again] == [r.uncertainty for r in routed]
+    assert [r.reasons for r in again] == [r.reasons for r in routed]
+    # without the hints, the earlier place contribution is taken back out
+    assert route_results(routed, cfg)[0].uncertainty == pytest.approx(0.2, abs=1e-4)
+
+
+def test_place_signal_fires_on_an_unsigned_looking_signed_contract(tmp_path, pages_dir):
+    """A contract signed on both lines; the scan-trained model boxes the scanned signature on the
+    first line and misses the faint pen stroke on the second. No text cue (a box was kept), but the
+    verdict's place on line two has no box on it: routing sends the page to review for that."""
+    import random
+
+    import pymupdf
+
+    import verdict_corpus as vc
+    from inkloop.detection.pipeline import DetectOptions
+    from inkloop.detection.routing import read_routing
+    from inkloop.verdict.integrate import detect_and_judge
+
+    crops = vc.signature_crops()
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 2, "same_line")
+    vc.put_ink(page, rules[0], max(crops, key=lambda c: c.width * c.height), random.Random(0))
+    x0, _, _, y1 = rules[1]  # a short, light initial-like stroke on the second line
+    page.draw_polyline(
+        [(x0 + 20, y1 - 4), (x0 + 35, y1 - 12), (x0 + 50, y1 - 3)], color=(0.75, 0.75, 0.8), width=0.5
+    )
+    path = tmp_path / "contract.pdf"
+    doc.save(str(path))
+    doc.close()
+    cfg = RoutingConfig(max_review_fraction=None, audit_rate=0.0)
+    detect_and_judge([str(path)], tmp_path / "out", DetectOptions(routing=cfg))
+    [rec] = read_routing(tmp_path / "out").values()
+    [result] = read_results(tmp_path / "out")
+    assert result.detections, "the scanned signature on line one should be detected"
+    assert not any(r.startswith("cue:") for r in rec.reasons)  # the text cue is silent: a box was kept
+    place = [r for r in rec.reasons if r.startswith("place:")]
+    assert len(place) == 1 and "has no detection on it" in place[0], rec.reasons
+    assert rec.decision == "review" and rec.uncertainty >= cfg.place_weight
