@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -415,12 +416,14 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
             preds = review.client.predictions.list(task=tid)
             assert preds and preds[0].model_version == f"{MODEL}@v1"
             assert preds[0].result and all(0 < r["score"] <= 1 for r in preds[0].result)
+        first = review.client.predictions.list(task=task_ids[0])[0]
 
         # an annotator opens the task in a browser and sees the model's boxes
         shot = tmp_path / "task.png"
         browser_path, browser_env = chromium
         from playwright.sync_api import sync_playwright
 
+        keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")  # a folder to keep the screenshot in
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -428,18 +431,22 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
             page.fill("input[name=email]", ls.username)
             page.fill("input[name=password]", os.environ.get("INKLOOP_LS_PASSWORD") or "inkloop-dev-password")
             page.locator("button[type=submit], input[type=submit]").first.click()
-            page.wait_for_url("**/projects/**", timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
             page.goto(f"{ls.url}/projects/{pid}/data?task={task_ids[0]}")
-            page.get_by_text(f"{MODEL}@v1").first.wait_for(timeout=60_000)  # the prediction's version
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(shot))
+            try:
+                # the prediction's tab (its score, the lowest box score, in percent) and each of
+                # its boxes in the Regions panel with its score
+                page.get_by_text(f"{first.score * 100:.2f}%").first.wait_for(timeout=60_000)
+                for region in first.result:
+                    page.get_by_text(f"{region['score']:.2f}", exact=True).first.wait_for(timeout=10_000)
+                assert page.get_by_text("signature", exact=True).count() >= len(first.result)
+            finally:
+                page.wait_for_timeout(3000)
+                page.screenshot(path=str(shot))
+                if keep:
+                    shutil.copy(shot, Path(keep) / "ml-backend-task.png")
             browser.close()
         print(f"screenshot: {shot}")
-        keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")
-        if keep:
-            import shutil
-
-            shutil.copy(shot, Path(keep) / "ml-backend-task.png")
 
         # a review in Label Studio: Label Studio's own webhook reaches the backend, which
         # publishes inkloop_reviews in Airflow; the curate DAG is queued on it
