@@ -484,3 +484,88 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
         assert ls.token not in logs and PASSWORD not in logs
     finally:
         stop(backend.proc)
+
+
+# -- the polling fallback ----------------------------------------------------------------------
+WAIT_CHECK = """
+import asyncio, json, sys
+from inkloop.review.labelstudio import LabelStudioReview
+from inkloop_provider.sensors.review import LabelStudioReviewsSensor
+from inkloop_provider.triggers.review import LabelStudioReviewsTrigger
+
+url, token, title = sys.argv[1:4]
+client = LabelStudioReview(url, token, project_title=title)
+
+
+class TI:
+    def xcom_push(self, key, value):
+        pass
+
+
+sensor = LabelStudioReviewsSensor(task_id="wait", project=title, min_reviewed=2, labelstudio_conn_id="ls")
+assert not sensor.poke({"ti": TI()}), "3 old reviews must not satisfy a wait for 2 new ones"
+trigger = LabelStudioReviewsTrigger("ls", title, 2, poll_interval=0.5, baseline=sensor.baseline)
+
+
+async def main():
+    first = asyncio.ensure_future(trigger.run().__anext__())
+    await asyncio.sleep(3)
+    assert not first.done(), "the trigger fired on reviews from before its baseline"
+    for task in list(client.iter_tasks())[:2]:
+        await asyncio.to_thread(client.client.annotations.create, id=task.id, result=[])
+    return (await asyncio.wait_for(first, 60)).payload
+
+
+payload = asyncio.run(main())
+assert sensor.poke({"ti": TI()})
+print(json.dumps({"baseline": sensor.baseline, **payload}))
+"""
+
+
+@pytest.mark.labelstudio
+@pytest.mark.airflow
+def test_a_wait_counts_only_reviews_after_its_baseline(labelstudio, tmp_path, pages_dir):
+    """A project that already had enough reviews still waits for new ones (sensor and trigger)."""
+    from PIL import Image
+
+    from inkloop.review.labelstudio import LabelStudioReview
+    from inkloop.types import Detection, Page, PageResult
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from airflow_env import airflow_env
+
+    title = "baseline wait"
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    pages = []
+    for i, src in enumerate(sorted(p for p in pages_dir.iterdir() if p.suffix in (".png", ".jpg"))[:3]):
+        img = tmp_path / f"p{i}.png"
+        im = Image.open(src).convert("RGB")
+        im.save(img)
+        w, h = im.size
+        page = PageResult(
+            page=Page(doc_id=f"{i:064d}", index=0, width=w, height=h),
+            detections=[Detection("signature", 0.5, (10, 10, 50, 30))],
+            model_version="signature-detector@test",
+            source=str(src),
+        )
+        pages.append((page, img))
+    review.push(pages)
+    for task in review.iter_tasks():  # every task reviewed once already: 3 reviews
+        review.client.annotations.create(id=task.id, result=[])
+    assert review.status()["reviews"] == 3
+
+    conn = json.dumps({"conn_type": "labelstudio", "host": labelstudio.url, "password": labelstudio.token})
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    env = {**airflow_env(home, tmp_path / "data"), "AIRFLOW_CONN_LS": conn}
+    p = subprocess.run(
+        [sys.executable, "-c", WAIT_CHECK, labelstudio.url, labelstudio.token, title],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    event = json.loads(p.stdout.strip().splitlines()[-1])
+    assert event["baseline"] == 3 and event["status"] == "ready"
+    assert event["new_reviews"] == 2 and event["reviews"] == 5
