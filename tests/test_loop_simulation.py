@@ -19,7 +19,7 @@ import pytest
 from inkloop.benchmarks.loop_simulation import SimulationConfig, plan, simulate
 from inkloop.detection.pipeline import DetectOptions, detect
 from inkloop.detection.results import read_results
-from inkloop.detection.routing import RoutingConfig, route_results
+from inkloop.detection.routing import RoutingConfig, read_routing, route_results
 
 
 def make_dataset(root: Path, pages_dir: Path) -> Path:
@@ -165,3 +165,176 @@ def test_simulation_end_to_end(tmp_path, pages_dir):
     assert "mAP50 routing" in cli.stdout and "mAP50 random" in cli.stdout
     lines = md.read_text().splitlines()
     assert lines[0].startswith("| round | labelled pages | mAP50 routing") and len(lines) == 2 + 3
+
+
+# -- the replay from production ----------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised from the progress callback: the replay stopped as if the machine went down."""
+
+
+def _synth(out: Path, pages: int, seed: int) -> Path:
+    from inkloop.synth.build import SynthOptions, synthesize
+
+    synthesize(
+        SynthOptions(crops=str(FIXTURE_PAGES), out=str(out), pages={"val": pages}, seed=seed, dpis=(100.0,))
+    )
+    return out
+
+
+def _scans(dest: Path, names: list[str]) -> Path:
+    dest.mkdir(parents=True)
+    for p in sorted(FIXTURE_PAGES.iterdir()):
+        if any(p.name.startswith(n) for n in names):
+            shutil.copy(p, dest / p.name)
+    return dest
+
+
+FIXTURE_PAGES = Path(__file__).parent / "fixtures" / "pages"
+
+
+@pytest.mark.slow
+def test_replay_from_production_end_to_end(tmp_path):
+    """A tiny but real replay: synth contracts and fixture scans stream in over 2 rounds; each of
+    routing, random and all reviews its pages, fine-tunes production (1 epoch, 128 px), exports,
+    and the gate (default policy) decides; a stop after one round resumes where it stopped."""
+    from inkloop.benchmarks.replay import PLOT, REPORT, ReplayConfig, replay
+    from inkloop.lifecycle.gate import read_decision
+    from inkloop.models.resolve import open_registry
+
+    config = ReplayConfig(
+        stream=(str(_synth(tmp_path / "stream", 6, 0)), str(_scans(tmp_path / "scans", ["tobacco800"]))),
+        test=(str(_synth(tmp_path / "test-digital", 4, 1)), str(_scans(tmp_path / "test-scans", ["xc8up"]))),
+        workdir=str(tmp_path / "work"),
+        stream_split="val",
+        test_split="val",
+        budget=0.5,
+        rounds=2,
+        stream_pages=None,
+        epochs=1,
+        imgsz=128,
+        batch=4,
+    )
+    events: list[tuple[str, str, int]] = []
+
+    def stop_after_routing_round_1(stage: str, info: dict) -> None:
+        events.append((stage, info.get("strategy", ""), int(info.get("round", 0))))
+        if stage == "done" and info["strategy"] == "routing" and info["round"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        replay(config, stop_after_routing_round_1)
+    saved = json.loads((tmp_path / "work" / REPORT).read_text())
+    assert [(r["strategy"], r["round"]) for r in saved["rounds"]] == [("start", 0), ("routing", 1)]
+
+    again: list[tuple[str, str, int]] = []
+    report = replay(config, lambda stage, info: again.append((stage, info["strategy"], int(info["round"]))))
+    # resumed: the finished round was not detected, reviewed or trained again
+    assert ("detect", "routing", 1) not in again and ("detect", "routing", 2) in again
+    assert ("train", "random", 1) in again and ("train", "all", 2) in again
+
+    work = tmp_path / "work" / "seed-0"
+    plan = report.plans["0"]
+    assert sum(plan["pages"]) == 8 and plan["reviews"] == [-(-n // 2) for n in plan["pages"]]
+    for rnd in (1, 2):
+        keys = {
+            s: {r.page_key for r in read_results(work / s / f"r{rnd}" / "detect")} for s in config.strategies
+        }
+        assert keys["routing"] == keys["random"] == keys["all"]  # the same pages for every strategy
+        for s in config.strategies:
+            row = report.get(0, s, rnd)
+            assert row is not None and row.strategy == s and row.pages == len(keys[s])
+            want = row.pages if s == "all" else plan["reviews"][rnd - 1]
+            assert row.reviewed == len(row.selected) == want  # the budget, exactly
+            assert set(row.selected) <= keys[s]
+            assert row.errors_caught <= min(row.error_pages, row.reviewed)
+            if s == "all":
+                assert row.errors_caught == row.error_pages
+            # the simulated review went through a pull record file and curation's page records
+            pulled = [
+                json.loads(x) for x in (work / s / f"r{rnd}" / "reviews.jsonl").read_text().splitlines()
+            ]
+            assert sorted(p["page_key"] for p in pulled) == row.selected
+            assert {p["status"] for p in pulled} == {"submitted"}
+            # the gate decided, and production follows its decision
+            reg = open_registry(str(work / s / "registry"))
+            decision = read_decision(reg, "signature-detector", row.candidate_version)
+            assert decision is not None and decision["promoted"] == row.promoted
+            before = report.get(0, s, rnd - 1)
+            assert before is not None
+            expected = row.candidate_version if row.promoted else before.production_version
+            assert row.production_version == expected
+            assert row.candidate and {"scan", "digital"} <= set(row.candidate["domains"])
+            # each round fine-tunes the production of its start, not the refused candidate
+            rec = json.loads((work / s / f"r{rnd}" / "train" / "recipe.json").read_text())
+            assert rec["parent"]["version"] == before.production_version
+            assert rec["epochs"] == 1 and rec["imgsz"] == 128
+        # the routing run routed with the verdict's places: every reason is one routing writes
+        routed = read_routing(work / "routing" / f"r{rnd}" / "detect")
+        assert {r.decision for r in routed.values()} <= {"review", "auto_accept"}
+    # the training set of round 2 holds everything reviewed in rounds 1 and 2
+    r2 = report.get(0, "random", 2)
+    assert r2 is not None
+    n_train = len(list((work / "random" / "r2" / "data" / "images" / "train").iterdir()))
+    assert n_train == r2.reviewed_total
+
+    png = tmp_path / "work" / PLOT
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = report.summary()
+    assert set(summary["strategies"]) == {"routing", "random", "all"}
+    assert (
+        summary["label_efficiency"]["map50"][0]["random_reviewed"]
+        == report.get(0, "random", 2).reviewed_total
+    )
+    md = report.markdown().splitlines()
+    assert md[0].startswith("| strategy | round | reviewed") and len(md) == 2 + 3 * 3
+
+    # the CLI on the finished work folder: nothing to redo, the report copied to --out
+    out = tmp_path / "report" / "simulation.json"
+    args = [sys.executable, "-m", "inkloop", "loop", "simulate", "--workdir", str(tmp_path / "work")]
+    for s in config.stream:
+        args += ["--stream", s]
+    for t in config.test:
+        args += ["--test", t]
+    args += ["--stream-split", "val", "--budget", "0.5", "--rounds", "2", "--stream-pages", "0"]
+    args += ["--epochs", "1", "--imgsz", "128", "--batch", "4", "--out", str(out)]
+    cli = subprocess.run(
+        args, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert (
+        json.loads(out.read_text())["rounds"]
+        == json.loads((tmp_path / "work" / REPORT).read_text())["rounds"]
+    )
+    assert out.with_suffix(".png").is_file() and "routing" in cli.stdout
+    bad = subprocess.run(
+        [*args[:-2], "--out", str(out), "--budget", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert bad.returncode == 2 and "other settings" in bad.stdout
+
+
+def test_replay_settings_are_checked(tmp_path):
+    from inkloop.benchmarks.replay import ReplayConfig, ReplayError
+
+    for bad in ({"budget": 0.0}, {"rounds": 0}, {"strategies": ("oracle",)}, {"test": ()}, {"seeds": ()}):
+        with pytest.raises(ReplayError):
+            ReplayConfig(**{"stream": ("s",), "test": ("t",), "workdir": str(tmp_path), **bad})
+
+
+def test_plan_rounds_cuts_whole_documents_into_rounds():
+    from inkloop.benchmarks.replay import StreamDoc, plan_rounds
+
+    docs = [StreamDoc(Path(f"d{i}.pdf"), [[]] * (1 + i % 3), "digital") for i in range(30)]
+    batches, reviews = plan_rounds(docs, 3, 0.2, seed=0, max_pages=40)
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat)) and all(batches)
+    pages = [sum(docs[i].n_pages for i in b) for b in batches]
+    assert 40 <= sum(pages) <= 42 and max(pages) - min(pages) <= 4
+    assert reviews == [-(-(p * 2) // 10) for p in pages]  # ceil(0.2 · pages)
+    assert plan_rounds(docs, 3, 0.2, seed=0, max_pages=40) == (batches, reviews)
+    assert plan_rounds(docs, 3, 0.2, seed=1, max_pages=40)[0] != batches
