@@ -382,8 +382,11 @@ def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLi
             records: list[dict[str, Any]] = []
             for r in _latest_run_only(_iter_jsonl(storage.join(p, RESULTS))):
                 doc = r["page"]["doc_id"]
-                if doc not in new_docs and (doc in store.done_docs or store.index.get(doc) is not None):
-                    continue
+                entry = store.index.get(doc)
+                if doc not in new_docs and (
+                    doc in store.done_docs or (entry is not None and entry[1] == "page")
+                ):
+                    continue  # already in the folder's results (a quarantined one may now have pages)
                 new_docs.add(doc)
                 records.append(r)
                 total.pages += 1
