@@ -411,3 +411,50 @@ def test_asset_uris_are_the_storage_urls(tmp_path: Path) -> None:
         "s3://inkloop-data/loop/registry/production",
     ]
     assert uris[str(tmp_path / "data")][0] == f"file://{tmp_path}/data/results"
+
+
+def test_operators_take_the_endpoint_and_keys_from_an_airflow_connection(
+    s3: S3Handle, bucket: str, documents_dir: Path, tmp_path: Path
+) -> None:
+    """The detect and merge operators, run in a child with Airflow, reach the bucket through a
+    connection (``AIRFLOW_CONN_…``, type ``aws``: keys in login/password, endpoint in extra) and
+    no AWS variable in their environment."""
+    inbox = f"s3://{bucket}/inbox"
+    _upload_inbox(s3, documents_dir, inbox, DOCS[:1])
+    check = (
+        "from inkloop_provider.operators.detect import InkloopDetectOperator\n"
+        "from inkloop_provider.operators.results import InkloopMergeResultsOperator\n"
+        f"part = 's3://{bucket}/results/parts/r/0000'\n"
+        f"d = InkloopDetectOperator(task_id='d', inputs=['{inbox}'], out_dir=part, verdict=False,\n"
+        "                           storage_conn_id='inkloop_s3').execute({})\n"
+        f"m = InkloopMergeResultsOperator(task_id='m', out_dir='s3://{bucket}/results', parts=[part],\n"
+        "                                 storage_conn_id='inkloop_s3').execute({'outlet_events': {}})\n"
+        "print(d['documents'], m['documents'])\n"
+    )
+    keys = s3.client_env()
+    conn = {
+        "conn_type": "aws",
+        "login": keys["AWS_ACCESS_KEY_ID"],
+        "password": keys["AWS_SECRET_ACCESS_KEY"],
+        "extra": {"endpoint_url": s3.url},
+    }
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(
+        [sys.executable, "-c", check],
+        env={
+            "PYTHONPATH": str(root / "plugins"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
+            "AIRFLOW_CONN_INKLOOP_S3": json.dumps(conn),
+            "HF_HUB_OFFLINE": "1",
+        },
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.split()[-2:] == ["1", "1"]
+    with storage.scoped_options(s3.storage_options()):
+        assert len(read_results(f"s3://{bucket}/results")) == 1

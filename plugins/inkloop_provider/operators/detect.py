@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from inkloop_provider.hooks.storage import storage_options_from_connection
+
 
 class InkloopDetectOperator(BaseOperator):
     """Detect signatures in documents (paths or storage URLs) and write results to ``out_dir``.
@@ -18,7 +20,8 @@ class InkloopDetectOperator(BaseOperator):
     verdict are in the summary (``verdicts``) and pushed as the XCom ``verdict_counts``, the
     file's path as ``verdicts_path``. With ``triton_conn_id``, inference runs on that Triton server
     (``model`` then names the model on it, default the connection's); rendering and decoding stay
-    on the worker.
+    on the worker. With ``storage_conn_id``, storage URLs (``s3://…`` inputs and ``out_dir``) use
+    that connection's endpoint and keys (:mod:`inkloop_provider.hooks.storage`).
     """
 
     template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route", "verdict")
@@ -36,6 +39,7 @@ class InkloopDetectOperator(BaseOperator):
         route: bool | str = False,
         verdict: bool | str = True,
         triton_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,6 +52,7 @@ class InkloopDetectOperator(BaseOperator):
         self.route = route
         self.verdict = verdict
         self.triton_conn_id = triton_conn_id
+        self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.detection.pipeline import DetectOptions
@@ -63,6 +68,7 @@ class InkloopDetectOperator(BaseOperator):
             hook = TritonHook(self.triton_conn_id)
             model, token = hook.get_model_ref(self.model or None)
             served = hook.token_in_environment(token)
+        storage_options = storage_options_from_connection(self.storage_conn_id)
         with served:
             summary = detect_and_judge(
                 inputs,
@@ -73,6 +79,7 @@ class InkloopDetectOperator(BaseOperator):
                     batch_size=self.batch_size,
                     force=self.force,
                     routing=RoutingConfig() if _true(self.route) else None,
+                    storage_options=storage_options,
                 ),
                 verdict=_true(self.verdict),
             )
