@@ -338,3 +338,58 @@ def test_plan_rounds_cuts_whole_documents_into_rounds():
     assert reviews == [-(-(p * 2) // 10) for p in pages]  # ceil(0.2 · pages)
     assert plan_rounds(docs, 3, 0.2, seed=0, max_pages=40) == (batches, reviews)
     assert plan_rounds(docs, 3, 0.2, seed=1, max_pages=40)[0] != batches
+
+
+def test_replay_logs_one_mlflow_run_per_strategy(tmp_path, mlflow_server, monkeypatch):
+    """With tracking on, each strategy gets its own MLflow run: settings, per-round metrics (the
+    round as the step) for candidate and production per domain, the report and the plot."""
+    from inkloop.benchmarks.replay import ReplayConfig, ReplayReport, Round, plot_report
+    from inkloop.cli.loop import _track_replay
+
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "loop-replay-test")
+    config = ReplayConfig(
+        stream=("s",), test=("t",), workdir=str(tmp_path), rounds=1, strategies=("routing", "random")
+    )
+
+    def metrics(total: float, digital: float) -> dict:
+        return {
+            "map50": total,
+            "recall": total,
+            "domains": {"digital": {"map50": digital, "recall": digital}},
+        }
+
+    def row(strategy: str, rnd: int, cand: float | None, caught: int) -> Round:
+        m = None if cand is None else metrics(cand, cand)
+        return Round(
+            seed=0, strategy=strategy, round=rnd, pages=10 * rnd, reviewed=2 * rnd, reviewed_total=2 * rnd,
+            error_pages=4 * rnd, errors_caught=caught, candidate=m,
+            production=metrics(0.7, 0.5), promoted=False, gate_reasons=[], production_version="v1",
+            candidate_version=None if cand is None else "v2", selected=[],
+        )  # fmt: skip
+
+    report = ReplayReport(
+        config=config.key(),
+        seeds=[0],
+        test_pages={"scan": 3, "digital": 3},
+        rounds=[row("start", 0, None, 0), row("routing", 1, 0.8, 2), row("random", 1, 0.75, 1)],
+    )
+    plot_report(report, tmp_path / "simulation.png")
+    eff = report.summary()["label_efficiency"]["map50"][0]
+    assert eff["routing_reviewed_to_reach"] == 2 and eff["random_final"] == 0.75
+    _track_replay(config, report, tmp_path)
+
+    import mlflow
+
+    client = mlflow.MlflowClient(url)
+    exp = client.get_experiment_by_name("loop-replay-test")
+    runs = client.search_runs([exp.experiment_id])
+    by_strategy = {r.data.tags["inkloop.strategy"]: r for r in runs}
+    assert set(by_strategy) == {"routing", "random"}
+    routing = by_strategy["routing"]
+    assert routing.data.metrics["seed0.candidate.digital.map50"] == 0.8
+    assert routing.data.metrics["seed0.errors_caught"] == 2
+    assert by_strategy["random"].data.metrics["final.candidate_digital_map50"] == 0.75
+    arts = {a.path for a in client.list_artifacts(routing.info.run_id)}
+    assert {"simulation.json", "simulation.png"} <= arts
