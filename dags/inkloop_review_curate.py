@@ -57,7 +57,7 @@ def inkloop_review_curate() -> None:
         key = f"inkloop_reviews_pending:{project}"
         pending = int(Variable.get(key, default=0)) + int(pulled.get("pulled", 0))
         ready = pending >= int(min_reviewed)
-        Variable.set(key, 0 if ready else pending)
+        Variable.set(key, str(0 if ready else pending))
         verdict = "curate" if ready else "wait"
         print(f"{pending} reviews pulled since the last export; {min_reviewed} needed: {verdict}")
         return ready

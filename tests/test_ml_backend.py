@@ -569,3 +569,61 @@ def test_a_wait_counts_only_reviews_after_its_baseline(labelstudio, tmp_path, pa
     event = json.loads(p.stdout.strip().splitlines()[-1])
     assert event["baseline"] == 3 and event["status"] == "ready"
     assert event["new_reviews"] == 2 and event["reviews"] == 5
+
+
+@pytest.mark.labelstudio
+@pytest.mark.airflow
+def test_review_curate_pulls_on_every_event_and_waits_for_min_reviewed(labelstudio, tmp_path, pages_dir):
+    """inkloop_review_curate (the events half of the review sync) in `airflow dags test`: every run
+    pulls what is new; curation waits until ``min_reviewed`` reviews were pulled since the last
+    export, the count carried from run to run."""
+    from PIL import Image
+
+    from inkloop.review.labelstudio import LabelStudioReview
+    from inkloop.types import Page, PageResult
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from airflow_env import AirflowCLI, migrate
+
+    title = "curate on events"
+    review = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    pages = []
+    for i, src in enumerate(sorted(p for p in pages_dir.iterdir() if p.suffix in (".png", ".jpg"))[:3]):
+        img = tmp_path / f"p{i}.png"
+        Image.open(src).convert("RGB").save(img)
+        w, h = Image.open(img).size
+        pages.append(
+            (
+                PageResult(
+                    page=Page(doc_id=f"{i + 7:064d}", index=0, width=w, height=h),
+                    detections=[],
+                    model_version="signature-detector@test",
+                    source=str(src),
+                ),
+                img,
+            )
+        )
+    review.push(pages)
+    tasks = list(review.iter_tasks())
+    for task in tasks[:2]:
+        review.client.annotations.create(id=task.id, result=[])
+
+    results = tmp_path / "results"
+    env = migrate(tmp_path / "airflow", tmp_path / "data")
+    env["AIRFLOW_CONN_LABELSTUDIO_DEFAULT"] = json.dumps(
+        {"conn_type": "labelstudio", "host": labelstudio.url, "password": labelstudio.token}
+    )
+    conf = json.dumps({"project": title, "min_reviewed": 3, "results_dir": str(results)})
+    with AirflowCLI(env) as airflow:
+        first = airflow.run("dags", "test", "inkloop_review_curate", "-c", conf, timeout=600)
+        assert first.returncode == 0 and "state=success" in first.stdout, first.stdout[-4000:]
+        assert len((results / "reviews.jsonl").read_text().splitlines()) == 2  # pulled at once
+        review.client.annotations.create(id=tasks[2].id, result=[])
+        conf_wait = json.dumps({"project": title, "min_reviewed": 4, "results_dir": str(results)})
+        second = airflow.run("dags", "test", "inkloop_review_curate", "-c", conf_wait, timeout=600)
+        assert second.returncode == 0 and "state=success" in second.stdout, second.stdout[-4000:]
+        assert len((results / "reviews.jsonl").read_text().splitlines()) == 3
+        # curation was skipped both times (3 < 4), the count kept for the next event
+        assert "2 reviews pulled since the last export; 3 needed: wait" in first.stdout
+        assert "3 reviews pulled since the last export; 4 needed: wait" in second.stdout
+        assert labelstudio.token not in first.stdout + second.stdout
