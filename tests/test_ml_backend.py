@@ -389,6 +389,11 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
     task_ids = list(imported.task_ids)
     assert not review.client.predictions.list(task=task_ids[0])  # imported without predictions
 
+    # webhooks wired (INKLOOP_REVIEW_EVENTS=1): the review sync only pushes, curation is on events
+    _s, sync_tasks = airflow_api.api("GET", "/dags/inkloop_review_sync/tasks")
+    assert [t["task_id"] for t in sync_tasks["tasks"]] == ["push_reviews"]
+    _s, curate_dag = airflow_api.api("GET", "/dags/inkloop_review_curate/details")
+    assert curate_dag["timetable_summary"] == "Asset"  # on inkloop_reviews: the queued event below
     # the curate DAG must be active for an Asset event to queue a run of it
     assert airflow_api.api("PATCH", "/dags/inkloop_review_curate", {"is_paused": False})[0] == 200
     backend = start_backend(
