@@ -131,7 +131,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def page_task(path: Path, task_id: int = 1) -> dict:
+def page_task(path: Path | str, task_id: int = 1) -> dict:
     return {"id": task_id, "data": {"image": str(path)}}
 
 
@@ -226,6 +226,13 @@ def test_protocol_auth_bad_payloads_alias_and_50_concurrent(tmp_path, registry, 
         logs = backend.logs()
         assert "missing.png" in logs and "the request body is not JSON" in logs and "no 'action'" in logs
         assert PASSWORD not in logs
+
+        # a storage URL (file://, through inkloop.storage) gives the same prediction as the path
+        task = page_task(letter.resolve().as_uri())
+        status, out = http("POST", f"{url}/predict", {"tasks": [task]}, auth=AUTH)
+        assert status == 200 and [r["value"] for r in out["results"][0]["result"]] == [
+            r["value"] for r in pred["result"]
+        ]
 
         # a batch with one unreadable task: the readable one is answered, the other left out
         status, out = http(
@@ -373,6 +380,8 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSer
         stop(proc)
 
 
+@pytest.mark.labelstudio
+@pytest.mark.airflow
 def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_airflow(
     tmp_path, registry, ls_for_backends, airflow_api, documents_dir, chromium
 ):

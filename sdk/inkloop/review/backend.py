@@ -67,7 +67,6 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,7 +285,7 @@ class ImageReader:
         return answer.body
 
     def read(self, ref: str) -> bytes:
-        from inkloop.storage import StorageError, is_url, read_bytes
+        from inkloop.storage import StorageError, read_bytes
 
         if not isinstance(ref, str) or not ref.strip():
             raise BadRequest("the task has no image reference", status=422)
@@ -298,10 +297,8 @@ class ImageReader:
             if ref.startswith(("http://", "https://")):
                 with urllib.request.urlopen(ref, timeout=self.timeout) as resp:
                     data = resp.read(MAX_IMAGE_BYTES + 1)
-            elif is_url(ref):
+            else:  # storage URLs (s3://, file://, …) and local paths: the storage layer reads both
                 data = read_bytes(ref)
-            else:
-                data = Path(ref).read_bytes()
         except (OSError, StorageError) as exc:
             raise BadRequest(
                 f"image {ref!r} cannot be read: {type(exc).__name__}: {exc}", status=422
