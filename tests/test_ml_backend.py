@@ -493,7 +493,7 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
                 break
             assert time.monotonic() < deadline, backend.logs()[-3000:]
             time.sleep(1)
-        assert manual[0]["conf"]["min_reviewed"] == 0 and manual[0]["conf"]["project"] == "inkloop review"
+        assert manual[0]["conf"]["min_reviewed"] == 0 and manual[0]["conf"]["project"] == "ml backend"
         logs = backend.logs()
         assert ls.token not in logs and PASSWORD not in logs
     finally:

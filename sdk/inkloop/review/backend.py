@@ -462,7 +462,10 @@ class MLBackend:
                 raise BadRequest(
                     "training is not configured: start the backend with --airflow-url", status=409
                 )
-            self.events.start_training({"reason": "start training", "labelstudio_project": project.get("id")})
+            request = {"reason": "start training", "labelstudio_project": project.get("id")}
+            if isinstance(project.get("title"), str) and project["title"]:
+                request["project"] = project["title"]  # the project whose button was pressed
+            self.events.start_training(request)
             return 201, {"status": "training requested", "dag": self.events.training.curate_dag}
         if action in REVIEW_ACTIONS:
             if self.events is None:
