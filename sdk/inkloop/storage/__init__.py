@@ -140,8 +140,10 @@ def storage_options(url: str, explicit: Mapping[str, Any] | None = None) -> dict
     protocol = _protocol(url)
     if protocol in ("s3", "s3a"):
         configured = fsspec.config.conf.get("s3", {})
+        # a profile or anonymous access chosen in options means: not the environment's keys
+        own_identity = any(k in opts or k in configured for k in ("anon", "profile"))
         for option, names in _S3_ENV:
-            if option in opts or option in configured:
+            if option in opts or option in configured or (own_identity and option != "endpoint_url"):
                 continue
             value = next((os.environ[n] for n in names if os.environ.get(n)), None)
             if value:
