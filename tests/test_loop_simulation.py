@@ -209,6 +209,8 @@ def test_replay_from_production_end_to_end(tmp_path):
         workdir=str(tmp_path / "work"),
         stream_split="val",
         test_split="val",
+        base=str(tmp_path / "scans"),  # the old pages production learned from: one joins each round
+        base_pages=1,
         budget=0.5,
         rounds=2,
         stream_pages=None,
@@ -277,7 +279,7 @@ def test_replay_from_production_end_to_end(tmp_path):
     r2 = report.get(0, "random", 2)
     assert r2 is not None
     n_train = len(list((work / "random" / "r2" / "data" / "images" / "train").iterdir()))
-    assert n_train == r2.reviewed_total
+    assert n_train == r2.reviewed_total + 1  # and the one old page (--base)
 
     png = tmp_path / "work" / PLOT
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -298,6 +300,7 @@ def test_replay_from_production_end_to_end(tmp_path):
     for t in config.test:
         args += ["--test", t]
     args += ["--stream-split", "val", "--budget", "0.5", "--rounds", "2", "--stream-pages", "0"]
+    args += ["--base", str(tmp_path / "scans"), "--base-pages", "1"]
     args += ["--epochs", "1", "--imgsz", "128", "--batch", "4", "--out", str(out)]
     cli = subprocess.run(
         args, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}

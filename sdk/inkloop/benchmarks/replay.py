@@ -81,13 +81,19 @@ class ReplayConfig:
     budget: float = 0.2
     rounds: int = 3
     #: Pages drawn from the stream (whole documents, in the seed's order); None: all of it.
-    stream_pages: int | None = 120
+    stream_pages: int | None = 90
     stream_split: str = "train"
+    #: Labelled pages production already learned from (a YOLO dataset), ``base_pages`` of them
+    #: (drawn per seed) added to every round's training set, as the curated dataset a real retrain
+    #: reads holds the old pages beside the new ones; None: the reviewed pages alone.
+    base: str | None = None
+    base_split: str = "train"
+    base_pages: int = 40
     test_split: str = "val"
     #: The domain the team is moving to: the label efficiency is measured on it.
     new_domain: str = "digital"
     recipe: str = "finetune-v1"
-    epochs: int = 6
+    epochs: int = 5
     imgsz: int | None = None  # None: the production model's input size
     batch: int = 16
     seeds: tuple[int, ...] = (0,)
@@ -115,6 +121,9 @@ class ReplayConfig:
         d = asdict(self)
         for k in ("workdir", "time_limit", "seeds"):
             d.pop(k)
+        if d["base"] is None:  # reports written before --base existed stay resumable
+            for k in ("base", "base_split", "base_pages"):
+                d.pop(k)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -674,7 +683,7 @@ class Replay:
         reviews = self._review(chosen, truth, rdir)
 
         # 4. the retrain DAG: train on everything reviewed so far, export, gate, promote
-        data = self._training_set(base, rnd)
+        data = self._training_set(base, rnd, self._base_samples(seed))
         self.progress("train", {**info, "pages": reviews + reviewed_before, "epochs": c.epochs})
         decision, cand_version = self._lifecycle(reg, data, rdir, info)
         prod_after = reg.resolve_version(MODEL_NAME, "production")
@@ -755,9 +764,24 @@ class Replay:
         (cur / "domains.json").write_text(json.dumps(doms, sort_keys=True))
         return len(chosen)
 
-    def _training_set(self, base: Path, rnd: int) -> Path:
-        """Everything reviewed in rounds 1..rnd as the train (and val: validation is off) split, the
-        frozen test split beside it."""
+    def _base_samples(self, seed: int) -> list[Any]:
+        """The seed's draw of ``base_pages`` old labelled pages (the same for every strategy)."""
+        from inkloop.evaluation.evaluator import DatasetError, load_dataset
+
+        c = self.config
+        if c.base is None or c.base_pages <= 0:
+            return []
+        try:
+            samples = load_dataset(c.base, c.base_split, default_domain="scan").samples
+        except DatasetError as exc:
+            raise ReplayError(f"--base {c.base}: {exc}") from exc
+        rng = np.random.default_rng([seed, 36])
+        pick = rng.permutation(len(samples))[: c.base_pages]
+        return [samples[i] for i in sorted(pick.tolist())]
+
+    def _training_set(self, base: Path, rnd: int, old: Sequence[Any] = ()) -> Path:
+        """Everything reviewed in rounds 1..rnd as the train (and val: validation is off) split, with
+        the ``old`` pages (``--base``) beside them; the frozen test split beside it."""
         import yaml
 
         from inkloop.evaluation.domains import write_domains
@@ -780,6 +804,12 @@ class Replay:
                 )
                 if img.name in round_doms:
                     doms[f"images/train/{img.name}"] = round_doms[img.name]
+        for k, sample in enumerate(old):
+            name = f"base-{k:04d}-{sample.image.name}"
+            os.symlink(sample.image.resolve(), data / "images" / "train" / name)
+            label = data / "labels" / "train" / f"{Path(name).stem}.txt"
+            label.write_bytes(sample.label.read_bytes() if sample.label and sample.label.is_file() else b"")
+            doms[f"images/train/{name}"] = sample.domain or "scan"
         write_domains(data, doms)
         cfg = {
             "path": ".",

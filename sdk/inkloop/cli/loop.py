@@ -45,17 +45,26 @@ def simulate_command(
     stream_split: Annotated[
         str, typer.Option(help="With --stream: the split of each source used.")
     ] = "train",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="With --stream: labelled pages production already learned from (a YOLO dataset); "
+            "--base-pages of them join every round's training set, as the curated dataset holds them."
+        ),
+    ] = None,
+    base_split: Annotated[str, typer.Option(help="With --base: its split.")] = "train",
+    base_pages: Annotated[int, typer.Option(help="With --base: pages drawn from it per seed.")] = 40,
     test_split: Annotated[str, typer.Option(help="With --stream: the split of each --test source.")] = "val",
     stream_pages: Annotated[
         int, typer.Option(help="With --stream: pages drawn from the stream (whole documents; 0: all).")
-    ] = 120,
+    ] = 90,
     strategies: Annotated[
         str, typer.Option(help="With --stream: strategies, comma-separated (routing, random, all).")
     ] = "routing,random,all",
     seeds: Annotated[
         str, typer.Option(help="With --stream: seeds, comma-separated; each shuffles the stream anew.")
     ] = "0",
-    epochs: Annotated[int, typer.Option(help="With --stream: fine-tuning epochs per round.")] = 6,
+    epochs: Annotated[int, typer.Option(help="With --stream: fine-tuning epochs per round.")] = 5,
     recipe: Annotated[str, typer.Option(help="With --stream: the training recipe.")] = "finetune-v1",
     new_domain: Annotated[
         str, typer.Option(help="With --stream: the domain the label efficiency is measured on.")
@@ -120,6 +129,9 @@ def simulate_command(
                 rounds=rounds,
                 stream_pages=stream_pages or None,
                 stream_split=stream_split,
+                base=base,
+                base_split=base_split,
+                base_pages=base_pages,
                 test_split=test_split,
                 new_domain=new_domain,
                 recipe=recipe,
@@ -200,7 +212,7 @@ def _replay(
     import shutil
 
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from inkloop.benchmarks.replay import PLOT, REPORT, ReplayError, replay
     from inkloop.models.references import ModelError
@@ -208,8 +220,7 @@ def _replay(
     progress = Progress(
         TextColumn("{task.fields[name]:<16}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rounds"),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
         console=console,
