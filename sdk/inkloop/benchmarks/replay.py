@@ -576,30 +576,48 @@ class Replay:
         os.replace(tmp, path)
 
     # -- the start model -------------------------------------------------------------------------
-    def _register_start(self, reg: Any) -> str:
-        """The start model as ``v1`` and ``production`` of a fresh registry; returns the version."""
+    def _start_model(self) -> Any:
+        """The start model, resolved once per work folder and kept in ``workdir/start-registry``.
+
+        Why a copy: a replay runs for hours, and what ``bundled`` or ``registry://…@production``
+        means can change meanwhile (a new model shipped, a promotion); every strategy and seed must
+        start from the same bytes, so the first resolution is the one used for the whole replay.
+        """
         from inkloop.lifecycle.retrain import resolve_start
         from inkloop.models.references import bundled_model_path, load_local
+        from inkloop.models.resolve import open_registry
 
+        start = open_registry(str(self.work / "start-registry"), cache_dir=self.work / "cache")
+        if MODEL_NAME not in start.list_models() or not start.list_versions(MODEL_NAME):
+            ref = self.config.start_model
+            pt, _ = resolve_start(ref)
+            if ref == "bundled":
+                model = load_local(bundled_model_path(), ref="bundled")
+                onnx, card = model.path, model.card
+            elif ref.startswith(("registry://", "mlflow://", "models:/")):
+                onnx = Path(pt).with_name("model.onnx")
+                card = load_local(onnx, ref=ref, verify=False).card
+            else:
+                from inkloop.lifecycle.export import export_onnx
+
+                # exported from a copy: ultralytics writes the .onnx beside the weights it reads
+                out = self.work / "start"
+                out.mkdir(parents=True, exist_ok=True)
+                pt = str(shutil.copyfile(pt, out / "start.pt"))
+                card = export_onnx(pt, out, imgsz=self.config.imgsz or 416, name=MODEL_NAME, version="start")
+                onnx = out / "model.onnx"
+            start.register(MODEL_NAME, onnx, replace(card, name=MODEL_NAME), pt_path=pt)
+        return start.fetch(MODEL_NAME, start.list_versions(MODEL_NAME)[0], with_pt=True)
+
+    def _register_start(self, reg: Any) -> str:
+        """The start model as ``v1`` and ``production`` of a strategy's fresh registry."""
         if MODEL_NAME in reg.list_models() and reg.list_versions(MODEL_NAME):
             first = reg.list_versions(MODEL_NAME)[0]
             reg.set_alias(MODEL_NAME, "production", first)  # a restarted seed starts over
             return first
-        ref = self.config.start_model
-        pt, _ = resolve_start(ref)
-        if ref == "bundled":
-            model = load_local(bundled_model_path(), ref="bundled")
-            onnx, card = model.path, model.card
-        elif ref.startswith(("registry://", "mlflow://", "models:/")):
-            onnx = Path(pt).with_name("model.onnx")
-            card = load_local(onnx, ref=ref, verify=False).card
-        else:
-            from inkloop.lifecycle.export import export_onnx
-
-            out = self.work / "start"
-            card = export_onnx(pt, out, imgsz=self.config.imgsz or 416, name=MODEL_NAME, version="start")
-            onnx = out / "model.onnx"
-        version = str(reg.register(MODEL_NAME, onnx, replace(card, name=MODEL_NAME), pt_path=pt))
+        model = self._start_model()
+        pt = model.path.with_name("model.pt")
+        version = str(reg.register(MODEL_NAME, model.path, model.card, pt_path=pt))
         reg.set_alias(MODEL_NAME, "production", version)
         return version
 
