@@ -641,3 +641,28 @@ def test_review_curate_pulls_on_every_event_and_waits_for_min_reviewed(labelstud
         assert "2 reviews pulled since the last export; 3 needed: wait" in first.stdout
         assert "3 reviews pulled since the last export; 4 needed: wait" in second.stdout
         assert labelstudio.token not in first.stdout + second.stdout
+
+
+def test_start_training_is_answered_at_once_when_airflow_is_down(tmp_path, registry):
+    """The backend never waits on Airflow inside a request: a closed port still gets an immediate
+    answer, and the failure (after retries) is a log line naming Airflow, the server still up."""
+    down = f"http://127.0.0.1:{ports.free_port()}"
+    backend = start_backend(tmp_path, registry, INKLOOP_AIRFLOW_URL=down)
+    try:
+        t0 = time.monotonic()
+        secret = {"X-Inkloop-Webhook-Secret": SECRET}
+        train = {"action": "START_TRAINING", "project": {"id": 3, "title": "p"}}
+        status, answer = http("POST", f"{backend.url}/webhook", train, headers=secret)
+        assert status == 201 and answer["dag"] == "inkloop_review_curate"
+        created = {"action": "ANNOTATION_CREATED", "project": {"id": 3}}
+        status, _ = http("POST", f"{backend.url}/webhook", created, headers=secret)
+        assert status == 202 and time.monotonic() - t0 < 2
+        deadline = time.monotonic() + 60
+        while "cannot forward reviews to Airflow after 4 attempts" not in backend.logs():
+            assert time.monotonic() < deadline, backend.logs()[-3000:]
+            time.sleep(1)
+        logs = backend.logs()
+        assert "cannot forward train to Airflow after 4 attempts" in logs and down in logs
+        assert http("GET", f"{backend.url}/health", auth=AUTH)[0] == 200
+    finally:
+        stop(backend.proc)

@@ -325,11 +325,15 @@ class EventForwarder:
     Label Studio sends a webhook inside the API call that caused it, with a short timeout, so
     the endpoint only records what came and answers; this thread does the slow part. Review
     events that arrive while one is being published are folded into the next (one Asset event
-    says "there are new reviews"; the sync reads them all). Failures are logged, never raised
-    into a request."""
+    says "there are new reviews"; the sync reads them all). A refused or unreachable Airflow is
+    tried ``attempts`` times with doubling pauses (an API server restarting takes seconds), then
+    logged as an error; nothing is raised into a request. A review event that still fails loses
+    no review: the next event's sync pulls everything since the last pull."""
 
-    def __init__(self, training: TrainingPath) -> None:
+    def __init__(self, training: TrainingPath, attempts: int = 4, base_delay: float = 1.0) -> None:
         self.training = training
+        self.attempts = attempts
+        self.base_delay = base_delay
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._pending_reviews: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -354,27 +358,39 @@ class EventForwarder:
         self._queue.put(None)
         self._thread.join(timeout=15)
 
+    def _send(self, what: str, extra: dict[str, Any]) -> str:
+        if what == "reviews":
+            event = self.training.airflow.publish_asset_event(self.training.reviews_asset, extra)
+            log.info("published %s (%s)", self.training.reviews_asset, extra)
+            return str(event.get("id", ""))
+        conf = {"project": self.training.project, "min_reviewed": 0, **extra}
+        run_id = self.training.airflow.trigger_dag(self.training.curate_dag, conf)
+        log.info("training requested: %s run %s", self.training.curate_dag, run_id)
+        return run_id
+
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             what, extra = item
-            try:
-                if what == "reviews":
-                    with self._lock:
-                        extra, self._pending_reviews = dict(self._pending_reviews or {}), None
-                    event = self.training.airflow.publish_asset_event(self.training.reviews_asset, extra)
-                    self.sent.append(("reviews", str(event.get("id", ""))))
-                    log.info("published %s (%s)", self.training.reviews_asset, extra)
-                else:
-                    conf = {"project": self.training.project, "min_reviewed": 0, **extra}
-                    run_id = self.training.airflow.trigger_dag(self.training.curate_dag, conf)
-                    self.sent.append(("train", run_id))
-                    log.info("training requested: %s run %s", self.training.curate_dag, run_id)
-            except AirflowAPIError as exc:
-                self.errors.append(str(exc))
-                log.error("cannot forward %s to Airflow: %s", what, exc)
-            except Exception as exc:  # never let the thread die on one bad event
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                log.exception("forwarding %s failed", what)
+            if what == "reviews":
+                with self._lock:
+                    extra, self._pending_reviews = dict(self._pending_reviews or {}), None
+            delay = self.base_delay
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    self.sent.append((what, self._send(what, extra)))
+                    break
+                except AirflowAPIError as exc:
+                    if attempt == self.attempts:
+                        self.errors.append(str(exc))
+                        log.error("cannot forward %s to Airflow after %d attempts: %s", what, attempt, exc)
+                    else:
+                        log.warning("forwarding %s to Airflow failed (%s); retry in %.0f s", what, exc, delay)
+                        time.sleep(delay)
+                        delay *= 2
+                except Exception as exc:  # never let the thread die on one bad event
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    log.exception("forwarding %s failed", what)
+                    break
 
 
 # -- the application ---------------------------------------------------------------------------
