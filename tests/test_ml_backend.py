@@ -462,6 +462,25 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
             browser.close()
         print(f"screenshot: {shot}")
 
+        # a promotion: Label Studio's next "Retrieve predictions" gets the new version's boxes
+        # from the same running backend (its /setup reports v2; tasks lacking a v2 prediction get one)
+        from inkloop.models.registry import Registry
+
+        Registry(str(registry)).promote(MODEL, "v2")
+        time.sleep(1.5)  # the backend's alias TTL (--alias-ttl 1)
+        answer = review.auth.request(
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": pid},
+            json_body={"selectedItems": {"all": True, "excluded": []}, "project": pid},
+        )
+        assert answer.status == 200, answer.body[:300]
+        for tid in task_ids:
+            versions = {p.model_version for p in review.client.predictions.list(task=tid)}
+            assert versions == {f"{MODEL}@v1", f"{MODEL}@v2"}, versions
+        ml = review.auth.request("GET", f"/api/ml/{record['id']}").json()
+        assert ml["model_version"] == f"{MODEL}@v2"
+
         # a review in Label Studio: Label Studio's own webhook reaches the backend, which
         # publishes inkloop_reviews in Airflow; the curate DAG is queued on it
         review.client.annotations.create(id=task_ids[0], result=[])
@@ -497,6 +516,9 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
         logs = backend.logs()
         assert ls.token not in logs and PASSWORD not in logs
     finally:
+        from inkloop.models.registry import Registry
+
+        Registry(str(registry)).promote(MODEL, "v1")
         stop(backend.proc)
 
 
