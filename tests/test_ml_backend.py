@@ -163,6 +163,7 @@ def test_protocol_auth_bad_payloads_alias_and_50_concurrent(tmp_path, registry, 
         # /setup reports the production version; /predict: boxes as pushed tasks carry them
         status, setup = http("POST", f"{url}/setup", {"project": "1.1", "schema": None}, auth=AUTH)
         assert status == 200 and setup["model_version"] == f"{MODEL}@v1"
+        assert http("GET", f"{url}/versions", auth=AUTH) == (200, {"versions": [f"{MODEL}@v1"]})
         status, out = http(
             "POST", f"{url}/predict", {"tasks": [page_task(letter)], "project": "1.1"}, auth=AUTH
         )

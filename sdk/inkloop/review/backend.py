@@ -19,6 +19,8 @@ and uvicorn (already in the Airflow and demo installs; ``label-studio-ml`` on Py
     left out of a batch (Label Studio then asks again one task at a time) and a one-task request
     for it gets 422 naming the image: Label Studio stores no prediction rather than an empty one
     that would read as "no signature here".
+``GET /versions``
+    ``{"versions": [<the version served now>]}`` for the project settings' version list.
 ``POST /webhook``
     Label Studio's events. ``START_TRAINING`` (the *Start training* button) starts the loop's
     training path in Airflow; ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` / ``ANNOTATIONS_CREATED``
@@ -436,6 +438,10 @@ class MLBackend:
         self.projects[project] = {"names": names, "hostname": _opt_str(body, "hostname")}
         return {"model_version": self.models.model_version}
 
+    def versions(self) -> dict[str, Any]:
+        """``GET /versions`` (the project settings' model-version list): the version served now."""
+        return {"versions": [self.models.model_version]}
+
     def predict(self, body: dict[str, Any]) -> dict[str, Any]:
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) for t in tasks):
@@ -559,6 +565,7 @@ def create_app(backend: MLBackend) -> Any:
         Route("/health", endpoint(backend.health, needs_body=False), methods=["GET"]),
         Route("/", endpoint(backend.health, needs_body=False), methods=["GET"]),
         Route("/setup", endpoint(backend.setup, needs_body=True), methods=["POST"]),
+        Route("/versions", endpoint(backend.versions, needs_body=False), methods=["GET"]),
         Route("/predict", endpoint(backend.predict, needs_body=True), methods=["POST"]),
         Route("/webhook", endpoint(backend.webhook, needs_body=True, webhook=True), methods=["POST"]),
         Route(
