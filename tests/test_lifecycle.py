@@ -566,3 +566,23 @@ def test_the_bundled_model_was_trained_by_a_named_recipe():
     recorded = recipe_from_record(card.recipe)
     named = next(r for r in RECIPES.values() if r.train_args() == recorded.train_args())
     assert named.name in ("coco-v2", "coco-v3") and card.recipe["epochs_completed"] == named.epochs
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="needs the train extra")
+def test_export_leaves_the_files_beside_the_source_weights_alone(tmp_path):
+    """ultralytics writes ``<weights>.onnx`` beside the checkpoint it exports; exporting the bundled
+    model's ``model.pt`` once moved the package's own ``model.onnx`` away (seen during a replay)."""
+    from inkloop.lifecycle.export import export_onnx
+    from inkloop.models.references import bundled_model_path
+
+    src = tmp_path / "src"
+    src.mkdir()
+    pt = src / "model.pt"
+    pt.write_bytes((bundled_model_path().parent / "model.pt").read_bytes())
+    beside = src / "model.onnx"
+    beside.write_bytes(b"the model that was here before")
+    card = export_onnx(pt, tmp_path / "out", imgsz=160, name="signature-detector", version="x")
+    assert beside.read_bytes() == b"the model that was here before"
+    assert sorted(p.name for p in src.iterdir()) == ["model.onnx", "model.pt"]
+    assert card.sha256 == sha256_file(tmp_path / "out" / "model.onnx")
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith("inkloop-export-")]

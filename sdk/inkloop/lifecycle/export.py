@@ -7,6 +7,7 @@ ultralytics does the export; this module decides the settings inkloop's detector
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,16 @@ def export_onnx(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = YOLO(str(weights))
-    produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu"))
     target = out / "model.onnx"
-    shutil.move(str(produced), target)
+    # ultralytics writes the .onnx beside the weights it reads: export from a scratch copy, so a
+    # checkpoint that already has a model.onnx beside it (the bundled model's folder, a registry
+    # version) never has that file overwritten or moved away.
+    with tempfile.TemporaryDirectory(prefix="inkloop-export-", dir=out) as scratch:
+        source = Path(scratch) / Path(weights).name
+        shutil.copy2(weights, source)
+        model = YOLO(str(source))
+        produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, device="cpu"))
+        shutil.move(str(produced), target)
     if copy_pt:
         from ultralytics.utils.torch_utils import strip_optimizer
 
