@@ -408,6 +408,7 @@ class ReplayReport:
     def markdown(self) -> str:
         """One table row per round and strategy (mean over seeds; min–max when several)."""
         dom = str(self.config["new_domain"])
+        others = sorted(d for d in self.test_pages if d != dom)  # the domains the gate also guards
         head = [
             "strategy",
             "round",
@@ -416,6 +417,7 @@ class ReplayReport:
             "candidate mAP50",
             f"candidate mAP50 {dom}",
             f"candidate recall {dom}",
+            *(f"candidate mAP50 {d}" for d in others),
             "production mAP50",
             f"production mAP50 {dom}",
             f"production recall {dom}",
@@ -428,9 +430,9 @@ class ReplayReport:
                 if not rs:
                     continue
 
-                def cell(vals: list[float | None]) -> str:
+                def cell(vals: list[float | None], count: bool = False) -> str:
                     v = [x for x in vals if x is not None]
-                    return _fmt(_spread(v)) if v else "–"
+                    return _fmt(_spread(v), count) if v else "–"
 
                 lines.append(
                     "| "
@@ -438,13 +440,16 @@ class ReplayReport:
                         [
                             strategy,
                             str(rnd),
-                            cell([float(r.reviewed_total) for r in rs]),
-                            cell([float(r.errors_caught) for r in rs])
+                            cell([float(r.reviewed_total) for r in rs], True),
+                            "–"
+                            if rnd == 0
+                            else cell([float(r.errors_caught) for r in rs], True)
                             + " / "
-                            + cell([float(r.error_pages) for r in rs]),
+                            + cell([float(r.error_pages) for r in rs], True),
                             cell([_metric(r.candidate, "map50") for r in rs]),
                             cell([_metric(r.candidate, "map50", dom) for r in rs]),
                             cell([_metric(r.candidate, "recall", dom) for r in rs]),
+                            *(cell([_metric(r.candidate, "map50", d) for r in rs]) for d in others),
                             cell([_metric(r.production, "map50") for r in rs]),
                             cell([_metric(r.production, "map50", dom) for r in rs]),
                             cell([_metric(r.production, "recall", dom) for r in rs]),
@@ -469,12 +474,13 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _fmt(s: dict[str, float]) -> str:
+def _fmt(s: dict[str, float], count: bool = False) -> str:
+    """A metric as ``mean`` or ``mean (min–max)`` over seeds; counts without decimals."""
     if not s:
         return "–"
     if s["n"] == 1 or s["min"] == s["max"]:
-        return f"{s['mean']:.3g}" if s["mean"] >= 1.5 else f"{s['mean']:.3f}"
-    if s["mean"] >= 1.5:
+        return f"{s['mean']:.0f}" if count else f"{s['mean']:.3f}"
+    if count:
         return f"{s['mean']:.1f} ({s['min']:.0f}–{s['max']:.0f})"
     return f"{s['mean']:.3f} ({s['min']:.3f}–{s['max']:.3f})"
 
@@ -507,7 +513,8 @@ def plot_report(report: ReplayReport, path: Path) -> Path:
                 lo.append(min(vals))
                 hi.append(max(vals))
             if xs:
-                (line,) = ax.plot(xs, mean, marker="o", label=strategy)
+                style = {"routing": ("o", "-"), "random": ("s", "--"), "all": ("^", ":")}[strategy]
+                (line,) = ax.plot(xs, mean, marker=style[0], linestyle=style[1], label=strategy)
                 if len(report.seeds) > 1:
                     ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
         ax.set_title(f"mAP50 on {title}")
