@@ -50,6 +50,12 @@ def _area(a: BoxXYXY) -> float:
     return max(1e-6, (a[2] - a[0]) * (a[3] - a[1]))
 
 
+def _overlap(a: BoxXYXY, b: BoxXYXY) -> float:
+    """How much ``a`` and ``b`` overlap: the larger of the shares of either's area (``on_fraction``)."""
+    x = _inter(a, b)
+    return max(x / _area(a), x / _area(b))
+
+
 def _gap(a: BoxXYXY, b: BoxXYXY) -> float:
     dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
     dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
@@ -131,8 +137,7 @@ def join(
         best, best_f = None, 0.0
         for p in by_page.get(i.page, []):
             assert p.zone is not None
-            x = _inter(i.pdf_xyxy, p.zone)
-            f = max(x / _area(i.pdf_xyxy), x / _area(p.zone))
+            f = _overlap(i.pdf_xyxy, p.zone)
             if f >= config.on_fraction and f > best_f:
                 best, best_f = p, f
         if best is not None:
@@ -183,11 +188,7 @@ def join(
 
 def _drawn_on(zone: BoxXYXY, drawn: list[BoxXYXY], config: VerdictConfig) -> bool:
     """Whether a hand-drawn ink box lies on ``zone`` by the boxes' own rule (``on_fraction``)."""
-    for b in drawn:
-        x = _inter(b, zone)
-        if max(x / _area(b), x / _area(zone)) >= config.on_fraction:
-            return True
-    return False
+    return any(_overlap(b, zone) >= config.on_fraction for b in drawn)
 
 
 def decide(ev: DocumentEvidence, ink: list[Ink]) -> tuple[Verdict, list[str]]:
