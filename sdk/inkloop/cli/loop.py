@@ -13,8 +13,10 @@ The table printed at the end is what a team looks at before trusting routing wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,21 @@ import typer
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 loop_app = typer.Typer(help="The improvement loop, replayed offline.", no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def _run_errors(console: Any, usage: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A replay's errors as exit codes: ``usage`` (bad inputs) → 2, ``RuntimeError`` → 1."""
+    from rich.markup import escape
+
+    try:
+        yield
+    except usage as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 @loop_app.command("simulate")
@@ -185,15 +202,8 @@ def simulate_command(
         elif stage == "done":
             console.print(f"{tag}: held-out mAP50 {info['map50']:.3f}")
 
-    try:
-        with status:
-            report = simulate(config, progress)
-    except (DatasetError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
+    with _run_errors(console, (DatasetError, ValueError)), status:
+        report = simulate(config, progress)
 
     if markdown is not None:
         markdown.write_text(report.markdown() + "\n")
@@ -211,7 +221,6 @@ def _replay(
     """Run the replay from production with a progress bar per seed and strategy, then report."""
     import shutil
 
-    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from inkloop.benchmarks.replay import PLOT, REPORT, ReplayError, replay
@@ -264,15 +273,8 @@ def _replay(
             note = "" if row is None else f"r{rnd} {'promoted' if row.promoted else 'refused'}"
             progress.update(task, completed=rnd * per_round, description=note)
 
-    try:
-        with progress:
-            report = replay(config, on_event)
-    except (ReplayError, ModelError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
+    with _run_errors(console, (ReplayError, ModelError)), progress:
+        report = replay(config, on_event)
     if markdown is not None:
         markdown.write_text(report.markdown() + "\n")
     if out is not None:
