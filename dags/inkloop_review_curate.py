@@ -21,9 +21,8 @@ from typing import Any
 
 from airflow.sdk import Param, Variable, dag, task
 
-from inkloop_provider.assets import INKLOOP_ROOT, REVIEWS, TRAINING_DATA
-from inkloop_provider.operators.curate import InkloopCurateOperator
-from inkloop_provider.operators.review import InkloopReviewPullOperator
+from inkloop_provider.assets import INKLOOP_ROOT, REVIEWS
+from inkloop_provider.operators.review import pull_and_curate
 
 
 @dag(
@@ -44,11 +43,7 @@ from inkloop_provider.operators.review import InkloopReviewPullOperator
     doc_md=__doc__,
 )
 def inkloop_review_curate() -> None:
-    pull = InkloopReviewPullOperator(
-        task_id="pull_reviews",
-        out="{{ params.results_dir }}/reviews.jsonl",
-        project="{{ params.project }}",
-    )
+    pull, curate = pull_and_curate()
 
     @task.short_circuit(task_id="enough_new_reviews")
     def enough_new_reviews(pulled: dict[str, Any], project: str, min_reviewed: int) -> bool:
@@ -62,14 +57,6 @@ def inkloop_review_curate() -> None:
         print(f"{pending} reviews pulled since the last export; {min_reviewed} needed: {verdict}")
         return ready
 
-    curate = InkloopCurateOperator(
-        task_id="curate",
-        results_dir="{{ params.results_dir }}",
-        reviews="{{ params.results_dir }}/reviews.jsonl",
-        export_dir="{{ params.export_dir }}",
-        dataset="{{ params.dataset }}",
-        outlets=[TRAINING_DATA],
-    )
     gate = enough_new_reviews(pull.output, "{{ params.project }}", "{{ params.min_reviewed }}")
     pull >> gate >> curate
 

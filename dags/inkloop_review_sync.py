@@ -17,9 +17,8 @@ import os
 
 from airflow.sdk import Param, dag
 
-from inkloop_provider.assets import INKLOOP_ROOT, RESULTS, TRAINING_DATA
-from inkloop_provider.operators.curate import InkloopCurateOperator
-from inkloop_provider.operators.review import InkloopReviewPullOperator, InkloopReviewPushOperator
+from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
+from inkloop_provider.operators.review import InkloopReviewPushOperator, pull_and_curate
 from inkloop_provider.sensors.review import LabelStudioReviewsSensor
 
 # How often the deferred sensor asks Label Studio for finished reviews: reviews take people minutes,
@@ -78,20 +77,7 @@ def inkloop_review_sync() -> None:
         timeout=7 * 24 * 3600,
         deferrable=True,
     )
-    pull = InkloopReviewPullOperator(
-        task_id="pull_reviews",
-        out="{{ params.results_dir }}/reviews.jsonl",
-        project="{{ params.project }}",
-    )
-    curate = InkloopCurateOperator(
-        task_id="curate",
-        results_dir="{{ params.results_dir }}",
-        reviews="{{ params.results_dir }}/reviews.jsonl",
-        export_dir="{{ params.export_dir }}",
-        dataset="{{ params.dataset }}",
-        inlets=[RESULTS],
-        outlets=[TRAINING_DATA],
-    )
+    pull, curate = pull_and_curate(curate_inlets=[RESULTS])
     push >> wait >> pull >> curate
 
 

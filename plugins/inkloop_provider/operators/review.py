@@ -12,8 +12,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from inkloop_provider.assets import TRAINING_DATA
 from inkloop_provider.hooks.labelstudio import LabelStudioHook
 from inkloop_provider.links.labelstudio import LabelStudioProjectLink
+from inkloop_provider.operators.curate import InkloopCurateOperator
 
 
 def review_client(conn_id: str, project: str) -> Any:
@@ -132,3 +134,27 @@ class InkloopReviewPullOperator(BaseOperator):
         client = review_client(self.labelstudio_conn_id, self.project)
         context["ti"].xcom_push(key="project_url", value=client.project_url())
         return pull_to_file(client, self.out, self.state or None)
+
+
+def pull_and_curate(
+    *, curate_inlets: Sequence[Any] = ()
+) -> tuple[InkloopReviewPullOperator, InkloopCurateOperator]:
+    """The review sync's second half, shared by ``inkloop_review_sync`` and ``inkloop_review_curate``:
+    ``pull_reviews`` (into ``<results_dir>/reviews.jsonl``) and ``curate`` (publishing
+    ``inkloop_training_data``), templated on the DAG's ``results_dir``, ``project``, ``dataset`` and
+    ``export_dir`` params; not chained, so each DAG puts its own gate between them."""
+    pull = InkloopReviewPullOperator(
+        task_id="pull_reviews",
+        out="{{ params.results_dir }}/reviews.jsonl",
+        project="{{ params.project }}",
+    )
+    curate = InkloopCurateOperator(
+        task_id="curate",
+        results_dir="{{ params.results_dir }}",
+        reviews="{{ params.results_dir }}/reviews.jsonl",
+        export_dir="{{ params.export_dir }}",
+        dataset="{{ params.dataset }}",
+        inlets=list(curate_inlets),
+        outlets=[TRAINING_DATA],
+    )
+    return pull, curate
