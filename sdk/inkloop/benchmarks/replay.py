@@ -152,6 +152,12 @@ def _yolo_boxes(label: Path | None) -> list[tuple[float, float, float, float]]:
     return [box for _cls, box in read_labels(label.read_text())]
 
 
+def _copy_label(sample: Any, dest: Path) -> None:
+    """A dataset sample's YOLO label file to ``dest`` (empty for an unlabelled image: a negative)."""
+    label = sample.label
+    dest.write_bytes(label.read_bytes() if label is not None and label.is_file() else b"")
+
+
 def _synth_docs(root: Path, split: str) -> list[StreamDoc]:
     """The documents of an ``inkloop synth`` folder (``provenance.jsonl`` names each page's label)."""
     rows = [json.loads(x) for x in (root / "provenance.jsonl").read_text().splitlines() if x.strip()]
@@ -257,7 +263,7 @@ def build_test_set(sources: Sequence[str], split: str, dest: Path) -> Path:
             name = f"{k}-{s.image.name}"
             shutil.copyfile(s.image, tmp / "images" / "test" / name)
             label = tmp / "labels" / "test" / f"{Path(name).stem}.txt"
-            label.write_bytes(s.label.read_bytes() if s.label is not None and s.label.is_file() else b"")
+            _copy_label(s, label)
             domains[f"images/test/{name}"] = s.domain or "scan"
     write_domains(tmp, domains)
     cfg = {"path": ".", "test": "images/test", "names": {0: "signature"}}
@@ -833,7 +839,7 @@ class Replay:
             name = f"base-{k:04d}-{sample.image.name}"
             os.symlink(sample.image.resolve(), data / "images" / "train" / name)
             label = data / "labels" / "train" / f"{Path(name).stem}.txt"
-            label.write_bytes(sample.label.read_bytes() if sample.label and sample.label.is_file() else b"")
+            _copy_label(sample, label)
             doms[f"images/train/{name}"] = sample.domain or "scan"
         write_domains(data, doms)
         cfg = {
