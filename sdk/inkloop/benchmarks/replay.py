@@ -559,6 +559,7 @@ class Replay:
         self.docs = load_stream(config.stream, config.stream_split)
         self.test = build_test_set(config.test, config.test_split, self.work / "test")
         self.test_yaml = self.test / "data.yaml"
+        self._base: list[Any] | None = None  # the --base dataset's samples, read on first use
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _load(self) -> ReplayReport:
@@ -691,8 +692,7 @@ class Replay:
             list(docs), rdir / "detect", DetectOptions(model=str(prod_ref.path), routing=routing)
         )
         results = read_results(rdir / "detect")
-        by_source = {str(Path(r.source).resolve()): docs[str(Path(r.source).resolve())] for r in results}
-        truth = {r.page_key: page_truth(by_source[str(Path(r.source).resolve())], r) for r in results}
+        truth = {r.page_key: page_truth(docs[str(Path(r.source).resolve())], r) for r in results}
         wrong = {
             r.page_key for r in results if page_has_error([d.xyxy for d in r.detections], truth[r.page_key])
         }
@@ -802,10 +802,12 @@ class Replay:
         c = self.config
         if c.base is None or c.base_pages <= 0:
             return []
-        try:
-            samples = load_dataset(c.base, c.base_split, default_domain="scan").samples
-        except DatasetError as exc:
-            raise ReplayError(f"--base {c.base}: {exc}") from exc
+        if self._base is None:  # read once, not every round of every strategy
+            try:
+                self._base = load_dataset(c.base, c.base_split, default_domain="scan").samples
+            except DatasetError as exc:
+                raise ReplayError(f"--base {c.base}: {exc}") from exc
+        samples = self._base
         rng = np.random.default_rng([seed, 36])
         pick = rng.permutation(len(samples))[: c.base_pages]
         return [samples[i] for i in sorted(pick.tolist())]
