@@ -16,7 +16,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,11 +66,6 @@ class Summary:
         return d
 
 
-def _iter_jsonl(url: str) -> Iterator[dict[str, Any]]:
-    """A merged file's records: the file, then (object stores) its segments (:func:`storage.append_log`)."""
-    return storage.read_log(url)
-
-
 def _doc_key(r: dict[str, Any]) -> str:
     return str(r.get("page", {}).get("doc_id") or r.get("doc_id") or r.get("source", ""))
 
@@ -97,7 +92,7 @@ def _latest_run_only(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def read_results(out_dir: str | os.PathLike[str]) -> list[PageResult]:
     """Every page result in a results folder (latest run per document)."""
-    recs = _latest_run_only(_iter_jsonl(storage.join(out_dir, RESULTS)))
+    recs = _latest_run_only(storage.read_log(storage.join(out_dir, RESULTS)))
     return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
 
 
@@ -116,7 +111,7 @@ def read_run_results(out_dir: str | os.PathLike[str], run_id: str) -> list[PageR
     not the folder's history (verdicts after a run use this)."""
     recs = _run_records(out_dir, run_id)
     if recs is None:
-        recs = [r for r in _iter_jsonl(storage.join(out_dir, RESULTS)) if r.get("run_id") == run_id]
+        recs = [r for r in storage.read_log(storage.join(out_dir, RESULTS)) if r.get("run_id") == run_id]
     return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
 
 
@@ -124,7 +119,7 @@ def read_run_quarantine(out_dir: str | os.PathLike[str], run_id: str) -> list[Qu
     """The quarantine records one run wrote (see :func:`read_run_results`)."""
     recs = _run_records(out_dir, run_id)
     if recs is None:
-        recs = [r for r in _iter_jsonl(storage.join(out_dir, QUARANTINE)) if r.get("run_id") == run_id]
+        recs = [r for r in storage.read_log(storage.join(out_dir, QUARANTINE)) if r.get("run_id") == run_id]
     return [QuarantineRecord.from_dict(r) for r in recs if r.get("kind") == "quarantine"]
 
 
@@ -136,7 +131,7 @@ def run_doc_ids(out_dir: str | os.PathLike[str], run_id: str) -> set[str]:
 
 
 def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
-    recs = _latest_run_only(_iter_jsonl(storage.join(out_dir, QUARANTINE)))
+    recs = _latest_run_only(storage.read_log(storage.join(out_dir, QUARANTINE)))
     return [QuarantineRecord.from_dict(r) for r in recs]
 
 
@@ -186,12 +181,12 @@ class DocIndex:
             return
         entries = [
             (r["page"]["doc_id"], r.get("run_id", ""), "page")
-            for r in _iter_jsonl(storage.join(self._out, RESULTS))
+            for r in storage.read_log(storage.join(self._out, RESULTS))
             if r.get("kind") == "page"
         ]
         entries += [
             (r["doc_id"], r.get("run_id", ""), str(r.get("error", "")))
-            for r in _iter_jsonl(storage.join(self._out, QUARANTINE))
+            for r in storage.read_log(storage.join(self._out, QUARANTINE))
             if r.get("doc_id")
         ]
         if entries:
@@ -344,7 +339,7 @@ class ResultStore:
         for name in (RESULTS, QUARANTINE):
             url = storage.join(self.dir, name)
             if storage.log_exists(url):
-                storage.write_log(url, _latest_run_only(_iter_jsonl(url)))
+                storage.write_log(url, _latest_run_only(storage.read_log(url)))
 
     def close(self) -> None:
         self.commit()
@@ -380,7 +375,7 @@ def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLi
             p = os.fspath(part)
             new_docs: set[str] = set()
             records: list[dict[str, Any]] = []
-            for r in _latest_run_only(_iter_jsonl(storage.join(p, RESULTS))):
+            for r in _latest_run_only(storage.read_log(storage.join(p, RESULTS))):
                 doc = r["page"]["doc_id"]
                 entry = store.index.get(doc)
                 if doc not in new_docs and (
@@ -395,7 +390,7 @@ def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLi
                 total.model_version = r["model_version"]
             total.documents += len(new_docs)
             store.done_docs |= new_docs
-            for r in _latest_run_only(_iter_jsonl(storage.join(p, QUARANTINE))):
+            for r in _latest_run_only(storage.read_log(storage.join(p, QUARANTINE))):
                 key = r.get("doc_id") or r["source"]
                 if key in seen_q or (r.get("doc_id") and store.index.get(r["doc_id"]) is not None):
                     continue
