@@ -152,9 +152,10 @@ def ink_alpha(gray: np.ndarray) -> np.ndarray:
     n, lab, stats, _ = cv2.connectedComponentsWithStats((alpha >= INK_ALPHA).astype(np.uint8), connectivity=8)
     small = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] < 4]
     if small:
-        specks = cv2.dilate(np.isin(lab, small).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        alpha[specks & (alpha < 1.0)] = 0.0
-        alpha[np.isin(lab, small)] = 0.0
+        speck = np.isin(lab, small)
+        around = cv2.dilate(speck.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        alpha[around & (alpha < 1.0)] = 0.0
+        alpha[speck] = 0.0
     return alpha
 
 
