@@ -89,10 +89,8 @@ class OpenedDocument:
         from inkloop import storage
 
         self._tmpdir = tempfile.mkdtemp(prefix="inkloop-")
-        local = Path(self._tmpdir) / (source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "document")
         try:
-            with storage.open_file(source, "rb") as src, local.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            local = Path(storage.download(source, self._tmpdir))
         except storage.StorageError as exc:
             if exc.kind == "not_found":  # listed, then gone (deleted mid-run)
                 raise DocumentError(source, "file not found", "not_found") from exc

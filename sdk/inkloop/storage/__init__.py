@@ -339,6 +339,21 @@ def open_file(
         return fs.open(path, mode)  # type: ignore[no-any-return]
 
 
+def download(
+    url: str | os.PathLike[str], folder: str | os.PathLike[str], options: Mapping[str, Any] | None = None
+) -> str:
+    """Copy a stored file into the local ``folder`` under its own name (``document`` when it has
+    none), streamed in 1 MiB chunks; returns the local path. A missing file raises
+    :class:`StorageError` with ``kind`` ``not_found``."""
+    import shutil
+
+    s = os.fspath(url)
+    local = os.path.join(os.fspath(folder), s.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "document")
+    with open_file(s, "rb", options) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return local
+
+
 def read_bytes(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> bytes:
     s = os.fspath(url)
     fs, path = url_to_fs(s, options)

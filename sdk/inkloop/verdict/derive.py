@@ -34,10 +34,8 @@ def _resolve(source: str, root: Path | None) -> Iterator[Path | None]:
         return
     tmp = tempfile.mkdtemp(prefix="inkloop-verdict-")
     try:
-        copy = Path(tmp) / (source.rstrip("/").rsplit("/", 1)[-1] or "document")
         try:
-            with storage.open_file(source, "rb") as src, copy.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            copy = Path(storage.download(source, tmp))
         except storage.StorageError as exc:
             if exc.kind != "not_found":
                 raise
