@@ -133,12 +133,13 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _render(pdf_path: Path, index: int, dpi: float) -> np.ndarray:
-    """The page as the detector's reader sees it: inkloop's own rendering, annotations on."""
+def _render(pdf_path: Path, indices: Sequence[int], dpi: float) -> list[np.ndarray]:
+    """The pages as the detector's reader sees them: inkloop's own rendering, annotations on
+    (the document opened once for all its pages)."""
     from inkloop.documents.opening import open_document
 
     with open_document(pdf_path) as d:
-        return d.render_for_people(index, dpi)
+        return [d.render_for_people(i, dpi) for i in indices]
 
 
 def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -210,8 +211,8 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
                 pdf_path = base / "documents" / split / f"{stem}.pdf"
                 _write(pdf_path, doc.pdf)
                 c["documents"] += 1
-                for rec in doc.pages[:left]:
-                    image = _render(pdf_path, rec.index, dpi)
+                recs = doc.pages[:left]
+                for rec, image in zip(recs, _render(pdf_path, [r.index for r in recs], dpi), strict=True):
                     h, w = image.shape[:2]
                     px = [_pixel_box(ink.box, dpi, w, h) for ink in rec.inks]
                     boxes = [b for b in px if _visible(b)]
