@@ -17,6 +17,7 @@ from inkloop.curation.records import (
     ProgressFn,
     _rescale,
 )
+from inkloop.evaluation.domains import UNKNOWN_DOMAIN
 from inkloop.types import Detection
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class DatasetSync:
             "negatives": len(rv.match(F("ground_truth.detections").length() == 0)),
             "splits": {s: len(ds.match(F("split") == s)) for s in (*SPLITS, EXCLUDED)},
             "model_versions": sorted(v for v in ds.distinct("model_version") if v),
-            "domains": {(k or "unknown"): n for k, n in ds.count_values("domain").items()},
+            "domains": {(k or UNKNOWN_DOMAIN): n for k, n in ds.count_values("domain").items()},
             "classes": self.classes,
         }
 

@@ -23,7 +23,7 @@ from inkloop.curation.records import (
     _safe_stem,
     split_for_key,
 )
-from inkloop.evaluation.domains import write_domains
+from inkloop.evaluation.domains import UNKNOWN_DOMAIN, write_domains
 
 
 def _domain_counts(domains: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -137,7 +137,8 @@ class Exports:
         out: dict[str, dict[str, int]] = {}
         for split in SPLITS:
             counts = self.reviewed().match(F("split") == split).count_values("domain")
-            out[split] = {(k or "unknown"): n for k, n in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+            ordered = sorted(counts.items(), key=lambda kv: str(kv[0]))
+            out[split] = {(k or UNKNOWN_DOMAIN): n for k, n in ordered}
         return out
 
     def _sync_split_tags(self) -> None:

@@ -33,6 +33,9 @@ DOMAINS_SCHEMA_VERSION = 1
 #: The domains inkloop knows (the rule for incoming pages: :mod:`inkloop.documents.domain`);
 #: others are accepted (a team may add ``photo``, ``fax``, …).
 KNOWN_DOMAINS = (SCAN, DIGITAL)
+#: The domain of images whose dataset records none, in a split where others have one (reports,
+#: the gate's test-set record and curation counts all use this name).
+UNKNOWN_DOMAIN = "unknown"
 
 
 class DomainsError(ValueError):

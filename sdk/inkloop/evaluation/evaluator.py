@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from inkloop.convert.yolo import from_yolo
-from inkloop.evaluation.domains import DomainsError, domain_of
+from inkloop.evaluation.domains import UNKNOWN_DOMAIN, DomainsError, domain_of
 
 #: The ten IoU thresholds of mAP50-95 (COCO), as ultralytics' ``DetectionValidator.iouv``.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -725,8 +725,6 @@ def write_errors(errors: Iterable[ImageErrors], path: str | os.PathLike[str]) ->
 
 
 NO_GROUP = "(no match)"
-#: The domain of images whose dataset records none, in a split where others have one.
-UNKNOWN_DOMAIN = "unknown"
 #: What :func:`metrics_by_group` and :func:`metrics_by_domain` report per group (as in
 #: ``report.json``): every number the total has at the operating threshold, and the counts.
 GROUP_FIELDS = (
