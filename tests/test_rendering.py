@@ -153,6 +153,17 @@ def _orange(img: np.ndarray) -> int:
     return int(((r > 200) & (g > 60) & (g < 150) & (b < 100)).sum())
 
 
+def _unsigned_signature_field(doc: pymupdf.Document) -> int:
+    """A contract page with an unsigned signature field on ``SIG``; returns the widget's xref."""
+    page = _text_contract(doc)
+    w = pymupdf.Widget()
+    w.field_type = pymupdf.PDF_WIDGET_TYPE_SIGNATURE
+    w.field_name = "Signature1"
+    w.rect = pymupdf.Rect(*SIG)
+    page.add_widget(w)
+    return next(iter(page.widgets())).xref
+
+
 def _people(path: Path) -> np.ndarray:
     with open_document(path) as d:
         return d.render_for_people(0)
@@ -196,13 +207,7 @@ def test_an_unsigned_signature_fields_own_appearance_is_drawn(tmp_path: Path) ->
     """A field whose file gives it an appearance (a blue box here) shows it, as viewers do."""
     p = tmp_path / "appearance.pdf"
     doc = pymupdf.open()
-    page = _text_contract(doc)
-    w = pymupdf.Widget()
-    w.field_type = pymupdf.PDF_WIDGET_TYPE_SIGNATURE
-    w.field_name = "Signature1"
-    w.rect = pymupdf.Rect(*SIG)
-    page.add_widget(w)
-    xref = next(iter(page.widgets())).xref
+    xref = _unsigned_signature_field(doc)
     ap = doc.get_new_xref()
     doc.update_object(ap, "<< /Type /XObject /Subtype /Form /BBox [0 0 210 60] >>")
     doc.update_stream(ap, b"0 0 1 rg 0 0 50 30 re f")
@@ -263,13 +268,7 @@ def test_a_broken_signature_field_never_costs_the_page(tmp_path: Path) -> None:
     """A field whose appearance points nowhere is left to MuPDF: the page still renders."""
     p = tmp_path / "broken.pdf"
     doc = pymupdf.open()
-    page = _text_contract(doc)
-    w = pymupdf.Widget()
-    w.field_type = pymupdf.PDF_WIDGET_TYPE_SIGNATURE
-    w.field_name = "Signature1"
-    w.rect = pymupdf.Rect(*SIG)
-    page.add_widget(w)
-    doc.xref_set_key(next(iter(page.widgets())).xref, "AP", "<< /N 99999 0 R >>")
+    doc.xref_set_key(_unsigned_signature_field(doc), "AP", "<< /N 99999 0 R >>")
     doc.save(str(p))
     doc.close()
     with open_document(p) as d:
