@@ -52,7 +52,7 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
 
     def _baseline(self, context: Context, status: dict[str, Any]) -> int:
         if self.baseline in (None, "", "None"):
-            self.baseline = new_reviews(status, 0)
+            self.baseline = int(status["reviews"])
         self.baseline = int(self.baseline)  # type: ignore[arg-type]
         context["ti"].xcom_push(key="baseline", value=self.baseline)
         return self.baseline

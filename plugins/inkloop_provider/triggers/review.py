@@ -22,7 +22,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 def new_reviews(status: dict[str, Any], baseline: int) -> int:
     """Reviews (submitted or skipped annotations) since ``baseline``, from a status' counters."""
-    return int(status.get("reviews", int(status["reviewed"]) + int(status["skipped"]))) - int(baseline)
+    return int(status["reviews"]) - int(baseline)
 
 
 class LabelStudioReviewsTrigger(BaseTrigger):
