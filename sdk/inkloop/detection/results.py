@@ -135,6 +135,19 @@ def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
     return [QuarantineRecord.from_dict(r) for r in recs]
 
 
+def read_summary(out_dir: str | os.PathLike[str]) -> Summary | None:
+    """``summary.json`` of a results folder (the fields this version knows), None without one;
+    one read, no separate existence check."""
+    try:
+        d = json.loads(storage.read_text(storage.join(out_dir, SUMMARY)))
+    except storage.StorageError as exc:
+        if exc.kind != "not_found":
+            raise
+        return None
+    known = Summary.__dataclass_fields__
+    return Summary(**{k: v for k, v in d.items() if k in known})
+
+
 def write_summary(out_dir: str | os.PathLike[str], summary: Summary) -> str:
     """``summary.json`` of a results folder, replaced whole (one PUT on object stores)."""
     url = storage.join(out_dir, SUMMARY)
@@ -400,11 +413,10 @@ def merge_parts(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLi
                 total.quarantine_reasons[r["error"]] = total.quarantine_reasons.get(r["error"], 0) + 1
             if records:
                 store.add_records(records)
-            summary_url = storage.join(p, SUMMARY)
-            if storage.exists(summary_url):
-                s = json.loads(storage.read_text(summary_url))
-                total.seconds += float(s.get("seconds", 0.0))
-                total.skipped += int(s.get("skipped", 0))
+            s = read_summary(p)
+            if s is not None:
+                total.seconds += float(s.seconds)
+                total.skipped += int(s.skipped)
         store.commit()
         store.write_summary(total)
     return total

@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from inkloop import storage
 from inkloop.detection.pipeline import DetectionRun, DetectOptions, ProgressFn
-from inkloop.detection.results import SUMMARY, Summary, merge_parts, read_results, write_summary
+from inkloop.detection.results import Summary, merge_parts, read_results, read_summary, write_summary
 from inkloop.detection.routing import PlaceHint, RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.derive import derive_verdicts
@@ -114,11 +113,7 @@ def judge_run(
     """
     out = os.fspath(results_dir)
     if summary is None:
-        summary = Summary(out_dir=out)
-        if storage.exists(storage.join(out, SUMMARY)):
-            known = Summary.__dataclass_fields__
-            d = json.loads(storage.read_text(storage.join(out, SUMMARY)))
-            summary = Summary(**{k: v for k, v in d.items() if k in known})
+        summary = read_summary(out) or Summary(out_dir=out)
         verdicts = derive_verdicts(out, config, source_root=source_root)
     else:
         run_id = summary.run_id or None
