@@ -272,6 +272,26 @@ def _save(doc, path: Path) -> None:
     doc.close()
 
 
+def _contract(
+    path: Path,
+    lang: str,
+    style: str,
+    n_places: int,
+    n_put: int | None,
+    put: Callable[[object, tuple[float, float, float, float]], object],
+    header: str = "",
+    footer: str = "",
+) -> None:
+    """A contract whose first ``n_put`` signing lines (``None``: all) get ``put(page, rule)``."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page, rules = contract_page(doc, lang, n_places, style, header, footer)
+    for r in rules[:n_put]:
+        put(page, r)
+    _save(doc, path)
+
+
 def make_ink_contract(
     path: Path,
     lang: str,
@@ -283,13 +303,16 @@ def make_ink_contract(
     header: str = "",
     footer: str = "",
 ) -> None:
-    import pymupdf
-
-    doc = pymupdf.open()
-    page, rules = contract_page(doc, lang, n_places, style, header, footer)
-    for r in rules[:n_signed]:
-        put_ink(page, r, rng.choice(crops), rng)
-    _save(doc, path)
+    _contract(
+        path,
+        lang,
+        style,
+        n_places,
+        n_signed,
+        lambda page, r: put_ink(page, r, rng.choice(crops), rng),
+        header,
+        footer,
+    )
 
 
 def make_vector_contract(
@@ -303,26 +326,28 @@ def make_vector_contract(
     annotation: bool,
 ) -> None:
     """A contract signed on ``n_signed`` lines with vector ink (Ink annotations or drawn paths)."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    page, rules = contract_page(doc, lang, n_places, style)
-    for r in rules[:n_signed]:
-        put_vector_ink(page, r, rng.choice(crops), rng, annotation)
-    _save(doc, path)
+    _contract(
+        path,
+        lang,
+        style,
+        n_places,
+        n_signed,
+        lambda page, r: put_vector_ink(page, r, rng.choice(crops), rng, annotation),
+    )
 
 
 def make_typed_contract(
     path: Path, lang: str, style: str, n_places: int, rng: random.Random, font: str | Path
 ) -> None:
     """An unsigned contract whose signing lines carry the signers' names, typed."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    page, rules = contract_page(doc, lang, n_places, style)
-    for r in rules:
-        put_typed_name(page, r, rng.choice(NAMES), rng, font)
-    _save(doc, path)
+    _contract(
+        path,
+        lang,
+        style,
+        n_places,
+        None,
+        lambda page, r: put_typed_name(page, r, rng.choice(NAMES), rng, font),
+    )
 
 
 # -- digital signatures -----------------------------------------------------------------------------
