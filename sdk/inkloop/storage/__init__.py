@@ -41,11 +41,11 @@ __all__ = [
     "append_bytes",
     "append_log",
     "delete",
+    "download",
     "exists",
     "find",
     "fsync_dir",
     "info",
-    "is_local",
     "is_url",
     "join",
     "jsonl_bytes",
@@ -53,7 +53,6 @@ __all__ = [
     "local_path",
     "log_exists",
     "log_segments",
-    "makedirs",
     "open_file",
     "read_bytes",
     "read_jsonl",
@@ -175,10 +174,6 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
     return out
 
 
-def is_local(url: str | os.PathLike[str]) -> bool:
-    return not is_url(url)
-
-
 def local_path(url: str | os.PathLike[str]) -> str | None:
     """The local path of a local location (``file://`` stripped); None for a storage URL."""
     s = os.fspath(url)
@@ -276,15 +271,6 @@ def require_folder(url: str | os.PathLike[str], options: Mapping[str, Any] | Non
         fs.invalidate_cache(bucket)
         fs.ls(bucket, detail=False)  # raises for a missing bucket, bad credentials, no endpoint
     return s
-
-
-def makedirs(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
-    """Create a local folder (with parents); nothing to do for a prefix on an object store."""
-    s = os.fspath(url)
-    fs, path = url_to_fs(s, options)
-    if isinstance(fs, LocalFileSystem):
-        with translated(s, "create the folder"):
-            os.makedirs(path, exist_ok=True)
 
 
 def _full(fs: AbstractFileSystem, path: str, like: str) -> str:
