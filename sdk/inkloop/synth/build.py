@@ -87,7 +87,7 @@ def _load_templates(url: str, workdir: Path) -> list[tuple[str, bytes, list[Slot
     for n in names:
         with fs.open(n, "rb") as f:
             data = f.read()
-        rel = os.path.relpath(n, root) if not n.startswith(root + "/") else n[len(root) + 1 :]
+        rel = os.path.relpath(n, root)
         try:
             with pymupdf.open(stream=data, filetype="pdf") as d:
                 if d.needs_pass or d.page_count == 0:
