@@ -126,13 +126,6 @@ def _visible(b: tuple[float, float, float, float]) -> bool:
     return bool(b[2] - b[0] >= MIN_BOX_PX and b[3] - b[1] >= MIN_BOX_PX)
 
 
-def _write(path: Path, data: bytes) -> None:
-    import fsspec
-
-    with fsspec.open(str(path), "wb") as f:
-        f.write(data)
-
-
 def _render(pdf_path: Path, indices: Sequence[int], dpi: float) -> list[np.ndarray]:
     """The pages as the detector's reader sees them: inkloop's own rendering, annotations on
     (the document opened once for all its pages)."""
@@ -209,7 +202,7 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
                 doc = make_document(rng, crops[split], tpl, max_pages=min(options.max_pages, left))
                 stem = f"synth-{split}-{number:05d}"
                 pdf_path = base / "documents" / split / f"{stem}.pdf"
-                _write(pdf_path, doc.pdf)
+                pdf_path.write_bytes(doc.pdf)
                 c["documents"] += 1
                 recs = doc.pages[:left]
                 for rec, image in zip(recs, _render(pdf_path, [r.index for r in recs], dpi), strict=True):
@@ -222,9 +215,9 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
                     )
                     if not ok:  # pragma: no cover
                         raise SynthError(f"{name}: PNG encoding failed")
-                    _write(base / "images" / split / f"{name}.png", png.tobytes())
+                    (base / "images" / split / f"{name}.png").write_bytes(png.tobytes())
                     lines = "".join(format_line(0, to_yolo(b, w, h)) + "\n" for b in boxes)
-                    _write(base / "labels" / split / f"{name}.txt", lines.encode())
+                    (base / "labels" / split / f"{name}.txt").write_bytes(lines.encode())
                     c["pages"] += 1
                     c["signatures"] += len(boxes)
                     c["negative_pages"] += not boxes
