@@ -59,11 +59,10 @@ def unseen_documents(inbox: str | list[str], results_dir: str | os.PathLike[str]
     out = storage.require_folder(os.fspath(results_dir))
     ledger_path = storage.join(out, LEDGER)
     ledger: dict[str, Any] = {}
-    if storage.exists(ledger_path):
-        try:
-            ledger = json.loads(storage.read_text(ledger_path))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            ledger = {}  # a damaged cache is rebuilt: it only saves hashing
+    try:
+        ledger = json.loads(storage.read_text_if_exists(ledger_path) or "{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        ledger = {}  # a damaged cache is rebuilt: it only saves hashing
     index = DocIndex(out)
     fresh: dict[str, Any] = {}
     todo: list[str] = []

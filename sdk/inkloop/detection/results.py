@@ -138,12 +138,10 @@ def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
 def read_summary(out_dir: str | os.PathLike[str]) -> Summary | None:
     """``summary.json`` of a results folder (the fields this version knows), None without one;
     one read, no separate existence check."""
-    try:
-        d = json.loads(storage.read_text(storage.join(out_dir, SUMMARY)))
-    except storage.StorageError as exc:
-        if exc.kind != "not_found":
-            raise
+    text = storage.read_text_if_exists(storage.join(out_dir, SUMMARY))
+    if text is None:
         return None
+    d = json.loads(text)
     known = Summary.__dataclass_fields__
     return Summary(**{k: v for k, v in d.items() if k in known})
 
@@ -209,13 +207,8 @@ class DocIndex:
     def _shard(self, name: str) -> dict[str, tuple[str, str]]:
         if name not in self._shards:
             shard: dict[str, tuple[str, str]] = {}
-            try:
-                text = storage.read_text(storage.join(self.dir, f"{name}.tsv"))
-            except storage.StorageError as exc:
-                if exc.kind != "not_found":
-                    raise
-                text = ""  # no document of this shard yet
-            for line in text.splitlines():
+            text = storage.read_text_if_exists(storage.join(self.dir, f"{name}.tsv"))
+            for line in (text or "").splitlines():  # none: no document of this shard yet
                 parts = line.split("\t")
                 if len(parts) == 3:
                     shard[parts[0]] = (parts[1], parts[2])

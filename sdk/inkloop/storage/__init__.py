@@ -58,6 +58,7 @@ __all__ = [
     "read_jsonl",
     "read_log",
     "read_text",
+    "read_text_if_exists",
     "require_folder",
     "scoped_options",
     "storage_options",
@@ -349,6 +350,17 @@ def read_bytes(url: str | os.PathLike[str], options: Mapping[str, Any] | None = 
 
 def read_text(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> str:
     return read_bytes(url, options).decode("utf-8")
+
+
+def read_text_if_exists(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> str | None:
+    """:func:`read_text`, or None when nothing is at ``url``: one request, no separate
+    :func:`exists` (other failures still raise :class:`StorageError`)."""
+    try:
+        return read_text(url, options)
+    except StorageError as exc:
+        if exc.kind != "not_found":
+            raise
+        return None
 
 
 def write_local(path: str | os.PathLike[str], data: bytes) -> None:
