@@ -6,6 +6,11 @@ no earlier run has finished (by ``doc_id``, the SHA-256 of the bytes, so a file 
 not processed twice), stops at once when there are none, else: one mapped detect task per batch
 (each writes its own part folder and derives its documents' verdicts) → merge into the results
 folder, which is published as an Asset for the review step.
+
+Storage: the inbox and results default to ``$INKLOOP_DATA/inbox`` and ``$INKLOOP_DATA/results``
+(a folder or a bucket, ``s3://…``); every task that lists, reads or writes them uses the storage
+connection ``storage_conn_id`` (param, else the Variable ``inkloop_storage_conn_id``; its default
+``$INKLOOP_STORAGE_CONN_ID``). Templates render as native objects: ``conf`` is None or a float.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
 from inkloop_provider.operators.detect import InkloopDetectOperator
 from inkloop_provider.operators.results import InkloopMergeResultsOperator
 
@@ -36,6 +42,7 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("INKLOOP_RETRY_DELAY", "60"
     dagrun_timeout=timedelta(hours=6),
     tags=["inkloop"],
     default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
+    render_template_as_native_obj=True,
     params={
         "inbox": Param(
             os.environ.get("INKLOOP_INBOX", f"{INKLOOP_ROOT}/inbox"),
@@ -53,16 +60,19 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("INKLOOP_RETRY_DELAY", "60"
         "verdict": Param(True, type="boolean", description="derive each document's signing verdict"),
         "docs_per_batch": Param(20, type="integer", minimum=1),
         "conf": Param(None, type=["null", "number"]),
+        "storage_conn_id": storage_conn_param(),
     },
     doc_md=__doc__,
 )
 def inkloop_detect() -> None:
     @task
-    def list_batches(params: dict | None = None) -> list[list[str]]:
+    def list_batches(storage_conn_id: str | None, params: dict | None = None) -> list[list[str]]:
         from inkloop.detection.inbox import plan_inbox
+        from inkloop_provider.hooks.storage import connection_storage
 
         assert params is not None
-        return plan_inbox(params["inbox"], params["out_dir"], int(params["docs_per_batch"]), max_batches=64)
+        with connection_storage(storage_conn_id):  # the inbox and the results' index may be a bucket
+            return plan_inbox(params["inbox"], params["out_dir"], params["docs_per_batch"], max_batches=64)
 
     @task.short_circuit
     def anything_new(batches: list[list[str]]) -> bool:
@@ -76,7 +86,7 @@ def inkloop_detect() -> None:
         safe = (run_id or "run").replace(":", "_").replace("+", "_")
         return [f"{params['out_dir']}/parts/{safe}/{i:04d}" for i in range(len(batches))]
 
-    batches = list_batches()
+    batches = list_batches(STORAGE_CONN_TEMPLATE)
     gate = anything_new(batches)
     parts = part_dirs(batches)
     gate >> parts
@@ -86,9 +96,14 @@ def inkloop_detect() -> None:
         conf="{{ params.conf }}",
         route="{{ params.route }}",
         verdict="{{ params.verdict }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
     ).expand_kwargs(batches.zip(parts).map(lambda bp: {"inputs": bp[0], "out_dir": bp[1]}))
     merged = InkloopMergeResultsOperator(
-        task_id="merge_results", out_dir="{{ params.out_dir }}", parts=parts, outlets=[RESULTS]
+        task_id="merge_results",
+        out_dir="{{ params.out_dir }}",
+        parts=parts,
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        outlets=[RESULTS],
     )
     detected >> merged
 

@@ -2,7 +2,8 @@
 
 OpenVINO IR on CPU workers, a TensorRT engine on the ``gpu`` queue (skipped with a reason where no
 GPU/TensorRT exists). Scheduled by the ``inkloop_production_model`` Asset, so every promotion gets
-its variants.
+its variants. Data and exports may be storage URLs, reached through ``storage_conn_id`` (see
+``inkloop_detect``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from airflow.sdk import Param, dag
 
 from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
 from inkloop_provider.operators.reexport import InkloopReexportOperator
 
 
@@ -20,10 +22,12 @@ from inkloop_provider.operators.reexport import InkloopReexportOperator
     schedule=[PRODUCTION_MODEL],
     catchup=False,
     tags=["inkloop"],
+    render_template_as_native_obj=True,
     params={
         "model": Param("registry://signature-detector@production", type="string"),
         "data": Param(f"{INKLOOP_ROOT}/datasets", type="string", description="calibration/parity data"),
         "out_dir": Param(f"{INKLOOP_ROOT}/exports", type="string"),
+        "storage_conn_id": storage_conn_param(),
     },
     doc_md=__doc__,
 )
@@ -34,6 +38,7 @@ def inkloop_reexport() -> None:
         out_dir="{{ params.out_dir }}/{{ run_id }}/openvino",
         data="{{ params.data }}",
         formats=["openvino"],
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
     )
     InkloopReexportOperator(
         task_id="tensorrt",
@@ -41,6 +46,7 @@ def inkloop_reexport() -> None:
         out_dir="{{ params.out_dir }}/{{ run_id }}/tensorrt",
         data="{{ params.data }}",
         formats=["tensorrt"],
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
         queue=os.environ.get("INKLOOP_GPU_QUEUE", "gpu"),
     )
 

@@ -4,6 +4,11 @@ Scheduled by the ``inkloop_training_data`` Asset (a new curated export from revi
 promotion publishes ``inkloop_production_model``; detection resolves ``registry://…@production``
 when it runs, so the next detection run uses the promoted model. A refused candidate skips the
 promotion (production stays, the reasons are in the gate's XCom and beside the candidate).
+
+The export and the gate take the training's outputs as XComArgs (``train.output["best"]``, one
+XCom per key of its outcome); templates render as native objects (``epochs`` an int,
+``gate_policy`` a dict). Data, runs and the registry may be storage URLs, reached through
+``storage_conn_id`` (see ``inkloop_detect``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ import os
 from airflow.sdk import Param, dag
 
 from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL, TRAINING_DATA
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
 from inkloop_provider.operators.lifecycle import (
     InkloopExportOperator,
     InkloopPromoteOperator,
     InkloopTrainOperator,
 )
+
+#: The training run's folder (the export goes into its ``export/``): one per DAG run.
+RUN_DIR = "{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
 
 @dag(
@@ -25,6 +34,7 @@ from inkloop_provider.operators.lifecycle import (
     schedule=[TRAINING_DATA],
     catchup=False,
     tags=["inkloop"],
+    render_template_as_native_obj=True,
     params={
         "data": Param(
             f"{INKLOOP_ROOT}/datasets",
@@ -46,6 +56,7 @@ from inkloop_provider.operators.lifecycle import (
         "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
         "gate_policy": Param({}, type="object", description="other GatePolicy fields (max_recall_drop, …)"),
         "runs_dir": Param(f"{INKLOOP_ROOT}/runs", type="string"),
+        "storage_conn_id": storage_conn_param(),
     },
     doc_md=__doc__,
 )
@@ -53,28 +64,31 @@ def inkloop_retrain() -> None:
     train = InkloopTrainOperator(
         task_id="train",
         data="{{ params.data }}",
-        run_dir="{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
+        run_dir=RUN_DIR,
         start_from="registry://{{ params.model_name }}@production",
         registry="{{ params.registry }}",
         epochs="{{ params.epochs }}",
         imgsz="{{ params.imgsz }}",
         time_limit="{{ params.time_limit }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
         queue=os.environ.get("INKLOOP_TRAINING_QUEUE", "default"),  # a dedicated queue in production
     )
     export = InkloopExportOperator(
         task_id="export",
-        source="{{ ti.xcom_pull(task_ids='train')['best'] }}",
-        out_dir="{{ ti.xcom_pull(task_ids='train')['run_dir'] }}/export",
-        data="{{ ti.xcom_pull(task_ids='train')['data'] }}",
+        source=train.output["best"],
+        out_dir=f"{RUN_DIR}/export",
+        data=train.output["data"],
         registry="{{ params.registry }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
     )
     promote = InkloopPromoteOperator(
         task_id="gate_and_promote",
         name="{{ params.model_name }}",
-        data="{{ ti.xcom_pull(task_ids='train')['data'] }}",
+        data=train.output["data"],
         registry="{{ params.registry }}",
         margin="{{ params.margin }}",
         policy="{{ params.gate_policy }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
         outlets=[PRODUCTION_MODEL],
     )
     train >> export >> promote

@@ -13,6 +13,8 @@ the last export (a count kept in the Airflow Variable ``inkloop_reviews_pending:
 *Start training* in Label Studio triggers this DAG with ``min_reviewed = 0``: the reviews of the
 moment are pulled, curated and exported first, and the export's ``inkloop_training_data`` event
 starts ``inkloop_retrain``, so training never runs on an export older than the last review.
+Templates render as native objects; results, reviews and exports may be storage URLs, reached
+through ``storage_conn_id`` (see ``inkloop_detect``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from airflow.sdk import Param, Variable, dag, task
 
 from inkloop_provider.assets import INKLOOP_ROOT, REVIEWS
+from inkloop_provider.hooks.storage import storage_conn_param
 from inkloop_provider.operators.review import pull_and_curate
 
 
@@ -31,6 +34,7 @@ from inkloop_provider.operators.review import pull_and_curate
     catchup=False,
     max_active_runs=1,  # one pull at a time: the cursor file is the pull's state
     tags=["inkloop"],
+    render_template_as_native_obj=True,
     params={
         "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
         "project": Param("inkloop review", type="string", description="Label Studio project title"),
@@ -39,6 +43,7 @@ from inkloop_provider.operators.review import pull_and_curate
         ),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
+        "storage_conn_id": storage_conn_param(),
     },
     doc_md=__doc__,
 )
@@ -51,7 +56,7 @@ def inkloop_review_curate() -> None:
         count for the next event and skip curation."""
         key = f"inkloop_reviews_pending:{project}"
         pending = int(Variable.get(key, default=0)) + int(pulled.get("pulled", 0))
-        ready = pending >= int(min_reviewed)
+        ready = pending >= min_reviewed
         Variable.set(key, str(0 if ready else pending))
         verdict = "curate" if ready else "wait"
         print(f"{pending} reviews pulled since the last export; {min_reviewed} needed: {verdict}")

@@ -9,6 +9,10 @@ With Label Studio's webhooks wired to Airflow (``INKLOOP_REVIEW_EVENTS=1``: the 
 ``inkloop review backend``, publishes ``inkloop_reviews`` on every review), this DAG only pushes;
 the pull-and-curate half is ``inkloop_review_curate``, scheduled on that Asset: no polling. The
 polling wait here is the fallback when no webhook is configured (docs/review.md has the picture).
+
+The wait's baseline is the push's ``reviews_before`` as an XComArg; templates render as native
+objects (``budget`` a float, ``min_reviewed`` an int). Results, reviews and exports may be storage
+URLs, reached through ``storage_conn_id`` (see ``inkloop_detect``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from airflow.sdk import Param, dag
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
 from inkloop_provider.operators.review import InkloopReviewPushOperator, pull_and_curate
 from inkloop_provider.sensors.review import LabelStudioReviewsSensor
 
@@ -37,6 +42,7 @@ REVIEW_EVENTS = os.environ.get("INKLOOP_REVIEW_EVENTS", "").strip().lower() in (
     # sync waits for reviews queue up and are folded into the next run, which reads every event.
     max_active_runs=1,
     tags=["inkloop"],
+    render_template_as_native_obj=True,
     params={
         "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
         "project": Param("inkloop review", type="string", description="Label Studio project title"),
@@ -54,6 +60,7 @@ REVIEW_EVENTS = os.environ.get("INKLOOP_REVIEW_EVENTS", "").strip().lower() in (
         ),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
+        "storage_conn_id": storage_conn_param(),
     },
     doc_md=__doc__,
 )
@@ -64,6 +71,7 @@ def inkloop_review_sync() -> None:
         project="{{ params.project }}",
         budget="{{ params.budget }}",
         min_uncertainty="{{ params.min_uncertainty }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
         inlets=[RESULTS],  # reads results published after the run's event window too
     )
     if REVIEW_EVENTS:
@@ -72,7 +80,7 @@ def inkloop_review_sync() -> None:
         task_id="wait_for_reviews",
         project="{{ params.project }}",
         min_reviewed="{{ params.min_reviewed }}",
-        baseline="{{ ti.xcom_pull(task_ids='push_reviews')['reviews_before'] }}",
+        baseline=push.output["reviews_before"],
         poke_interval=REVIEW_POLL_SECONDS,
         timeout=7 * 24 * 3600,
         deferrable=True,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,32 +76,53 @@ def test_triton_connection_gives_a_model_reference_and_token(af):
 
 
 def test_every_dag_imports_without_cycles_and_templates_render(af):
+    """Every DAG parses, renders its templates as native objects (``conf`` None, ``route`` a bool,
+    not strings), gives every operator that reads or writes data the storage connection, and
+    passes upstream outputs as XComArgs, not ``ti.xcom_pull`` strings."""
     env, _ = af
     code = textwrap.dedent(
         f"""
         import json
         from airflow.dag_processing.dagbag import DagBag
+        from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE
         bag = DagBag(dag_folder={str(ROOT / "dags")!r})
         errors = {{k: str(v)[:500] for k, v in bag.import_errors.items()}}
-        out = {{"errors": errors, "dags": {{}}, "rendered": 0}}
+        out = {{"errors": errors, "dags": {{}}, "rendered": 0, "native": [], "storage": {{}}, "pulls": [],
+                "detect": {{}}}}
+
+        class _Variables:  # no Variable set: the template's default
+            @staticmethod
+            def get(key, default=None):
+                return default
+
+        class _Var:
+            value = _Variables
+
         for dag_id, dag in bag.dags.items():
             # a cycle would make topological sorting fail
             order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else []
+            if not dag.render_template_as_native_obj:
+                out["native"].append(dag_id)
             env = dag.get_template_env()
             params = {{k: dag.params.get_param(k).value for k in dag.params}}
-            class _TI:  # upstream XComs are unknown here: any key renders as a placeholder
-                def xcom_pull(self, task_ids=None, key="return_value"):
-                    import collections
-                    return collections.defaultdict(lambda: "/placeholder")
-            ctx = {{"params": params, "run_id": "manual__test", "ds": "2026-01-01", "ti": _TI()}}
+            ctx = {{"params": params, "run_id": "manual__test", "ds": "2026-01-01", "var": _Var}}
             for t in dag.tasks:
                 fields = getattr(t, "template_fields", ())
                 values = getattr(t, "partial_kwargs", None) or {{}}
                 for f in fields:
                     v = values.get(f, getattr(t, f, None)) if values else getattr(t, f, None)
                     if isinstance(v, str):
-                        env.from_string(v).render(**ctx)
+                        if "xcom_pull" in v:
+                            out["pulls"].append(f"{{dag_id}}.{{t.task_id}}.{{f}}")
+                        rendered = env.from_string(v).render(**ctx)
                         out["rendered"] += 1
+                        if dag_id == "inkloop_detect" and t.task_id == "detect":
+                            out["detect"][f] = repr(rendered)
+                if "storage_conn_id" in fields:
+                    conn = values.get("storage_conn_id", getattr(t, "storage_conn_id", None))
+                    out["storage"][f"{{dag_id}}.{{t.task_id}}"] = conn == STORAGE_CONN_TEMPLATE
+                if t.task_id == "list_batches":
+                    out["storage"][f"{{dag_id}}.list_batches"] = list(t.op_args) == [STORAGE_CONN_TEMPLATE]
             out["dags"][dag_id] = sorted(t.task_id for t in dag.tasks)
         print("RESULT" + json.dumps(out))
         """
@@ -113,6 +135,28 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
         res["dags"]
     )
     assert res["rendered"] >= 3  # model, conf, out_dir templates render with the DAG's params
+    assert res["native"] == [], "DAGs rendering templates as strings"
+    assert res["pulls"] == [], "XComs pulled by string instead of XComArgs"
+    # native: the DAG's defaults arrive as None and booleans, not "None" and "True"
+    assert res["detect"]["conf"] == "None" and res["detect"]["route"] == "True", res["detect"]
+    assert res["detect"]["storage_conn_id"] == "None"  # no param, no Variable: no connection
+    storage = res["storage"]
+    every = {
+        "inkloop_detect.list_batches",
+        "inkloop_detect.detect",
+        "inkloop_detect.merge_results",
+        "inkloop_review_sync.push_reviews",
+        "inkloop_review_sync.pull_reviews",
+        "inkloop_review_sync.curate",
+        "inkloop_review_curate.pull_reviews",
+        "inkloop_review_curate.curate",
+        "inkloop_retrain.train",
+        "inkloop_retrain.export",
+        "inkloop_retrain.gate_and_promote",
+        "inkloop_reexport.openvino",
+        "inkloop_reexport.tensorrt",
+    }
+    assert every <= set(storage) and all(storage.values()), storage
 
 
 def test_inkloop_detect_dag_maps_batches_and_merges(af, dags, documents_dir):
@@ -128,6 +172,45 @@ def test_inkloop_detect_dag_maps_batches_and_merges(af, dags, documents_dir):
     assert summary["documents"] == 7 and summary["pages"] == 11 and summary["quarantined"] == 1
     parts = list((data / "results" / "parts").glob("*/*"))
     assert len(parts) == 4  # 8 inputs, 2 per batch: four mapped detect tasks
+
+
+def test_inkloop_detect_reads_and_writes_a_bucket_through_the_storage_connection(af, tmp_path, documents_dir):
+    """The inbox and the results in a bucket on a real S3 server (moto on 127.0.0.1), reached
+    only through an Airflow connection named by the Variable ``inkloop_storage_conn_id`` (no DAG
+    param, no AWS variables): listing, the mapped detect tasks and the merge all use it."""
+    from inkloop import storage
+    from inkloop.detection.results import QUARANTINE, RESULTS, SUMMARY
+    from inkloop.devservers.s3 import S3Server
+
+    env, data = af
+    with S3Server(log_dir=tmp_path / "moto") as s3:
+        opts = s3.storage_options()
+        fs, _ = storage.url_to_fs("s3://dags-test", opts)
+        fs.mkdir("dags-test")
+        inbox, out = "s3://dags-test/inbox", "s3://dags-test/results"
+        for f in sorted(documents_dir.iterdir()):
+            storage.write_bytes(storage.join(inbox, f.name), f.read_bytes(), opts)
+        storage.write_bytes(storage.join(inbox, "broken.pdf"), b"%PDF-1.4\nnot really", opts)
+        conn = {"conn_type": "aws", "login": opts["key"], "password": opts["secret"]}
+        conn["extra"] = {"endpoint_url": s3.url}
+        run_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        run_env.update(
+            AIRFLOW_CONN_INKLOOP_S3=json.dumps(conn), AIRFLOW_VAR_INKLOOP_STORAGE_CONN_ID="inkloop_s3"
+        )
+        conf = json.dumps({"inbox": inbox, "out_dir": out, "docs_per_batch": 3})
+        p = run_airflow(run_env, "dags", "test", "inkloop_detect", "-c", conf)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+        assert "state=success" in p.stdout + p.stderr
+        summary = json.loads(storage.read_text(storage.join(out, SUMMARY), opts))
+        assert summary["documents"] == 7 and summary["pages"] == 11 and summary["quarantined"] == 1
+        pages = list(storage.read_log(storage.join(out, RESULTS), opts))
+        quarantined = list(storage.read_log(storage.join(out, QUARANTINE), opts))
+        assert len(pages) == 11 and [q["source"].rsplit("/", 1)[-1] for q in quarantined] == ["broken.pdf"]
+        assert all(q["source"].startswith(inbox) for q in quarantined)
+        [run] = storage.listdir(storage.join(out, "parts"), opts)
+        assert len(storage.listdir(storage.join(out, "parts", run), opts)) == 3  # 8 inputs, 3 per batch
+    for where in (Path(env["AIRFLOW_HOME"]), data, tmp_path, ROOT):
+        assert not list(where.glob("s3:*")), f"a storage URL became a local folder in {where}"
 
 
 def _run_detect(dags, conf):

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from inkloop_provider.links.labelstudio import FiftyOneDatasetLink
+from inkloop_provider.operators.base import InkloopStorageOperator
 
 
-class InkloopCurateOperator(BaseOperator):
-    """Import results + reviews, evaluate, flag issues, export a versioned YOLO training set."""
+class InkloopCurateOperator(InkloopStorageOperator):
+    """Import results + reviews, evaluate, flag issues, export a versioned YOLO training set
+    (results, reviews and exports may be storage URLs, reached through ``storage_conn_id``)."""
 
-    template_fields: Sequence[str] = ("results_dir", "reviews", "dataset", "export_dir")
+    template_fields: Sequence[str] = ("results_dir", "reviews", "dataset", "export_dir", "storage_conn_id")
     operator_extra_links = (FiftyOneDatasetLink(),)
 
     def __init__(
@@ -45,14 +47,15 @@ class InkloopCurateOperator(BaseOperator):
 
         dirs = triggering_results_dirs(context, self.results_dir)
         summary: dict[str, Any] = {}
-        for results_dir in dirs:  # every folder of the events folded into this run
-            summary = curate_cycle(
-                results_dir,
-                self.reviews,
-                self.export_dir,
-                dataset=self.dataset,
-                find_issues=self.find_issues,
-            )
+        with self.storage():
+            for results_dir in dirs:  # every folder of the events folded into this run
+                summary = curate_cycle(
+                    results_dir,
+                    self.reviews,
+                    self.export_dir,
+                    dataset=str(self.dataset),
+                    find_issues=self.find_issues,
+                )
         summary["results_dirs"] = dirs
         context["ti"].xcom_push(key="fiftyone_url", value=f"{self.app_url}/datasets/{self.dataset}")
         return summary

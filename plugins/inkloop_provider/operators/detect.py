@@ -6,12 +6,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
-from inkloop_provider.hooks.storage import storage_options_from_connection
+from inkloop_provider.operators.base import InkloopStorageOperator
 
 
-class InkloopDetectOperator(BaseOperator):
+class InkloopDetectOperator(InkloopStorageOperator):
     """Detect signatures in documents (paths or storage URLs) and write results to ``out_dir``.
 
     Returns the run summary (small and JSON-able) for XCom. Map it over batches with
@@ -21,10 +21,21 @@ class InkloopDetectOperator(BaseOperator):
     file's path as ``verdicts_path``. With ``triton_conn_id``, inference runs on that Triton server
     (``model`` then names the model on it, default the connection's); rendering and decoding stay
     on the worker. With ``storage_conn_id``, storage URLs (``s3://…`` inputs and ``out_dir``) use
-    that connection's endpoint and keys (:mod:`inkloop_provider.hooks.storage`).
+    that connection's endpoint and keys (:mod:`inkloop_provider.hooks.storage`). ``conf``,
+    ``route`` and ``verdict`` are typed (a float or None, bools): templated, they need the DAG's
+    native rendering (:mod:`inkloop_provider.operators.base`). Each document and quarantined file
+    is logged as it is done, so a batch's progress shows in its task log.
     """
 
-    template_fields: Sequence[str] = ("inputs", "out_dir", "model", "conf", "route", "verdict")
+    template_fields: Sequence[str] = (
+        "inputs",
+        "out_dir",
+        "model",
+        "conf",
+        "route",
+        "verdict",
+        "storage_conn_id",
+    )
     ui_color = "#f4d7dd"
 
     def __init__(
@@ -33,13 +44,12 @@ class InkloopDetectOperator(BaseOperator):
         inputs: list[str] | str,
         out_dir: str,
         model: str | None = None,
-        conf: float | str | None = None,
+        conf: float | None = None,
         batch_size: int = 4,
         force: bool = False,
-        route: bool | str = False,
-        verdict: bool | str = True,
+        route: bool = False,
+        verdict: bool = True,
         triton_conn_id: str | None = None,
-        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -52,7 +62,6 @@ class InkloopDetectOperator(BaseOperator):
         self.route = route
         self.verdict = verdict
         self.triton_conn_id = triton_conn_id
-        self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.detection.pipeline import DetectOptions
@@ -60,7 +69,9 @@ class InkloopDetectOperator(BaseOperator):
         from inkloop.verdict.integrate import detect_and_judge
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
-        conf = float(self.conf) if self.conf not in (None, "", "None") else None
+        conf, route, verdict = (
+            self.typed(f, t) for f, t in (("conf", float), ("route", bool), ("verdict", bool))
+        )
         model, token, served = self.model or None, None, contextlib.nullcontext()
         if self.triton_conn_id:
             from inkloop_provider.hooks.triton import TritonHook
@@ -68,8 +79,7 @@ class InkloopDetectOperator(BaseOperator):
             hook = TritonHook(self.triton_conn_id)
             model, token = hook.get_model_ref(self.model or None)
             served = hook.token_in_environment(token)
-        storage_options = storage_options_from_connection(self.storage_conn_id)
-        with served:
+        with served, self.storage() as storage_options:
             summary = detect_and_judge(
                 inputs,
                 self.out_dir,
@@ -78,10 +88,11 @@ class InkloopDetectOperator(BaseOperator):
                     conf=conf,
                     batch_size=self.batch_size,
                     force=self.force,
-                    routing=RoutingConfig() if _true(self.route) else None,
+                    routing=RoutingConfig() if route else None,
                     storage_options=storage_options,
                 ),
-                verdict=_true(self.verdict),
+                verdict=bool(verdict),
+                progress=self._progress,
             )
         self.log.info(
             "%d documents, %d pages, %d with detections, %d quarantined, %.1f pages/s (%s); verdicts %s",
@@ -100,6 +111,12 @@ class InkloopDetectOperator(BaseOperator):
             context["ti"].xcom_push(key="verdicts_path", value=out["verdicts_path"])
         return out
 
-
-def _true(value: bool | str) -> bool:
-    return str(value).lower() in ("true", "1")
+    def _progress(self, event: str, info: dict[str, Any]) -> None:
+        """One log line per document done or quarantined (how far a batch got, for people and
+        for the deployment test that kills a worker mid-batch)."""
+        if event == "document":
+            self.log.info(
+                "detected %s: %d pages, %d signatures", info["source"], info["pages"], info["detections"]
+            )
+        elif event == "quarantine":
+            self.log.info("quarantined %s: %s", info["source"], info["reason"])

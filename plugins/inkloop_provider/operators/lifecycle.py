@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
+
+from inkloop_provider.operators.base import InkloopStorageOperator
 
 MLFLOW_CONN_ID = "mlflow"
 
@@ -39,8 +41,14 @@ def use_mlflow_connection(conn_id: str = MLFLOW_CONN_ID) -> str | None:
     return uri
 
 
-class InkloopTrainOperator(BaseOperator):
-    """Fine-tune from the production model on curated data; returns the run's outcome."""
+class InkloopTrainOperator(InkloopStorageOperator):
+    """Fine-tune from the production model on curated data; returns the run's outcome.
+
+    With ``multiple_outputs`` (the default) each key of the outcome is also an XCom of its own, so
+    a DAG passes ``train.output["best"]`` and ``train.output["data"]`` to the export and the gate.
+    ``epochs``, ``imgsz`` (ints) and ``time_limit`` (seconds) are typed: templated, they need the
+    DAG's native rendering.
+    """
 
     template_fields: Sequence[str] = (
         "data",
@@ -50,6 +58,7 @@ class InkloopTrainOperator(BaseOperator):
         "epochs",
         "imgsz",
         "time_limit",
+        "storage_conn_id",
     )
 
     def __init__(
@@ -59,12 +68,13 @@ class InkloopTrainOperator(BaseOperator):
         run_dir: str,
         start_from: str = "registry://signature-detector@production",
         registry: str | None = None,
-        epochs: int | str | None = None,
-        imgsz: int | str | None = None,
-        time_limit: float | str | None = None,
+        epochs: int | None = None,
+        imgsz: int | None = None,
+        time_limit: float | None = None,
         resume: bool = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.data, self.run_dir, self.start_from = data, run_dir, start_from
         #: Where ``registry://`` in ``start_from`` resolves (a folder/fsspec URL or ``mlflow``); None:
@@ -79,22 +89,20 @@ class InkloopTrainOperator(BaseOperator):
         from inkloop.lifecycle.promotion import latest_export
         from inkloop.lifecycle.retrain import retrain
 
-        data = self.data if Path(self.data, "data.yaml").exists() else latest_export(self.data)
-        overrides = {
-            k: int(v)
-            for k, v in (("epochs", self.epochs), ("imgsz", self.imgsz))
-            if v not in (None, "", "None")
-        }
-        result = retrain(
-            data,
-            self.run_dir,
-            start_from=self.start_from,
-            registry=self.registry or None,
-            overrides=overrides or None,
-            time_limit=float(self.time_limit) if self.time_limit not in (None, "", "None") else None,
-            resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
-            on_progress=lambda p: self.log.info("training: %s", p),
-        )
+        overrides = {k: v for k in ("epochs", "imgsz") if (v := self.typed(k, int)) is not None}
+        time_limit = self.typed("time_limit", float)
+        with self.storage():
+            data = self.data if Path(self.data, "data.yaml").exists() else latest_export(self.data)
+            result = retrain(
+                data,
+                self.run_dir,
+                start_from=self.start_from,
+                registry=self.registry or None,
+                overrides=overrides or None,
+                time_limit=None if time_limit is None else float(time_limit),
+                resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
+                on_progress=lambda p: self.log.info("training: %s", p),
+            )
         if not result.ok:
             hint = " (resumable: re-run the task)" if result.resumable else ""
             raise RuntimeError(f"training ended {result.status}: {result.message}{hint}")
@@ -108,10 +116,10 @@ class InkloopTrainOperator(BaseOperator):
         }
 
 
-class InkloopExportOperator(BaseOperator):
+class InkloopExportOperator(InkloopStorageOperator):
     """Export a trained run to ONNX (+ INT8/OpenVINO/TensorRT where possible), register a candidate."""
 
-    template_fields: Sequence[str] = ("source", "out_dir", "data", "registry")
+    template_fields: Sequence[str] = ("source", "out_dir", "data", "registry", "storage_conn_id")
 
     def __init__(
         self, *, source: str, out_dir: str, data: str, registry: str | None = None, **kwargs: Any
@@ -123,7 +131,8 @@ class InkloopExportOperator(BaseOperator):
         use_mlflow_connection()
         from inkloop.lifecycle.promotion import export_candidate
 
-        res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
+        with self.storage():
+            res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
         return {
             "version": res.version,
             "model_ref": res.model_ref,
@@ -133,14 +142,16 @@ class InkloopExportOperator(BaseOperator):
         }
 
 
-class InkloopPromoteOperator(BaseOperator):
+class InkloopPromoteOperator(InkloopStorageOperator):
     """Gate the candidate against production on the frozen test split; move the alias only if it wins.
 
     A refused candidate skips the task (so the production-model Asset is not updated) after
     recording the decision and its reasons in XCom and beside the candidate in the registry.
+    ``margin`` (a float) and ``policy`` (a dict of other :class:`~inkloop.lifecycle.gate.GatePolicy`
+    fields) are typed: templated, they need the DAG's native rendering.
     """
 
-    template_fields: Sequence[str] = ("name", "data", "registry", "margin", "policy")
+    template_fields: Sequence[str] = ("name", "data", "registry", "margin", "policy", "storage_conn_id")
 
     def __init__(
         self,
@@ -148,8 +159,8 @@ class InkloopPromoteOperator(BaseOperator):
         name: str,
         data: str,
         registry: str | None = None,
-        margin: float | str | None = None,
-        policy: dict[str, Any] | str | None = None,
+        margin: float | None = None,
+        policy: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -157,18 +168,17 @@ class InkloopPromoteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         use_mlflow_connection()
-        import ast
-
         from airflow.sdk.exceptions import AirflowSkipException
 
         from inkloop.lifecycle.gate import GatePolicy, promote
 
-        raw = self.policy
-        fields = dict(ast.literal_eval(raw) if isinstance(raw, str) and raw.strip() else raw or {})
-        if self.margin not in (None, "", "None"):
-            fields.setdefault("min_map50_gain", float(self.margin))
+        fields = dict(self.typed("policy", dict) or {})
+        margin = self.typed("margin", float)
+        if margin is not None:
+            fields.setdefault("min_map50_gain", float(margin))
         policy = GatePolicy(**fields) if fields else None
-        decision = promote(self.name, self.data, registry=self.registry or None, policy=policy)
+        with self.storage():
+            decision = promote(str(self.name), self.data, registry=self.registry or None, policy=policy)
         summary = decision.to_dict()
         context["ti"].xcom_push(key="gate", value=summary)
         if not decision.promoted:

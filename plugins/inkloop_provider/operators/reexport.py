@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
+
+from inkloop_provider.operators.base import InkloopStorageOperator
 
 
-class InkloopReexportOperator(BaseOperator):
+class InkloopReexportOperator(InkloopStorageOperator):
     """Build variants of an existing registry version into ``out_dir`` (not re-registered).
 
     Run the ``tensorrt`` format with ``queue="gpu"``: TensorRT engines are built per GPU kind, on
@@ -16,7 +18,7 @@ class InkloopReexportOperator(BaseOperator):
     with its reason, and the task still succeeds.
     """
 
-    template_fields: Sequence[str] = ("model", "out_dir", "data")
+    template_fields: Sequence[str] = ("model", "out_dir", "data", "storage_conn_id")
 
     def __init__(self, *, model: str, out_dir: str, data: str, formats: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -27,13 +29,14 @@ class InkloopReexportOperator(BaseOperator):
 
         from inkloop.lifecycle.promotion import export_candidate, find_weights
 
-        if self.model.startswith(("registry://", "mlflow://", "models:/")):
-            from inkloop.lifecycle.retrain import resolve_start
+        with self.storage():
+            if self.model.startswith(("registry://", "mlflow://", "models:/")):
+                from inkloop.lifecycle.retrain import resolve_start
 
-            weights = Path(resolve_start(self.model)[0])
-        else:
-            weights, _ = find_weights(self.model)
-        res = export_candidate(
-            weights, self.out_dir, data=self.data, register=False, formats=tuple(self.formats)
-        )
+                weights = Path(resolve_start(self.model)[0])
+            else:
+                weights, _ = find_weights(self.model)
+            res = export_candidate(
+                weights, self.out_dir, data=self.data, register=False, formats=tuple(self.formats)
+            )
         return {"out_dir": str(res.out_dir), "variants": res.card.extra.get("variants", {})}

@@ -5,34 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
-from inkloop_provider.hooks.storage import storage_options_from_connection
+from inkloop_provider.operators.base import InkloopStorageOperator
 
 
-class InkloopMergeResultsOperator(BaseOperator):
+class InkloopMergeResultsOperator(InkloopStorageOperator):
     """Thin shell over :func:`inkloop.verdict.integrate.merge_results` (results, quarantine and
     verdicts of the parts); returns the merged summary, with ``verdicts`` (counts) and
     ``verdicts_path`` when the parts derived verdicts. ``storage_conn_id``: as for
     :class:`~inkloop_provider.operators.detect.InkloopDetectOperator`."""
 
-    template_fields: Sequence[str] = ("out_dir", "parts")
+    template_fields: Sequence[str] = ("out_dir", "parts", "storage_conn_id")
 
-    def __init__(
-        self, *, out_dir: str, parts: list[str] | str, storage_conn_id: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, out_dir: str, parts: list[str] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.out_dir = out_dir
         self.parts = parts
-        self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.storage import scoped_options
         from inkloop.verdict.integrate import merge_results
 
-        storage_options = storage_options_from_connection(self.storage_conn_id)
         parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
-        with scoped_options(storage_options):
+        with self.storage():
             out = merge_results(self.out_dir, parts).to_dict()
         if out.get("verdicts") is not None:
             out["verdicts_path"] = f"{self.out_dir}/verdicts.jsonl"

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from inkloop_provider.assets import TRAINING_DATA
 from inkloop_provider.hooks.labelstudio import LabelStudioHook
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE
 from inkloop_provider.links.labelstudio import LabelStudioProjectLink
+from inkloop_provider.operators.base import InkloopStorageOperator
 from inkloop_provider.operators.curate import InkloopCurateOperator
 
 
@@ -22,11 +24,16 @@ def review_client(conn_id: str, project: str) -> Any:
     from inkloop.review.labelstudio import LabelStudioReview
 
     url, token = LabelStudioHook(conn_id).get_url_and_token()
-    return LabelStudioReview(url, token, project_title=project)
+    # str(): rendered natively, a title such as "2027" would arrive as an int
+    return LabelStudioReview(url, token, project_title=str(project))
 
 
-class InkloopReviewPushOperator(BaseOperator):
-    """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent)."""
+class InkloopReviewPushOperator(InkloopStorageOperator):
+    """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent).
+
+    Returns the push summary; with ``multiple_outputs`` (the default) each of its keys is also an
+    XCom of its own, so a DAG passes ``push.output["reviews_before"]`` to the review wait.
+    """
 
     template_fields: Sequence[str] = (
         "results_dir",
@@ -35,6 +42,7 @@ class InkloopReviewPushOperator(BaseOperator):
         "min_uncertainty",
         "document_root",
         "images_dir",
+        "storage_conn_id",
     )
     operator_extra_links = (LabelStudioProjectLink(),)
 
@@ -44,14 +52,15 @@ class InkloopReviewPushOperator(BaseOperator):
         results_dir: str,
         project: str = "inkloop review",
         labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
-        budget: float | str = 0.1,
-        min_uncertainty: float | str = 0.3,
+        budget: float = 0.1,
+        min_uncertainty: float = 0.3,
         delivery: str = "upload",
         document_root: str | None = None,
         images_dir: str | None = None,
         include_audit: bool = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.results_dir = results_dir
         self.project = project
@@ -70,17 +79,20 @@ class InkloopReviewPushOperator(BaseOperator):
 
         client = review_client(self.labelstudio_conn_id, self.project)
         reviews_before = _reviews_so_far(client)
-        summary = push_results_dirs(
-            client,
-            triggering_results_dirs(context, self.results_dir),  # every folder folded into this run
-            routing=RoutingConfig(
-                max_review_fraction=float(self.budget), review_min_uncertainty=float(self.min_uncertainty)
-            ),
-            include_audit=self.include_audit,
-            delivery=self.delivery,
-            document_root=self.document_root or None,
-            images_dir=self.images_dir or None,
+        routing = RoutingConfig(
+            max_review_fraction=self.typed("budget", float),
+            review_min_uncertainty=self.typed("min_uncertainty", float),
         )
+        with self.storage():
+            summary = push_results_dirs(
+                client,
+                triggering_results_dirs(context, self.results_dir),  # every folder folded into this run
+                routing=routing,
+                include_audit=self.include_audit,
+                delivery=self.delivery,
+                document_root=self.document_root or None,
+                images_dir=self.images_dir or None,
+            )
         context["ti"].xcom_push(key="project_url", value=summary["project_url"])
         self.log.info(
             "pushed %d new tasks (%d already there) to %s",
@@ -107,10 +119,11 @@ def _reviews_so_far(client: Any) -> int:
         return 0
 
 
-class InkloopReviewPullOperator(BaseOperator):
-    """Pull reviews finished since the last pull into a reviews.jsonl (incremental)."""
+class InkloopReviewPullOperator(InkloopStorageOperator):
+    """Pull reviews finished since the last pull into a reviews.jsonl (incremental; a local path
+    or a storage URL, reached through ``storage_conn_id``)."""
 
-    template_fields: Sequence[str] = ("out", "project", "state")
+    template_fields: Sequence[str] = ("out", "project", "state", "storage_conn_id")
     operator_extra_links = (LabelStudioProjectLink(),)
 
     def __init__(
@@ -133,7 +146,8 @@ class InkloopReviewPullOperator(BaseOperator):
 
         client = review_client(self.labelstudio_conn_id, self.project)
         context["ti"].xcom_push(key="project_url", value=client.project_url())
-        return pull_to_file(client, self.out, self.state or None)
+        with self.storage():
+            return pull_to_file(client, self.out, self.state or None)
 
 
 def pull_and_curate(
@@ -141,12 +155,14 @@ def pull_and_curate(
 ) -> tuple[InkloopReviewPullOperator, InkloopCurateOperator]:
     """The review sync's second half, shared by ``inkloop_review_sync`` and ``inkloop_review_curate``:
     ``pull_reviews`` (into ``<results_dir>/reviews.jsonl``) and ``curate`` (publishing
-    ``inkloop_training_data``), templated on the DAG's ``results_dir``, ``project``, ``dataset`` and
-    ``export_dir`` params; not chained, so each DAG puts its own gate between them."""
+    ``inkloop_training_data``), templated on the DAG's ``results_dir``, ``project``, ``dataset``,
+    ``export_dir`` and ``storage_conn_id`` params; not chained, so each DAG puts its own gate
+    between them."""
     pull = InkloopReviewPullOperator(
         task_id="pull_reviews",
         out="{{ params.results_dir }}/reviews.jsonl",
         project="{{ params.project }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
     )
     curate = InkloopCurateOperator(
         task_id="curate",
@@ -154,6 +170,7 @@ def pull_and_curate(
         reviews="{{ params.results_dir }}/reviews.jsonl",
         export_dir="{{ params.export_dir }}",
         dataset="{{ params.dataset }}",
+        storage_conn_id=STORAGE_CONN_TEMPLATE,
         inlets=list(curate_inlets),
         outlets=[TRAINING_DATA],
     )

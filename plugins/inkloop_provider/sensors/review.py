@@ -4,7 +4,9 @@ when the wait began (its baseline).
 A project that already had N reviews from earlier syncs must still wait for new ones, else every
 sync after the first would pull nothing new and retrain on the same data. The baseline is the push's
 ``reviews_before`` (the count before the pages went in) or, without one, the count at the sensor's
-first look; it is kept in XCom (``baseline``) and in the trigger's kwargs.
+first look; it is kept in XCom (``baseline``) and in the trigger's kwargs. The DAGs pass the push's
+count as an XComArg (``push.output["reviews_before"]``) and ``min_reviewed`` rendered natively,
+so both arrive as ints.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
         self,
         *,
         project: str = "inkloop review",
-        min_reviewed: int | str = 1,
+        min_reviewed: int = 1,
         labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
         deferrable: bool = True,
-        baseline: int | str | None = None,
+        baseline: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 60.0)
@@ -43,7 +45,7 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
         self.labelstudio_conn_id = labelstudio_conn_id
         self.deferrable = deferrable
         #: reviews not to count (the push's ``reviews_before``); None: the count at the first look
-        self.baseline: int | str | None = baseline
+        self.baseline: int | None = baseline
 
     def _status(self) -> dict[str, Any]:
         from inkloop_provider.operators.review import review_client
@@ -51,11 +53,10 @@ class LabelStudioReviewsSensor(BaseSensorOperator):
         return review_client(self.labelstudio_conn_id, self.project).status()
 
     def _baseline(self, context: Context, status: dict[str, Any]) -> int:
-        if self.baseline in (None, "", "None"):
+        if self.baseline is None:
             self.baseline = int(status["reviews"])
-        self.baseline = int(self.baseline)  # type: ignore[arg-type]
         context["ti"].xcom_push(key="baseline", value=self.baseline)
-        return self.baseline
+        return int(self.baseline)
 
     def poke(self, context: Context) -> bool:
         s = self._status()
