@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from inkloop.convert.fiftyone import from_fiftyone, to_fiftyone
 from inkloop.convert.labelstudio import from_labelstudio, to_labelstudio
-from inkloop.convert.normalized import clip, from_normalized, to_normalized
+from inkloop.convert.normalized import from_normalized, to_normalized
 from inkloop.convert.pdf import pixels_to_points, points_to_pixels
 from inkloop.convert.yolo import format_line, from_yolo, parse_line, read_labels, to_yolo
+from inkloop.geometry import clip
 from inkloop.types import Detection, Page
 
 sizes = st.integers(min_value=16, max_value=12000)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from inkloop.detection.detector import Detector, select_providers
-from inkloop.detection.nms import decode, iou_one_to_many, nms
+from inkloop.detection.nms import decode, nms
+from inkloop.geometry import box_iou
 from inkloop.models.references import ModelError
 from inkloop.models.resolve import resolve_model
 from parity import BATCHED, OPENVINO_BOX, OPENVINO_IOU, OPENVINO_SCORE, ULTRALYTICS_BOX, ULTRALYTICS_SCORE
@@ -18,13 +19,11 @@ from parity import BATCHED, OPENVINO_BOX, OPENVINO_IOU, OPENVINO_SCORE, ULTRALYT
 
 def _match(a, b):
     """Greedy pairing of two lists of (xyxy, score) by IoU."""
-    from inkloop.detection.nms import iou_one_to_many
-
     pairs, used = [], set()
     for box, score in a:
         if not b:
             break
-        ious = iou_one_to_many(np.array(box), np.array([x[0] for x in b]))
+        ious = box_iou(box, [x[0] for x in b], eps=0.0)[0]
         j = int(ious.argmax())
         if ious[j] > 0.5 and j not in used:
             used.add(j)
@@ -149,9 +148,7 @@ def test_openvino_runtime_gives_the_onnxruntime_boxes(tmp_path, pages_dir):
         ]
         to_model = size / max(page_w, page_h)
         OPENVINO_BOX.check(max(np.abs(np.subtract(x.xyxy, y.xyxy)).max() for x, y in pairs) * to_model, what)
-        OPENVINO_IOU.check(
-            max(1 - float(iou_one_to_many(np.array(x.xyxy), np.array([y.xyxy]))[0]) for x, y in pairs), what
-        )
+        OPENVINO_IOU.check(max(1 - float(box_iou(x.xyxy, y.xyxy, eps=0.0)[0, 0]) for x, y in pairs), what)
         OPENVINO_SCORE.check(max(abs(x.score - y.score) for x, y in pairs), what)
 
     imgs = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(pages_dir.glob("*.png"))]

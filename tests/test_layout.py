@@ -26,8 +26,9 @@ PACKAGE = SDK / "inkloop"
 #: Stages in import order: a module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
     # "" is the package itself (``inkloop/__init__.py``); storage: local folders and URLs alike
-    {"types", "convert", "privacy", "processes", "storage", ""},
-    {"documents"},
+    # geometry: box IoU, matching, clipping
+    {"types", "convert", "privacy", "processes", "storage", "geometry", ""},
+    {"documents", "datasets"},  # datasets: YOLO data.yaml, image suffixes, the data version
     {"models"},
     {"detection"},
     {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict

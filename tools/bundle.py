@@ -184,10 +184,11 @@ def ship(
     """
     import yaml
 
+    from inkloop.datasets import dataset_manifest
     from inkloop.detection.detector import Detector
     from inkloop.evaluation.evaluator import EVAL_CONF, check_classes, compute_metrics, load_dataset
     from inkloop.lifecycle.export import export_onnx
-    from inkloop.lifecycle.training import RECIPES, dataset_manifest
+    from inkloop.lifecycle.training import RECIPES
 
     if (run_dir / "recipe.json").exists():
         args = json.loads((run_dir / "recipe.json").read_text())

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from inkloop.geometry import box_iou, match_boxes
+
 Boxes = list[tuple[tuple[float, float, float, float], float]]
 
 
@@ -62,14 +64,6 @@ class Alternative:
         return out
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def compare(
     ours: PageBoxes, theirs: PageBoxes, tolerance_px: float, conf: float, margin: float = 0.05
 ) -> dict[str, Any]:
@@ -90,24 +84,18 @@ def compare(
         b = sorted(theirs.get(key, []), key=lambda x: -x[1])
         n_ours += len(a)
         n_theirs += len(b)
-        used: set[int] = set()
-        unpaired_a: list[float] = []
+        iou = box_iou([box for box, _ in a], [box for box, _ in b], eps=0.0)
+        pairs, lone_a, lone_b = match_boxes(iou, 0.5, order="rows")
+        unpaired_a = [a[i][1] for i in lone_a]
         page_dev, page_iou = 0.0, 1.0
-        for box, score in a:
-            best, best_j = 0.0, -1
-            for j, (box2, _s2) in enumerate(b):
-                if j not in used and (v := _iou(box, box2)) > best:
-                    best, best_j = v, j
-            if best_j < 0 or best < 0.5:
-                unpaired_a.append(score)
-                continue
-            used.add(best_j)
-            page_iou = min(page_iou, best)
-            dev = max(abs(x - y) for x, y in zip(box, b[best_j][0], strict=True))
+        for i, j in pairs:
+            (box, score), (box2, score2) = a[i], b[j]
+            page_iou = min(page_iou, float(iou[i, j]))
+            dev = max(abs(x - y) for x, y in zip(box, box2, strict=True))
             devs.append(dev)
-            score_diffs.append(abs(score - b[best_j][1]))
+            score_diffs.append(abs(score - score2))
             page_dev = max(page_dev, dev)
-        unpaired_b = [s for j, (_bx, s) in enumerate(b) if j not in used]
+        unpaired_b = [b[j][1] for j in lone_b]
         if not unpaired_a and not unpaired_b and page_dev <= tolerance_px:
             agree += 1
             continue

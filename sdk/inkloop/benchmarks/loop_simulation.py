@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from inkloop import storage
+
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random")
@@ -261,9 +263,7 @@ class LoopSimulation:
         return d
 
     def _save(self, report: SimulationReport) -> None:
-        tmp = self._report_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2))
-        os.replace(tmp, self._report_path())
+        storage.write_local_atomic(str(self._report_path()), json.dumps(report.to_dict(), indent=2).encode())
 
     def _train(
         self, start: str, samples: Sequence[Any], tag: str, epochs: int, scratch: bool

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from inkloop import storage
+
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random", "all")
@@ -584,10 +586,9 @@ class Replay:
         return fresh
 
     def _save(self, report: ReplayReport) -> None:
-        path = self.work / REPORT
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False))
-        os.replace(tmp, path)
+        storage.write_local_atomic(
+            str(self.work / REPORT), json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode()
+        )
 
     # -- the start model -------------------------------------------------------------------------
     def _start_model(self) -> Any:
@@ -744,7 +745,8 @@ class Replay:
         pull does, and make curation's page records (rendered page, boxes in its pixels, domain)."""
         from inkloop.convert.yolo import format_line, to_yolo
         from inkloop.curation.cycle import page_domains, render_pages
-        from inkloop.curation.records import PageRecord, _clip
+        from inkloop.curation.records import PageRecord
+        from inkloop.geometry import clip
         from inkloop.review.labelstudio import ReviewedPage, read_reviews, write_reviews
         from inkloop.types import Detection
 
@@ -786,7 +788,7 @@ class Replay:
             os.symlink(Path(rec.image).resolve(), cur / "images" / f"{stem}.png")
             lines = []
             for d in rec.ground_truth or []:
-                x0, y0, x1, y1 = _clip(d.xyxy, rec.width, rec.height)
+                x0, y0, x1, y1 = clip(d.xyxy, rec.width, rec.height)
                 if x1 > x0 and y1 > y0:
                     lines.append(format_line(0, to_yolo((x0, y0, x1, y1), rec.width, rec.height)) + "\n")
             (cur / "labels" / f"{stem}.txt").write_text("".join(lines))

@@ -23,9 +23,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.common import ExitCode, QuietOpt
 from inkloop.cli.console import make_console as _console
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_QUARANTINED, EXIT_MODEL = 0, 1, 2, 3, 4
 
 app = typer.Typer(
     name="inkloop",
@@ -84,7 +83,7 @@ def detect(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     route: Annotated[
         bool,
         typer.Option(
@@ -141,7 +140,7 @@ def detect(
         run = DetectionRun(out, opts)
     except ModelError as exc:
         console.print(f"[red]model error:[/red] {exc}")
-        raise typer.Exit(EXIT_MODEL) from None
+        raise typer.Exit(ExitCode.MODEL) from None
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -180,7 +179,7 @@ def detect(
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:
         _print_summary(console, summary.to_dict())
-    raise typer.Exit(EXIT_QUARANTINED if summary.quarantined else EXIT_OK)
+    raise typer.Exit(ExitCode.QUARANTINED if summary.quarantined else ExitCode.OK)
 
 
 def _print_summary(console: Any, s: dict[str, Any]) -> None:
@@ -277,15 +276,15 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv)
     except ModelError as exc:
         print(f"model error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_MODEL)
+        sys.exit(ExitCode.MODEL)
     except StorageError as exc:
         print(f"storage error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
+        sys.exit(ExitCode.ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
         print(f"error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
+        sys.exit(ExitCode.ERROR)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt
 from inkloop.cli.console import make_console as _console
 
 curate_app = typer.Typer(
@@ -29,8 +30,6 @@ DatasetOpt = Annotated[
     str,
     typer.Option("--dataset", envvar="INKLOOP_FO_DATASET", help="FiftyOne dataset name.", show_envvar=True),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 @contextlib.contextmanager
@@ -45,7 +44,7 @@ def _session(json_out: bool) -> Iterator[None]:
             yield
     except (CurationError, CurationSetupError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 def _store(dataset: str, create: bool = False) -> Any:
@@ -112,10 +111,10 @@ def import_results_cmd(
 
     if not (results / "results.jsonl").is_file():
         typer.echo(f"error: {results} has no results.jsonl (run `inkloop detect` first)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     if reviews is not None and not reviews.is_file():
         typer.echo(f"error: reviews file not found: {reviews}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     with _session(json_out):
         store = _store(dataset, create=True)
         total = None if reviewed_only else len(read_results(results))
@@ -292,7 +291,7 @@ def app_cmd(
         return
     if not exists:
         typer.echo(f"error: no dataset {dataset!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
     import signal
 
     def _stop(signum: int, frame: object) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_OK, EXIT_USAGE, EXIT_MODEL = 0, 2, 4
+from inkloop.cli.common import ExitCode, QuietOpt, fail
 
 
 def evaluate_command(
@@ -58,7 +58,7 @@ def evaluate_command(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Precision/recall/F1 at the operating threshold, mAP50 and mAP50-95, per-image errors, PR plot.
 
@@ -106,14 +106,12 @@ def evaluate_command(
             default_domain=default_domain,
         )
     except DatasetError as exc:
-        console.print(f"[red]dataset error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(console, "dataset error", exc, ExitCode.USAGE) from None
     except ModelError as exc:
-        console.print(f"[red]model error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     except re.error as exc:  # evaluate() compiles --group-by before any work
         console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     finally:
         if progress.live.is_started:
             progress.stop()
@@ -124,7 +122,7 @@ def evaluate_command(
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
     else:
         _print_report(console, d, out)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _track(model: Any, data: Any, split: str, report: Any, out: Path) -> None:

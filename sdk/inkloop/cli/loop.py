@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+from inkloop.cli.common import ExitCode, fail
 
 loop_app = typer.Typer(help="The improvement loop, replayed offline.", no_args_is_help=True)
 
@@ -30,16 +30,12 @@ loop_app = typer.Typer(help="The improvement loop, replayed offline.", no_args_i
 @contextlib.contextmanager
 def _run_errors(console: Any, usage: tuple[type[BaseException], ...]) -> Iterator[None]:
     """A replay's errors as exit codes: ``usage`` (bad inputs) → 2, ``RuntimeError`` → 1."""
-    from rich.markup import escape
-
     try:
         yield
     except usage as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(console, "error", exc, ExitCode.USAGE) from None
     except RuntimeError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
+        raise fail(console, "error", exc, ExitCode.ERROR) from None
 
 
 @loop_app.command("simulate")
@@ -123,8 +119,6 @@ def simulate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print simulation.json on stdout.")] = False,
 ) -> None:
     """Per round, mAP50 of a model improved with routing's review picks vs random picks (and every page)."""
-    from rich.markup import escape
-
     from inkloop.benchmarks.loop_simulation import SimulationConfig, simulate
     from inkloop.cli.console import make_console
     from inkloop.evaluation.evaluator import DatasetError
@@ -158,15 +152,14 @@ def simulate_command(
                 seeds=tuple(int(x) for x in seeds.split(",") if x.strip()),
             )
         except ValueError as exc:
-            console.print(f"[red]usage error:[/red] {escape(str(exc))}")
-            raise typer.Exit(EXIT_USAGE) from None
+            raise fail(console, "usage error", exc, ExitCode.USAGE) from None
         _replay(console, rconfig, workdir, out, markdown, json_out)
         return
     if data is None:
         console.print(
             "[red]usage error:[/red] give --stream and --test (from production) or --data (from scratch)"
         )
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     try:
         config = SimulationConfig(
             data=data,
@@ -184,8 +177,7 @@ def simulate_command(
             conf=conf,
         )
     except ValueError as exc:
-        console.print(f"[red]usage error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise fail(console, "usage error", exc, ExitCode.USAGE) from None
 
     status = console.status("loading the dataset")
 
@@ -210,9 +202,9 @@ def simulate_command(
     _track(config, report, workdir)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(ExitCode.OK)
     _print_table(console, report)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _replay(
@@ -284,7 +276,7 @@ def _replay(
     _track_replay(config, report, workdir)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=1))
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(ExitCode.OK)
     console.print(report.markdown())
     eff = report.summary().get("label_efficiency") or {}
     for key, rows in eff.items():
@@ -297,7 +289,7 @@ def _replay(
                 + ("never reached it" if reached is None else f"reached it after {reached}")
             )
     console.print(f"{report.seconds / 60:.1f} min; {workdir / REPORT}, plot {workdir / PLOT}")
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 def _track_replay(config: Any, report: Any, workdir: Path) -> None:

@@ -33,9 +33,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, fail, parse_settings
 from inkloop.cli.console import make_console as _console
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODEL, EXIT_GATE_REFUSED, EXIT_INCOMPLETE = 0, 1, 2, 4, 5, 6
 
 RegistryOpt = Annotated[
     str | None,
@@ -44,7 +43,6 @@ RegistryOpt = Annotated[
         help="Registry URL or folder (default: $INKLOOP_REGISTRY or ~/.local/share/inkloop/registry).",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 models_app = typer.Typer(
     name="models",
@@ -53,13 +51,6 @@ models_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _fail(console: Any, kind: str, exc: BaseException, code: int) -> typer.Exit:
-    from rich.markup import escape
-
-    console.print(f"[red]{kind}:[/red] {escape(str(exc))}")
-    return typer.Exit(code)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -73,18 +64,6 @@ def parse_duration(text: str | None) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != s:
         raise typer.BadParameter(f"cannot read {text!r} as a duration (e.g. 3600, 90m, 2h, 1h30m)")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 @contextlib.contextmanager
@@ -171,7 +150,7 @@ def train_command(
         bool, typer.Option("--resume", help="Continue the run in --run-dir from its last.pt.")
     ] = False,
     json_out: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a model on curated data in a child process, with progress, a time limit and resume."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -194,7 +173,7 @@ def train_command(
         raise typer.BadParameter(f"unknown recipe {recipe!r}; choose from {', '.join(sorted(RECIPES))}")
     if data is None and not resume:
         raise typer.BadParameter("--data is required (unless --resume)")
-    overrides = _parse_sets(sets or [])
+    overrides = parse_settings(sets or [])
     for key, value in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch), ("seed", seed)):
         if value is not None:
             overrides[key] = value
@@ -236,9 +215,9 @@ def train_command(
                 on_start=on_start,
             )
     except (DataLeakError, DatasetError, RetrainError, FileNotFoundError) as exc:
-        raise _fail(console, "cannot train", exc, EXIT_USAGE) from None
+        raise fail(console, "cannot train", exc, ExitCode.USAGE) from None
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     finally:
         if progress.live.is_started:
             progress.stop()
@@ -267,8 +246,8 @@ def train_command(
     if result.status == "failed":
         if json_out:
             console.print(f"[red]training failed:[/red] {result.message}")
-        raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_INCOMPLETE)
+        raise typer.Exit(ExitCode.ERROR)
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.INCOMPLETE)
 
 
 # ----------------------------------------------------------------------------------------- export
@@ -340,9 +319,9 @@ def export_command(
                 calibration_images=calibration_images,
             )
     except (DatasetError, ValueError) as exc:
-        raise _fail(console, "cannot export", exc, EXIT_USAGE) from None
+        raise fail(console, "cannot export", exc, ExitCode.USAGE) from None
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     summary = result.to_dict()
     if triton_repo is not None:
         from inkloop.models.resolve import resolve_model
@@ -352,7 +331,7 @@ def export_command(
             exported = resolve_model(str(result.out_dir / "model.onnx"))  # the version just registered
             folder = write_triton_repository(exported, triton_repo)
         except ModelError as exc:
-            raise _fail(console, "model error", exc, EXIT_MODEL) from None
+            raise fail(console, "model error", exc, ExitCode.MODEL) from None
         summary["triton_repo"] = str(folder)
     _emit(json_out, summary)
     if not json_out:
@@ -377,7 +356,7 @@ def export_command(
                 str(v.get("reason") or v.get("registry_version") or ""),
             )
         console.print(t)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 # ---------------------------------------------------------------------------------------- promote
@@ -440,9 +419,9 @@ def promote_command(
                 force=force,
             )
     except DatasetError as exc:
-        raise _fail(console, "dataset error", exc, EXIT_USAGE) from None
+        raise fail(console, "dataset error", exc, ExitCode.USAGE) from None
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     d = decision.to_dict()
     _emit(json_out, d)
     if not json_out:
@@ -464,7 +443,7 @@ def promote_command(
                 )
             rows["latency ratio"] = decision.latency.get("ratio")
             _table(console, "gate", rows)
-    raise typer.Exit(EXIT_OK if decision.promote else EXIT_GATE_REFUSED)
+    raise typer.Exit(ExitCode.OK if decision.promote else ExitCode.GATE_REFUSED)
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -496,7 +475,7 @@ def models_list(registry: RegistryOpt = None, json_out: JsonOpt = False) -> None
         reg = _registry(registry)
         out = {n: {"versions": reg.list_versions(n), "aliases": reg.aliases(n)} for n in reg.list_models()}
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     _emit(json_out, {"registry": reg.url, "models": out})
     if not json_out:
         from rich.table import Table
@@ -509,7 +488,7 @@ def models_list(registry: RegistryOpt = None, json_out: JsonOpt = False) -> None
                 n, ", ".join(info["versions"]), ", ".join(f"{a}→{v}" for a, v in info["aliases"].items())
             )
         console.print(t)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 @models_app.command("show")
@@ -543,7 +522,7 @@ def models_show(
             "gate": read_decision(reg, name, version),
         }
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     _emit(json_out, payload)
     if not json_out:
         variants = card.extra.get("variants") or {}
@@ -569,7 +548,7 @@ def models_show(
                 "sha256": card.sha256,
             },
         )
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 @models_app.command("rollback")
@@ -588,11 +567,11 @@ def models_rollback(
         before = reg.alias(name, alias)
         target = reg.rollback(name, alias)
     except ModelError as exc:
-        raise _fail(console, "model error", exc, EXIT_MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     _emit(json_out, {"name": name, "alias": alias, "from": before, "to": target})
     if not json_out:
         console.print(f"{name}@{alias}: {before} → {target}")
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)
 
 
 # ------------------------------------------------------------------------------------------ tune
@@ -665,7 +644,7 @@ def tune_command(
             console.print(f"best: trial {best['number']} = {best['value']:.4f} → {best['recipe_file']}")
         if summary.get("baseline"):
             console.print(f"baseline (untuned {recipe}, same budget): {summary['baseline']['value']:.4f}")
-    raise typer.Exit(EXIT_OK if summary["best"] else EXIT_INCOMPLETE)
+    raise typer.Exit(ExitCode.OK if summary["best"] else ExitCode.INCOMPLETE)
 
 
 def sync_runs_command(
@@ -680,7 +659,7 @@ def sync_runs_command(
         with _stdout_to_stderr(json_out):  # mlflow prints run links on stdout
             ids = sync_offline(run_dir)
     except (RuntimeError, FileNotFoundError) as exc:
-        raise _fail(console, "cannot sync", exc, EXIT_USAGE) from None
+        raise fail(console, "cannot sync", exc, ExitCode.USAGE) from None
     _emit(json_out, {"run_dir": str(run_dir), "synced_runs": ids})
     if not json_out:
         console.print(f"synced {len(ids)} run(s): {', '.join(ids)}")

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from inkloop.cli.common import ExitCode, JsonOpt
+
 review_app = typer.Typer(
     help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True
 )
@@ -31,7 +33,6 @@ TokenOpt = Annotated[
 ProjectOpt = Annotated[str, typer.Option("--project", help="Project title (created if missing).")]
 #: Reading commands never create a project: a missing one is an error naming it.
 ExistingProjectOpt = Annotated[str, typer.Option("--project", help="Project title (must exist).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
 def _client(url: str, token: str | None, project: str, class_names: list[str] | None = None) -> Any:
@@ -39,7 +40,7 @@ def _client(url: str, token: str | None, project: str, class_names: list[str] | 
 
     if not token:
         typer.echo("error: no API token: pass --token or set INKLOOP_LS_TOKEN", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     return LabelStudioReview(url, token, project_title=project, class_names=class_names or ["signature"])
 
 
@@ -85,7 +86,7 @@ def push(
         raise typer.BadParameter("delivery must be upload or local-files", param_hint="--delivery")
     if not (results / "results.jsonl").exists():
         typer.echo(f"error: {results} has no results.jsonl (run `inkloop detect` first)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     try:
         client = _client(url, token, project)
         with Progress(disable=json_out, transient=True) as prog:
@@ -103,7 +104,7 @@ def push(
             )
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     if summary["unscored"]:
         typer.echo(f"warning: {results} was detected without routing; run `inkloop detect --route`", err=True)
     _emit(summary, json_out)
@@ -127,7 +128,7 @@ def pull(
         summary = pull_to_file(_client(url, token, project), out, state)
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     _emit(summary, json_out)
 
 
@@ -145,7 +146,7 @@ def status(
         summary = _client(url, token, project).status()
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     _emit(summary, json_out)
 
 
@@ -229,7 +230,7 @@ def backend(
         config.check()
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     serve(config, host=host, port=port)
 
 
@@ -257,7 +258,7 @@ def connect_backend(
         )
     except ReviewServiceError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     _emit(
         {
             "project_id": pid,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-EXIT_USAGE, EXIT_MODEL = 2, 4
+from inkloop.cli.common import ExitCode
 
 
 def serve_command(
@@ -83,5 +83,5 @@ def demo_command(
         example_files(folder)
     except ValueError as exc:
         typer.echo(f"usage: --examples {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     launch(host, port, model, folder)

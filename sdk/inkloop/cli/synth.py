@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from inkloop.cli.common import ExitCode, QuietOpt, fail
 
 
 def _numbers(text: str, what: str, cast: Any) -> list[Any]:
@@ -56,7 +56,7 @@ def synth_command(
     dpi: Annotated[str, typer.Option(help="Render DPIs, one drawn per document.")] = "100,150,200",
     max_pages: Annotated[int, typer.Option(help="Most pages of a generated document.")] = 2,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Make born-digital documents signed with real crops, and a labelled YOLO dataset of their pages.
 
@@ -79,7 +79,7 @@ def synth_command(
         console.print(
             f"[red]error:[/red] --pages has {len(counts)} numbers for {len(names)} splits ({splits})"
         )
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     options = SynthOptions(
         crops=crops,
         out=out,
@@ -113,8 +113,7 @@ def synth_command(
             summary = synthesize(options, on_event)
         except SynthError as exc:
             progress.stop()
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(EXIT_USAGE) from None
+            raise fail(console, "error", exc, ExitCode.USAGE) from None
     if json_out:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
         return

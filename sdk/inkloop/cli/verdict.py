@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from inkloop.cli.common import ExitCode
 
 
 def verdict_label(name: str) -> str:
@@ -49,17 +49,17 @@ def verdict_command(
     console = make_console(json_out)
     if not (results / "results.jsonl").is_file():
         console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     if threshold is None:
         from inkloop.models.resolve import resolve_model
 
         threshold = resolve_model(None).card.conf_threshold
     if not (0.0 < threshold < 1.0) or band < 0:
         console.print("[red]usage:[/red] --threshold must be in (0, 1) and --band ≥ 0")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     if source_root is not None and not source_root.is_dir():
         console.print(f"[red]usage:[/red] --source-root {source_root} is not a folder")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     verdicts = derive_verdicts(
         results, VerdictConfig(threshold=threshold, band=band), source_root=source_root
     )
@@ -80,4 +80,4 @@ def verdict_command(
             why = f" ({v.reasons[0]})" if v.reasons else ""
             typer.echo(f"{v.verdict:<22} {v.source}{why}")  # one line per document, never wrapped
         print_verdict_counts(console, counts, path)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)

@@ -17,14 +17,3 @@ def from_normalized(nxyxy: BoxXYXY, width: float, height: float) -> BoxXYXY:
     """Scale a normalized box back to pixels of a page ``width``×``height``."""
     x0, y0, x1, y1 = nxyxy
     return (x0 * width, y0 * height, x1 * width, y1 * height)
-
-
-def clip(xyxy: BoxXYXY, width: float, height: float) -> BoxXYXY:
-    """Keep a box inside the page; models may predict slightly past the border."""
-    x0, y0, x1, y1 = xyxy
-    return (
-        min(max(x0, 0.0), width),
-        min(max(y0, 0.0), height),
-        min(max(x1, 0.0), width),
-        min(max(y1, 0.0), height),
-    )

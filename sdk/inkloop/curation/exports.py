@@ -18,12 +18,12 @@ from inkloop.curation.records import (
     SPLITS,
     CurationError,
     ProgressFn,
-    _clip,
     _now,
     _safe_stem,
     split_for_key,
 )
 from inkloop.evaluation.domains import UNKNOWN_DOMAIN, write_domains
+from inkloop.geometry import clip
 
 
 def _domain_counts(domains: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -224,7 +224,7 @@ class Exports:
                     domains[f"images/{split}/{image_name}"] = dom
                 lines = []
                 for lab, box in zip(labs or [], bxs or [], strict=True):
-                    x0, y0, x1, y1 = _clip(from_fiftyone(box, w, h), w, h)
+                    x0, y0, x1, y1 = clip(from_fiftyone(box, w, h), w, h)
                     if x1 - x0 <= 0 or y1 - y0 <= 0:
                         dropped += 1  # entirely outside the page
                         continue

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inkloop.types import BoxXYXY, Detection, PageResult
+from inkloop.types import Detection, PageResult
 
 if TYPE_CHECKING:
     from inkloop.review.labelstudio import ReviewedPage
@@ -142,11 +142,6 @@ def thumbnail_embedding(path: str | os.PathLike[str], size: int = THUMB_SIZE) ->
 
 def _safe_stem(page_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", page_key).strip("._") or "page"
-
-
-def _clip(xyxy: BoxXYXY, w: float, h: float) -> BoxXYXY:
-    x0, y0, x1, y1 = xyxy
-    return (min(max(x0, 0.0), w), min(max(y0, 0.0), h), min(max(x1, 0.0), w), min(max(y1, 0.0), h))
 
 
 def _now() -> str:

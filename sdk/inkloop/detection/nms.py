@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from inkloop.geometry import box_iou
+
 MAX_WH = 7680  # class offset, as in ultralytics
-
-
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    xx0 = np.maximum(box[0], boxes[:, 0])
-    yy0 = np.maximum(box[1], boxes[:, 1])
-    xx1 = np.minimum(box[2], boxes[:, 2])
-    yy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -31,7 +22,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         keep.append(i)
         if order.size == 1:
             break
-        ious = iou_one_to_many(boxes[i], boxes[order[1:]])
+        # the plain ratio in the boxes' own dtype, as ultralytics' (torchvision's) NMS
+        ious = box_iou(boxes[i], boxes[order[1:]], eps=0.0, dtype=boxes.dtype)[0]
         order = order[1:][ious <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 

@@ -1,19 +1,25 @@
-"""A file's identity: the SHA-256 of its bytes (a document's ``doc_id``, a model's checksum)."""
+"""A file's identity: the SHA-256 of its bytes (a document's ``doc_id``, a model's checksum, a
+dataset file's entry in the data version). Every file hash in inkloop is computed here, with
+:func:`hashlib.file_digest` (no hand-made read loop to get wrong)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from typing import IO
 
 from inkloop import storage
 
 
+def sha256_stream(f: IO[bytes]) -> str:
+    """The SHA-256 (hex) of a binary stream just opened for reading (a local file, a storage URL's)."""
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 (hex) of a local file's bytes."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return sha256_stream(f)
 
 
 def source_doc_id(source: str) -> str | None:
@@ -25,11 +31,8 @@ def source_doc_id(source: str) -> str | None:
     try:
         local = storage.local_path(source)
         if local is None:
-            h = hashlib.sha256()
             with storage.open_file(source, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            return h.hexdigest()
+                return sha256_stream(f)
         return sha256_file(local)
     except Exception:  # not found, not a file, storage error: no identity to record
         return None

@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from inkloop import storage
+from inkloop.datasets import DOMAINS_FILE
 from inkloop.documents.domain import DIGITAL, SCAN
 
-#: The file at a dataset root that records each image's domain.
-DOMAINS_FILE = "domains.json"
 DOMAINS_SCHEMA_VERSION = 1
 #: The domains inkloop knows (the rule for incoming pages: :mod:`inkloop.documents.domain`);
 #: others are accepted (a team may add ``photo``, ``fax``, …).
@@ -110,7 +110,5 @@ def write_domains(
         "images": {k.replace(os.sep, "/"): mapping[k] for k in sorted(mapping)},
     }
     path = Path(root) / DOMAINS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    storage.write_local_atomic(str(path), (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode())
     return path

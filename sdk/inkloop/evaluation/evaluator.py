@@ -29,21 +29,18 @@ from typing import Any
 import numpy as np
 
 from inkloop.convert.yolo import from_yolo
+from inkloop.datasets import DATA_YAML, DatasetError, is_image, list_images, read_data_yaml
 from inkloop.evaluation.domains import UNKNOWN_DOMAIN, DomainsError, domain_of
+from inkloop.geometry import box_iou
 
 #: The ten IoU thresholds of mAP50-95 (COCO), as ultralytics' ``DetectionValidator.iouv``.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 #: Score threshold for collecting predictions: ultralytics' ``val`` default, so low-score boxes
 #: still count towards the precision–recall curve.
 EVAL_CONF = 0.001
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"}
 _AP_X = np.linspace(0, 1, 101)
 _EPS = 1e-16
 _TRAPZ = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
-
-
-class DatasetError(ValueError):
-    """A dataset path or file that cannot be read as a YOLO dataset; the message names the path."""
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -77,13 +74,6 @@ class YoloDataset:
     def has_domains(self) -> bool:
         """Whether any image's domain is recorded (then reports score each domain on its own)."""
         return any(s.domain is not None for s in self.samples)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda p: p.as_posix(),
-    )
 
 
 def label_path_for(image: Path) -> Path:
@@ -150,7 +140,7 @@ def _images_from_entry(entry: str, root: Path, yaml_path: Path) -> list[Path]:
     p = Path(entry)
     p = p if p.is_absolute() else root / p
     if p.is_dir():
-        return _list_images(p)
+        return list_images(p)
     if p.is_file() and p.suffix == ".txt":  # a list of image paths, relative to the dataset root
         out: list[Path] = []
         for line in p.read_text().splitlines():
@@ -158,7 +148,7 @@ def _images_from_entry(entry: str, root: Path, yaml_path: Path) -> list[Path]:
                 q = Path(line.strip())
                 out.append(q if q.is_absolute() else (root / q))
         return out
-    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+    if p.is_file() and is_image(p):
         return [p]
     raise DatasetError(f"{yaml_path}: split path {p} does not exist")
 
@@ -193,32 +183,21 @@ def load_dataset(
     ``default_domain`` is the domain of images whose dataset records none (a read-only collection
     of scans beside generated pages: ``default_domain="scan"``).
     """
-    import yaml
-
     src = Path(data)
     names: list[str] | None = None
     if src.is_file():
-        try:
-            cfg = yaml.safe_load(src.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{src}: not a readable YAML file ({exc})") from exc
-        if not isinstance(cfg, dict):
-            raise DatasetError(f"{src}: expected a YOLO data.yaml mapping")
-        root = (src.parent / str(cfg.get("path") or ".")).resolve()
+        cfg, root = read_data_yaml(src)
         images = [im for e in _split_entries(cfg, split, src) for im in _images_from_entry(e, root, src)]
         names = _names(cfg)
     elif src.is_dir():
-        if (src / "data.yaml").is_file():
-            return load_dataset(src / "data.yaml", split, default_domain)
+        if (src / DATA_YAML).is_file():
+            return load_dataset(src / DATA_YAML, split, default_domain)
         if (src / "images" / split).is_dir():
-            images = _list_images(src / "images" / split)
+            images = list_images(src / "images" / split)
         elif (src / "images").is_dir():
             raise DatasetError(f"{src}: no images/{split} folder and no data.yaml")
         else:
-            images = sorted(
-                (p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                key=lambda p: p.name,
-            )
+            images = list_images(src, recursive=False)
     else:
         raise DatasetError(f"dataset not found: {src}")
     if not images:
@@ -242,19 +221,6 @@ def load_dataset(
 
 
 # ------------------------------------------------------------------------------------------ metrics
-
-
-def box_iou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Pairwise IoU ``(len(a), len(b))`` of xyxy boxes; ``eps`` in the denominator as ultralytics."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + eps)
 
 
 def match_predictions(

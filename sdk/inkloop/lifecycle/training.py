@@ -20,14 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inkloop.datasets import DATA_YAML, dataset_manifest, read_data_yaml
 from inkloop.documents.hashing import sha256_file
-from inkloop.evaluation.domains import DOMAINS_FILE
-from inkloop.evaluation.evaluator import IMAGE_SUFFIXES
 
 log = logging.getLogger("inkloop.lifecycle.training")  # by name: also when run as __main__
-
-# IMAGE_SUFFIXES is the evaluator's: the data version must cover every image the evaluator scores
-# (a second, shorter list let a .dng page change the scores without changing the data version).
 
 
 @dataclass(frozen=True)
@@ -184,37 +180,6 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
 
 
-def dataset_files(root: Path) -> list[Path]:
-    """Images, YOLO label files and the domain record (``domains.json``) under a dataset root,
-    sorted (label caches excluded). The domain record counts: moving a page from ``scan`` to
-    ``digital`` changes what every per-domain number means, so it makes a new data version."""
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ".txt" or p.name == DOMAINS_FILE)
-    ]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def dataset_manifest(
-    root: str | os.PathLike[str], external_roots: Iterable[str | os.PathLike[str]] = ()
-) -> dict[str, Any]:
-    """Hash every image and label file; the manifest's own hash is the data version.
-
-    ``external_roots``: other dataset roots a combined data.yaml reads images from (scans from one
-    dataset, generated pages from another); their files count too, under ``@<n>:<folder name>/``
-    (content, not where the copy sits, decides the version).
-    """
-    base = Path(root)
-    entries = {p.relative_to(base).as_posix(): sha256_file(p) for p in dataset_files(base)}
-    for i, ext in enumerate(sorted({Path(r).resolve() for r in external_roots}, key=lambda p: p.name)):
-        prefix = f"@{i}:{ext.name}/"
-        entries.update({prefix + p.relative_to(ext).as_posix(): sha256_file(p) for p in dataset_files(ext)})
-    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-    return {"data_version": f"sha256:{digest}", "files": entries}
-
-
 def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
     """Write a data.yaml with an absolute ``path`` so ultralytics never guesses the dataset root.
 
@@ -223,13 +188,11 @@ def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
     import yaml
 
     src = Path(data)
-    if src.is_dir():
-        yml = src / "data.yaml"
-        cfg: dict[str, Any] = yaml.safe_load(yml.read_text()) if yml.exists() else {}
+    if src.is_dir() and not (src / DATA_YAML).is_file():
+        cfg: dict[str, Any] = {}
         root = src
-    elif src.is_file():
-        cfg = yaml.safe_load(src.read_text())
-        root = (src.parent / cfg.get("path", ".")).resolve()
+    elif src.exists():  # the evaluator's rule (inkloop.datasets), so both read the same root
+        cfg, root = read_data_yaml(src / DATA_YAML if src.is_dir() else src)
     else:
         raise FileNotFoundError(f"dataset not found: {src}")
     cfg.setdefault("train", "images/train")
@@ -613,10 +576,19 @@ def _stop_between_saves(model: Any) -> None:
     model.add_callback("on_pretrain_routine_start", wrap_save)
 
 
-def _parse_value(text: str) -> Any:
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items → ``{KEY: value}``, each value read as YAML (``0.01`` a float,
+    ``false`` a bool, ``[1, 2]`` a list): the one reading of ``--set``, for ``inkloop train`` and
+    this module's own command line. Raises :class:`ValueError` naming an item that is not one."""
     import yaml
 
-    return yaml.safe_load(text)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def _main(argv: Iterable[str] | None = None) -> None:
@@ -643,12 +615,10 @@ def _main(argv: Iterable[str] | None = None) -> None:
     recipe: Recipe | str = a.recipe
     if a.recipe_file:
         recipe = recipe_from_record(json.loads(Path(a.recipe_file).read_text()))
-    overrides: dict[str, Any] = {}
-    for item in a.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = _parse_value(value)
+    try:
+        overrides = parse_overrides(a.set)
+    except ValueError as exc:
+        p.error(str(exc))
     if a.model:
         overrides["model"] = a.model
     run_dir = train(

@@ -40,6 +40,7 @@ import numpy as np
 from inkloop import privacy
 from inkloop.detection.detector import Detector, Prepared
 from inkloop.documents.hashing import sha256_file
+from inkloop.geometry import box_iou, match_boxes
 from inkloop.models.references import ModelCard, ModelRef
 from inkloop.types import Detection
 
@@ -161,27 +162,11 @@ def onnx_detector(path: Path, card: ModelCard, conf: float, ref: str | None = No
 # ---------------------------------------------------------------------------------- comparisons
 
 
-def _match_boxes(a: np.ndarray, b: np.ndarray, match_iou: float) -> list[float]:
-    """Greedy one-to-one pairing by IoU (highest first); the IoU of each pair ≥ ``match_iou``."""
-    from inkloop.evaluation.evaluator import box_iou
-
-    if not len(a) or not len(b):
-        return []
+def _matched_ious(a: np.ndarray, b: np.ndarray, match_iou: float) -> list[float]:
+    """The IoU of each one-to-one pair (highest IoU first), each ≥ ``match_iou``."""
     iou = box_iou(a, b)
-    pairs = np.argwhere(iou >= match_iou)
-    if not len(pairs):
-        return []
-    pairs = pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")]
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    out: list[float] = []
-    for i, j in pairs:
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(int(i))
-        used_b.add(int(j))
-        out.append(float(iou[i, j]))
-    return out
+    pairs, _, _ = match_boxes(iou, match_iou)
+    return [float(iou[i, j]) for i, j in pairs]
 
 
 def compare_predictions(
@@ -202,7 +187,7 @@ def compare_predictions(
         n_var += int(keep_v.sum())
         same_count += int(keep_r.sum() == keep_v.sum())
         for c in np.union1d(r.classes[keep_r], v.classes[keep_v]):
-            ious += _match_boxes(
+            ious += _matched_ious(
                 r.boxes[keep_r][r.classes[keep_r] == c], v.boxes[keep_v][v.classes[keep_v] == c], match_iou
             )
     pages = len(ref)

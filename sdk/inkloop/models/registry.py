@@ -51,7 +51,7 @@ from typing import IO, Any
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from inkloop.documents.hashing import sha256_file
+from inkloop.documents.hashing import sha256_file, sha256_stream
 from inkloop.models.references import ModelCard, ModelError, ModelRef
 from inkloop.storage import fsync_dir as _fsync_dir
 from inkloop.storage import url_to_fs
@@ -177,13 +177,6 @@ def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
     for chunk in iter(lambda: src.read(_CHUNK), b""):
         h.update(chunk)
         dst.write(chunk)
-    return h.hexdigest()
-
-
-def _hash_stream(src: IO[bytes]) -> str:
-    h = hashlib.sha256()
-    for chunk in iter(lambda: src.read(_CHUNK), b""):
-        h.update(chunk)
     return h.hexdigest()
 
 
@@ -643,7 +636,7 @@ class Registry(RegistryRules):
             path = f"{self._version_dir(name, version)}/{fname}"
             try:
                 with self.fs.open(path, "rb") as f:
-                    actual = _hash_stream(f)
+                    actual = sha256_stream(f)
             except FileNotFoundError as exc:
                 raise ModelError(f"{self._display(path)}: missing from registered version") from exc
             if actual != expected[fname]:

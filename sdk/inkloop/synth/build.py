@@ -34,9 +34,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inkloop.convert.normalized import clip
 from inkloop.convert.pdf import points_to_pixels
 from inkloop.convert.yolo import format_line, to_yolo
+from inkloop.geometry import clip
 from inkloop.synth.compose import Slot, make_document, template_slots
 from inkloop.synth.crops import Crop, CropsError, load_crops
 
@@ -140,8 +140,8 @@ def synthesize(options: SynthOptions, progress: ProgressFn | None = None) -> dic
     import yaml
 
     import inkloop
+    from inkloop.datasets import dataset_manifest
     from inkloop.evaluation.domains import DIGITAL, write_domains
-    from inkloop.lifecycle.training import dataset_manifest
 
     started = time.perf_counter()
     unknown = [s for s in options.pages if s not in SPLITS]

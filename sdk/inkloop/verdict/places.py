@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from inkloop.geometry import clip
 from inkloop.verdict._base import BoxXYXY
 from inkloop.verdict.digital import check_digital_signatures
 from inkloop.verdict.record import DigitalSignature, PageEvidence, SignaturePlace, VendorMark
@@ -64,10 +65,6 @@ def _rot(rect: Any, page: Any) -> BoxXYXY:
 
 def _union(a: BoxXYXY, b: BoxXYXY) -> BoxXYXY:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-
-
-def _clip(b: BoxXYXY, w: float, h: float) -> BoxXYXY:
-    return (max(0.0, b[0]), max(0.0, b[1]), min(w, b[2]), min(h, b[3]))
 
 
 @dataclass(slots=True)
@@ -239,7 +236,7 @@ def _label_places(
                     kind="label",
                     page=index,
                     box=box,
-                    zone=_clip(zone, pw, ph),
+                    zone=clip(zone, pw, ph),
                     text=bare[:80],
                     language=lg,
                     rule=rule_kind,  # type: ignore[arg-type]

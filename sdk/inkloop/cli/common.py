@@ -1,0 +1,60 @@
+"""What every command shares: the exit codes scripts rely on, the common options, failing with a message.
+
+Why one module: each command group lived in its own module with its own copy of the exit-code
+numbers (``EXIT_USAGE = 2`` six times) and of ``--json``/``--quiet``; a new command had to know
+which copy was right. The numbers are part of the command line's contract (Airflow tasks, CI
+scripts and shell loops branch on them), so they are one :class:`ExitCode`, and never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import IntEnum
+from typing import Annotated, Any
+
+import typer
+
+
+class ExitCode(IntEnum):
+    """The process exit status of every ``inkloop`` command (stable: scripts rely on them)."""
+
+    #: Done: every input processed, trained to the end, exported, promoted, listed…
+    OK = 0
+    #: Unexpected error, storage that cannot be read or written, a training process that failed.
+    ERROR = 1
+    #: A bad option or argument, or an input that cannot be used (the message names it).
+    USAGE = 2
+    #: ``inkloop detect``: finished, but some inputs were quarantined (see ``quarantine.jsonl``).
+    QUARANTINED = 3
+    #: A model that is missing, corrupt (checksum mismatch) or cannot be loaded.
+    MODEL = 4
+    #: ``promote``: the gate refused the candidate; production is unchanged.
+    GATE_REFUSED = 5
+    #: ``inkloop train``/``tune``: stopped before the end (time limit, cancelled); resumable.
+    INCOMPLETE = 6
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def fail(console: Any, kind: str, exc: BaseException, code: ExitCode) -> typer.Exit:
+    """Print ``kind: message`` (markup in the message shown as text) and return the exit to raise."""
+    from rich.markup import escape
+
+    console.print(f"[red]{kind}:[/red] {escape(str(exc))}")
+    return typer.Exit(code)
+
+
+def parse_settings(items: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options → ``{KEY: value}`` (values read as YAML), or a usage error.
+
+    The reading itself is :func:`inkloop.lifecycle.training.parse_overrides`, the one the training
+    process applies to the same settings.
+    """
+    from inkloop.lifecycle.training import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
