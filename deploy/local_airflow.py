@@ -53,7 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inkloop.devservers.ports import port_is_free
+import psutil
+
+from inkloop.net import port_is_free
+from inkloop.processes import pid_alive
+from inkloop.retry import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -237,37 +241,23 @@ class Deployment:
 # -- process helpers --------------------------------------------------------------------------
 def _environ(pid: int) -> dict[str, str]:
     try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
+        return dict(psutil.Process(pid).environ())
+    except psutil.Error:  # gone, a zombie, or not ours to read
         return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        k, _, v = item.partition(b"=")
-        out[k.decode(errors="replace")] = v.decode(errors="replace")
-    return out
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat from field 3 (state) on: the command name before it may hold spaces."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def _start_time(pid: int) -> str | None:
-    """When ``pid`` started (clock ticks since boot, field 22): with the PID, it names one process."""
-    stat = _stat(pid)
-    return None if stat is None else stat[19]
+    """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22, as pid files
+    written before psutil read it): with the PID, it names one process."""
+    try:
+        started = psutil.Process(pid).create_time()  # boot time + ticks / CLK_TCK
+    except psutil.Error:
+        return None
+    return str(round((started - psutil.boot_time()) * os.sysconf("SC_CLK_TCK")))
 
 
 def _write_pid(dep: Deployment, name: str, pid: int) -> None:
     (dep.pids / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}\n")
-
-
-def _alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
 
 
 def _belongs_to(pid: int, state: Path) -> bool:
@@ -277,57 +267,40 @@ def _belongs_to(pid: int, state: Path) -> bool:
     directory in the state folder; Redis rewrites its environment block for its process title,
     so the working directory decides for it.
     """
-    if not _alive(pid):
+    if not pid_alive(pid):
         return False
     if _environ(pid).get(MARKER) == str(state):
         return True
     try:
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
+        cwd = Path(psutil.Process(pid).cwd())
+    except psutil.Error:
         return False
     return cwd == state or state in cwd.parents
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(d.name))
-    return kids
-
-
 def _descendants(pid: int) -> list[int]:
-    kids, out, todo = _children(), [], [pid]
-    while todo:
-        for k in kids.get(todo.pop(), []):
-            out.append(k)
-            todo.append(k)
-    return out
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of one process (0 when gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 def _wait(what: str, check: Any, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.5)
+            return bool(check())
+        return False
+
+    if wait_until(ready, timeout):
+        return
     tail = ""
     if log is not None and log.exists():
         tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -382,15 +355,19 @@ def _stop_many(dep: Deployment, names: list[str], timeout: float = STOP_TIMEOUT)
             os.killpg(pid, signal.SIGTERM)
         if name in STOP_GRACE:
             grace.update(dict.fromkeys(tree, t0 + STOP_GRACE[name]))
-    deadline = t0 + timeout
-    while time.monotonic() < deadline and any(_belongs_to(p, dep.state) for p in group):
-        for p, due in list(grace.items()):
+
+    def stopped_all() -> bool:
+        if not any(_belongs_to(p, dep.state) for p in group):
+            return True
+        for p, due in list(grace.items()):  # SIGKILL, sooner than the timeout, what STOP_GRACE names
             if time.monotonic() >= due:
                 del grace[p]
                 if _belongs_to(p, dep.state):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(p, signal.SIGKILL)
-        time.sleep(0.2)
+        return False
+
+    wait_until(stopped_all, t0 + timeout - time.monotonic(), interval=0.2)
     for p in group:
         if _belongs_to(p, dep.state):
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -408,13 +385,7 @@ def strays(dep: Deployment) -> list[int]:
         pid = dep.pid_of(f.stem)
         if pid is not None:
             known |= {pid, *_descendants(pid)}
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) in known:
-            continue
-        if _environ(int(d.name)).get(MARKER) == str(dep.state):
-            out.append(int(d.name))
-    return out
+    return [p for p in psutil.pids() if p not in known and _environ(p).get(MARKER) == str(dep.state)]
 
 
 def _stop_strays(dep: Deployment, timeout: float = 10.0) -> bool:
@@ -424,9 +395,7 @@ def _stop_strays(dep: Deployment, timeout: float = 10.0) -> bool:
             if _belongs_to(p, dep.state):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(p, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_belongs_to(p, dep.state) for p in found):
-            time.sleep(0.2)
+        wait_until(lambda: not any(_belongs_to(p, dep.state) for p in found), timeout, interval=0.2)
     return bool(found)
 
 

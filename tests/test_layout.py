@@ -26,9 +26,9 @@ PACKAGE = SDK / "inkloop"
 #: Stages in import order: a module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
     # "" is the package itself (``inkloop/__init__.py``); storage: local folders and URLs alike
-    # geometry: box IoU, matching, clipping
-    {"types", "convert", "privacy", "processes", "storage", "geometry", ""},
-    {"documents", "datasets"},  # datasets: YOLO data.yaml, image suffixes, the data version
+    # retry: waiting and backing off; net: free ports and the one HTTP client
+    {"types", "convert", "privacy", "processes", "retry", "net", "storage", ""},
+    {"documents"},
     {"models"},
     {"detection"},
     {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict

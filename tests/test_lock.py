@@ -128,7 +128,7 @@ def test_label_studio_server_version_is_the_locked_one() -> None:
 
 def test_triton_server_pins_match_its_in_file() -> None:
     """``inkloop serve`` installs :data:`PINS` where there is no lock: the same as triton.in."""
-    from inkloop.devservers.triton.venv import PINS
+    from inkloop.serving.triton_venv import PINS
 
     assert sorted(map(str, in_file_requirements(REQS / "triton.in"))) == sorted(
         str(Requirement(p)) for p in PINS

@@ -7,9 +7,11 @@ import logging
 import subprocess
 import sys
 
+import psutil
 import pytest
 
-from inkloop.processes import group_alive, pid_alive, stop_group
+from inkloop.processes import group_alive, group_members, pid_alive, stop_group
+from inkloop.retry import wait_until
 
 # A leader that stops on SIGTERM, and a child of it that ignores SIGTERM (as a Triton Python backend
 # stub once did: it outlived its stopped server by hours).
@@ -64,15 +66,27 @@ def test_stopping_a_group_that_is_gone_says_so() -> None:
     assert not stop_group(p.pid, p, timeout=1)
 
 
-def test_without_proc_a_group_is_alive_while_it_exists(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """macOS has no /proc: the SDK's stops (a training run's) still work, by signal 0."""
-    import inkloop.processes as processes
+def test_a_group_is_its_leader_and_every_child_the_leader_started() -> None:
+    p, line = _start(STRAGGLER)
+    try:
+        assert sorted(group_members(p.pid)) == sorted([p.pid, int(line)])
+        assert group_alive(p.pid)
+    finally:
+        stop_group(p.pid, p, timeout=10, grace=1)
+    # the child, killed, may stay a zombie where init does not reap it: a member, but gone
+    assert not group_alive(p.pid) and not any(pid_alive(m) for m in group_members(p.pid))
 
-    p, _ = _start(STUBBORN)
-    monkeypatch.setattr(processes, "PROC", tmp_path / "no-proc")
-    assert group_alive(p.pid) and pid_alive(p.pid) and processes.group_members(p.pid) == []
-    assert stop_group(p.pid, p, timeout=0.5, grace=1)
-    assert p.returncode == -9 and not group_alive(p.pid)
+
+def test_a_zombie_counts_as_gone_but_stays_a_member_until_reaped() -> None:
+    """A zombie has exited; an init that never reaps must not make every stop wait its timeout."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        assert wait_until(lambda: psutil.Process(p.pid).status() == psutil.STATUS_ZOMBIE, 30)
+        assert not pid_alive(p.pid) and not group_alive(p.pid)
+        assert group_members(p.pid) == [p.pid]
+    finally:
+        p.wait(5)
+    assert not pid_alive(p.pid) and group_members(p.pid) == []
 
 
 def test_a_pid_that_leads_no_group_is_stopped_alone() -> None:

@@ -7,6 +7,9 @@ stub running for hours after its server had stopped gracefully (parent gone, a d
 SIGTERM ignored). So a stop waits for the leader, then gives the rest of the group a moment and
 kills what is left. Zombies count as gone: they have exited and only wait for a parent (an init
 that never reaps would otherwise make every stop wait out its timeout).
+
+Process states come from psutil (Linux and macOS alike; no ``/proc`` parsing of our own), the
+waits from :func:`inkloop.retry.wait_until`.
 """
 
 from __future__ import annotations
@@ -16,71 +19,41 @@ import logging
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+import psutil
 
-#: Where process states are read (Linux); elsewhere the checks fall back to signal 0.
-PROC = Path("/proc")
+from inkloop.retry import wait_until
+
+logger = logging.getLogger(__name__)
 
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie has exited already; it only waits for its parent)."""
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists; someone else's
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:  # gone meanwhile (ProcessLookupError), or not ours to ask about
+        return None
 
 
 def group_members(pgid: int) -> list[int]:
-    """PIDs in process group ``pgid`` (the server and any helper it spawned), zombies included;
-    read from ``/proc`` (empty where there is none: see :func:`group_alive`)."""
-    pids: list[int] = []
-    if not PROC.is_dir():
-        return pids
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
+    """PIDs in process group ``pgid`` (the server and any helper it spawned), zombies included."""
+    return [pid for pid in psutil.pids() if _pgid(pid) == pgid]
 
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (zombies, which only wait for a parent that
-    may never reap them, do not count). Without ``/proc`` (macOS), whether the group exists."""
-    if PROC.is_dir():
-        return any(pid_alive(pid) for pid in group_members(pgid))
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait(done: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    may never reap them, do not count)."""
+    return any(pid_alive(pid) for pid in group_members(pgid))
 
 
 def stop_group(
@@ -117,15 +90,15 @@ def stop_group(
     def leader_ended() -> bool:  # the leader we started; else (a pid file's server) all of it
         return process.poll() is not None if process is not None else gone()
 
-    if not _wait(leader_ended, timeout):
+    if not wait_until(leader_ended, timeout, interval=0.1):
         logger.warning("%s %d ignored SIGTERM for %g s; killing it", what, pid, timeout)
         with contextlib.suppress(ProcessLookupError):
             send(pid, signal.SIGKILL)
     if process is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
-    if not _wait(gone, grace):
+    if not wait_until(gone, grace, interval=0.1):
         with contextlib.suppress(ProcessLookupError):
             send(pid, signal.SIGKILL)
-        _wait(gone, grace)
+        wait_until(gone, grace, interval=0.1)
     return True

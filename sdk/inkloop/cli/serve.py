@@ -43,7 +43,7 @@ def serve_command(
         folder = write_triton_repository(ref, write_repo, max_batch_size)
         typer.echo(f"wrote {folder} (config.pbtxt, 1/model.onnx, card.json)")
         return
-    from inkloop.devservers.triton.server import TritonServer, run_foreground
+    from inkloop.serving.launcher import TritonServer, run_foreground
 
     server = TritonServer(
         ref,

@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 
 from inkloop.detection.sessions import Arg, Meta, SessionLike
 from inkloop.models.references import ModelCard, ModelError, ModelRef
+from inkloop.retry import Backoff, retry
 
 #: What :meth:`TritonSession.get_providers` reports (not a CPU backend: batches go to the server).
 PROVIDER = "Triton"
@@ -170,22 +170,35 @@ class TritonSession(SessionLike):
         return [result.as_numpy(o.name) for o in self._outputs]
 
     def _call(self, fn: Any, what: str) -> Any:
-        """``fn(client)`` with retries and doubling backoff; a model error (missing model, bad
-        input) is not retried; the last failure becomes :class:`InferenceUnavailable`."""
-        delay, last = self.retry.backoff, ""
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                return fn(self._client())
-            except Exception as exc:
-                msg = str(exc) or exc.__class__.__name__
-                if _not_retryable(msg):
-                    raise ModelError(f"{self.ref.server}/{self.ref.model}: {what} failed: {msg}") from exc
-                last = f"{what} failed after {attempt} attempt(s): {exc.__class__.__name__}: {msg}"
-                self._local.client = None  # a broken connection is not reused
-                if attempt < self.retry.attempts:
-                    time.sleep(delay)
-                    delay *= 2
+        """``fn(client)`` with retries and doubling backoff (:func:`inkloop.retry.retry`); a model
+        error (missing model, bad input) is not retried; the last failure becomes
+        :class:`InferenceUnavailable`."""
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return fn(self._client())
+
+        def drop_client(_attempt: int, _exc: Exception, _pause: float) -> None:
+            self._local.client = None  # a broken connection is not reused
+
+        backoff = Backoff(attempts=self.retry.attempts, first=self.retry.backoff, cap=float("inf"))
+        try:
+            return retry(
+                once, backoff, retryable=lambda exc: not _not_retryable(_message(exc)), on_retry=drop_client
+            )
+        except Exception as exc:
+            msg = _message(exc)
+            if _not_retryable(msg):
+                raise ModelError(f"{self.ref.server}/{self.ref.model}: {what} failed: {msg}") from exc
+            self._local.client = None
+            last = f"{what} failed after {attempts} attempt(s): {exc.__class__.__name__}: {msg}"
         raise InferenceUnavailable(self.ref.server, last)
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) or exc.__class__.__name__
 
 
 def _not_retryable(msg: str) -> bool:

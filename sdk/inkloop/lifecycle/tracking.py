@@ -23,10 +23,11 @@ import logging
 import math
 import os
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from inkloop.net import answers
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ def server_reachable(uri: str, timeout: float = 3.0) -> bool:
     """True for non-HTTP stores; for a server, whether ``/health`` answers within ``timeout``."""
     if not uri.startswith(("http://", "https://")):
         return True
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    return answers(f"{uri.rstrip('/')}/health", timeout=timeout)
 
 
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The Triton server process behind ``inkloop serve`` (runs in the Triton venv, numpy < 2).
 
-Started by :mod:`inkloop.devservers.triton` with ``python -m inkloop.serving.triton_server``;
+Started by :mod:`inkloop.serving.launcher` with ``python -m inkloop.serving.triton_server``;
 imports only what that venv has (numpy, onnxruntime, OpenCV, pymupdf, Pillow, PyTriton) and
 inkloop's own preprocessing, decoding and document opening, so the server answers exactly what the
 in-process pipeline computes. Two models, with dynamic batching:

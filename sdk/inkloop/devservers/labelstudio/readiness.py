@@ -8,13 +8,12 @@ as ``Bearer``, a legacy token as ``Token``.
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import READY_TIMEOUT, ServerNotReadyError, TokenRejectedError
+from inkloop.net import http_request
+from inkloop.retry import wait_until
 from inkloop.review.auth import WHOAMI_PATH as WHOAMI
 from inkloop.review.auth import LabelStudioAuth, LabelStudioHTTPError
 
@@ -24,16 +23,6 @@ def _redact(text: str, secrets: Sequence[str | None]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def _http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url`` without credentials; (status, body). Raises OSError (URLError) when nothing answers."""
-    request = urllib.request.Request(url)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read() if exc.fp else b""
 
 
 def _log_tail(log_file: Path | None, secrets: Sequence[str | None], lines: int = 30) -> str:
@@ -62,28 +51,33 @@ def wait_ready(
     No message ever contains the token, nor a raw urllib error that might echo request headers.
     """
     base = url.rstrip("/")
-    deadline = time.monotonic() + timeout
     last_problem = "no answer yet"
-    while True:
-        if process is not None and process.poll() is not None:
+
+    def up() -> bool:
+        nonlocal last_problem
+        try:
+            answer = http_request(f"{base}/health/", timeout=min(5.0, max(timeout, 0.1)))
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last_problem = f"{type(exc).__name__}: {_redact(str(reason), [token])}"
+            return False
+        if answer.status == 200 and b"UP" in answer.body:
+            return True
+        last_problem = f"/health/ answered HTTP {answer.status}"
+        return False
+
+    def exited() -> bool:
+        return process is not None and process.poll() is not None
+
+    if not wait_until(up, timeout, interval=interval, give_up=exited):
+        if exited():
+            assert process is not None
             tail = _log_tail(log_file, [token])
             raise ServerNotReadyError(
                 f"Label Studio exited with code {process.returncode} before {base} was ready"
                 + (f"; last lines of {log_file}:\n{tail}" if tail else "")
             )
-        try:
-            status, body = _http_get(f"{base}/health/", timeout=min(5.0, max(timeout, 0.1)))
-            if status == 200 and b"UP" in body:
-                break
-            last_problem = f"/health/ answered HTTP {status}"
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            last_problem = f"{type(exc).__name__}: {_redact(str(reason), [token])}"
-        if time.monotonic() >= deadline:
-            raise ServerNotReadyError(
-                f"Label Studio at {base} not ready after {timeout:.0f} s ({last_problem})"
-            )
-        time.sleep(interval)
+        raise ServerNotReadyError(f"Label Studio at {base} not ready after {timeout:.0f} s ({last_problem})")
     if token is not None:
         check_token(base, token)
 

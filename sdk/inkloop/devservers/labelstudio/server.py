@@ -52,7 +52,7 @@ from inkloop.devservers.labelstudio.template import (
 )
 from inkloop.devservers.labelstudio.tokens import ensure_token, read_token
 from inkloop.devservers.labelstudio.venv import ensure_venv
-from inkloop.devservers.ports import free_port, port_is_free
+from inkloop.net import free_port, port_is_free
 from inkloop.processes import pid_alive, stop_group
 
 

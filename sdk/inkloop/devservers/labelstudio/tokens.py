@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
-import json
 import os
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from inkloop.devservers.labelstudio.settings import (
     TOKEN_FILE_NAME,
     LabelStudioServerError,
     TokenRejectedError,
 )
+from inkloop.net import Answer, http_request
 from inkloop.review.auth import is_personal_access_token, server_detail
 
 
@@ -75,40 +75,34 @@ def mint_personal_access_token(url: str, username: str, password: str, *, timeou
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     login = f"{base}/user/login/"
+
+    def send(target: str, **kwargs: Any) -> Answer:
+        answer = http_request(target, opener=opener, timeout=timeout, **kwargs)
+        if answer.status == 409:
+            raise LabelStudioServerError(
+                f"Label Studio at {base}: {username} already has a Personal Access Token that inkloop "
+                f"did not keep ({server_detail(answer.body)}). Revoke it in Label Studio (Account & "
+                "Settings → Personal Access Token) and start again, or start on a fresh data dir."
+            )
+        if answer.status >= 400:
+            raise LabelStudioServerError(
+                f"Label Studio at {base}: creating the admin's Personal Access Token failed: "
+                f"HTTP {answer.status}: {server_detail(answer.body)}"
+            )
+        return answer
+
     try:
-        with opener.open(login, timeout=timeout) as page:
-            page.read()
+        send(login)
         form = {"csrfmiddlewaretoken": _csrf(jar), "email": username, "password": password}
-        request = urllib.request.Request(
-            login, data=urllib.parse.urlencode(form).encode(), headers={"Referer": login}
-        )
-        with opener.open(request, timeout=timeout) as answer:
-            answer.read()
+        answer = send(login, data=urllib.parse.urlencode(form).encode(), headers={"Referer": login})
         if answer.url.rstrip("/").endswith("/user/login"):  # the form again: no redirect, no login
             raise TokenRejectedError(
                 f"Label Studio at {base} refused the admin login of {username}; was its data dir "
                 "initialised with other credentials? Use a fresh data dir or the matching password."
             )
-        create = urllib.request.Request(
-            f"{base}/api/token/",
-            data=b"{}",
-            method="POST",
-            headers={"Content-Type": "application/json", "X-CSRFToken": _csrf(jar), "Referer": f"{base}/"},
-        )
-        with opener.open(create, timeout=timeout) as answer:
-            token = json.loads(answer.read()).get("token", "")
-    except urllib.error.HTTPError as exc:
-        detail = server_detail(exc.read() if exc.fp else b"")
-        if exc.code == 409:
-            raise LabelStudioServerError(
-                f"Label Studio at {base}: {username} already has a Personal Access Token that inkloop "
-                f"did not keep ({detail}). Revoke it in Label Studio (Account & Settings → Personal Access "
-                "Token) and start again, or start on a fresh data dir."
-            ) from None
-        raise LabelStudioServerError(
-            f"Label Studio at {base}: creating the admin's Personal Access Token failed: "
-            f"HTTP {exc.code}: {detail}"
-        ) from None
+        headers = {"Content-Type": "application/json", "X-CSRFToken": _csrf(jar), "Referer": f"{base}/"}
+        created = send(f"{base}/api/token/", method="POST", data=b"{}", headers=headers)
+        token = (created.json() or {}).get("token", "")
     except (OSError, ValueError) as exc:
         raise LabelStudioServerError(
             f"Label Studio at {base}: creating the admin's Personal Access Token failed: {type(exc).__name__}"

@@ -1,5 +1,5 @@
 """Label Studio's own venv (it pins Django and friends): created beside the checkout and synced
-from ``requirements/labelstudio.lock`` (:mod:`inkloop.devservers.venvs`); a pip-installed inkloop
+from ``requirements/labelstudio.lock`` (:mod:`inkloop.serving.venvs`); a pip-installed inkloop
 has no lock and installs ``label-studio==LABEL_STUDIO_VERSION``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import LABEL_STUDIO_VERSION, SetupError, default_venv
-from inkloop.devservers.venvs import lock_file, python_output, sync_venv, venv_python
+from inkloop.serving.venvs import lock_file, python_output, sync_venv, venv_python
 
 
 def installed_version(venv: Path | None = None) -> str | None:

@@ -6,17 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from inkloop.devservers.ports import free_port
 from inkloop.models.mlflow_registry import offline_mlflow_env
+from inkloop.net import HOST, answers, free_port
 from inkloop.processes import stop_group
+from inkloop.retry import wait_until
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
 
@@ -44,14 +42,6 @@ def _mlflow_executable() -> list[str]:
     if found:
         return [found]
     raise MlflowServerError("mlflow is not installed (pip install 'inkloop[experiments]')")
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2.0) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 def start(
@@ -96,14 +86,9 @@ def start(
             start_new_session=True,
         )
     handle = MlflowHandle(url=url, pid=proc.pid, data_dir=data, log_file=log_file, process=proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        if _ready(url):
-            (data / "server.pid").write_text(f"{proc.pid}\n")
-            return handle
-        time.sleep(0.5)
+    if wait_until(lambda: answers(f"{url}/health"), timeout, give_up=lambda: proc.poll() is not None):
+        (data / "server.pid").write_text(f"{proc.pid}\n")
+        return handle
     stop(handle)
     tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
     raise MlflowServerError(f"mlflow server on {url} did not become ready (exit {proc.returncode}):\n{tail}")

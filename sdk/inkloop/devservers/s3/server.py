@@ -12,16 +12,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from inkloop.devservers.ports import HOST, free_port
+from inkloop.net import HOST, answers, free_port
 from inkloop.processes import stop_group
+from inkloop.retry import wait_until
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -73,17 +71,6 @@ def _moto_executable() -> str:
     raise S3ServerError("moto_server is not installed (pip install 'moto[server]', in inkloop[dev])")
 
 
-def _ready(url: str) -> bool:
-    """Any HTTP answer counts: with IAM emulation on, an anonymous request gets 403."""
-    try:
-        with urllib.request.urlopen(f"{url}/moto-api/", timeout=2.0):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
 def start(
     *,
     port: int | None = None,
@@ -113,13 +100,10 @@ def start(
             start_new_session=True,
         )
     handle = S3Handle(url=url, pid=proc.pid, log_file=log_file, process=proc, env=dict(env or {}))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        if _ready(url):
-            return handle
-        time.sleep(0.2)
+    # any HTTP answer counts: with IAM emulation on, an anonymous request gets 403
+    probe, exited = f"{url}/moto-api/", lambda: proc.poll() is not None
+    if wait_until(lambda: answers(probe, ok=None), timeout, interval=0.2, give_up=exited):
+        return handle
     stop(handle)
     tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
     raise S3ServerError(f"moto_server on {url} did not become ready (exit {proc.returncode}):\n{tail}")

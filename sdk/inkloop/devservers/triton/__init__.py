@@ -1,10 +1,11 @@
-"""A local Triton server (PyTriton) for a model reference: its venv, start, readiness, stop.
+"""A local Triton server for a model reference: its venv, start, readiness, stop.
 
-Used by ``inkloop serve`` and the tests; the server process itself is
-:mod:`inkloop.serving.triton_server`.
+``inkloop serve`` is a user command, so the Triton server lives with serving
+(:mod:`inkloop.serving.launcher`, :mod:`inkloop.serving.triton_venv`); the names stay importable
+here, beside the other local servers, for the tests and scripts that start one.
 """
 
-from inkloop.devservers.triton.server import TritonServer, TritonStartError
-from inkloop.devservers.triton.venv import ensure_venv
+from inkloop.serving.launcher import TritonServer, TritonStartError
+from inkloop.serving.triton_venv import PINS, ensure_venv
 
-__all__ = ["TritonServer", "TritonStartError", "ensure_venv"]
+__all__ = ["PINS", "TritonServer", "TritonStartError", "ensure_venv"]

@@ -1,5 +1,9 @@
 """Start a Triton server for a model reference in its own process group, wait until it is ready,
-stop it by PID (SIGTERM, then SIGKILL)."""
+stop it by PID (SIGTERM, then SIGKILL): ``inkloop serve`` and the tests.
+
+The server process itself is :mod:`inkloop.serving.triton_server`, run by the Triton venv's python
+(:mod:`inkloop.serving.triton_venv`); this module runs in the SDK's environment.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,19 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import inkloop
-from inkloop.devservers.ports import free_port
-from inkloop.devservers.triton.venv import ensure_venv, venv_python
-from inkloop.devservers.venvs import clean_python_env
 from inkloop.models.references import ModelError, ModelRef
 from inkloop.models.resolve import resolve_model
+from inkloop.net import HOST, answers, free_port
 from inkloop.processes import stop_group
+from inkloop.retry import wait_until
+from inkloop.serving.triton_venv import ensure_venv
+from inkloop.serving.venvs import clean_python_env, venv_python
 
-HOST = "127.0.0.1"
 PAGES_SUFFIX = "-pages"  # inkloop.serving.triton_server.PAGES_SUFFIX (that module runs in the other venv)
 EXIT_MODEL = 4
 
@@ -129,30 +131,28 @@ class TritonServer:
         return self
 
     def wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                tail = self.log_tail()
-                self.cleanup()
-                if code == EXIT_MODEL:
-                    raise ModelError(f"Triton could not load {self.resolved.ref}: {tail}")
-                raise TritonStartError(f"the Triton server exited with code {code}:\n{tail}")
-            if all(self._ready(m) for m in (self.name, f"{self.name}{PAGES_SUFFIX}")):
-                return
-            time.sleep(0.5)
-        self.stop()
-        raise TritonStartError(
-            f"the Triton server was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
-        )
+        """Return once both models answer ``ready``; raise (the log's tail in the message) when the
+        server exits first (:class:`ModelError` for a model it cannot load) or the timeout passes."""
+        process = self.process
+        assert process is not None
+        probes = [f"{self.url}/v2/models/{m}/ready" for m in (self.name, f"{self.name}{PAGES_SUFFIX}")]
 
-    def _ready(self, model: str | None) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/models/{model}/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        def exited() -> bool:
+            return process.poll() is not None
+
+        if wait_until(lambda: all(answers(p) for p in probes), self.startup_timeout, give_up=exited):
+            return
+        code = process.poll()
+        if code is None:
+            self.stop()
+            raise TritonStartError(
+                f"the Triton server was not ready after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
+            )
+        tail = self.log_tail()
+        self.cleanup()
+        if code == EXIT_MODEL:
+            raise ModelError(f"Triton could not load {self.resolved.ref}: {tail}")
+        raise TritonStartError(f"the Triton server exited with code {code}:\n{tail}")
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_file is None or not self.log_file.is_file():

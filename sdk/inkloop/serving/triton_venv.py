@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inkloop.devservers.venvs import lock_file, python_output, sync_venv, venv_python
 from inkloop.review.labeling import repo_root
+from inkloop.serving.venvs import lock_file, python_output, sync_venv, venv_python
 
 
 class TritonSetupError(RuntimeError):
