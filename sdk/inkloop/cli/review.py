@@ -55,7 +55,9 @@ def _emit(summary: dict[str, Any], json_out: bool) -> None:
 
 @review_app.command("push")
 def push(
-    results: Annotated[Path, typer.Argument(help="A results folder written by `inkloop detect`.")],
+    results: Annotated[
+        str, typer.Argument(help="A results folder written by `inkloop detect` (a path or storage URL).")
+    ],
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     project: ProjectOpt = "inkloop review",
@@ -66,7 +68,10 @@ def push(
         Path | None, typer.Option(help="The server's LOCAL_FILES_DOCUMENT_ROOT (local-files).")
     ] = None,
     images_dir: Annotated[
-        Path | None, typer.Option(help="Where page images are rendered (default RESULTS/review-images).")
+        str | None,
+        typer.Option(
+            help="Where page images are rendered, a path or storage URL (default RESULTS/review-images)."
+        ),
     ] = None,
     budget: Annotated[
         float, typer.Option(help="Most pages sent to review, as a fraction of the run's pages.")
@@ -79,14 +84,16 @@ def push(
     """Route a results folder and push the pages that need people to Label Studio (idempotent)."""
     from rich.progress import Progress
 
-    from inkloop.detection.routing import RoutingConfig
-    from inkloop.review.labelstudio import ReviewServiceError, push_results
+    from inkloop.review.labelstudio import ReviewServiceError, push_results, require_results
+    from inkloop.routing import RoutingConfig
 
     if delivery not in ("upload", "local-files"):
         raise typer.BadParameter("delivery must be upload or local-files", param_hint="--delivery")
-    if not (results / "results.jsonl").exists():
-        typer.echo(f"error: {results} has no results.jsonl (run `inkloop detect` first)", err=True)
-        raise typer.Exit(ExitCode.USAGE)
+    try:
+        require_results(results)  # a storage URL stays a string: typer's Path would make it s3:/…
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
     try:
         client = _client(url, token, project)
         with Progress(disable=json_out, transient=True) as prog:
@@ -112,12 +119,17 @@ def push(
 
 @review_app.command("pull")
 def pull(
-    out: Annotated[Path, typer.Option("--out", help="reviews.jsonl to append the pulled reviews to.")],
+    out: Annotated[
+        str, typer.Option("--out", help="reviews.jsonl (a path or storage URL) to add the pulled reviews to.")
+    ],
     url: UrlOpt = "http://127.0.0.1:8080",
     token: TokenOpt = None,
     project: ExistingProjectOpt = "inkloop review",
     state: Annotated[
-        Path | None, typer.Option(help="Cursor file for incremental pulls (default OUT.cursor.json).")
+        str | None,
+        typer.Option(
+            help="Cursor file (a path or storage URL) for incremental pulls (default OUT.cursor.json)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -126,7 +138,7 @@ def pull(
 
     try:
         summary = pull_to_file(_client(url, token, project), out, state)
-    except ReviewServiceError as exc:
+    except (ReviewServiceError, ValueError) as exc:  # ValueError: a cursor file that is not one
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.ERROR) from None
     _emit(summary, json_out)
