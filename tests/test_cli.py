@@ -134,3 +134,100 @@ def test_detect_and_read_only_commands_leave_the_home_untouched(tmp_path, docume
         assert p.returncode == 0, p.stderr[-2000:]
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
     assert not (tmp_path / "registry").exists()  # listing an empty registry creates nothing
+
+
+# --------------------------------------------------------------------------------------------
+# Renamed commands: the new names explain themselves; the old ones keep working, with a warning.
+
+
+def test_promote_lives_with_rollback_and_the_old_name_still_promotes_with_a_warning(tmp_path):
+    from inkloop.cli.renamed import deprecation_message
+    from inkloop.models.resolve import open_registry, resolve_model
+
+    registry = str(tmp_path / "registry")
+    reg = open_registry(registry)
+    bundled = resolve_model(None)
+    v1, v2 = (reg.register("sig", bundled.path, bundled.card) for _ in range(2))
+
+    new = run_cli("models", "promote", "sig", "--candidate", v1, "--force", "--registry", registry, "--json")
+    assert new.returncode == 0, new.stderr
+    assert json.loads(new.stdout)["promoted"] and reg.alias("sig", "production") == v1
+    assert "deprecated" not in new.stderr
+
+    old = run_cli("promote", "sig", "--candidate", v2, "--force", "--registry", registry, "--json")
+    assert old.returncode == 0, old.stderr
+    decision = json.loads(old.stdout)  # stdout still carries the JSON document alone
+    assert decision["promoted"] and decision["candidate"] == v2 and reg.alias("sig", "production") == v2
+    assert deprecation_message("promote") in old.stderr
+    assert "use `inkloop models promote`" in old.stderr
+
+    # the same exit codes under both names: a model that is not there is a model error (4)
+    for args in (["models", "promote"], ["promote"]):
+        missing = run_cli(*args, "nosuch", "--force", "--registry", registry)
+        assert missing.returncode == 4, missing.stdout + missing.stderr
+
+    rollback = run_cli("models", "rollback", "sig", "--registry", registry, "--json")
+    assert rollback.returncode == 0 and json.loads(rollback.stdout)["to"] == v1
+
+
+def test_help_lists_the_new_names_only_and_old_names_say_where_to_go():
+    from typer.main import get_command
+
+    from inkloop.cli import app
+    from inkloop.cli.renamed import RENAMED
+
+    def names(group: object) -> tuple[set[str], set[str]]:
+        commands = group.commands  # type: ignore[attr-defined]
+        return {n for n, c in commands.items() if not c.hidden}, {n for n, c in commands.items() if c.hidden}
+
+    top = get_command(app)
+    shown, hidden = names(top)
+    assert {"sync-mlflow-runs", "models"} <= shown and hidden == {"promote", "sync-runs"}
+    assert "promote" in names(top.commands["models"])[0]  # type: ignore[attr-defined]
+    shown, hidden = names(top.commands["curate"])  # type: ignore[attr-defined]
+    assert "open-app" in shown and hidden == {"app"}
+    for old, new in RENAMED.items():
+        text = run_cli(*old.split(), "--help").stdout
+        assert "Deprecated: use" in text and f"inkloop {new}" in text, text
+
+
+def test_sync_mlflow_runs_and_its_old_name_fail_the_same_on_a_folder_without_runs(tmp_path):
+    from inkloop.cli.renamed import deprecation_message
+
+    new = run_cli("sync-mlflow-runs", str(tmp_path), "--json")
+    old = run_cli("sync-runs", str(tmp_path), "--json")
+    assert new.returncode == old.returncode == 2, new.stdout + new.stderr
+    assert new.stdout == old.stdout
+    assert deprecation_message("sync-runs") in old.stderr and "deprecated" not in new.stderr
+    assert old.stderr.replace(deprecation_message("sync-runs") + "\n", "") == new.stderr
+
+
+@pytest.mark.fiftyone
+def test_curate_open_app_print_is_what_curate_app_printed(tmp_path):
+    """``curate open-app --print`` says how to open the App, as ``curate app`` did (which warns)."""
+    from inkloop.cli.renamed import deprecation_message
+
+    dataset = f"absent-{tmp_path.name}"
+    new = run_cli("curate", "open-app", "--print", "--dataset", dataset, "--json")
+    old = run_cli("curate", "app", "--dataset", dataset, "--json")
+    assert new.returncode == old.returncode == 0, new.stderr + old.stderr
+    assert json.loads(new.stdout) == json.loads(old.stdout)
+    info = json.loads(new.stdout)
+    assert info["dataset_exists"] is False and f"fiftyone app launch {dataset}" in info["command"]
+    assert deprecation_message("curate app") in old.stderr and "deprecated" not in new.stderr
+
+
+def test_user_commands_do_not_depend_on_the_dev_servers():
+    """``inkloop serve`` and every other command reach nothing under ``inkloop.devservers`` (the
+    local services for tests and first-time users), directly or through the modules they import."""
+    from test_layout import module_graph
+
+    graph = module_graph()
+    seen, todo = set(), [m for m in graph if m == "inkloop.cli" or m.startswith("inkloop.cli.")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    assert "inkloop.serving.launcher" in seen  # `inkloop serve` starts Triton through it
+    assert sorted(m for m in seen if m.startswith("inkloop.devservers")) == []

@@ -7,7 +7,7 @@ Exit codes (stable, scripts rely on them):
 - 2: usage error (bad option, missing argument);
 - 3: finished, but some inputs were quarantined (see ``quarantine.jsonl``);
 - 4: model error (missing, corrupt, unloadable model);
-- 5: ``inkloop promote``: the gate refused the candidate (production unchanged);
+- 5: ``inkloop models promote``: the gate refused the candidate (production unchanged);
 - 6: ``inkloop train``: stopped before the end (time limit, cancelled) but resumable.
 
 Storage that cannot be read or written (endpoint unreachable, credentials refused, bucket missing,
@@ -248,13 +248,16 @@ from inkloop.cli.models import (  # noqa: E402
     train_command,
     tune_command,
 )
+from inkloop.cli.renamed import under_old_name  # noqa: E402
 
+models_app.command("promote")(promote_command)  # beside `models rollback`: what moves an alias
 app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("export")(export_command)
-app.command("promote")(promote_command)
 app.command("tune")(tune_command)
-app.command("sync-runs")(sync_runs_command)
+app.command("sync-mlflow-runs")(sync_runs_command)
+app.command("promote", hidden=True)(under_old_name(promote_command, "promote"))
+app.command("sync-runs", hidden=True)(under_old_name(sync_runs_command, "sync-runs"))
 
 from inkloop.cli.synth import synth_command  # noqa: E402
 

@@ -20,6 +20,7 @@ import typer
 
 from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt
 from inkloop.cli.console import make_console as _console
+from inkloop.cli.renamed import under_old_name
 
 curate_app = typer.Typer(
     help="Curate reviewed pages in FiftyOne: evaluate, find issues, freeze the test split, export.",
@@ -230,7 +231,6 @@ def export_cmd(
     _emit(summary, json_out, "export")
 
 
-@curate_app.command("app")
 def app_cmd(
     port: Annotated[int, typer.Option(help="App port.")] = 5151,
     address: Annotated[
@@ -306,3 +306,26 @@ def app_cmd(
         pass
     finally:
         session.close()
+
+
+@curate_app.command("open-app")
+def open_app_cmd(
+    port: Annotated[int, typer.Option(help="App port.")] = 5151,
+    address: Annotated[
+        str, typer.Option(help="Address the App binds to (FiftyOne's own default is every interface).")
+    ] = "127.0.0.1",
+    remote: Annotated[bool, typer.Option("--remote", help="Serve for a browser on another machine.")] = False,
+    print_only: Annotated[
+        bool,
+        typer.Option("--print", help="Only print how to open it: the command, the URL, useful views."),
+    ] = False,
+    dataset: DatasetOpt = "inkloop",
+    json_out: JsonOpt = False,
+) -> None:
+    """Open the dataset in the FiftyOne App (same database) and wait; Ctrl-C stops it."""
+    app_cmd(
+        port=port, address=address, remote=remote, launch=not print_only, dataset=dataset, json_out=json_out
+    )
+
+
+curate_app.command("app", hidden=True)(under_old_name(app_cmd, "curate app"))

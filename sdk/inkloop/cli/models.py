@@ -1,4 +1,4 @@
-"""``inkloop train``, ``inkloop export``, ``inkloop promote`` and ``inkloop models list/show/rollback``.
+"""``inkloop train``, ``inkloop export`` and ``inkloop models list/show/promote/rollback``.
 
 The model lifecycle from the command line; each command is a thin shell over one SDK function
 (:func:`inkloop.lifecycle.retrain.retrain`, :func:`inkloop.lifecycle.promotion.export_candidate`,
@@ -46,7 +46,7 @@ RegistryOpt = Annotated[
 
 models_app = typer.Typer(
     name="models",
-    help="List, inspect and roll back models in the registry.",
+    help="List and inspect models in the registry; promote a candidate (gated) or roll an alias back.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
