@@ -46,6 +46,17 @@ def fail(console: Any, kind: str, exc: BaseException, code: ExitCode) -> typer.E
     return typer.Exit(code)
 
 
+def fail_for(console: Any, exc: BaseException) -> typer.Exit:
+    """The exit for the two SDK errors every command maps alike: a dataset that cannot be used is a
+    usage error (:class:`~inkloop.datasets.DatasetError`, 2), a model that cannot be a model error
+    (:class:`~inkloop.models.references.ModelError`, 4)."""
+    from inkloop.datasets import DatasetError
+
+    if isinstance(exc, DatasetError):
+        return fail(console, "dataset error", exc, ExitCode.USAGE)
+    return fail(console, "model error", exc, ExitCode.MODEL)
+
+
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` options → ``{KEY: value}`` (values read as YAML), or a usage error.
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, QuietOpt, fail
+from inkloop.cli.common import ExitCode, QuietOpt, fail_for
 
 
 def evaluate_command(
@@ -105,10 +105,8 @@ def evaluate_command(
             group_by=group_by,
             default_domain=default_domain,
         )
-    except DatasetError as exc:
-        raise fail(console, "dataset error", exc, ExitCode.USAGE) from None
-    except ModelError as exc:
-        raise fail(console, "model error", exc, ExitCode.MODEL) from None
+    except (DatasetError, ModelError) as exc:
+        raise fail_for(console, exc) from None
     except re.error as exc:  # evaluate() compiles --group-by before any work
         console.print(f"[red]usage error:[/red] --group-by {escape(repr(group_by))}: {escape(str(exc))}")
         raise typer.Exit(ExitCode.USAGE) from None

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, fail, parse_settings
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, fail, fail_for, parse_settings
 from inkloop.cli.console import make_console as _console
 
 RegistryOpt = Annotated[
@@ -418,10 +418,8 @@ def promote_command(
                 policy=policy,
                 force=force,
             )
-    except DatasetError as exc:
-        raise fail(console, "dataset error", exc, ExitCode.USAGE) from None
-    except ModelError as exc:
-        raise fail(console, "model error", exc, ExitCode.MODEL) from None
+    except (DatasetError, ModelError) as exc:
+        raise fail_for(console, exc) from None
     d = decision.to_dict()
     _emit(json_out, d)
     if not json_out:
