@@ -143,11 +143,11 @@ def test_tracking_server_down_keeps_runs_locally_then_syncs(
     run = retrain(dataset, tmp_path / "run", start_from="yolov8n.yaml", recipe="tiny", overrides=TINY)
     assert run.ok, run.message
     down = [r for r in caplog.records if "unreachable" in r.getMessage()]
-    assert len(down) == 1 and "inkloop sync-runs" in down[0].getMessage()
+    assert len(down) == 1 and "inkloop sync-mlflow-runs" in down[0].getMessage()
     assert (tmp_path / "run" / OFFLINE_DIR / "mlflow.db").is_file()
 
     url, _ = mlflow_server
-    p = run_cli("sync-runs", str(tmp_path / "run"), "--json", env={"MLFLOW_TRACKING_URI": url})
+    p = run_cli("sync-mlflow-runs", str(tmp_path / "run"), "--json", env={"MLFLOW_TRACKING_URI": url})
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     ids = json.loads(p.stdout)["synced_runs"]
     assert len(ids) == 1

@@ -12,7 +12,7 @@ evaluator's report, PR curve, errors file and the model card; the gate adds its 
 
 A tracking server that cannot be reached never stops training: the tracker says so once (a
 warning) and logs to a local store in the run folder (``<run_dir>/mlflow-offline``), which
-:func:`sync_offline` (``inkloop sync-runs RUN_DIR``) copies to the server later. Any error
+:func:`sync_offline` (``inkloop sync-mlflow-runs RUN_DIR``) copies to the server later. Any error
 while logging disables the tracker for the rest of the run, again with one warning.
 """
 
@@ -232,7 +232,7 @@ def start_run(
         tracker_uri = f"sqlite:///{offline / 'mlflow.db'}"
         logger.warning(
             "MLflow: tracking server %s unreachable; logging this %s run to %s instead "
-            "(copy it later with `inkloop sync-runs %s`)",
+            "(copy it later with `inkloop sync-mlflow-runs %s`)",
             uri,
             kind,
             offline,
