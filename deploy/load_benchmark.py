@@ -119,19 +119,24 @@ class RssSampler(threading.Thread):
         return (max((t for t, _ in sel), default=0), max((m for _, m in sel), default=0))
 
 
-def check_results(out_dir: Path, manifest: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Lost, duplicated, wrongly quarantined: every count must be 0."""
-    results, quarantine = out_dir / "results.jsonl", out_dir / "quarantine.jsonl"
+def check_results(
+    out_dir: str | Path, manifest: dict[str, dict[str, Any]], options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Lost, duplicated, wrongly quarantined: every count must be 0. ``out_dir`` is a folder or a
+    storage URL (``options``: its storage options, e.g. a deployment's bucket)."""
+    from inkloop import storage
+    from inkloop.detection.results import QUARANTINE, RESULTS
+
+    out = str(out_dir)
     pages_by_doc: dict[str, list[int]] = defaultdict(list)
     runs_by_doc: dict[str, set[str]] = defaultdict(set)
-    for line in results.read_text().splitlines() if results.exists() else []:
-        r = json.loads(line)
+    for r in storage.read_log(storage.join(out, RESULTS), options):
         if r.get("kind") == "page":
             pages_by_doc[r["page"]["doc_id"]].append(r["page"]["index"])
             runs_by_doc[r["page"]["doc_id"]].add(r.get("run_id", ""))
     q_docs: dict[str, int] = defaultdict(int)
-    for line in quarantine.read_text().splitlines() if quarantine.exists() else []:
-        q_docs[json.loads(line).get("doc_id")] += 1
+    for r in storage.read_log(storage.join(out, QUARANTINE), options):
+        q_docs[r.get("doc_id")] += 1
     expected = {m["doc_id"]: m for m in manifest.values()}
     good = {d for d, m in expected.items() if not m["broken"]}
     bad = {d for d, m in expected.items() if m["broken"]}

@@ -10,6 +10,12 @@ folder (default ``.cache/deploy`` in the checkout):
 - Redis (Debian's ``redis-server``): the Celery broker
 - Airflow 3.3: API server, scheduler, DAG processor, triggerer
 - two Celery workers: ``wa`` on queues ``default,training`` and ``wb`` on ``default,gpu``
+- with ``INKLOOP_DEPLOY_STORAGE=s3`` (or ``up --storage s3``): an S3 endpoint (moto's server,
+  :mod:`inkloop.devservers.s3`) on 127.0.0.1, the bucket ``s3://inkloop-data`` as ``INKLOOP_DATA``
+  and the Airflow connection ``inkloop_storage`` for it (``AIRFLOW_CONN_INKLOOP_STORAGE``, named by
+  ``INKLOOP_STORAGE_CONN_ID``); no AWS variables reach the workers and there is no local data
+  folder: every task reaches the bucket through the connection, as workers on separate machines
+  would. moto keeps the bucket in memory: ``down`` forgets its contents.
 
 Each process runs in its own session; its PID is kept in ``<state>/pids/<name>.pid`` and
 ``down`` stops exactly those PIDs (their process groups), after checking that the PID still
@@ -26,7 +32,9 @@ Usage (with the checkout's venv; ``make deploy-up`` / ``deploy-down`` / ``deploy
 
 Ports (all overridable): PostgreSQL 15432 (``INKLOOP_DEPLOY_PG_PORT``), Redis 16379
 (``INKLOOP_DEPLOY_REDIS_PORT``), API 18080 (``INKLOOP_DEPLOY_API_PORT``); the state folder
-``INKLOOP_DEPLOY_DIR``; worker concurrency ``INKLOOP_DEPLOY_CONCURRENCY`` (default 2).
+``INKLOOP_DEPLOY_DIR``; worker concurrency ``INKLOOP_DEPLOY_CONCURRENCY`` (default 2); S3 endpoint
+19000 (``INKLOOP_DEPLOY_S3_PORT``). The storage a deployment was started with is kept in
+``<state>/storage``, so ``status``, ``env`` and ``down`` follow it without the variable.
 """
 
 from __future__ import annotations
@@ -66,6 +74,23 @@ AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: (on this CPU machine the gpu queue's TensorRT export is skipped with a reason).
 WORKERS: dict[str, tuple[str, ...]] = {"wa": ("default", "training"), "wb": ("default", "gpu")}
 READY_TIMEOUT = 180.0
+#: Where the deployment's data lives: a local folder shared by the workers, or a bucket on a local
+#: S3 endpoint reached through an Airflow connection.
+STORAGES = ("local", "s3")
+#: The bucket of an ``s3`` deployment (its ``INKLOOP_DATA`` is ``s3://<bucket>``).
+S3_BUCKET = "inkloop-data"
+#: The Airflow connection of an ``s3`` deployment (type ``aws``: keys in login/password, the
+#: endpoint in extra), given to every data task through ``INKLOOP_STORAGE_CONN_ID``.
+STORAGE_CONN_ID = "inkloop_storage"
+#: Variables an ``s3`` deployment keeps from its processes: the connection must be the only way in.
+AWS_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
 #: Set in the environment of each process this module starts (never in ``env.sh``, so a user's
 #: shell is never taken for one): how ``down`` recognises what it may stop.
 MARKER = "INKLOOP_DEPLOY_PROCESS"
@@ -106,9 +131,20 @@ class Deployment:
         default_factory=lambda: int(os.environ.get("INKLOOP_DEPLOY_QUEUED_TIMEOUT", "600"))
     )
     python: Path = field(default_factory=lambda: Path(sys.executable))
+    #: ``local`` or ``s3`` (see :data:`STORAGES`); None: ``INKLOOP_DEPLOY_STORAGE``, else what this
+    #: state folder was last started with, else ``local``.
+    storage: str | None = None
+    s3_port: int = field(default_factory=lambda: int(os.environ.get("INKLOOP_DEPLOY_S3_PORT", "19000")))
 
     def __post_init__(self) -> None:
         self.state = Path(self.state).resolve()
+        if self.storage is None:
+            recorded = self.state / "storage"
+            self.storage = os.environ.get("INKLOOP_DEPLOY_STORAGE") or (
+                recorded.read_text().strip() if recorded.exists() else "local"
+            )
+        if self.storage not in STORAGES:
+            raise DeployError(f"storage {self.storage!r}: one of {', '.join(STORAGES)}")
 
     # -- places ------------------------------------------------------------------------------
     @property
@@ -127,8 +163,40 @@ class Deployment:
 
     @property
     def data(self) -> Path:
-        """``INKLOOP_DATA`` of the deployment: inbox, results, registry (shared by both workers)."""
+        """The local data folder of a ``local`` deployment: inbox, results, registry (shared by
+        both workers); an ``s3`` deployment has none (:attr:`data_url`)."""
         return self.state / "data"
+
+    @property
+    def s3(self) -> bool:
+        return self.storage == "s3"
+
+    @property
+    def data_url(self) -> str:
+        """``INKLOOP_DATA`` of the deployment: the bucket's URL, or the local data folder."""
+        return f"s3://{S3_BUCKET}" if self.s3 else str(self.data)
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
+
+    def storage_options(self) -> dict[str, Any] | None:
+        """fsspec options for the deployment's bucket (what its connection holds); None if local."""
+        if not self.s3:
+            return None
+        from inkloop.devservers.s3.server import ACCESS_KEY, SECRET_KEY
+
+        return {"endpoint_url": self.s3_url, "key": ACCESS_KEY, "secret": SECRET_KEY}
+
+    def storage_connection(self) -> dict[str, Any]:
+        """The ``inkloop_storage`` connection (Airflow's JSON form) for the bucket's endpoint."""
+        opts = self.storage_options() or {}
+        return {
+            "conn_type": "aws",
+            "login": opts.get("key"),
+            "password": opts.get("secret"),
+            "extra": {"endpoint_url": opts.get("endpoint_url")},
+        }
 
     @property
     def logs(self) -> Path:
@@ -200,7 +268,7 @@ class Deployment:
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
             AIRFLOW__LOGGING__BASE_LOG_FOLDER=str(self.home / "logs"),
-            INKLOOP_DATA=str(self.data),
+            INKLOOP_DATA=self.data_url,
             INKLOOP_DETECT_SCHEDULE=env.get("INKLOOP_DETECT_SCHEDULE", "none"),
             INKLOOP_TRAINING_QUEUE="training",
             INKLOOP_GPU_QUEUE="gpu",
@@ -209,6 +277,13 @@ class Deployment:
             PYTHONPATH=os.pathsep.join([str(ROOT / "plugins"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", "")]),
         )
+        if self.s3:
+            for name in AWS_ENV:
+                env.pop(name, None)
+            env.update(
+                INKLOOP_STORAGE_CONN_ID=STORAGE_CONN_ID,
+                AIRFLOW_CONN_INKLOOP_STORAGE=json.dumps(self.storage_connection()),
+            )
         return env
 
     # -- processes ---------------------------------------------------------------------------
@@ -234,7 +309,8 @@ class Deployment:
         return [] if pid is None else [pid, *_descendants(pid)]
 
     def processes(self) -> dict[str, int | None]:
-        names = ["postgres", "redis", *AIRFLOW_PROCESSES, *(f"worker-{w}" for w in WORKERS)]
+        names = ["postgres", "redis", *(["s3"] if self.s3 else []), *AIRFLOW_PROCESSES]
+        names += [f"worker-{w}" for w in WORKERS]
         return {n: self.pid_of(n) for n in names}
 
 
@@ -526,6 +602,20 @@ def _start_redis(dep: Deployment, env: Mapping[str, str]) -> None:
     _wait("redis", lambda: _redis_ping(dep.redis_port), 20, dep.logs / "redis.log")
 
 
+def _start_s3(dep: Deployment) -> None:
+    """moto's S3 server (its PID kept like every other process's, stopped by ``down``) and the
+    bucket (moto keeps buckets in memory: a restarted server has none)."""
+    from inkloop import storage
+    from inkloop.devservers import s3 as s3server
+
+    if dep.pid_of("s3") is None:
+        handle = s3server.start(port=dep.s3_port, log_dir=dep.logs, env={MARKER: str(dep.state)})
+        _write_pid(dep, "s3", handle.pid)
+    fs, _ = storage.url_to_fs(dep.data_url, dep.storage_options())
+    if not fs.exists(S3_BUCKET):
+        fs.mkdir(S3_BUCKET)
+
+
 # -- Airflow ------------------------------------------------------------------------------------
 def _http_json(url: str, token: str | None = None, body: Any = None, method: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
@@ -676,18 +766,36 @@ def up(dep: Deployment | None = None, *, timeout: float = READY_TIMEOUT) -> Depl
     """Start everything not yet running; return once all of it is healthy. Idempotent."""
     dep = dep or Deployment()
     t0 = time.monotonic()
-    for name, port in (("postgres", dep.pg_port), ("redis", dep.redis_port), ("api-server", dep.api_port)):
+    ports = {
+        "postgres": (dep.pg_port, "PG"),
+        "redis": (dep.redis_port, "REDIS"),
+        "api-server": (dep.api_port, "API"),
+    }
+    if dep.s3:
+        ports["s3"] = (dep.s3_port, "S3")
+    for name, (port, var) in ports.items():
         if dep.pid_of(name) is None and not port_is_free(port):
             raise DeployError(
                 f"port {port} on {HOST} is taken by something else ({name} would use it); free it or set "
-                f"INKLOOP_DEPLOY_{ {'postgres': 'PG', 'redis': 'REDIS', 'api-server': 'API'}[name] }_PORT"
+                f"INKLOOP_DEPLOY_{var}_PORT"
+            )
+    recorded = dep.state / "storage"
+    if recorded.exists() and recorded.read_text().strip() != dep.storage:
+        running = [n for n in (*AIRFLOW_PROCESSES, *(f"worker-{w}" for w in WORKERS)) if dep.pid_of(n)]
+        if running:
+            raise DeployError(
+                f"the deployment in {dep.state} runs with storage {recorded.read_text().strip()!r} "
+                f"({', '.join(running)}); run down first to start it with {dep.storage!r}"
             )
     dep.state.mkdir(parents=True, exist_ok=True)
-    for d in (dep.home, dep.data, dep.logs, dep.pids):
+    recorded.write_text(f"{dep.storage}\n")
+    for d in (dep.home, dep.logs, dep.pids, *([] if dep.s3 else [dep.data])):
         d.mkdir(parents=True, exist_ok=True)
     env = dep.env()
     _start_postgres(dep, env)
     _start_redis(dep, env)
+    if dep.s3:
+        _start_s3(dep)
     migrated = dep.home / ".migrated"
     if not migrated.exists():
         p = subprocess.run(
@@ -733,7 +841,8 @@ def down(dep: Deployment | None = None) -> dict[str, bool]:
     airflow = [*(f"worker-{w}" for w in WORKERS), "triggerer", "scheduler", "dag-processor"]
     stopped = _stop_many(dep, airflow)
     stopped["strays"] = _stop_strays(dep)
-    stopped.update(_stop_many(dep, ["api-server", "redis"]))  # after the processes that talk to them
+    # after the processes that talk to them (the S3 server of an s3 deployment, whichever the mode)
+    stopped.update(_stop_many(dep, ["api-server", "redis", "s3"]))
     stopped["postgres"] = _stop_postgres(dep)
     return stopped
 
@@ -741,6 +850,9 @@ def down(dep: Deployment | None = None) -> dict[str, bool]:
 def status(dep: Deployment | None = None) -> dict[str, Any]:
     dep = dep or Deployment()
     out: dict[str, Any] = {"state": str(dep.state), "api": dep.api_url, "processes": dep.processes()}
+    out["data"] = dep.data_url
+    if dep.s3:
+        out["s3_endpoint"] = dep.s3_url
     try:
         out["health"] = {k: (v or {}).get("status") for k, v in health(dep).items()}
     except (OSError, urllib.error.URLError, ValueError) as exc:
@@ -776,8 +888,15 @@ def running(dep: Deployment | None = None) -> Iterator[Deployment]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["up", "down", "status", "env"])
+    ap.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default=None,
+        help="up: the data in a local folder, or in a bucket on a local S3 endpoint "
+        "(default: INKLOOP_DEPLOY_STORAGE, else what the state folder last ran with, else local)",
+    )
     args = ap.parse_args(argv)
-    dep = Deployment()
+    dep = Deployment(storage=args.storage)
     if args.command == "up":
         t0 = time.monotonic()
         up(dep)

@@ -6,6 +6,11 @@ deferred to the triggerer) only shows on the real thing. One deployment per modu
 project's own ``deploy/local_airflow.py`` (its own state folder and free ports, so a developer's
 ``make deploy-up`` is not disturbed), stopped by its PIDs at the end.
 
+The deployment runs with its data in a bucket (``storage="s3"``: moto's S3 server started and
+stopped by the deployment, ``INKLOOP_DATA=s3://inkloop-data``, the Airflow connection
+``inkloop_storage`` its only way in, no AWS variables, no local data folder); tests that give the
+DAGs local folders explicitly check that local paths still work beside it.
+
 Which worker ran a task is read from the Celery result backend (``celery_taskmeta.worker``),
 joined to each try of each task instance by its Celery task id: both workers run on this machine,
 so ``ti.hostname`` is the same for both.
@@ -115,6 +120,8 @@ def deployment() -> Iterator[la.Deployment]:
         concurrency=2,
         heartbeat_timeout=20,
         queued_timeout=90,
+        storage="s3",
+        s3_port=free_port(),
     )
     t0 = time.monotonic()
     try:
@@ -123,11 +130,13 @@ def deployment() -> Iterator[la.Deployment]:
         la.down(dep)
         pytest.fail(f"the local deployment did not start: {exc}", pytrace=False)
     print(f"deployment up in {time.monotonic() - t0:.0f} s")
+    assert not dep.data.exists(), "the s3 deployment made a local data folder"  # (tests below make theirs)
     try:
         yield dep
     finally:
         la.down(dep)
         assert all(pid is None for pid in dep.processes().values())
+        assert dep.pid_of("s3") is None
         assert la.strays(dep) == []
 
 
@@ -138,6 +147,80 @@ def client(deployment: la.Deployment) -> la.Client:
 
 def _safe(run_id: str) -> str:
     return run_id.replace(":", "_").replace("+", "_")
+
+
+def _documents_logged(dep: la.Deployment, run_id: str, map_index: int, try_number: int = 1) -> int:
+    """Documents a detect try has finished so far, from its task log (the operator logs each one
+    as ``detected …`` / ``quarantined …``): how far into its batch it is, wherever it writes."""
+    log = (
+        dep.home
+        / "logs"
+        / f"dag_id={DETECT}"
+        / f"run_id={run_id}"
+        / "task_id=detect"
+        / f"map_index={map_index}"
+        / f"attempt={try_number}.log"
+    )
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0
+    return sum(1 for x in lines if '"event":"detected ' in x or '"event":"quarantined ' in x)
+
+
+def _victim_mid_batch(client: la.Client, dep: la.Deployment, run_id: str) -> tuple[str, int, int]:
+    """(worker, map index, documents done) of a detect task caught early in its batch (1-4
+    documents done): the moment to kill its worker. Fails after 300 s."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for t in client.task_tries(DETECT, run_id, "detect"):
+            w = client.worker_of_pid(t["pid"]) if t["state"] == "running" else None
+            done = _documents_logged(dep, run_id, t["map_index"]) if w is not None else 0
+            if 0 < done <= 4:  # mid-batch: its first documents done, most still to come
+                return w, t["map_index"], done
+        time.sleep(0.2)
+    pytest.fail("no detect task was seen early in a batch (1-4 documents done)")
+
+
+def _kill_and_recover(
+    client: la.Client, dep: la.Deployment, run_id: str, victim: str, index: int, main_only: bool = False
+) -> tuple[int, float]:
+    """SIGKILL the victim's worker (every process, or its main PID alone), start it again once its
+    batch is in other hands, wait for the run: (processes killed, seconds from kill to success)."""
+    pids = dep.worker_pids(f"worker-{victim}")
+    killed_at = time.monotonic()
+    restarted = False
+    try:
+        for pid in pids[:1] if main_only else pids:
+            with contextlib.suppress(ProcessLookupError):  # a task's child that ended meanwhile
+                os.kill(pid, signal.SIGKILL)
+        # the victim comes back once its batch is in other hands (a later try runs, or the batch or
+        # the run ended), so its start overlaps the rest of the run without taking the retry
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            mine = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
+            handed_on = any(t["try_number"] > 1 for t in mine) or mine[-1]["state"] == "success"
+            if handed_on or client.run_state(DETECT, run_id) in ("success", "failed"):
+                break
+            time.sleep(1)
+        la.start_worker(dep, victim)
+        restarted = True
+        assert client.wait_run(DETECT, run_id, timeout=600) == "success"
+        return len(pids), time.monotonic() - killed_at
+    finally:
+        if not restarted:
+            la.start_worker(dep, victim)
+        la._wait(f"worker {victim}", lambda: la._ready_line(dep.logs / f"worker-{victim}.log", victim), 120)
+
+
+def _local_url_folders(*roots: Path) -> list[Path]:
+    """Folders named like a URL's scheme (``s3:``): a storage URL turned into a local path."""
+    found = []
+    for root in roots:
+        for dirpath, dirnames, _ in os.walk(root):
+            found += [Path(dirpath, d) for d in dirnames if d in ("s3:", "gs:")]
+            dirnames[:] = [d for d in dirnames if d not in (".git", ".venv", "node_modules")]
+    return found
 
 
 @pytest.mark.slow
@@ -209,59 +292,23 @@ def test_a_worker_killed_mid_batch_loses_nothing(deployment, client, kill):
     """
     data = deployment.data / f"kill-{kill}"
     manifest = lb.make_inbox(data / "inbox", pages=48, broken_every=10, prefix=f"kill{kill}")
-    # Two batches of 18 documents (~24 pages each), killed within their first few pages: a fast
+    # Two batches of 18 documents (~24 pages each), killed within their first few documents: a fast
     # machine read a batch of 8 documents in 2.3 s, finishing it between the test's choice of
     # victim and the kill (2026-12-03), so the batches are long and the choice is made early.
     run_id = client.trigger(
         DETECT, {"inbox": str(data / "inbox"), "out_dir": str(data / "results"), "docs_per_batch": 18}
     )
-    parts = data / "results" / "parts" / _safe(run_id)
-    victim, index, written, deadline = None, None, 0, time.monotonic() + 300
-    while victim is None and time.monotonic() < deadline:
-        for t in client.task_tries(DETECT, run_id, "detect"):
-            w = client.worker_of_pid(t["pid"]) if t["state"] == "running" else None
-            part = parts / f"{t['map_index']:04d}" / "results.jsonl"
-            written = len(part.read_bytes().splitlines()) if w is not None and part.exists() else 0
-            if 0 < written <= 4:  # mid-batch: its first pages written, most still to come
-                victim, index = w, t["map_index"]
-                break
-        time.sleep(0.2)
-    assert victim is not None, "no detect task was seen early in a batch (1-4 pages written)"
-    pids = deployment.worker_pids(f"worker-{victim}")
-    killed_at = time.monotonic()
-    restarted = False
-    try:
-        for pid in pids if kill == "tree" else pids[:1]:
-            with contextlib.suppress(ProcessLookupError):  # a task's child that ended meanwhile
-                os.kill(pid, signal.SIGKILL)
-        # the victim comes back once its batch is in other hands (a later try runs, or the batch or
-        # the run ended), so its start overlaps the rest of the run without taking the retry
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            mine = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
-            handed_on = any(t["try_number"] > 1 for t in mine) or mine[-1]["state"] == "success"
-            if handed_on or client.run_state(DETECT, run_id) in ("success", "failed"):
-                break
-            time.sleep(1)
-        la.start_worker(deployment, victim)
-        restarted = True
-        assert client.wait_run(DETECT, run_id, timeout=600) == "success"
-        recovered_in = time.monotonic() - killed_at
-    finally:
-        if not restarted:
-            la.start_worker(deployment, victim)
-        la._wait(
-            f"worker {victim}", lambda: la._ready_line(deployment.logs / f"worker-{victim}.log", victim), 120
-        )
+    victim, index, written = _victim_mid_batch(client, deployment, run_id)
+    n_killed, recovered_in = _kill_and_recover(client, deployment, run_id, victim, index, kill == "main")
     tries = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
     print(
-        f"killed {victim} ({len(pids)} processes) in batch {index}; run done {recovered_in:.0f} s later;",
+        f"killed {victim} ({n_killed} processes) in batch {index}; run done {recovered_in:.0f} s later;",
         tries,
     )
     assert tries[-1]["state"] == "success"
     if kill == "tree":
         assert tries[0]["try_number"] == 1 and tries[0]["state"] != "success", (
-            f"the batch ended before the kill landed ({written} pages written when it was chosen): "
+            f"the batch ended before the kill landed ({written} documents done when it was chosen): "
             "the test's batches are too short for this machine",
             tries,
         )
@@ -284,6 +331,73 @@ def test_a_worker_killed_mid_batch_loses_nothing(deployment, client, kill):
     ]
     assert inputs == results | set(quarantine) and not results & set(quarantine)
     assert len(quarantine) == len(set(quarantine))
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.deploy
+def test_on_s3_a_worker_killed_mid_run_loses_nothing(deployment, client, tmp_path):
+    """The deployment's own storage: documents uploaded into the bucket's inbox, ``inkloop_detect``
+    run with its defaults (``$INKLOOP_DATA/inbox`` → ``$INKLOOP_DATA/results``, the bucket, through
+    the ``inkloop_storage`` connection), every process of one worker SIGKILLed mid-batch; the run
+    still succeeds, every document ends once in the bucket's results or quarantine, and no storage
+    URL became a local folder."""
+    from inkloop import storage
+
+    assert deployment.s3 and deployment.data_url == f"s3://{la.S3_BUCKET}"
+    # what every process of the deployment gets (Celery rewrites its processes' environment block
+    # for their titles, so it is checked here, and by the run below reading the bucket)
+    env = deployment.env()
+    assert env["INKLOOP_DATA"] == deployment.data_url
+    assert env["INKLOOP_STORAGE_CONN_ID"] == la.STORAGE_CONN_ID and "AIRFLOW_CONN_INKLOOP_STORAGE" in env
+    assert not [k for k in env if k in la.AWS_ENV], "AWS variables would reach the workers"
+    opts = deployment.storage_options()
+    inbox, results = storage.join(deployment.data_url, "inbox"), storage.join(deployment.data_url, "results")
+    manifest = lb.make_inbox(tmp_path / "inbox", pages=80, broken_every=10, prefix="s3kill")
+    t0 = time.monotonic()
+    for name in manifest:
+        storage.write_bytes(storage.join(inbox, name), (tmp_path / "inbox" / name).read_bytes(), opts)
+    print(f"uploaded {len(manifest)} documents in {time.monotonic() - t0:.1f} s")
+    # two batches of 30 documents (~40 pages each): long enough to be caught early
+    started = time.monotonic()
+    run_id = client.trigger(DETECT, {"docs_per_batch": 30})
+    victim, index, done = _victim_mid_batch(client, deployment, run_id)
+    n_killed, recovered_in = _kill_and_recover(client, deployment, run_id, victim, index)
+    wall = time.monotonic() - started
+    logged = (deployment.home / "logs" / f"dag_id={DETECT}" / f"run_id={run_id}").rglob("*.log")
+    assert any(f'"event":"detected {inbox}/' in f.read_text(errors="replace") for f in logged)
+    tries = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
+    print(
+        f"killed {victim} ({n_killed} processes) in batch {index} after {done} documents; run done "
+        f"{recovered_in:.0f} s after the kill, {wall:.0f} s after the trigger;",
+        tries,
+    )
+    assert tries[0]["try_number"] == 1 and tries[0]["state"] != "success", (
+        f"the batch ended before the kill landed ({done} documents done when it was chosen)",
+        tries,
+    )
+    assert tries[-1]["state"] == "success" and tries[-1]["try_number"] > 1
+    assert tries[-1]["worker"].startswith(f"{'wb' if victim == 'wa' else 'wa'}@")
+    check = lb.check_results(results, manifest, opts)
+    print(check)
+    assert check["lost"] == check["duplicated_docs"] == check["duplicated_pages"] == 0, check
+    assert check["wrong_page_count"] == 0 and check["unexpected_docs"] == 0, check
+    assert check["broken_quarantined"] == check["broken"] > 0, check
+    listing = storage.find(deployment.data_url, opts)  # the bucket, listed
+    by_folder: dict[str, int] = {}
+    for url in listing:
+        rel = url.removeprefix(deployment.data_url + "/")
+        top = "/".join(rel.split("/")[:2]) if rel.startswith("results/") else rel.split("/")[0]
+        by_folder[top] = by_folder.get(top, 0) + 1
+    print(f"the bucket after the run: {len(listing)} objects:", json.dumps(by_folder, sort_keys=True))
+    assert by_folder["inbox"] == len(manifest)
+    assert {"results/results.jsonl", "results/quarantine.jsonl", "results/summary.json"} <= set(by_folder)
+    assert by_folder.get("results/parts", 0) > 0
+    summary = json.loads(storage.read_text(storage.join(results, "summary.json"), opts))
+    print("merged summary:", summary)
+    assert summary["documents"] + summary["quarantined"] == len(manifest), summary
+    assert _local_url_folders(ROOT) == []  # the checkout, the deployment's state and workers' cwd in it
+    assert not [p for p in (Path("/tmp/s3:"), Path.cwd() / "s3:") if p.exists()]
 
 
 @pytest.mark.slow
