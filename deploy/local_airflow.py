@@ -314,7 +314,7 @@ class Deployment:
         return {n: self.pid_of(n) for n in names}
 
 
-# -- process helpers --------------------------------------------------------------------------
+# -- process helpers (psutil: no /proc parsing of our own) -----------------------------------------
 def _environ(pid: int) -> dict[str, str]:
     try:
         return dict(psutil.Process(pid).environ())
