@@ -38,12 +38,13 @@ def _session(json_out: bool) -> Iterator[None]:
     """Keep stdout clean for ``--json`` and turn setup errors into exit code 1 with the fix."""
     from inkloop.curation.database import CurationSetupError
     from inkloop.curation.records import CurationError
+    from inkloop.storage import StorageError
 
     redirect = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
     try:
         with redirect:
             yield
-    except (CurationError, CurationSetupError, FileNotFoundError) as exc:
+    except (CurationError, CurationSetupError, FileNotFoundError, StorageError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.ERROR) from None
 
@@ -88,12 +89,15 @@ def _emit(summary: dict[str, Any], json_out: bool, title: str) -> None:
 
 @curate_app.command("import-results")
 def import_results_cmd(
-    results: Annotated[Path, typer.Argument(help="A results folder written by `inkloop detect`.")],
+    results: Annotated[
+        str, typer.Argument(help="A results folder written by `inkloop detect` (a path or s3://… URL).")
+    ],
     reviews: Annotated[
-        Path | None, typer.Option(help="reviews.jsonl from `inkloop review pull` (ground truth).")
+        str | None, typer.Option(help="reviews.jsonl from `inkloop review pull` (ground truth; path or URL).")
     ] = None,
     images_dir: Annotated[
-        Path | None, typer.Option(help="Where page images are rendered (default RESULTS/review-images).")
+        str | None,
+        typer.Option(help="Where page images are rendered (default RESULTS/review-images; path or URL)."),
     ] = None,
     dpi: Annotated[float, typer.Option(help="Reading resolution of PDF page images.")] = 150.0,
     reviewed_only: Annotated[
@@ -106,16 +110,23 @@ def import_results_cmd(
     """Upsert pages (predictions, and ground truth from reviews) into the dataset, by page_key.
 
     Each page's domain (scan or digital) is decided from its source document on the way in.
+    Page images stored in a bucket are copied to the local media cache FiftyOne reads
+    (`inkloop curate media-cache`).
     """
+    from inkloop import storage
     from inkloop.curation.cycle import import_results
-    from inkloop.detection.results import read_results
+    from inkloop.detection.results import RESULTS, read_results
 
-    if not (results / "results.jsonl").is_file():
-        typer.echo(f"error: {results} has no results.jsonl (run `inkloop detect` first)", err=True)
-        raise typer.Exit(ExitCode.USAGE)
-    if reviews is not None and not reviews.is_file():
-        typer.echo(f"error: reviews file not found: {reviews}", err=True)
-        raise typer.Exit(ExitCode.USAGE)
+    try:
+        if not storage.log_exists(storage.join(results, RESULTS)):
+            typer.echo(f"error: {results} has no {RESULTS} (run `inkloop detect` first)", err=True)
+            raise typer.Exit(ExitCode.USAGE)
+        if reviews is not None and not storage.exists(reviews):
+            typer.echo(f"error: reviews file not found: {reviews}", err=True)
+            raise typer.Exit(ExitCode.USAGE)
+    except storage.StorageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
     with _session(json_out):
         store = _store(dataset, create=True)
         total = None if reviewed_only else len(read_results(results))
@@ -212,7 +223,10 @@ def split_cmd(
 @curate_app.command("export")
 def export_cmd(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder holding one sub-folder per dataset version.")
+        str,
+        typer.Option(
+            "--out", "-o", help="Folder holding one sub-folder per dataset version (a path or s3://… URL)."
+        ),
     ],
     version: Annotated[
         str | None, typer.Option(help="Version folder name (default sha256-<data hash>); never overwritten.")
@@ -229,6 +243,25 @@ def export_cmd(
     for w in summary["warnings"]:
         typer.echo(f"warning: {w}", err=True)
     _emit(summary, json_out, "export")
+
+
+@curate_app.command("media-cache")
+def media_cache_cmd(
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Delete the local copies (the bucket keeps the images).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Where the local copies of stored page images are (FiftyOne reads local media), and their size.
+
+    The cache is `$INKLOOP_MEDIA_CACHE` (default ~/.cache/inkloop/media). After --clear, export and
+    find-issues fetch the images they need again from the samples' media_url.
+    """
+    from inkloop.curation.media import MediaCache
+
+    cache = MediaCache()
+    summary = cache.clear() | {"cleared": True} if clear else cache.usage()
+    _emit(summary, json_out, "media cache")
 
 
 def app_cmd(

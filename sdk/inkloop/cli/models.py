@@ -103,7 +103,12 @@ def _emit(json_out: bool, payload: dict[str, Any]) -> None:
 
 def train_command(
     run_dir: Annotated[
-        Path, typer.Option("--run-dir", help="Folder of this training run (created; reused with --resume).")
+        str,
+        typer.Option(
+            "--run-dir",
+            help="Folder of this training run (created; reused with --resume); a path or a storage URL "
+            "(s3://…: trained in local scratch, uploaded when it ends).",
+        ),
     ],
     data: Annotated[
         str | None,
@@ -159,6 +164,7 @@ def train_command(
     from inkloop.lifecycle.retrain import RetrainError, TrainProgress, retrain
     from inkloop.lifecycle.training import RECIPES, DataLeakError
     from inkloop.models.references import ModelError
+    from inkloop.storage import StorageError
 
     console = _console(json_out)
     chosen: Any = recipe
@@ -216,6 +222,8 @@ def train_command(
             )
     except (DataLeakError, DatasetError, RetrainError, FileNotFoundError) as exc:
         raise fail(console, "cannot train", exc, ExitCode.USAGE) from None
+    except StorageError as exc:
+        raise fail(console, "storage error", exc, ExitCode.ERROR) from None
     except ModelError as exc:
         raise fail(console, "model error", exc, ExitCode.MODEL) from None
     finally:

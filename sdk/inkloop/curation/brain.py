@@ -29,6 +29,7 @@ class Brain:
         missing = self.dataset.exists("thumb_embedding", False)
         if not len(missing):
             return 0
+        self.ensure_media(missing)  # stored images whose local copy is gone (a cleared cache)
         ids, paths = missing.values(["id", "filepath"])
         vecs: dict[str, np.ndarray] = {}
         unreadable = 0

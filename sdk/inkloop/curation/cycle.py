@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inkloop import storage
 from inkloop.curation.records import (
     PageRecord,
     ProgressFn,
@@ -27,26 +27,29 @@ def render_pages(
     out_dir: str | os.PathLike[str],
     dpi: float = 150.0,
     progress: ProgressFn | None = None,
-) -> tuple[dict[str, Path], dict[str, str]]:
+) -> tuple[dict[str, str], dict[str, str]]:
     """Page images for people (PNG, reading resolution) for the given results, once per page.
 
-    Existing PNGs are reused (``inkloop review push`` renders the same names into
-    ``RESULTS/review-images``). Returns ``{page_key: path}`` and ``{source: reason}`` for
-    documents that could not be opened any more (moved, deleted).
+    ``out_dir`` is a local folder or a storage URL (then the images are stored there, and
+    :class:`~inkloop.curation.media.MediaCache` keeps the local copies FiftyOne reads). Existing
+    PNGs are reused (``inkloop review push`` renders the same names into
+    ``RESULTS/review-images``), found with one listing of the folder. Returns
+    ``{page_key: path or URL}`` and ``{source: reason}`` for documents that could not be opened
+    any more (moved, deleted).
     """
     from inkloop.detection.outputs import write_png
     from inkloop.documents.limits import DocumentError
     from inkloop.documents.opening import open_document
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
+    out = os.fspath(out_dir)
+    storage.require_folder(out)
+    present = set(storage.listdir(out))
+    paths: dict[str, str] = {}
     failed: dict[str, str] = {}
     todo: dict[str, list[PageResult]] = {}
     for r in results:
-        p = out / page_image_name(r)
-        if p.is_file():
-            paths[r.page_key] = p
+        if page_image_name(r) in present:
+            paths[r.page_key] = storage.join(out, page_image_name(r))
             if progress:
                 progress(1)
         else:
@@ -55,7 +58,7 @@ def render_pages(
         try:
             with open_document(source, people_dpi=dpi) as doc:
                 for r in rs:
-                    p = out / page_image_name(r)
+                    p = storage.join(out, page_image_name(r))
                     write_png(doc.render_for_people(r.page.index), p)
                     paths[r.page_key] = p
                     if progress:
@@ -103,39 +106,42 @@ def import_results(
     """Upsert a results folder (and optionally a reviews file from ``inkloop review pull``).
 
     Page images are rendered into ``images_dir`` (default ``RESULTS/review-images``, shared with
-    review). Reviews of pages not in this results folder update samples already in the dataset.
+    review). ``results_dir``, ``reviews`` and ``images_dir`` are local paths or storage URLs
+    (``s3://…``): images stored in a bucket reach FiftyOne through the store's media cache.
+    Reviews of pages not in this results folder update samples already in the dataset.
     ``reviewed_only`` imports only the pages that have a review. Every page gets its
     ``domain`` (``scan`` or ``digital``) from its source document (:func:`page_domains`).
     """
-    from inkloop.detection.results import read_results
+    from inkloop.detection.results import RESULTS, read_results
     from inkloop.review.labelstudio import read_reviews
 
-    results_path = Path(results_dir)
-    if not (results_path / "results.jsonl").is_file():
-        raise FileNotFoundError(f"{results_path} has no results.jsonl (run `inkloop detect` first)")
-    results = read_results(results_path)
-    by_key = {r.page_key: r for r in read_reviews(reviews)} if reviews else {}
-    chosen = [r for r in results if r.page_key in by_key] if reviewed_only else results
-    images = Path(images_dir) if images_dir else results_path / "review-images"
-    paths, failed = render_pages(chosen, images, dpi=dpi, progress=progress)
-    domains = page_domains([r for r in chosen if r.page_key in paths])
-    records = [
-        PageRecord.from_result(r, paths[r.page_key], by_key.get(r.page_key), domains.get(r.page_key))
-        for r in chosen
-        if r.page_key in paths
-    ]
-    counts = store.upsert_pages(records)
+    results_path = os.fspath(results_dir)
+    with storage.scoped_options(store.storage_options):  # results, reviews, sources, images
+        if not storage.log_exists(storage.join(results_path, RESULTS)):
+            raise FileNotFoundError(f"{results_path} has no {RESULTS} (run `inkloop detect` first)")
+        results = read_results(results_path)
+        by_key = {r.page_key: r for r in read_reviews(reviews)} if reviews else {}
+        chosen = [r for r in results if r.page_key in by_key] if reviewed_only else results
+        images = os.fspath(images_dir) if images_dir else storage.join(results_path, "review-images")
+        paths, failed = render_pages(chosen, images, dpi=dpi, progress=progress)
+        domains = page_domains([r for r in chosen if r.page_key in paths])
+        records = [
+            PageRecord.from_result(r, paths[r.page_key], by_key.get(r.page_key), domains.get(r.page_key))
+            for r in chosen
+            if r.page_key in paths
+        ]
+        counts = store.upsert_pages(records)
     in_results = {r.page_key for r in results}
     later = store.apply_reviews(v for k, v in by_key.items() if k not in in_results)
     return {
         "dataset": store.name,
-        "results": str(results_path),
+        "results": results_path,
         "pages": len(chosen),
         **counts,
         "reviews": len(by_key),
         "reviews_applied_to_existing": later["updated"],
         "reviews_unknown": later["unknown"],
-        "images_dir": str(images),
+        "images_dir": images,
         "unrenderable_sources": failed,
         "domains": dict(Counter(domains.values())),
     }
@@ -147,11 +153,16 @@ def curate_cycle(
     export_dir: str | os.PathLike[str],
     dataset: str = "inkloop",
     find_issues: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One curation step of the loop (what the review-sync DAG runs): import the run's results and
     the pulled reviews, evaluate the model on reviewed pages, flag duplicates and likely label
-    mistakes, and export a versioned YOLO training set (frozen test split kept apart)."""
-    store = CurationStore(dataset)
+    mistakes, and export a versioned YOLO training set (frozen test split kept apart).
+
+    Every location may be a storage URL (``s3://…``) reached with ``storage_options`` (else the
+    environment); page images in a bucket are read through the local media cache
+    (:class:`~inkloop.curation.media.MediaCache`)."""
+    store = CurationStore(dataset, storage_options=storage_options)
     imported = import_results(store, results_dir, reviews=reviews)
     evaluation = store.evaluate() if store.reviewed().count() else {}
     issues = store.find_issues() if find_issues and store.reviewed().count() > 1 else {}

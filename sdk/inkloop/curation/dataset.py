@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inkloop import storage
 from inkloop.convert.fiftyone import from_fiftyone, to_fiftyone
 from inkloop.curation.database import check_database, import_fiftyone
+from inkloop.curation.media import MediaCache
 from inkloop.curation.records import (
     DEFAULT_CLASSES,
     EXCLUDED,
@@ -28,6 +31,11 @@ class DatasetSync:
     """The dataset and its sync: schema, views, stats, upserting pages and applying reviews.
 
     Part of :class:`~inkloop.curation.store.CurationStore`.
+
+    Page images may be stored anywhere the storage layer reaches (``s3://…``): FiftyOne reads a
+    local copy from ``media_cache`` (:class:`~inkloop.curation.media.MediaCache`, default
+    ``$INKLOOP_MEDIA_CACHE``), and the sample keeps the stored URL in ``media_url``.
+    ``storage_options`` reach the storage URLs the store reads (images) and writes (exports).
     """
 
     def __init__(
@@ -35,7 +43,12 @@ class DatasetSync:
         dataset_name: str = "inkloop",
         classes: Sequence[str] = DEFAULT_CLASSES,
         create: bool = True,
+        *,
+        media_cache: MediaCache | str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.media = media_cache if isinstance(media_cache, MediaCache) else MediaCache(media_cache)
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
         check_database()
         self.fo: Any = import_fiftyone()
         fo = self.fo
@@ -64,6 +77,7 @@ class DatasetSync:
             "doc_id": (fo.StringField, {}),
             "page_index": (fo.IntField, {}),
             "source": (fo.StringField, {}),
+            "media_url": (fo.StringField, {}),
             "page_width": (fo.IntField, {}),
             "page_height": (fo.IntField, {}),
             "model_version": (fo.StringField, {}),
@@ -176,12 +190,38 @@ class DatasetSync:
         s["reviewed_at"] = reviewed_at
         s["rotated"] = bool(rotated)
 
-    def _fill(self, s: Any, r: PageRecord, new: bool) -> None:
-        path = Path(r.image).resolve()
+    def _media_paths(self, records: Iterable[PageRecord]) -> dict[str, str]:
+        """``{page_key: local image}``: local images as they are, stored ones from the cache."""
+        recs = list(records)
+        local = self.media.local_many([r.image for r in recs], self.storage_options)
+        return {r.page_key: local[os.fspath(r.image)] for r in recs}
+
+    def ensure_media(self, view: Any = None) -> dict[str, int]:
+        """Fetch again the local copies of stored images that are gone (a cleared media cache,
+        another machine): every sample with a ``media_url`` whose ``filepath`` is missing.
+        Content addressing gives an unchanged image the same path; a changed one gets its new
+        path (and loses its stale thumbnail embedding). Returns ``checked``/``fetched``."""
+        samples = view if view is not None else self.dataset
+        ids, paths, urls = samples.values(["id", "filepath", "media_url"])
+        gone = {i: u for i, p, u in zip(ids, paths, urls, strict=True) if u and not os.path.isfile(p)}
+        if gone:
+            local = self.media.local_many(gone.values(), self.storage_options)
+            moved = {i: local[u] for i, u in gone.items()}
+            self.dataset.set_values("filepath", moved, key_field="id")
+            old = dict(zip(ids, paths, strict=True))
+            changed = {i: None for i, p in moved.items() if p != old[i]}
+            if changed:
+                self.dataset.set_values("thumb_embedding", changed, key_field="id")
+        return {"checked": len(ids), "fetched": len(gone)}
+
+    def _fill(self, s: Any, r: PageRecord, new: bool, local: str) -> None:
+        path = Path(local)
         if new or s.filepath != str(path):
             s.filepath = str(path)
             s["thumb_embedding"] = None  # a new image needs a new embedding
             s.metadata = self._image_metadata(path)
+        image = os.fspath(r.image)
+        s["media_url"] = image if storage.is_url(image) else None
         s["page_key"] = r.page_key
         s["doc_id"] = r.doc_id
         s["page_index"] = r.page_index
@@ -230,13 +270,14 @@ class DatasetSync:
         existing = dict(zip(keys, ids, strict=True))
         new = [r for k, r in latest.items() if k not in existing]
         old = {existing[k]: r for k, r in latest.items() if k in existing}
+        local = self._media_paths(latest.values())
         added = raced = 0
         for i in range(0, len(new), batch_size):
             chunk = new[i : i + batch_size]
             batch = []
             for r in chunk:
-                s = self.fo.Sample(filepath=str(Path(r.image).resolve()))
-                self._fill(s, r, new=True)
+                s = self.fo.Sample(filepath=local[r.page_key])
+                self._fill(s, r, new=True, local=local[r.page_key])
                 batch.append(s)
             try:
                 self.dataset.add_samples(batch, progress=False)
@@ -252,7 +293,7 @@ class DatasetSync:
         if old:
             view = self.dataset.select(list(old))
             for s in view.iter_samples(autosave=True, batch_size=batch_size, progress=False):
-                self._fill(s, old[s.id], new=False)
+                self._fill(s, old[s.id], new=False, local=local[old[s.id].page_key])
                 if progress:
                     progress(1)
         return {

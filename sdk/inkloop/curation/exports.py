@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+from inkloop import storage
 from inkloop.convert.fiftyone import from_fiftyone
 from inkloop.convert.yolo import format_line, to_yolo
 from inkloop.curation.records import (
@@ -24,6 +26,7 @@ from inkloop.curation.records import (
 )
 from inkloop.evaluation.domains import UNKNOWN_DOMAIN, write_domains
 from inkloop.geometry import clip
+from inkloop.storage import folders as storage_folders
 
 
 def _domain_counts(domains: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -45,6 +48,7 @@ class Exports:
     fo: Any
     dataset: Any
     name: str
+    storage_options: dict[str, Any]
 
     # -- the frozen split ------------------------------------------------------------------------
     def split_config(self) -> dict[str, Any] | None:
@@ -158,6 +162,8 @@ class Exports:
     ) -> dict[str, Any]:
         """Write the reviewed pages as a YOLO dataset in ``<out_dir>/<version>/`` and return a summary.
 
+        ``out_dir`` is a local folder or a storage URL (``s3://…``; the store's ``storage_options``).
+
         Layout: ``images/{train,val,test}``, ``labels/{train,val,test}`` (a negative page gets an
         empty label file), ``data.yaml`` (class names from the dataset's class list, no ``path`` so
         it resolves beside the yaml), ``domains.json`` (each page's ``scan``/``digital`` domain, when
@@ -167,6 +173,13 @@ class Exports:
         ``sha256-<first 16 hex of data_version>``. The split is brought up to date first (new pages
         get theirs); ``test`` pages only ever go to ``images/test``. An existing version folder is
         never overwritten: the same data again returns it (``reused``), other data raises.
+
+        The version is built in a local folder and then published: locally by one rename (beside
+        the versions), on an object store by uploading every file with ``manifest.json`` last,
+        so a version whose ``manifest.json`` is there is complete; an upload that was cut short
+        leaves no manifest, and the next export of that version replaces what it left.
+        Page images stored in a bucket are read from the local media cache, fetched again first
+        when their copy is gone (:meth:`ensure_media`).
         """
         import yaml
 
@@ -176,6 +189,7 @@ class Exports:
         split_summary = self.freeze_test_split()
         F = self.fo.ViewField
         view = self.reviewed().match(F("split").is_in(list(SPLITS)))
+        self.ensure_media(view)
         keys, paths, splits, ws, hs, labels, boxes, versions, page_domains = view.values(
             [
                 "page_key",
@@ -200,9 +214,16 @@ class Exports:
         if version is not None and (not version or "/" in version or version.startswith(".")):
             raise CurationError(f"bad version name {version!r}")
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
+        out_url = os.fspath(out_dir)
+        remote = storage.is_url(out_url)
+        opts = self.storage_options
+        if remote:  # built on this machine, then uploaded; the bucket must answer before the work
+            storage.require_folder(out_url, opts)
+            tmp = Path(tempfile.mkdtemp(prefix="inkloop-export-"))
+        else:
+            out = Path(out_url)
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / f".tmp-{uuid.uuid4().hex[:12]}"
         try:
             for s in SPLITS:
                 (tmp / "images" / s).mkdir(parents=True)
@@ -240,15 +261,15 @@ class Exports:
             manifest = dataset_manifest(tmp)
             digest = str(manifest["data_version"]).split(":", 1)[-1]
             name = version or f"sha256-{digest[:16]}"
-            final = out / name
+            final = storage.join(out_url, name) if remote else str((out / name).resolve())
             counts = {s: len(v) for s, v in pages.items()}
             per_domain = _domain_counts(domains)
             summary: dict[str, Any] = {
                 "dataset": self.name,
                 "version": name,
                 "data_version": manifest["data_version"],
-                "path": str(final.resolve()),
-                "data_yaml": str((final / "data.yaml").resolve()),
+                "path": final,
+                "data_yaml": storage.join(final, "data.yaml"),
                 "splits": counts,
                 "boxes": n_boxes,
                 "negatives": negatives,
@@ -269,14 +290,10 @@ class Exports:
                 summary["warnings"].append(
                     f"{split_summary[EXCLUDED]} page(s) excluded: near-duplicates of test pages"
                 )
-            if final.exists():
-                old = final / "manifest.json"
-                prev = json.loads(old.read_text()) if old.is_file() else {}
-                if prev.get("data_version") == manifest["data_version"]:
-                    shutil.rmtree(tmp)
-                    summary["reused"] = True
-                    return summary
-                raise CurationError(f"{final} exists with other data; versions are never overwritten")
+            if self._version_exists(final, manifest["data_version"]):
+                shutil.rmtree(tmp)
+                summary["reused"] = True
+                return summary
             (tmp / "data.yaml").write_text(
                 yaml.safe_dump(
                     {
@@ -306,12 +323,16 @@ class Exports:
                 "files": manifest["files"],
             }
             (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-            try:
-                os.rename(tmp, final)
-            except OSError as exc:  # another export of the same name won the race
-                raise CurationError(
-                    f"{final} appeared while exporting; versions are never overwritten"
-                ) from exc
+            if remote:
+                storage_folders.upload_folder(tmp, final, opts, last=("manifest.json",))
+                shutil.rmtree(tmp)
+            else:
+                try:
+                    os.rename(tmp, final)
+                except OSError as exc:  # another export of the same name won the race
+                    raise CurationError(
+                        f"{final} appeared while exporting; versions are never overwritten"
+                    ) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -322,3 +343,25 @@ class Exports:
         self.dataset.info["inkloop_exports"] = exports[-100:]
         self.dataset.save()
         return summary
+
+    def _version_exists(self, final: str, data_version: str) -> bool:
+        """True if the version ``final`` holds ``data_version`` already; False if it is free.
+
+        Other data there raises :class:`CurationError` (versions are never overwritten). On an
+        object store a folder without ``manifest.json`` is an upload that was cut short: its
+        files are removed and the version is free again.
+        """
+        opts = self.storage_options
+        text = storage.read_text_if_exists(storage.join(final, "manifest.json"), opts)
+        if text is not None:
+            prev = json.loads(text)
+            if prev.get("data_version") == data_version:
+                return True
+            raise CurationError(f"{final} exists with other data; versions are never overwritten")
+        if not storage.is_url(final):
+            if os.path.exists(final):
+                raise CurationError(f"{final} exists with other data; versions are never overwritten")
+            return False
+        for leftover in storage.find(final, opts):  # an unfinished upload (no manifest)
+            storage.delete(leftover, opts)
+        return False

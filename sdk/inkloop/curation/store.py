@@ -31,7 +31,11 @@ Why it is shaped this way:
 - **Versioned exports.** An export is written to a temporary folder, hashed with
   :func:`inkloop.lifecycle.training.dataset_manifest` (the data version), and renamed into
   ``<out>/<version>/``; an existing version folder is never overwritten (exporting unchanged data
-  again returns the existing folder).
+  again returns the existing folder). ``<out>`` may be a storage URL: the version is uploaded
+  there with ``manifest.json`` last (object stores have no rename).
+- **Media on a local disk.** FiftyOne's open-source edition reads media from local files; page
+  images stored in a bucket are read through a content-addressed local cache
+  (:mod:`inkloop.curation.media`), and each sample keeps the stored image's URL (``media_url``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inkloop import storage
 from inkloop.lifecycle.variants import FORMATS, ParityTolerance, build_variants, variant_card
 from inkloop.models.references import BUNDLED_NAME, ModelCard, ModelError
 
@@ -70,15 +71,31 @@ class ExportResult:
 
 
 def latest_export(export_dir: str | os.PathLike[str]) -> str:
-    """The newest curated YOLO export (``<export_dir>/<version>/data.yaml``) by modification time.
+    """The newest curated YOLO export (``<export_dir>/<version>/data.yaml``) by the time its
+    data.yaml was written; ``export_dir`` itself when it is one version (it has a data.yaml).
 
     The retrain DAG is scheduled by the training-data Asset and trains on whatever curation
-    exported last.
+    exported last. ``export_dir`` may be a storage URL; there a version counts once its
+    ``manifest.json`` is stored (uploaded last, so the version is complete).
     """
-    candidates = sorted(Path(export_dir).glob("*/data.yaml"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise FileNotFoundError(f"no curated dataset under {export_dir} (run `inkloop curate export` first)")
-    return str(candidates[-1].parent)
+    base = os.fspath(export_dir)
+    if storage.exists(storage.join(base, "data.yaml")):
+        return base
+    stamped = []
+    for name in storage.listdir(base):
+        if name.startswith("."):  # a local export being written
+            continue
+        info = storage.info(storage.join(base, name, "data.yaml"))
+        if info is None or info.get("type") != "file":
+            continue
+        if storage.is_url(base) and not storage.exists(storage.join(base, name, "manifest.json")):
+            continue
+        modified = info.get("mtime") or info.get("LastModified") or info.get("updated")
+        stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        stamped.append((stamp, name))
+    if not stamped:
+        raise FileNotFoundError(f"no curated dataset under {base} (run `inkloop curate export` first)")
+    return storage.join(base, max(stamped)[1])
 
 
 def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:

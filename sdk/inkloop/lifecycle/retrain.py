@@ -22,6 +22,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,13 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from inkloop import storage
 from inkloop.documents.hashing import sha256_file
 from inkloop.lifecycle.training import (
     RECIPES,
     Recipe,
+    fetch_run,
     offline_env,
     prepare_training_data,
     recipe_from_record,
+    run_scratch,
+    upload_run,
     write_run_record,
 )
 from inkloop.models.references import ModelError
@@ -73,7 +78,12 @@ class TrainProgress:
 
 @dataclass
 class RetrainResult:
-    """How a run ended and where its outputs are. ``resumable`` runs continue with ``resume=True``."""
+    """How a run ended and where its outputs are. ``resumable`` runs continue with ``resume=True``.
+
+    ``run_dir``, ``best`` and ``last`` are local files; for a run kept at a storage URL,
+    ``output`` is that URL (the run's files were uploaded there) and :meth:`to_dict` reports the
+    stored locations, with the local working folder as ``local_run_dir``.
+    """
 
     status: Status
     run_dir: Path
@@ -86,6 +96,7 @@ class RetrainResult:
     data_version: str | None
     message: str = ""
     resumed_from_epoch: int | None = None
+    output: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +111,12 @@ class RetrainResult:
         for key in ("run_dir", "best", "last"):
             d[key] = str(d[key]) if d[key] is not None else None
         d["resumable"] = self.resumable
+        if self.output is not None:
+            d["local_run_dir"] = d["run_dir"]
+            d["run_dir"] = self.output
+            for key, rel in (("best", "weights/best.pt"), ("last", "weights/last.pt")):
+                if d[key] is not None:
+                    d[key] = storage.join(self.output, rel)
         return d
 
 
@@ -234,6 +251,10 @@ class RetrainJob:
     """One training run in a child process; :meth:`run` blocks, :meth:`cancel` may come from anywhere.
 
     ``time_limit`` (seconds) applies to this invocation; a resumed run gets its own limit.
+    ``run_dir`` may be a storage URL: the run is worked on in a local folder
+    (:func:`~inkloop.lifecycle.training.run_scratch`), downloaded from the URL first when it
+    resumes (the stored run is the one that counts), and uploaded there when the child ends,
+    however it ends. ``data`` may be a storage URL too (copied to local scratch for ultralytics).
     """
 
     def __init__(
@@ -248,8 +269,11 @@ class RetrainJob:
         poll_interval: float = 0.5,
         stop_grace: float = 60.0,
         python: str = sys.executable,
+        fetched: bool = False,
     ) -> None:
-        self.run_dir = Path(run_dir).resolve()
+        #: Where the run is kept when that is a storage URL (None: ``run_dir`` is local).
+        self.output: str | None = os.fspath(run_dir) if storage.is_url(run_dir) else None
+        self.run_dir = run_scratch(self.output) if self.output else Path(run_dir).resolve()
         self.data = data
         self.recipe = recipe
         self.metadata = dict(metadata or {})
@@ -258,6 +282,15 @@ class RetrainJob:
         self.poll_interval = poll_interval
         self.stop_grace = stop_grace
         self.python = python
+        #: The stored run was downloaded already (by :func:`retrain`): not again before resuming.
+        self._fetched = fetched
+        if self.output is not None and not resume:
+            if storage.exists(storage.join(self.output, "recipe.json")):
+                raise RetrainError(
+                    f"{self.output} already holds a run; continue it with resume=True (--resume) "
+                    "or choose another run directory"
+                )
+            shutil.rmtree(self.run_dir, ignore_errors=True)  # a local copy of a run no longer stored
         self._cancel = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         #: Added to the training process's environment (the MLflow run ultralytics logs into).
@@ -305,6 +338,10 @@ class RetrainJob:
             record = json.loads(record_path.read_text())
             recipe = recipe_from_record(record)
             data_yaml = self.run_dir.parent / f"{self.run_dir.name}-data" / "data.yaml"
+            source = (record.get("data") or {}).get("source")
+            if not data_yaml.exists() and source and storage.is_url(source):
+                # another machine: its local copy of the stored data is made again
+                prepare_training_data(source, data_yaml.parent)
             if last.exists() and _checkpoint_resumable(last):
                 done = read_progress(self.run_dir, recipe.epochs)
                 cmd = [*base, "--data", str(data_yaml), "--recipe-file", str(record_path), "--resume"]
@@ -341,7 +378,37 @@ class RetrainJob:
     ) -> RetrainResult:
         """Train until done, the time limit, or :meth:`cancel` (also SIGTERM / Ctrl-C); never raises
         for a failed *training* (the result says ``failed`` with the log's tail), only for a run
-        that cannot start (:class:`RetrainError`, :class:`~inkloop.lifecycle.training.DataLeakError`)."""
+        that cannot start (:class:`RetrainError`, :class:`~inkloop.lifecycle.training.DataLeakError`).
+        A run kept at a storage URL is uploaded when it ends; a failed upload raises
+        :class:`~inkloop.storage.StorageError` naming the URL (the local folder keeps the run)."""
+        if self.output is None:
+            return self._run(on_progress, on_start)
+        if self.resume and not self._fetched:
+            fetch_run(self.output, self.run_dir)
+        try:
+            result = self._run(on_progress, on_start)
+        finally:
+            self._upload()
+        result.output = self.output
+        return result
+
+    def _upload(self) -> None:
+        assert self.output is not None
+        try:
+            upload_run(self.run_dir, self.output)
+        except storage.StorageError as exc:
+            raise storage.StorageError(
+                self.output,
+                f"{exc.reason}; the run is kept in {self.run_dir} (a resume uploads it again)",
+                "store the run at",
+                exc.kind,
+            ) from exc
+
+    def _run(
+        self,
+        on_progress: Callable[[TrainProgress], None] | None,
+        on_start: Callable[[int, int], None] | None,
+    ) -> RetrainResult:
         status = self._read_status()
         if self.resume and status.get("state") == "finished":
             return self._result("finished", status.get("epochs", 0), 0.0, 0, None, "already finished")
@@ -507,11 +574,14 @@ def retrain(
     ``overrides`` are then ignored). ``on_start(epochs_done, epochs)`` is called once the child
     process runs, ``on_progress`` after every finished epoch. ``job`` receives the
     :class:`RetrainJob` before it starts, so a caller can keep a handle to
-    :meth:`RetrainJob.cancel`.
+    :meth:`RetrainJob.cancel`. ``run_dir`` and ``data`` may be storage URLs (see
+    :class:`RetrainJob`).
     """
-    run_path = Path(run_dir)
+    output = os.fspath(run_dir) if storage.is_url(run_dir) else None
+    run_path = run_scratch(output) if output else Path(run_dir)
+    fetched = bool(output and resume and fetch_run(output, run_path))
     if resume and (run_path / "recipe.json").exists():
-        rj = RetrainJob(None, run_path, None, time_limit=time_limit, resume=True)
+        rj = RetrainJob(None, run_dir, None, time_limit=time_limit, resume=True, fetched=fetched)
     else:
         r = RECIPES[recipe] if isinstance(recipe, str) else recipe
         weights, parent = resolve_start(start_from, registry)
@@ -521,7 +591,15 @@ def retrain(
         known = {k: v for k, v in fields_.items() if k in Recipe.__dataclass_fields__ and k != "extra"}
         extra = {**r.extra, **{k: v for k, v in fields_.items() if k not in known}}
         r = replace(r, **known, model=weights, extra=extra)
-        rj = RetrainJob(data, run_path, r, metadata={"parent": parent}, time_limit=time_limit, resume=resume)
+        rj = RetrainJob(
+            data,
+            run_dir,
+            r,
+            metadata={"parent": parent},
+            time_limit=time_limit,
+            resume=resume,
+            fetched=fetched,
+        )
     tracker = _training_tracker(run_path, resume)
     rj.extra_env = tracker.child_env()
     if job is not None:
@@ -571,7 +649,7 @@ def _log_training(tracker: Any, result: RetrainResult) -> None:
         {
             "inkloop.status": result.status,
             "inkloop.data_version": result.data_version or "",
-            "inkloop.run_dir": str(run_dir),
+            "inkloop.run_dir": result.output or str(run_dir),
         }
     )
     for name in ("recipe.json", "data_manifest.json", "results.csv", LOG_FILE, STATUS_FILE):

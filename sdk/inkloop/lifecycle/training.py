@@ -12,16 +12,21 @@ import importlib.metadata
 import json
 import logging
 import os
+import posixpath
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inkloop import storage
 from inkloop.datasets import DATA_YAML, dataset_manifest, read_data_yaml
 from inkloop.documents.hashing import sha256_file
+from inkloop.storage import folders as storage_folders
 
 log = logging.getLogger("inkloop.lifecycle.training")  # by name: also when run as __main__
 
@@ -180,6 +185,80 @@ def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
 
 
+SCRATCH_ENV = "INKLOOP_SCRATCH"
+
+
+def scratch_dir() -> Path:
+    """Local room for stored training data and runs: ``$INKLOOP_SCRATCH``, else
+    ``<temp>/inkloop-scratch``. ultralytics reads and writes local files only, so a dataset or a
+    run folder given as a storage URL is worked on here and stays where the URL says."""
+    env = os.environ.get(SCRATCH_ENV, "").strip()
+    return Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "inkloop-scratch"
+
+
+def run_scratch(run_url: str) -> Path:
+    """The local working folder of a run kept at a storage URL: the same for the same URL (and
+    scratch folder), so the local data.yaml a checkpoint records is where a resume looks for it."""
+    tail = run_url.rstrip("/").rsplit("/", 1)[-1] or "run"
+    return scratch_dir() / "runs" / f"{hashlib.sha256(run_url.encode()).hexdigest()[:16]}-{tail}" / tail
+
+
+def _url_folder(url: str) -> str:
+    """``s3://b/a/./x/..`` → ``s3://b/a`` (a data.yaml's ``path`` joined to its folder)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def local_training_data(
+    data: str | os.PathLike[str], workdir: Path, options: dict[str, Any] | None = None
+) -> str:
+    """``data`` as a local dataset folder or data.yaml: itself when local; a stored one copied
+    into ``workdir/source`` (a new copy each time, so the run sees what the URL holds now).
+
+    A stored dataset is its folder (``images/…``, ``labels/…``, ``data.yaml``, ``domains.json``),
+    or a data.yaml whose ``path`` (default: its own folder) is copied, with every split relative
+    to it: a split elsewhere (another URL, an absolute path, ``..``) cannot be copied with it and
+    raises :class:`~inkloop.evaluation.evaluator.DatasetError` naming the URL.
+    """
+    import yaml
+
+    from inkloop.evaluation.evaluator import DatasetError
+
+    src = os.fspath(data)
+    if not storage.is_url(src):
+        return src
+    local = workdir / "source"
+    shutil.rmtree(local, ignore_errors=True)
+    if not src.endswith((".yaml", ".yml")):
+        storage_folders.download_folder(src, local / "dataset", options)
+        return str(local / "dataset")
+    cfg = yaml.safe_load(storage.read_text(src, options)) or {}
+    if not isinstance(cfg, dict):
+        raise DatasetError(f"{src}: not a YOLO data.yaml (expected a mapping)")
+    root_spec = str(cfg.get("path") or ".")
+    if os.path.isabs(root_spec):
+        raise DatasetError(f"{src}: path {root_spec!r} is a local folder of another machine; use a URL")
+    root = (
+        root_spec
+        if storage.is_url(root_spec)
+        else _url_folder(storage.join(src.rsplit("/", 1)[0], root_spec))
+    )
+    for split in ("train", "val", "test"):
+        entries = cfg.get(split) or []
+        for entry in [entries] if isinstance(entries, str) else entries:
+            e = str(entry)
+            if storage.is_url(e) or os.path.isabs(e) or posixpath.normpath(e).startswith(".."):
+                raise DatasetError(
+                    f"{src}: split {split!r} reads {e!r}, outside the dataset {root} that is copied "
+                    "for training; put every split under it"
+                )
+    storage_folders.download_folder(root, local / "dataset", options)
+    cfg["path"] = str((local / "dataset").resolve())
+    out = local / "data.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(out)
+
+
 def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
     """Write a data.yaml with an absolute ``path`` so ultralytics never guesses the dataset root.
 
@@ -311,14 +390,17 @@ def prepare_training_data(
     The source's test split is checked to be disjoint from train/val (:class:`DataLeakError`)
     and described (content hash, size) in the returned info, then dropped from the written yaml,
     so no ultralytics code path (validation, plots, auto-splitting) can read it. A dataset folder
-    without data.yaml but with ``images/test`` gets that folder as its test split.
+    without data.yaml but with ``images/test`` gets that folder as its test split. ``data`` given
+    as a storage URL (``s3://…``: an export version folder or a data.yaml) is first copied into
+    ``workdir`` (:func:`local_training_data`); the info's ``source`` keeps the URL.
     """
     import yaml
 
-    out = resolve_data_yaml(data, workdir)
+    local = local_training_data(data, workdir)
+    out = resolve_data_yaml(local, workdir)
     cfg: dict[str, Any] = yaml.safe_load(out.read_text())
     root = Path(cfg["path"])
-    if test_split not in cfg and Path(data).is_dir() and (root / "images" / test_split).is_dir():
+    if test_split not in cfg and Path(local).is_dir() and (root / "images" / test_split).is_dir():
         cfg[test_split] = f"images/{test_split}"
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     info: dict[str, Any] = {"source": str(data), "root": str(root), "frozen": check_test_split_frozen(out)}
@@ -425,8 +507,14 @@ def train(
     metadata: dict[str, Any] | None = None,
     on_model: Callable[[Any], None] | None = None,
     threads: int | None = None,
-) -> Path:
+) -> Path | str:
     """Run (or resume) a recipe; returns the run directory holding ``weights/{best,last}.pt``.
+
+    ``project`` may be a storage URL (``s3://…/runs``): the run is then trained in a local
+    folder (:func:`run_scratch`) and its whole folder (weights, ``results.csv``, ``recipe.json``,
+    ``data_manifest.json``, plots) is uploaded to ``<project>/<name>`` when training ends, however
+    it ends; the URL is returned. Resuming such a run on another machine downloads the folder
+    first. ``data`` may be a storage URL too (:func:`local_training_data`).
 
     Resuming continues from ``weights/last.pt`` with the optimizer state and epoch counter, so a
     multi-hour CPU run survives a stopped machine as long as the run directory survives.
@@ -436,8 +524,6 @@ def train(
     (to add callbacks). ``threads``: torch threads for CPU training (:func:`training_threads`).
     """
     offline_env()
-    from ultralytics import YOLO
-
     if not os.environ.get("MLFLOW_RUN_ID"):
         _mute_ultralytics_mlflow()
     cpu_threads = training_threads(threads)
@@ -446,7 +532,53 @@ def train(
         known = {k: v for k, v in overrides.items() if k in Recipe.__dataclass_fields__}
         extra = {**r.extra, **{k: v for k, v in overrides.items() if k not in known}}
         r = replace(r, **known, extra=extra)
+    if storage.is_url(project):
+        run_url = storage.join(os.fspath(project), name or r.name)
+        run_dir = run_scratch(run_url)
+        if resume:
+            fetch_run(run_url, run_dir)
+        try:
+            _train_in(run_dir, data, r, resume, metadata, on_model, cpu_threads)
+        finally:
+            upload_run(run_dir, run_url)
+        return run_url
     run_dir = Path(project).resolve() / (name or r.name)
+    _train_in(run_dir, data, r, resume, metadata, on_model, cpu_threads)
+    return run_dir
+
+
+def fetch_run(run_url: str, run_dir: Path, options: dict[str, Any] | None = None) -> bool:
+    """Bring a stored run folder down to ``run_dir`` to resume it; returns whether there was one
+    (a URL holding no run downloads nothing: a new run). The stored run is the one that counts:
+    its files replace this machine's copies (another machine may have trained it further)."""
+    if not storage.find(run_url, options):
+        return False
+    storage_folders.download_folder(run_url, run_dir, options)
+    return True
+
+
+def upload_run(run_dir: Path, run_url: str, options: dict[str, Any] | None = None) -> list[str]:
+    """Put a run folder's files at ``run_url`` (``recipe.json`` last, so a stored run with a record
+    has all its files); returns the relative paths written. Nothing there yet: nothing written."""
+    if not run_dir.is_dir():
+        return []
+    written = storage_folders.upload_folder(run_dir, run_url, options, last=("recipe.json",))
+    log.info("run %s stored at %s (%d files)", run_dir, run_url, len(written))
+    return written
+
+
+def _train_in(
+    run_dir: Path,
+    data: str | os.PathLike[str],
+    r: Recipe,
+    resume: bool,
+    metadata: dict[str, Any] | None,
+    on_model: Callable[[Any], None] | None,
+    cpu_threads: int,
+) -> None:
+    """:func:`train` in a local run folder."""
+    from ultralytics import YOLO
+
     last = run_dir / "weights" / "last.pt"
     if resume and last.exists():
         if data:  # a fresh machine: recreate the data.yaml the checkpoint points to
@@ -456,7 +588,7 @@ def train(
         if on_model is not None:
             on_model(resumed)
         resumed.train(resume=True)
-        return run_dir
+        return
     if not r.model:
         raise ValueError(f"recipe {r.name!r} names no starting model; pass overrides={{'model': ...}}")
     start, init_record = initial_weights(r.model)
@@ -474,7 +606,6 @@ def train(
         exist_ok=True,
         **r.train_args(),
     )
-    return run_dir
 
 
 THREADS_ENV = "INKLOOP_TRAIN_THREADS"
