@@ -311,9 +311,7 @@ class RetrainJob:
         path = self.run_dir / STATUS_FILE
         prev = json.loads(path.read_text()) if path.exists() else {}
         prev.update(fields, updated_at=_now())
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(prev, indent=2))
-        os.replace(tmp, path)
+        storage.write_local_atomic(str(path), json.dumps(prev, indent=2).encode())
 
     def _read_status(self) -> dict[str, Any]:
         path = self.run_dir / STATUS_FILE

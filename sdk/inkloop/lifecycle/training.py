@@ -485,9 +485,7 @@ def write_run_record(run_dir: Path, r: Recipe, data_info: dict[str, Any], metada
         "software": versions,
         **metadata,
     }
-    tmp = record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, record_path)
+    storage.write_local_atomic(str(record_path), json.dumps(record, indent=2, default=str).encode())
 
 
 def recipe_from_record(record: dict[str, Any]) -> Recipe:
