@@ -175,13 +175,13 @@ def test_threshold_slider_refilters_boxes_and_verdict_without_detecting_again(
 def test_demo_quarantines_broken_and_huge_files_like_the_cli(client, tmp_path: Path) -> None:
     from gradio_client import handle_file
 
-    from inkloop.detection.pipeline import detect
+    from inkloop.api import detect
 
     for bad in (corrupt_pdf(tmp_path / "broken.pdf"), bomb_png(tmp_path / "huge.png")):
         gallery, table, files, status, verdict = client.predict(
             handle_file(str(bad)), "bundled", 0.2, api_name="/detect"
         )
-        detect([str(bad)], tmp_path / f"cli-{bad.stem}")
+        detect([str(bad)], tmp_path / f"cli-{bad.stem}", verdict=False)
         cli = (tmp_path / f"cli-{bad.stem}" / "quarantine.jsonl").read_text()
         reason = json.loads(cli.splitlines()[0])["reason"].replace(str(bad), bad.name)
         assert status.startswith("**Quarantined**") and reason in status, (status, reason)

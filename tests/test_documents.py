@@ -135,7 +135,7 @@ def test_exif_orientation_gives_the_upright_page(tmp_path, pages_dir):
     """A page stored sideways with an EXIF orientation tag is detected as the upright page."""
     from PIL import Image
 
-    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.api import detect
     from inkloop.detection.results import read_results
 
     src = next(p for p in sorted(pages_dir.iterdir()) if p.suffix == ".png")
@@ -152,7 +152,7 @@ def test_exif_orientation_gives_the_upright_page(tmp_path, pages_dir):
     assert (view.page.width, view.page.height) == upright.size
     assert people.shape[:2] == (upright.size[1], upright.size[0])
 
-    detect([str(tmp_path / "upright.jpg"), str(tmp_path / "sideways.jpg")], tmp_path / "out", DetectOptions())
+    detect([str(tmp_path / "upright.jpg"), str(tmp_path / "sideways.jpg")], tmp_path / "out", verdict=False)
     results = {r.source.rsplit("/", 1)[-1]: r for r in read_results(tmp_path / "out")}
     a, b = results["upright.jpg"].detections, results["sideways.jpg"].detections
     assert a, "the fixture page has a signature the bundled model finds"

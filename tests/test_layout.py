@@ -25,14 +25,18 @@ PACKAGE = SDK / "inkloop"
 
 #: Stages in import order: a module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
-    # "" is the package itself (``inkloop/__init__.py``); storage: local folders and URLs alike
+    # storage: local folders and URLs alike
     # retry: waiting and backing off; net: free ports and the one HTTP client
-    {"types", "convert", "privacy", "processes", "retry", "net", "storage", ""},
-    {"documents"},
+    # geometry: box IoU, matching, clipping
+    {"types", "convert", "privacy", "processes", "retry", "net", "storage", "geometry"},
+    {"documents", "datasets"},  # datasets: YOLO data.yaml, image suffixes, the data version
     {"models"},
     {"detection"},
+    {"routing"},  # runs on detection's results; detection asks it for page scores through a Protocol
     {"evaluation", "verdict"},  # verdict: signing places + the detector's ink → a document verdict
-    {"review", "curation", "lifecycle", "synth"},  # synth: born-digital pages, on verdict places
+    # synth: born-digital pages, on verdict places; api: the one detection entry point and the
+    # public names, which "" (the package itself, ``inkloop/__init__.py``) re-exports lazily
+    {"review", "curation", "lifecycle", "synth", "api", ""},
     {"benchmarks"},
     {"serving"},  # the Triton server, the model repository, the browser demo (own processes)
     {"cli", "devservers", "__main__"},

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from inkloop.api import DetectOptions, detect
 from inkloop.benchmarks.loop_simulation import SimulationConfig, plan, simulate
-from inkloop.detection.pipeline import DetectOptions, detect
 from inkloop.detection.results import read_results
-from inkloop.detection.routing import RoutingConfig, read_routing, route_results
+from inkloop.routing import RoutingConfig, read_routing, route_results
 
 
 def make_dataset(root: Path, pages_dir: Path) -> Path:
@@ -110,7 +110,13 @@ def test_simulation_end_to_end(tmp_path, pages_dir):
     rc = RoutingConfig(
         max_review_fraction=None, max_review_pages=2, review_min_uncertainty=0.0, audit_rate=0.0
     )
-    detect(arrival_pages, tmp_path / "check", DetectOptions(model=report.steps[0].model, routing=rc))
+    detect(
+        arrival_pages,
+        tmp_path / "check",
+        DetectOptions(model=report.steps[0].model),
+        routing=rc,
+        verdict=False,
+    )
     routed = route_results(read_results(tmp_path / "check"), rc)
     expected = {str(Path(r.source)) for r in routed if r.decision == "review"}
     assert {str(Path(p)) for p in report.step("routing", 1).selected} == expected

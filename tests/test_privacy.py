@@ -129,8 +129,8 @@ def test_parse_names_the_host_and_ignores_loopback(tmp_path: Path) -> None:
 
 DETECT = """
     import sys, time
-    from inkloop.detection.pipeline import detect
-    summary = detect([sys.argv[1]], sys.argv[2])
+    from inkloop import detect
+    summary = detect([sys.argv[1]], sys.argv[2], verdict=False)
     time.sleep(8)  # onnxruntime's telemetry fires seconds after a session ran
 """
 
@@ -173,7 +173,7 @@ def test_curation_in_fiftyone_stays_local(
 
 REVIEW = """
     import sys
-    from inkloop.detection.routing import RoutingConfig
+    from inkloop.routing import RoutingConfig
     from inkloop.review.labelstudio import LabelStudioReview, pull_to_file, push_results
     client = LabelStudioReview(sys.argv[1], sys.argv[2], project_title="privacy")
     routing = RoutingConfig(max_review_fraction=1.0, review_min_uncertainty=0.0)
@@ -230,8 +230,8 @@ def test_openvino_export_stays_local(tmp_path: Path) -> None:
 
 OPENVINO_DETECT = """
     import sys, time
-    from inkloop.detection.pipeline import DetectOptions, detect
-    detect([sys.argv[1]], sys.argv[2], DetectOptions(device="openvino"))
+    from inkloop import DetectOptions, detect
+    detect([sys.argv[1]], sys.argv[2], DetectOptions(device="openvino"), verdict=False)
     time.sleep(3)  # OpenVINO's telemetry sends from a thread
 """
 

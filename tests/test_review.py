@@ -152,12 +152,17 @@ def test_push_several_results_folders_merges_their_summaries(review, tmp_path, p
     counts as already present, not twice."""
     import shutil
 
-    from inkloop.detection.pipeline import DetectOptions, detect
-    from inkloop.detection.routing import RoutingConfig
+    from inkloop.api import DetectOptions, detect
     from inkloop.review.labelstudio import push_results_dirs
+    from inkloop.routing import RoutingConfig
 
     first = tmp_path / "results-a"
-    detect(sorted(pages_dir.glob("*.png")) + sorted(pages_dir.glob("*.jpg")), first, DetectOptions())
+    detect(
+        sorted(pages_dir.glob("*.png")) + sorted(pages_dir.glob("*.jpg")),
+        first,
+        DetectOptions(),
+        verdict=False,
+    )
     again = tmp_path / "results-b"
     shutil.copytree(first, again)
     routing = RoutingConfig(max_review_fraction=1.0, review_min_uncertainty=0.0)
@@ -215,10 +220,10 @@ def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio)
 
 
 def test_page_images_render_at_page_pixels(tmp_path, documents_dir):
-    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.api import DetectOptions, detect
     from inkloop.detection.results import read_results
 
-    detect([str(documents_dir / "unsigned form.pdf")], tmp_path / "out", DetectOptions())
+    detect([str(documents_dir / "unsigned form.pdf")], tmp_path / "out", DetectOptions(), verdict=False)
     results = read_results(tmp_path / "out")
     pairs = PageImages(tmp_path / "imgs").render(results)
     from PIL import Image

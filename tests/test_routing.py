@@ -16,20 +16,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inkloop.api import detect
 from inkloop.detection.detector import Prepared
-from inkloop.detection.pipeline import DetectionRun, DetectOptions, detect
+from inkloop.detection.pipeline import DetectionRun, DetectOptions
 from inkloop.detection.preprocess import prepare
 from inkloop.detection.results import read_results
-from inkloop.detection.routing import (
+from inkloop.detection.scoring import decoding_floor, kept
+from inkloop.models.references import ModelCard
+from inkloop.routing import (
     ROUTING,
     RoutingConfig,
+    RoutingScorer,
     apply_gamma,
     audit_draw,
     band_signal,
     cue_signal,
-    decoding_floor,
     find_cues,
-    kept,
     match_boxes,
     page_uncertainty,
     read_routing,
@@ -39,7 +41,6 @@ from inkloop.detection.routing import (
     shrink_prepare,
     tta_signal,
 )
-from inkloop.models.references import ModelCard
 from inkloop.types import Detection, Page, PageResult
 
 T = 0.25  # operating threshold used throughout
@@ -323,10 +324,10 @@ def test_decoding_floor_lowers_conf_and_restores_it():
     fake = ScriptedDetector()
     with decoding_floor(fake, None) as threshold:  # type: ignore[arg-type]
         assert threshold == fake.conf == 0.25
-    with decoding_floor(fake, RoutingConfig()) as threshold:  # type: ignore[arg-type]
+    with decoding_floor(fake, RoutingScorer(RoutingConfig())) as threshold:  # type: ignore[arg-type]
         assert threshold == 0.25 and fake.conf == pytest.approx(0.10)
     assert fake.conf == 0.25
-    with pytest.raises(RuntimeError), decoding_floor(fake, RoutingConfig(band_low=0.2)):  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError), decoding_floor(fake, RoutingScorer(RoutingConfig(band_low=0.2))):  # type: ignore[arg-type]
         assert fake.conf == 0.2
         raise RuntimeError
     assert fake.conf == 0.25
@@ -357,9 +358,7 @@ def test_decode_low_then_filter_equals_decode_at_threshold(pages_dir):
 def test_pipeline_scores_pages_with_band_tta_and_floor(tmp_path, documents_dir):
     fake = ScriptedDetector()
     cfg = RoutingConfig(max_review_fraction=None)
-    DetectionRun(tmp_path / "r", DetectOptions(routing=cfg), detector=fake).run(
-        [str(documents_dir / "letter.jpg")]
-    )
+    detect([str(documents_dir / "letter.jpg")], tmp_path / "r", routing=cfg, verdict=False, detector=fake)  # type: ignore[arg-type]
     assert fake.conf == 0.25 and [pytest.approx(0.10)] == list(fake.confs_seen)
     (page,) = read_results(tmp_path / "r")
     assert [d.score for d in page.detections] == [0.60]  # the near miss and the noise are not results
@@ -371,7 +370,7 @@ def test_pipeline_scores_pages_with_band_tta_and_floor(tmp_path, documents_dir):
     assert rec.page_key == page.page_key and rec.decision == "review"
 
     plain = ScriptedDetector()
-    DetectionRun(tmp_path / "p", DetectOptions(), detector=plain).run([str(documents_dir / "letter.jpg")])
+    detect([str(documents_dir / "letter.jpg")], tmp_path / "p", verdict=False, detector=plain)  # type: ignore[arg-type]
     (unrouted,) = read_results(tmp_path / "p")
     assert unrouted.detections == page.detections  # routing never changes what is detected
     assert unrouted.uncertainty is None and not (tmp_path / "p" / ROUTING).exists()
@@ -382,8 +381,10 @@ def test_pipeline_without_tta_runs_one_inference_per_page(tmp_path, documents_di
     calls: list[int] = []
     run = fake.run
     fake.run = lambda batch: calls.append(len(batch)) or run(batch)  # type: ignore[method-assign]
-    opts = DetectOptions(routing=RoutingConfig(tta=False), batch_size=8)
-    DetectionRun(tmp_path, opts, detector=fake).run([str(documents_dir / "scanned letters.pdf")])
+    scorer = RoutingScorer(RoutingConfig(tta=False))
+    DetectionRun(tmp_path, DetectOptions(batch_size=8), detector=fake, scorer=scorer).run(  # type: ignore[arg-type]
+        [str(documents_dir / "scanned letters.pdf")]
+    )
     assert sum(calls) == 4
     assert all(not any(r.startswith("tta:") for r in p.reasons) for p in read_results(tmp_path))
 
@@ -396,10 +397,11 @@ def routed_run(tmp_path_factory, documents_dir) -> Path:
     detect(
         [str(documents_dir)],
         out,
-        DetectOptions(routing=RoutingConfig(max_review_fraction=None)),
-        lambda e, i: events.append((e, i)),
+        routing=RoutingConfig(max_review_fraction=None),
+        verdict=False,
+        progress=lambda e, i: events.append((e, i)),
     )
-    assert any(e == "routing" for e, _ in events)
+    assert [e for e, _ in events][-2:] == ["routing", "end"]
     return out
 
 
@@ -450,7 +452,7 @@ def _page_result(
 
 
 def test_place_signal_fires_for_each_place_no_box_covers():
-    from inkloop.detection.routing import PlaceHint, place_signal
+    from inkloop.routing import PlaceHint, place_signal
 
     cfg = RoutingConfig()
     places = [
@@ -468,7 +470,7 @@ def test_place_signal_fires_for_each_place_no_box_covers():
 
 
 def test_route_results_with_places_ranks_the_half_missed_page_first_and_re_routes_the_same():
-    from inkloop.detection.routing import PlaceHint
+    from inkloop.routing import PlaceHint
 
     cfg = RoutingConfig(
         max_review_fraction=None, max_review_pages=1, audit_rate=0.0, review_min_uncertainty=0.0
@@ -496,9 +498,7 @@ def test_place_signal_fires_on_an_unsigned_looking_signed_contract(tmp_path, pag
     import pymupdf
 
     import verdict_corpus as vc
-    from inkloop.detection.pipeline import DetectOptions
-    from inkloop.detection.routing import read_routing
-    from inkloop.verdict.integrate import detect_and_judge
+    from inkloop.routing import read_routing
 
     crops = vc.signature_crops()
     doc = pymupdf.open()
@@ -512,7 +512,7 @@ def test_place_signal_fires_on_an_unsigned_looking_signed_contract(tmp_path, pag
     doc.save(str(path))
     doc.close()
     cfg = RoutingConfig(max_review_fraction=None, audit_rate=0.0)
-    detect_and_judge([str(path)], tmp_path / "out", DetectOptions(routing=cfg))
+    detect([str(path)], tmp_path / "out", routing=cfg)
     [rec] = read_routing(tmp_path / "out").values()
     [result] = read_results(tmp_path / "out")
     assert result.detections, "the scanned signature on line one should be detected"

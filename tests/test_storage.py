@@ -291,19 +291,18 @@ def test_cli_detects_from_a_bucket_into_a_bucket(
 
 
 def test_sdk_detects_with_storage_options_only(s3: S3Handle, bucket: str, documents_dir: Path) -> None:
-    from inkloop.detection.pipeline import DetectOptions
-    from inkloop.verdict.integrate import detect_and_judge
+    from inkloop.api import DetectOptions, detect
 
     inbox, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
     _upload_inbox(s3, documents_dir, inbox, DOCS[:2])
     opts = DetectOptions(storage_options=s3.storage_options())
     assert "AWS_ENDPOINT_URL" not in os.environ  # only the options know where the server is
-    summary = detect_and_judge([inbox], out, opts)
+    summary = detect([inbox], out, opts)
     assert summary.documents == 2 and summary.quarantined == 0 and summary.out_dir == out
     with storage.scoped_options(s3.storage_options()):
         assert len({r.page.doc_id for r in read_results(out)}) == 2
         assert json.loads(storage.read_text(storage.join(out, "summary.json")))["run_id"] == summary.run_id
-    assert detect_and_judge([inbox], out, opts).skipped == 2
+    assert detect([inbox], out, opts).skipped == 2
 
 
 def test_unreachable_endpoint_fails_the_cli_naming_the_url(s3: S3Handle, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from inkloop.detection import inbox as inbox_mod
 from inkloop.detection.inbox import LEDGER, plan_inbox, unseen_documents
 from inkloop.detection.results import read_results
-from inkloop.detection.routing import RoutingConfig, read_routing, route_results
 from inkloop.models.resolve import resolve_model
+from inkloop.routing import RoutingConfig, read_routing, route_results
 from inkloop.types import Page, PageResult
 from inkloop.verdict import VERDICTS_ORDER, DocumentVerdict, Ink, read_verdicts, write_verdicts
 from inkloop.verdict.integrate import merge_results, review_priority, route_with_verdicts
@@ -97,19 +97,18 @@ def test_detect_no_verdict_skips_them(tmp_path, documents_dir):
 def test_a_run_derives_its_own_documents_and_keeps_the_folders_earlier_verdicts(tmp_path, documents_dir):
     """A watched inbox's folder grows every run: a run derives (and re-hashes) its own documents
     only, merged over the earlier verdicts, and routes once with them."""
-    from inkloop.detection.pipeline import DetectOptions
-    from inkloop.verdict.integrate import detect_and_judge
+    from inkloop.api import DetectOptions, detect
 
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     shutil.copy(documents_dir / "unsigned form.pdf", inbox)
-    first = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False), conf=0.3))
+    first = detect([str(inbox)], out, DetectOptions(conf=0.3), routing=RoutingConfig(tta=False))
     assert first.verdicts is not None and first.verdicts["unsigned"] == 1 and first.run_id
     assert [v.config["threshold"] for v in read_verdicts(out)] == [0.3]  # the detector's threshold
     # the first run's source is gone: re-deriving it would turn it into needs_review
     (inbox / "unsigned form.pdf").unlink()
     shutil.copy(documents_dir / "letter.jpg", inbox)
-    second = detect_and_judge([str(inbox)], out, DetectOptions(routing=RoutingConfig(tta=False)))
+    second = detect([str(inbox)], out, routing=RoutingConfig(tta=False))
     assert second.documents == 1 and sum(second.verdicts.values()) == 1 and second.run_id != first.run_id
     by_source = {Path(v.source).name: v.verdict for v in read_verdicts(out)}
     assert by_source == {"unsigned form.pdf": "unsigned", "letter.jpg": by_source["letter.jpg"]}

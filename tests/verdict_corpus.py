@@ -663,11 +663,11 @@ def _no_sig(path: Path) -> None:
 # -- evaluation -------------------------------------------------------------------------------------
 def evaluate(docs: list[CorpusDoc], results_dir: Path) -> dict[str, object]:
     """Run the real bundled detector over the corpus, derive verdicts, compare with the truth."""
-    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.api import DetectOptions, detect
     from inkloop.models.resolve import resolve_model
     from inkloop.verdict import VERDICTS_ORDER, VerdictConfig, derive_verdicts
 
-    detect([str(d.path) for d in docs], results_dir, DetectOptions())
+    detect([str(d.path) for d in docs], results_dir, DetectOptions(), verdict=False)
     threshold = resolve_model(None).card.conf_threshold  # the results were cut at the card's threshold
     verdicts = {v.source: v for v in derive_verdicts(results_dir, VerdictConfig(threshold=threshold))}
     table: dict[str, dict[str, int]] = {t: dict.fromkeys(VERDICTS_ORDER, 0) for t in VERDICTS_ORDER}

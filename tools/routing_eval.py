@@ -25,16 +25,16 @@ from inkloop.evaluation.routing_errors import page_has_error
 def measure(
     model: str | None, data: str, split: str = "val", budget: float = 0.2, seed: int = 0
 ) -> dict[str, Any]:
-    from inkloop.detection.pipeline import DetectOptions, detect
+    from inkloop.api import DetectOptions, detect
     from inkloop.detection.results import read_results
-    from inkloop.detection.routing import RoutingConfig, route_results
     from inkloop.evaluation.evaluator import load_dataset
+    from inkloop.routing import RoutingConfig, route_results
 
     ds = load_dataset(data, split)
     truth = {str(s.image.resolve()): s.boxes.tolist() for s in ds.samples}
     config = RoutingConfig(max_review_fraction=budget, review_min_uncertainty=0.0, audit_rate=0.0)
     with tempfile.TemporaryDirectory() as tmp:
-        detect(list(truth), tmp, DetectOptions(model=model, routing=config))
+        detect(list(truth), tmp, DetectOptions(model=model), routing=config, verdict=False)
         results = read_results(tmp)
     routed = route_results(results, config)
     errors = {

@@ -1,4 +1,4 @@
-"""Detection operators: thin shells over :func:`inkloop.verdict.integrate.detect_and_judge`."""
+"""Detection operators: thin shells over :func:`inkloop.detect` (:func:`inkloop.api.detect`)."""
 
 from __future__ import annotations
 
@@ -64,9 +64,8 @@ class InkloopDetectOperator(InkloopStorageOperator):
         self.triton_conn_id = triton_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.detection.pipeline import DetectOptions
-        from inkloop.detection.routing import RoutingConfig
-        from inkloop.verdict.integrate import detect_and_judge
+        from inkloop.api import DetectOptions, detect
+        from inkloop.routing import RoutingConfig
 
         inputs = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
         conf, route, verdict = (
@@ -80,7 +79,7 @@ class InkloopDetectOperator(InkloopStorageOperator):
             model, token = hook.get_model_ref(self.model or None)
             served = hook.token_in_environment(token)
         with served, self.storage() as storage_options:
-            summary = detect_and_judge(
+            summary = detect(
                 inputs,
                 self.out_dir,
                 DetectOptions(
@@ -88,9 +87,9 @@ class InkloopDetectOperator(InkloopStorageOperator):
                     conf=conf,
                     batch_size=self.batch_size,
                     force=self.force,
-                    routing=RoutingConfig() if route else None,
                     storage_options=storage_options,
                 ),
+                routing=RoutingConfig() if route else None,
                 verdict=bool(verdict),
                 progress=self._progress,
             )

@@ -73,8 +73,8 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         self.include_audit = include_audit
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from inkloop.detection.routing import RoutingConfig
         from inkloop.review.labelstudio import push_results_dirs
+        from inkloop.routing import RoutingConfig
         from inkloop_provider.assets import triggering_results_dirs
 
         client = review_client(self.labelstudio_conn_id, self.project)

@@ -9,7 +9,7 @@ labels standing in for reviewers:
 2. round 0 trains a model on the seed set (from an architecture, or fine-tuning ``start_model``);
 3. every round, each strategy's current model sees the round's arrivals; ``budget`` of them are
    "reviewed" — the pages inkloop's routing ranks most uncertain (the real detection pipeline with
-   routing, :func:`inkloop.detection.routing.route_results`) or the same number drawn at random — and their
+   routing, :func:`inkloop.routing.route_results`) or the same number drawn at random — and their
    labels join that strategy's training set; the model is fine-tuned on it from its previous
    weights (``finetune-v1``), exported to ONNX, and scored on the held-out split
    (:func:`inkloop.evaluation.evaluator.evaluate`: mAP50, and P/R at the operating threshold).
@@ -347,10 +347,10 @@ class LoopSimulation:
         all ``pages`` the model gets wrong among them (for the report)."""
         import tempfile
 
-        from inkloop.detection.pipeline import DetectOptions, detect
+        from inkloop.api import DetectOptions, detect
         from inkloop.detection.results import read_results
-        from inkloop.detection.routing import RoutingConfig, route_results
         from inkloop.evaluation.routing_errors import page_has_error
+        from inkloop.routing import RoutingConfig, route_results
 
         config = RoutingConfig(
             max_review_fraction=None, max_review_pages=k, review_min_uncertainty=0.0, audit_rate=0.0
@@ -358,7 +358,7 @@ class LoopSimulation:
         self.progress("route", {"tag": tag, "pages": len(pages), "review": k})
         by_path = {str(s.image.resolve()): s for s in pages}
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
-            detect(list(by_path), tmp, DetectOptions(model=str(onnx), routing=config))
+            detect(list(by_path), tmp, DetectOptions(model=str(onnx)), routing=config, verdict=False)
             results = read_results(tmp)
         missing = set(by_path) - {str(Path(r.source).resolve()) for r in results}
         if missing:

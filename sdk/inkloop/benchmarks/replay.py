@@ -12,7 +12,7 @@ for the inbox and their labels standing in for reviewers:
    from ``inkloop synth``, scanned images from a YOLO dataset), shuffled by the seed into
    ``rounds`` batches. Every strategy sees the same batches.
 3. **Each round, per strategy**: the production model runs the real detection pipeline on the
-   batch (rendering, TTA, text cues, the verdict stage and its places: :func:`detect_and_judge`);
+   batch (rendering, TTA, text cues, the verdict stage and its places: :func:`inkloop.api.detect`);
    ``budget`` of the batch's pages are reviewed — the ones routing sends (``routing``), the same
    number drawn at random (``random``), or every page (``all``, the ceiling). The simulated
    reviewer answers with the label, written as Label Studio pull records
@@ -50,11 +50,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inkloop import storage
+
+if TYPE_CHECKING:
+    from inkloop.models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -624,7 +627,7 @@ class Replay:
             start.register(MODEL_NAME, onnx, replace(card, name=MODEL_NAME), pt_path=pt)
         return start.fetch(MODEL_NAME, start.list_versions(MODEL_NAME)[0], with_pt=True)
 
-    def _register_start(self, reg: Any) -> str:
+    def _register_start(self, reg: ModelRegistry) -> str:
         """The start model as ``v1`` and ``production`` of a strategy's fresh registry."""
         if MODEL_NAME in reg.list_models() and reg.list_versions(MODEL_NAME):
             first = reg.list_versions(MODEL_NAME)[0]
@@ -636,7 +639,7 @@ class Replay:
         reg.set_alias(MODEL_NAME, "production", version)
         return version
 
-    def _start_metrics(self, seed: int, reg: Any, version: str) -> dict[str, Any]:
+    def _start_metrics(self, seed: int, reg: ModelRegistry, version: str) -> dict[str, Any]:
         from inkloop.detection.detector import Detector
         from inkloop.evaluation.evaluator import EVAL_CONF, evaluate
         from inkloop.lifecycle.variants import summarize_report
@@ -659,14 +662,13 @@ class Replay:
         rnd: int,
         batch: list[int],
         k: int,
-        reg: Any,
+        reg: ModelRegistry,
         reviewed_before: int,
     ) -> Round:
-        from inkloop.detection.pipeline import DetectOptions
+        from inkloop.api import DetectOptions, detect
         from inkloop.detection.results import read_results
-        from inkloop.detection.routing import RoutingConfig, read_routing
         from inkloop.evaluation.routing_errors import page_has_error
-        from inkloop.verdict.integrate import detect_and_judge
+        from inkloop.routing import RoutingConfig, read_routing
 
         t0 = time.monotonic()
         c = self.config
@@ -689,9 +691,7 @@ class Replay:
         routing = RoutingConfig(
             max_review_fraction=None, max_review_pages=k, review_min_uncertainty=0.0, audit_rate=0.0
         )
-        detect_and_judge(
-            list(docs), rdir / "detect", DetectOptions(model=str(prod_ref.path), routing=routing)
-        )
+        detect(list(docs), rdir / "detect", DetectOptions(model=str(prod_ref.path)), routing=routing)
         results = read_results(rdir / "detect")
         truth = {r.page_key: page_truth(docs[str(Path(r.source).resolve())], r) for r in results}
         wrong = {
@@ -856,7 +856,9 @@ class Replay:
         (data / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         return data
 
-    def _lifecycle(self, reg: Any, data: Path, rdir: Path, info: dict[str, Any]) -> tuple[Any, str | None]:
+    def _lifecycle(
+        self, reg: ModelRegistry, data: Path, rdir: Path, info: dict[str, Any]
+    ) -> tuple[Any, str | None]:
         """retrain → export_candidate → promote, as the retrain DAG's tasks call them."""
         from inkloop.lifecycle.gate import GatePolicy, promote
         from inkloop.lifecycle.promotion import export_candidate

@@ -115,13 +115,13 @@ def detect(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from inkloop.detection.pipeline import DetectionRun, DetectOptions
-    from inkloop.detection.routing import RoutingConfig
+    from inkloop import api
     from inkloop.documents.limits import Limits
     from inkloop.models.references import ModelError
+    from inkloop.routing import RoutingConfig
 
     console = _console(json_out)
-    opts = DetectOptions(
+    opts = api.DetectOptions(
         model=model,
         device=device,
         conf=conf,
@@ -133,16 +133,9 @@ def detect(
         annotate_pdf=annotate_pdf,
         crops=crops,
         limits=Limits(max_pages=max_pages, max_pixels=max_pixels),
-        routing=RoutingConfig(max_review_fraction=review_budget, tta=tta) if route else None,
-        defer_routing=verdict,  # judge_run routes once, with the verdicts' priority
     )
-    try:
-        run = DetectionRun(out, opts)
-    except ModelError as exc:
-        console.print(f"[red]model error:[/red] {exc}")
-        raise typer.Exit(ExitCode.MODEL) from None
-
-    with Progress(
+    # Shown from the run's start (the model is loaded by then: a model error prints no bar) to its end.
+    progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -151,30 +144,44 @@ def detect(
         console=console,
         disable=quiet,
         transient=False,
-    ) as progress:
-        task = progress.add_task("documents", total=None, pages=0)
-        state = {"pages": 0}
+    )
+    task = progress.add_task("documents", total=None, pages=0)
+    pages, live = [0], [False]
 
-        def on_event(event: str, info: dict[str, Any]) -> None:
-            if event == "start":
-                progress.update(task, total=info["documents"])
-            elif event == "document":
-                state["pages"] += info["pages"]
-                progress.update(task, advance=1, pages=state["pages"])
-            elif event in ("quarantine", "skip"):
-                progress.update(task, advance=1)
-                if event == "quarantine":
-                    progress.console.print(f"[yellow]quarantined[/yellow] {info['source']}: {info['reason']}")
+    def stop_progress() -> None:
+        if live[0]:
+            live[0] = False
+            progress.stop()
 
-        summary = run.run(inputs, on_event)
+    def on_event(event: str, info: dict[str, Any]) -> None:
+        if event == "start":
+            progress.start()
+            live[0] = True
+            progress.update(task, total=info["documents"])
+        elif event == "document":
+            pages[0] += info["pages"]
+            progress.update(task, advance=1, pages=pages[0])
+        elif event in ("quarantine", "skip"):
+            progress.update(task, advance=1)
+            if event == "quarantine":
+                progress.console.print(f"[yellow]quarantined[/yellow] {info['source']}: {info['reason']}")
+        elif event == "end":
+            stop_progress()
 
-    if verdict:
-        from inkloop.verdict import VerdictConfig
-        from inkloop.verdict.integrate import judge_run
-
-        # The verdict's ambiguous band sits on the threshold the results were cut at.
-        config = VerdictConfig(threshold=run.detector.conf)
-        summary, _ = judge_run(out, summary, config, routing=opts.routing)
+    try:
+        summary = api.detect(
+            inputs,
+            out,
+            opts,
+            routing=RoutingConfig(max_review_fraction=review_budget, tta=tta) if route else None,
+            verdict=verdict,
+            progress=on_event,
+        )
+    except ModelError as exc:
+        console.print(f"[red]model error:[/red] {exc}")
+        raise typer.Exit(ExitCode.MODEL) from None
+    finally:
+        stop_progress()
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -8,6 +8,9 @@ Every input ends in exactly one place: ``results.jsonl`` (all its pages) or ``qu
 (with the reason); a document whose page fails midway is quarantined whole. The output folder may
 be a storage URL (``s3://…``): every write goes through :mod:`inkloop.storage`, and a run that
 cannot write its results fails naming the URL, leaving its documents unseen for the next run.
+
+This is detection alone; :func:`inkloop.api.detect` (``inkloop.detect``) is the entry point that
+adds routing and the signing verdicts on top of a :class:`DetectionRun`.
 """
 
 from __future__ import annotations
@@ -29,15 +32,7 @@ from inkloop import storage
 from inkloop.detection.detector import Detector, Prepared
 from inkloop.detection.preprocess import as_rgb, letterbox, stretch
 from inkloop.detection.results import ResultStore, Summary
-from inkloop.detection.routing import (
-    RoutingConfig,
-    decoding_floor,
-    kept,
-    page_uncertainty,
-    prepare_tta,
-    route_run,
-)
-from inkloop.detection.routing import page_text as routing_page_text
+from inkloop.detection.scoring import PageScorer, decoding_floor, kept, page_text
 from inkloop.detection.triton_backend import InferenceUnavailable
 from inkloop.documents.hashing import source_doc_id
 from inkloop.documents.inputs import expand_inputs
@@ -89,12 +84,6 @@ class DetectOptions:
     #: to the full square (as ultralytics' predict does): a letter page is 352×416, not 416×416.
     rect_inputs: bool = True
     queue_pages: int = 8
-    #: Score each page's uncertainty while detecting (into results.jsonl) and write the budgeted
-    #: decisions to routing.jsonl at the end of the run (:mod:`inkloop.detection.routing`).
-    routing: RoutingConfig | None = None
-    #: Score pages for routing but leave writing routing.jsonl to the caller, who routes once
-    #: with more to go on (:func:`inkloop.verdict.integrate.judge_run`: the verdicts' priority).
-    defer_routing: bool = False
     #: fsspec storage options for the run's storage URLs (inbox and output folder), e.g.
     #: ``{"endpoint_url": …, "key": …, "secret": …}``; else the environment and fsspec's config.
     storage_options: dict[str, Any] | None = None
@@ -107,8 +96,8 @@ class _Item:
     prepared: Prepared | None = None
     last: bool = False
     error: DocumentError | None = None
-    tta: Prepared | None = None  # routing's second view, prepared here so the image can be dropped
-    text: str = ""  # the PDF text layer, for routing's document cues
+    second: Prepared | None = None  # the scorer's second view, prepared here so the image can be dropped
+    text: str = ""  # the PDF text layer, for the scorer (routing's document cues)
 
 
 @dataclass
@@ -146,7 +135,7 @@ class _Inference:
 
     onnxruntime releases the GIL while it runs, so the workers run in parallel with each other and
     with the producer. Only the forward pass runs there: decoding (threshold, NMS) stays in the
-    caller's thread, where :func:`~inkloop.detection.routing.decoding_floor` sets the detector's ``conf``.
+    caller's thread, where :func:`~inkloop.detection.scoring.decoding_floor` sets the detector's ``conf``.
     Anything that is not a plain onnxruntime :class:`Detector` (a stand-in, another backend
     overriding ``run``) is run whole, in the caller's thread, as before.
     """
@@ -182,8 +171,8 @@ class _Inference:
         if not ok:
             return None
         plain = [it.prepared for it in ok if it.prepared is not None]
-        tta = [it.tta for it in ok if it.tta is not None]
-        return self.pool.submit(lambda: (self._forward(plain), self._forward(tta)))
+        second = [it.second for it in ok if it.second is not None]
+        return self.pool.submit(lambda: (self._forward(plain), self._forward(second)))
 
     def _forward(self, batch: Sequence[Prepared]) -> list[np.ndarray] | None:
         """Raw head outputs, one per input; inputs of the same shape are run as one batch."""
@@ -224,11 +213,11 @@ def _produce(
     out: queue.Queue[Any],
     stop: threading.Event,
     prepare: Callable[[np.ndarray], Prepared] | None = None,
+    scorer: PageScorer | None = None,
 ) -> None:
     """Open each document, skip finished ones, render and preprocess its pages into ``out``."""
     size, mode = detector.input_size, detector.card.preprocessing
     prepare = prepare or detector.prepare
-    routing = opts.routing
     seen: set[str] = set()
     try:
         for src in sources:
@@ -257,12 +246,10 @@ def _produce(
                     text = ""
                     with PDF_LOCK:
                         view = next(views)
-                        if routing is not None and routing.cues:
-                            text = routing_page_text(doc, i)
+                        if scorer is not None and scorer.reads_text:
+                            text = page_text(doc, i)
                     prepared = prepare(view.image)
-                    tta = None
-                    if routing is not None and routing.tta:
-                        tta = prepare_tta(detector, view.image, routing)
+                    second = scorer.second_view(detector, view.image) if scorer is not None else None
                     # the model copy is no longer needed (a [:0] slice would keep its buffer alive)
                     view.image = np.empty((0, 0, 3), np.uint8)
                 except DocumentError as exc:
@@ -272,21 +259,28 @@ def _produce(
                     err = DocumentError(src, f"page {i + 1}: {exc.__class__.__name__}: {exc}")
                     out.put(_Item(doc, error=err, last=True))
                     break
-                out.put(_Item(doc, view, prepared, last=(i == n - 1), tta=tta, text=text))
+                out.put(_Item(doc, view, prepared, last=(i == n - 1), second=second, text=text))
     finally:
         out.put(_END)
 
 
 class DetectionRun:
-    """One run over a set of inputs into one output folder."""
+    """One run over a set of inputs into one output folder.
+
+    With a ``scorer`` (routing's :class:`~inkloop.routing.RoutingScorer`) each page result also
+    carries the scorer's ``uncertainty`` and ``reasons``; decisions over the run are the caller's
+    (:func:`inkloop.api.detect`, the one entry point, makes them).
+    """
 
     def __init__(
         self,
         out_dir: str | os.PathLike[str],
         options: DetectOptions | None = None,
         detector: Detector | None = None,
+        scorer: PageScorer | None = None,
     ):
         self.opts = options or DetectOptions()
+        self.scorer = scorer
         cores = os.cpu_count() or 1
         self.workers = self.opts.inference_workers or (1 if detector is not None else min(2, cores))
         threads = self.opts.threads or max(1, cores // self.workers)
@@ -312,7 +306,7 @@ class DetectionRun:
             infer = _Inference(self.detector, self.workers, self.opts.rect_inputs)
             producer = threading.Thread(
                 target=_produce,
-                args=(sources, self.detector, store, self.opts, q, stop, infer.prepare),
+                args=(sources, self.detector, store, self.opts, q, stop, infer.prepare, self.scorer),
                 daemon=True,
             )
             producer.start()
@@ -360,10 +354,6 @@ class DetectionRun:
                 store.compact()
             summary.seconds = time.perf_counter() - t0
             store.write_summary(summary)
-        if self.opts.routing is not None and not self.opts.defer_routing:
-            routed = route_run(self.out_dir, self.opts.routing)
-            decisions = [r.decision for r in routed]
-            notify("routing", {d: decisions.count(d) for d in ("review", "audit", "auto_accept")})
         notify("end", summary.to_dict())
         return summary
 
@@ -380,22 +370,24 @@ class DetectionRun:
         inferred: Future[Raw] | None = None,
     ) -> None:
         ok = [it for it in batch if it.error is None and it.prepared is not None]
-        routing = self.opts.routing
+        scorer = self.scorer
         try:
-            raw, tta_raw = inferred.result() if inferred is not None else (None, None)
-            with decoding_floor(self.detector, routing) as threshold:  # near misses too, when routing
+            raw, second_raw = inferred.result() if inferred is not None else (None, None)
+            with decoding_floor(self.detector, scorer) as threshold:  # near misses too, when scoring
                 dets = infer.detections([it.prepared for it in ok if it.prepared is not None], raw)
-                tta_ok = [it for it in ok if it.tta is not None]
-                tta_dets = infer.detections([it.tta for it in tta_ok if it.tta is not None], tta_raw)
+                second_ok = [it for it in ok if it.second is not None]
+                second_dets = infer.detections(
+                    [it.second for it in second_ok if it.second is not None], second_raw
+                )
         except InferenceUnavailable as exc:  # a remote model that did not answer: never a silent loss
             err = f"{exc.server} did not answer ({exc.reason})"
             for it in batch:
                 it.error = it.error or DocumentError(it.doc.source, err, "inference_unavailable")
-            dets = tta_dets = []
-            ok = tta_ok = []
+            dets = second_dets = []
+            ok = second_ok = []
             threshold = self.detector.conf
         by_item = {id(it): d for it, d in zip(ok, dets, strict=True)}
-        tta_by_item = {id(it): d for it, d in zip(tta_ok, tta_dets, strict=True)}
+        second_by_item = {id(it): d for it, d in zip(second_ok, second_dets, strict=True)}
         for it in batch:
             key = it.doc.doc_id
             if key in failed:
@@ -412,18 +404,16 @@ class DetectionRun:
             mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in by_item[id(it)]]
             result = PageResult(
                 page=view.page,
-                detections=kept(mapped, threshold),  # what a run without routing keeps
+                detections=kept(mapped, threshold),  # what a run without a scorer keeps
                 model_version=self.detector.model_version,
                 source=it.doc.source,
             )
-            if routing is not None:
-                tta = tta_by_item.get(id(it))
-                tta_mapped = None
-                if tta is not None:
-                    tta_mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in tta]
-                result.uncertainty, result.reasons = page_uncertainty(
-                    mapped, threshold, routing, tta_detections=tta_mapped, text=it.text
-                )
+            if scorer is not None:
+                second = second_by_item.get(id(it))
+                second_mapped = None
+                if second is not None:
+                    second_mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in second]
+                result.uncertainty, result.reasons = scorer.score(mapped, threshold, second_mapped, it.text)
             pending.setdefault(key, []).append(result)
             if it.last:
                 self._finish(it.doc, pending.pop(key), store, summary, notify)
@@ -501,13 +491,3 @@ class DetectionRun:
             with PDF_LOCK:
                 dst = storage.join(self.out_dir, "annotated", f"{stem}.pdf")
                 outputs.annotate_pdf(doc.path, results, dst)
-
-
-def detect(
-    inputs: Sequence[str],
-    out_dir: str | os.PathLike[str],
-    options: DetectOptions | None = None,
-    progress: ProgressFn | None = None,
-) -> Summary:
-    """Detect over files, folders or storage URLs; write results to ``out_dir``; return the summary."""
-    return DetectionRun(out_dir, options).run(inputs, progress)

@@ -12,7 +12,7 @@ The work is ``inkloop detect``'s: :class:`inkloop.detection.pipeline.DetectionRu
 :func:`inkloop.verdict.derive_verdicts` (the verdict ``inkloop detect`` writes). Why the slider
 needs no second inference: the model is decoded once at :data:`SCORE_FLOOR`; greedy NMS visits
 boxes by descending score, so keeping the boxes above a threshold gives exactly what a run at that
-threshold gives (:func:`inkloop.detection.routing.decoding_floor` relies on the same fact).
+threshold gives (:func:`inkloop.detection.scoring.decoding_floor` relies on the same fact).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Demo:
         rows, downloads, the verdict with its evidence). No inference: the run's boxes are filtered."""
         from inkloop.detection import outputs
         from inkloop.detection.results import read_results
-        from inkloop.detection.routing import kept
+        from inkloop.detection.scoring import kept
         from inkloop.verdict import VerdictConfig, derive_verdicts
 
         run = self._run(run_name)

@@ -2,24 +2,24 @@
 
 - :func:`judge_run`: derive ``verdicts.jsonl`` for a results folder, put the counts per verdict
   into ``summary.json`` and, when the run was routed, route again with the verdicts' priority.
-- :func:`detect_and_judge`: detection then :func:`judge_run`, the Airflow operator's one call.
 - :func:`review_priority` / :func:`route_with_verdicts`: documents judged ``needs_review`` or
   ``partially_signed`` go to review first; their pages carry the reason ``verdict:<verdict>``.
 - :func:`place_hints`: every signature place the verdict found, in page pixels, for routing's
   ``place:`` signal (a place no box covers is a likely miss).
 - :func:`merge_results`: fold mapped detection parts (results and verdicts) into one folder.
+
+Detection followed by the verdicts is :func:`inkloop.api.detect` (``inkloop.detect``), the one
+entry point the SDK, the command line and the Airflow operator share.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 from inkloop import storage
-from inkloop.detection.pipeline import DetectionRun, DetectOptions, ProgressFn
 from inkloop.detection.results import Summary, merge_parts, read_results, read_summary, write_summary
-from inkloop.detection.routing import PlaceHint, RoutingConfig, route_run
+from inkloop.routing import PlaceHint, RoutingConfig, route_run
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.derive import derive_verdicts
 from inkloop.verdict.judge import VerdictConfig
@@ -83,7 +83,7 @@ def place_hints(
 def route_with_verdicts(
     results_dir: str | os.PathLike[str], routing: RoutingConfig | None = None
 ) -> list[PageResult]:
-    """:func:`~inkloop.detection.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
+    """:func:`~inkloop.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
     putting ``needs_review`` and ``partially_signed`` documents first, and every place they found
     feeding routing's ``place:`` signal (:func:`place_hints`)."""
     out = os.fspath(results_dir)
@@ -125,31 +125,6 @@ def judge_run(
     if routing is not None:
         route_with_verdicts(out, routing)
     return summary, verdicts
-
-
-def detect_and_judge(
-    inputs: Sequence[str],
-    out_dir: str | os.PathLike[str],
-    options: DetectOptions | None = None,
-    verdict: bool = True,
-    config: VerdictConfig | None = None,
-    progress: ProgressFn | None = None,
-) -> Summary:
-    """Detect into ``out_dir``, then (``verdict=True``) derive the verdicts: :func:`judge_run`.
-
-    Without ``config`` the verdicts use the detector's threshold (the model card's, or
-    ``options.conf``): the ambiguous band starts where the results were cut.
-    """
-    options = options or DetectOptions()
-    if verdict and options.routing is not None:  # routed once, with the verdicts (judge_run)
-        options = replace(options, defer_routing=True)
-    with storage.scoped_options(options.storage_options):  # the verdicts read the same storage
-        run = DetectionRun(out_dir, options)
-        summary = run.run(inputs, progress)
-        if verdict:
-            config = config or VerdictConfig(threshold=run.detector.conf)
-            summary, _ = judge_run(out_dir, summary, config, options.routing)
-    return summary
 
 
 def merge_results(out_dir: str | os.PathLike[str], parts: Iterable[str | os.PathLike[str]]) -> Summary:
