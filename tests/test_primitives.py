@@ -34,7 +34,7 @@ from inkloop.datasets import (
 from inkloop.documents.hashing import sha256_file, sha256_stream, source_doc_id
 from inkloop.evaluation.evaluator import load_dataset
 from inkloop.geometry import box_iou, clip, match_boxes
-from inkloop.lifecycle.training import parse_overrides, resolve_data_yaml
+from inkloop.lifecycle.training import local_training_data, parse_overrides, resolve_data_yaml
 
 # ------------------------------------------------------------------------------------- references
 
@@ -227,6 +227,13 @@ def test_unreadable_data_yaml_names_the_file(tmp_path):
     bad.write_text("key: [unclosed\n")
     with pytest.raises(DatasetError, match="not a readable YAML"):
         resolve_data_yaml(bad, tmp_path / "work")
+
+
+def test_a_stored_data_yaml_is_read_by_the_same_rule(tmp_path):
+    url = "memory://inkloop-test-primitives/stored/data.yaml"
+    storage.write_text(url, "- a list\n- not a mapping\n")
+    with pytest.raises(DatasetError, match=f"{url}: expected a YOLO data.yaml mapping"):
+        local_training_data(url, tmp_path / "work")
 
 
 def test_listing_images(tmp_path):

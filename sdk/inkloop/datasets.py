@@ -48,20 +48,31 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted((p for p in found if p.is_file() and is_image(p)), key=lambda p: p.as_posix())
 
 
+def parse_data_yaml(text: str, where: str) -> dict[str, Any]:
+    """A ``data.yaml``'s text → its mapping; :class:`DatasetError` naming ``where`` (the file or
+    storage URL it came from) when it is not YAML or not a mapping."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{where}: not a readable YAML file ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise DatasetError(f"{where}: expected a YOLO data.yaml mapping")
+    return cfg
+
+
 def read_data_yaml(path: Path) -> tuple[dict[str, Any], Path]:
     """A ``data.yaml``'s mapping and the dataset root it names.
 
     ``path`` in the yaml is relative to the yaml's own folder (as everywhere in inkloop — not to
     the working directory, as ultralytics would take it); absent or empty, the root is that folder.
     """
-    import yaml
-
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not a readable YAML file ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise DatasetError(f"{path}: expected a YOLO data.yaml mapping")
+    cfg = parse_data_yaml(text, str(path))
     return cfg, (path.parent / str(cfg.get("path") or ".")).resolve()
 
 

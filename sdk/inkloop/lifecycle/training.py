@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from inkloop import storage
-from inkloop.datasets import DATA_YAML, dataset_manifest, read_data_yaml
+from inkloop.datasets import DATA_YAML, dataset_manifest, parse_data_yaml, read_data_yaml
 from inkloop.documents.hashing import sha256_file
 from inkloop.storage import folders as storage_folders
 
@@ -232,9 +232,7 @@ def local_training_data(
     if not src.endswith((".yaml", ".yml")):
         storage_folders.download_folder(src, local / "dataset", options)
         return str(local / "dataset")
-    cfg = yaml.safe_load(storage.read_text(src, options)) or {}
-    if not isinstance(cfg, dict):
-        raise DatasetError(f"{src}: not a YOLO data.yaml (expected a mapping)")
+    cfg = parse_data_yaml(storage.read_text(src, options), src)
     root_spec = str(cfg.get("path") or ".")
     if os.path.isabs(root_spec):
         raise DatasetError(f"{src}: path {root_spec!r} is a local folder of another machine; use a URL")
@@ -328,10 +326,8 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     Exact-content comparison catches the usual accidents (a page exported twice, a re-split that
     moved files); near-duplicates (re-scans) need curation upstream (FiftyOne).
     """
-    import yaml
-
     path = Path(data_yaml)
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg, _ = read_data_yaml(path)
     if not cfg.get(test_split):
         return {}
     from inkloop.evaluation.evaluator import DatasetError
