@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from inkloop.documents.hashing import sha256_file
 from inkloop.models.references import ModelCard, ModelError
 from inkloop.models.registry import (
+    ModelRegistry,
     Registry,
     default_cache_dir,
     default_registry_url,
@@ -126,6 +127,14 @@ def stored_file(reg: object, tmp_path: Path, version: str, fname: str) -> Path:
         found = list(artifacts.glob(f"*/{mv.run_id}/artifacts/inkloop/{fname}"))
     assert len(found) == 1, (fname, found)
     return found[0]
+
+
+def test_both_backends_implement_the_one_interface(reg: Registry) -> None:
+    """One abstract interface: the rules are shared, every storage primitive is implemented."""
+    assert isinstance(reg, ModelRegistry)
+    assert not getattr(type(reg), "__abstractmethods__", None)
+    with pytest.raises(TypeError, match="abstract"):
+        ModelRegistry()  # type: ignore[abstract]
 
 
 @pytest.fixture
@@ -557,7 +566,9 @@ def test_memory_registry_failed_upload_cleans_up(
 _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    import inkloop.models.registry as r
+    import inkloop.models.registry.files as durable
+    from inkloop.models.references import ModelCard
+    from inkloop.models.registry import Registry
 
     url, op, where = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -566,11 +577,11 @@ _KILL_SCRIPT = textwrap.dedent(
         time.sleep(120)
 
     if where == "alias-rename":
-        r._replace_file = hang
+        durable.replace_file = hang
     elif where == "version-rename":
-        r._commit_dir = hang
+        durable.commit_dir = hang
     elif where == "second-file":
-        real, calls = r._copy_local, []
+        real, calls = durable.copy_local, []
 
         def copy_then_hang(src, dst):
             calls.append(dst)
@@ -580,13 +591,13 @@ _KILL_SCRIPT = textwrap.dedent(
                 hang()
             return real(src, dst)
 
-        r._copy_local = copy_then_hang
+        durable.copy_local = copy_then_hang
 
-    reg = r.Registry(url)
+    reg = Registry(url)
     if op == "promote":
         reg.promote("sig", "v2")
     else:
-        card = r.ModelCard(name="x", version="x", class_names=["s"])
+        card = ModelCard(name="x", version="x", class_names=["s"])
         reg.register("sig", sys.argv[4], card, pt_path=sys.argv[5])
     print("FINISHED", flush=True)
     """

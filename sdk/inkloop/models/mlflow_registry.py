@@ -1,4 +1,4 @@
-"""The MLflow Model Registry as a second registry backend, with the interface of :class:`Registry`.
+"""The MLflow Model Registry as a second registry backend, with the interface of :class:`ModelRegistry`.
 
 Selected by a registry URL ``mlflow`` (``$MLFLOW_TRACKING_URI``), ``mlflow+http://host:port``
 (``$INKLOOP_REGISTRY`` or ``--registry``), and by the references ``mlflow://name@alias``,
@@ -37,20 +37,17 @@ from typing import Any
 
 from inkloop.documents.hashing import sha256_file
 from inkloop.models.references import ModelCard, ModelError, ModelRef
-from inkloop.models.registry import (
-    _AUTO_VERSION_RE,
+from inkloop.models.registry.base import AliasRecord, ModelRegistry, files_of, now
+from inkloop.models.registry.files import mismatch
+from inkloop.models.registry.refs import (
+    AUTO_VERSION_RE,
     CARD_FILE,
     DEFAULT_ALIAS,
     MODEL_FILE,
     PT_FILE,
-    AliasRecord,
-    RegistryRules,
-    _check_name,
-    _files_of,
-    _mismatch,
-    _now,
-    _version_sort_key,
+    check_name,
     default_cache_dir,
+    version_sort_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,8 +144,8 @@ def parse_mlflow_ref(ref: str) -> tuple[str, str]:
     name, sep, tag = body.partition("@")
     tag = tag if sep else DEFAULT_ALIAS
     try:
-        _check_name("model name", name)
-        _check_name("version or alias", tag)
+        check_name("model name", name)
+        check_name("version or alias", tag)
     except ModelError as exc:
         raise ModelError(
             f"bad MLflow reference {ref!r}; expected mlflow://name@alias, mlflow://name@v3, "
@@ -187,7 +184,7 @@ def _onnx_signature(path: Path) -> Any:
     return ModelSignature(inputs=specs(model.graph.input), outputs=specs(model.graph.output))
 
 
-class MlflowRegistry(RegistryRules):
+class MlflowRegistry(ModelRegistry):
     """A model registry on an MLflow tracking server (see the module docstring for the mapping)."""
 
     ref_scheme = "mlflow://"
@@ -229,7 +226,7 @@ class MlflowRegistry(RegistryRules):
             tags = mv.tags or {}
             if COMMIT_TAG in tags and VERSION_TAG in tags:
                 out[tags[VERSION_TAG]] = mv
-        return dict(sorted(out.items(), key=lambda kv: _version_sort_key(kv[0])))
+        return dict(sorted(out.items(), key=lambda kv: version_sort_key(kv[0])))
 
     def list_models(self) -> list[str]:
         names = [m.name for m in self.client.search_registered_models(max_results=1000)]
@@ -259,8 +256,8 @@ class MlflowRegistry(RegistryRules):
         return dict(sorted((a, by_number[str(n)]) for a, n in items if str(n) in by_number))
 
     def alias_record(self, name: str, alias: str) -> AliasRecord | None:
-        _check_name("model name", name)
-        _check_name("alias", alias)
+        check_name("model name", name)
+        check_name("alias", alias)
         from mlflow.exceptions import MlflowException
 
         try:
@@ -280,9 +277,9 @@ class MlflowRegistry(RegistryRules):
     # -------------------------------------------------------------- resolving
 
     def resolve_version(self, name: str, version_or_alias: str = DEFAULT_ALIAS) -> str:
-        """As :meth:`RegistryRules.resolve_version`; ``#3`` (from ``models:/name/3``) is MLflow version 3."""
+        """As :meth:`ModelRegistry.resolve_version`; ``#3`` (from ``models:/name/3``) is MLflow version 3."""
         if version_or_alias.startswith("#"):
-            _check_name("model name", name)
+            check_name("model name", name)
             return self._version_of_number(name, version_or_alias[1:])
         return super().resolve_version(name, version_or_alias)
 
@@ -329,7 +326,7 @@ class MlflowRegistry(RegistryRules):
 
     def verify(self, name: str, version: str, files: list[str] | None = None) -> ModelCard:
         mv, card = self._require_version(name, version)
-        expected = _files_of(card)
+        expected = files_of(card)
         with tempfile.TemporaryDirectory() as tmp:
             for fname in files if files is not None else list(expected):
                 if fname not in expected:
@@ -337,7 +334,7 @@ class MlflowRegistry(RegistryRules):
                 path = self._download(mv, fname, Path(tmp) / fname.replace(".", "_"))
                 actual = sha256_file(path)
                 if actual != expected[fname]:
-                    raise _mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
+                    raise mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
         return card
 
     def _card_of(self, name: str, version: str) -> ModelCard:
@@ -348,7 +345,7 @@ class MlflowRegistry(RegistryRules):
     ) -> ModelRef:
         """Copies cached by registry, name, version and SHA-256; downloaded again when a check fails."""
         mv = self._mv_by_version(name)[version]
-        expected = _files_of(card)
+        expected = files_of(card)
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         dest = self.cache_dir / key / name / f"{version}-{expected[MODEL_FILE][:16]}"
         dest.mkdir(parents=True, exist_ok=True)
@@ -360,7 +357,7 @@ class MlflowRegistry(RegistryRules):
                 got = self._download(mv, fname, Path(tmp))
                 actual = sha256_file(got)
                 if actual != expected[fname]:
-                    raise _mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
+                    raise mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
                 os.replace(got, target)
         card_tmp = dest / f".tmp-{uuid.uuid4().hex}-{CARD_FILE}"
         card_tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
@@ -393,7 +390,7 @@ class MlflowRegistry(RegistryRules):
     # ------------------------------------------------------------ registering
 
     def _next_version(self, name: str) -> str:
-        numbers = [int(m.group(1)) for v in self._mv_by_version(name) if (m := _AUTO_VERSION_RE.match(v))]
+        numbers = [int(m.group(1)) for v in self._mv_by_version(name) if (m := AUTO_VERSION_RE.match(v))]
         if self._exists(name):
             numbers += [int(mv.version) for mv in self.client.search_model_versions(f"name='{name}'")]
         return f"v{max(numbers, default=0) + 1}"
@@ -467,7 +464,7 @@ class MlflowRegistry(RegistryRules):
             final = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
             final.name, final.version, final.sha256 = name, target, hashes[MODEL_FILE]
             final.extra["files"] = hashes
-            final.extra["registered_at"] = _now()
+            final.extra["registered_at"] = now()
             final.extra["mlflow"] = {
                 "version": str(mv.version),
                 "run_id": run_id,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from inkloop.models.references import (
     ModelError,
@@ -14,7 +13,7 @@ from inkloop.models.references import (
     load_hf,
     load_local,
 )
-from inkloop.models.registry import Registry, default_registry_url, parse_registry_ref
+from inkloop.models.registry import ModelRegistry, Registry, default_registry_url, parse_registry_ref
 
 
 def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
@@ -42,7 +41,11 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
     return load_local(s)
 
 
-def open_registry(registry: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+def open_registry(
+    registry: str | os.PathLike[str] | ModelRegistry | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> ModelRegistry:
     """The registry a URL names (one interface, two implementations).
 
     ``mlflow`` (with ``$MLFLOW_TRACKING_URI``) or ``mlflow+http://host:port`` open the MLflow

@@ -1,0 +1,66 @@
+"""Durable files for the registry: copies that hash what they write, and the two renames that
+publish a version folder and swap an alias file.
+
+The renames are module-level functions so tests can interrupt a registration or a promotion
+right before its commit (the fsspec registry calls them as ``files.commit_dir`` /
+``files.replace_file``, so replacing them here takes effect).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import IO
+
+from inkloop.models.references import ModelError
+
+_CHUNK = 1 << 20
+
+
+def copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
+    """Copy a stream and return the SHA-256 of exactly the bytes written.
+
+    Hashing while copying (rather than before) means the recorded checksum describes the stored
+    copy even if the source file changes underneath us.
+    """
+    h = hashlib.sha256()
+    for chunk in iter(lambda: src.read(_CHUNK), b""):
+        h.update(chunk)
+        dst.write(chunk)
+    return h.hexdigest()
+
+
+def copy_local(src: Path, dst: Path) -> str:
+    """Copy a local file durably (fsync before anyone renames it into view); return its SHA-256."""
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        digest = copy_hashing(s, d)
+        d.flush()
+        os.fsync(d.fileno())
+    return digest
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """Publish a fully written version folder in one step.
+
+    ``os.rename`` of a directory fails if the target exists and is not empty, which is exactly
+    "never overwrite a version" and lets concurrent registrations detect each other.
+    A module-level function so tests can interrupt a registration right before its commit.
+    """
+    os.rename(tmp, final)
+
+
+def replace_file(tmp: Path, final: Path) -> None:
+    """Atomically swap in a new alias file (readers see the old or the new, never a mix).
+
+    A module-level function so tests can interrupt a promotion between the write and the swap.
+    """
+    os.replace(tmp, final)
+
+
+def mismatch(where: str, expected: str, actual: str) -> ModelError:
+    """The error for a stored file whose SHA-256 is not the one its card records."""
+    return ModelError(
+        f"{where}: checksum mismatch (card says sha256 {expected[:12]}…, file is {actual[:12]}…); "
+        "the file is corrupt or not the one this version registered"
+    )
