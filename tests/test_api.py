@@ -30,12 +30,13 @@ def test_import_inkloop_loads_no_stage_and_no_heavy_library() -> None:
 
 
 def test_every_public_name_resolves_to_the_api_module() -> None:
-    assert set(api.__all__) <= set(inkloop.__all__)
-    for name in inkloop.__all__:
-        value = getattr(inkloop, name)
-        if name in api.__all__:
-            assert value is getattr(api, name), name
-    assert "detect" in dir(inkloop) and inkloop.detect is api.detect
+    for name in api.__all__:
+        assert getattr(inkloop, name) is getattr(api, name), name
+    data_model = {"SCHEMA_VERSION", "Detection", "Document", "Page", "PageResult", "QuarantineRecord"}
+    assert set(inkloop.__all__) == set(api.__all__) | data_model | {"__version__"}  # the lists agree
+    assert {"detect", "DetectOptions", "read_results", "Registry", "ModelError"} <= set(api.__all__)
+    assert {"detect", "PageResult", "__version__"} <= set(dir(inkloop))
+    assert inkloop.PageResult is inkloop.types.PageResult  # the data model is the package's own
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         inkloop.nope  # noqa: B018
 

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The data model and the version are here already; the other names are :mod:`inkloop.api`'s,
-# resolved on first access (``__getattr__``).
+# The data model and the version are loaded with the package; the other names are
+# ``inkloop.api.__all__`` (tests/test_api.py keeps the lists equal), loaded on first access.
 __all__ = [
     "SCHEMA_VERSION",
     "DetectOptions",
@@ -78,6 +78,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """``inkloop.<name>`` for a name of :mod:`inkloop.api` (PEP 562): imports the API on first use.
+
+    Only the listed names load it: any other miss (``from inkloop import storage`` probing the
+    package before importing the submodule, a tool probing ``__wrapped__``) stays an AttributeError.
+    """
     if name in __all__:  # not set yet: one of inkloop.api's
         from inkloop import api
 
