@@ -30,7 +30,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -359,9 +358,7 @@ class MlflowRegistry(ModelRegistry):
                 if actual != expected[fname]:
                     raise mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
                 os.replace(got, target)
-        card_tmp = dest / f".tmp-{uuid.uuid4().hex}-{CARD_FILE}"
-        card_tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-        os.replace(card_tmp, dest / CARD_FILE)
+        card.save(dest / CARD_FILE)
         return ModelRef(path=dest / MODEL_FILE, card=card, ref=label)
 
     def write_file(self, name: str, version: str, filename: str, data: bytes) -> str:

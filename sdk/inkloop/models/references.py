@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from inkloop import storage
 from inkloop.documents.hashing import sha256_file
 
 Preprocessing = Literal["letterbox", "stretch"]
@@ -80,7 +81,8 @@ class ModelCard:
         return card
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the card as JSON, all or nothing (a reader never sees half a card)."""
+        storage.write_local_atomic(os.fspath(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
 
 @dataclass

@@ -10,7 +10,6 @@ Copies land under a temporary name and are renamed into place, so a reader never
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import uuid
@@ -69,10 +68,4 @@ class ModelCache:
     @staticmethod
     def put_card(dest: Path, card: ModelCard) -> None:
         """Write the card beside the cached files (so the folder also works with ``load_local``)."""
-        card_path = dest / CARD_FILE
-        card_tmp = dest / f"{TMP_PREFIX}{uuid.uuid4().hex}-{CARD_FILE}"
-        try:
-            card_tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-            os.replace(card_tmp, card_path)
-        finally:
-            card_tmp.unlink(missing_ok=True)
+        card.save(dest / CARD_FILE)
