@@ -10,6 +10,7 @@ must be in the data version, whatever its suffix and case.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from inkloop.datasets import (
     list_images,
     read_data_yaml,
 )
-from inkloop.documents.hashing import sha256_file, sha256_stream, source_doc_id
+from inkloop.documents.hashing import copy_hashing, sha256_file, sha256_stream, source_doc_id
 from inkloop.evaluation.evaluator import load_dataset
 from inkloop.geometry import box_iou, clip, match_boxes
 from inkloop.lifecycle.training import local_training_data, parse_overrides, resolve_data_yaml
@@ -261,6 +262,8 @@ def test_file_hashes_are_sha256_of_the_bytes(tmp_path, size):
         assert sha256_stream(f) == want
     assert source_doc_id(url) == want
     assert source_doc_id(str(tmp_path / "missing.pdf")) is None
+    copy = io.BytesIO()
+    assert copy_hashing(io.BytesIO(data), copy, chunk_size=4096) == want and copy.getvalue() == data
 
 
 # ---------------------------------------------------------------------------------- command line

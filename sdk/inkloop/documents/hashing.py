@@ -1,6 +1,7 @@
 """A file's identity: the SHA-256 of its bytes (a document's ``doc_id``, a model's checksum, a
-dataset file's entry in the data version). Every file hash in inkloop is computed here, with
-:func:`hashlib.file_digest` (no hand-made read loop to get wrong)."""
+dataset file's entry in the data version). Every file hash in inkloop is computed here: with
+:func:`hashlib.file_digest` (no hand-made read loop to get wrong), or while copying a stream
+(:func:`copy_hashing`, the registry's uploads and cache)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ from inkloop import storage
 def sha256_stream(f: IO[bytes]) -> str:
     """The SHA-256 (hex) of a binary stream just opened for reading (a local file, a storage URL's)."""
     return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def copy_hashing(src: IO[bytes], dst: IO[bytes], chunk_size: int = 1 << 20) -> str:
+    """Copy a stream and return the SHA-256 (hex) of exactly the bytes written.
+
+    Hashing while copying (rather than before) means the recorded checksum describes the stored
+    copy even if the source file changes underneath us (the model registry's uploads and cache).
+    """
+    h = hashlib.sha256()
+    while chunk := src.read(chunk_size):
+        h.update(chunk)
+        dst.write(chunk)
+    return h.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -8,27 +8,11 @@ right before its commit (the fsspec registry calls them as ``files.commit_dir`` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import IO
 
+from inkloop.documents.hashing import copy_hashing
 from inkloop.models.references import ModelError
-
-_CHUNK = 1 << 20
-
-
-def copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
-    """Copy a stream and return the SHA-256 of exactly the bytes written.
-
-    Hashing while copying (rather than before) means the recorded checksum describes the stored
-    copy even if the source file changes underneath us.
-    """
-    h = hashlib.sha256()
-    for chunk in iter(lambda: src.read(_CHUNK), b""):
-        h.update(chunk)
-        dst.write(chunk)
-    return h.hexdigest()
 
 
 def copy_local(src: Path, dst: Path) -> str:
