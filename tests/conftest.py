@@ -141,6 +141,33 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
 
 
 @pytest.fixture(scope="session")
+def labelstudio_local_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioHandle]:
+    """A Label Studio that may call services on 127.0.0.1: ML backends, webhooks, an S3 endpoint.
+
+    Stock settings otherwise (legacy tokens off, the admin's Personal Access Token). Label Studio
+    refuses loopback and private addresses by default (``ML_BLOCK_LOCAL_IP``,
+    ``SSRF_PROTECTION_ENABLED``); the services these tests start listen on 127.0.0.1 only, so
+    this server is told to allow them. Shared by the ML-backend and S3-storage tests."""
+    from inkloop.devservers import ports
+    from inkloop.devservers.labelstudio import server, settings, venv
+
+    try:
+        venv.ensure_venv()
+        handle = server.start(
+            ports.free_port(),
+            tmp_path_factory.mktemp("ls-local-data"),
+            document_root=tmp_path_factory.mktemp("ls-local-files"),
+            extra_env={"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"},
+        )
+    except settings.LabelStudioServerError as exc:
+        pytest.fail(f"cannot start Label Studio: {exc}", pytrace=False)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A real MLflow tracking server (SQLite backend, local artifacts) on 127.0.0.1, per session.
 

@@ -92,17 +92,22 @@ class Backend:
         return self.log.read_text(errors="replace")
 
 
-def start_backend(tmp: Path, registry: Path, **extra_env: str) -> Backend:
+def start_backend(
+    tmp: Path, registry: Path, *options: str, without: tuple[str, ...] = (), **extra_env: str
+) -> Backend:
+    """``inkloop review backend`` in its own process with ``options`` (e.g. ``--model …``) and the
+    environment plus ``extra_env``, less the variables named in ``without``."""
     port = ports.free_port()
     log = tmp / f"backend-{port}.log"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in without},
         "INKLOOP_REGISTRY": str(registry),
         "INKLOOP_BACKEND_PASSWORD": PASSWORD,
         "INKLOOP_WEBHOOK_SECRET": SECRET,
         **extra_env,
     }
     argv = [sys.executable, "-m", "inkloop", "review", "backend", "--port", str(port), "--alias-ttl", "1"]
+    argv += options
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -291,27 +296,6 @@ def test_the_backend_refuses_to_start_without_credentials(tmp_path):
 
 
 # -- with a real Label Studio and a real Airflow -----------------------------------------------
-@pytest.fixture(scope="module")
-def ls_for_backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A Label Studio that may call ML backends and webhooks on 127.0.0.1 (stock settings otherwise)."""
-    from inkloop.devservers.labelstudio import server, settings, venv
-
-    try:
-        venv.ensure_venv()
-        handle = server.start(
-            ports.free_port(),
-            tmp_path_factory.mktemp("ls-ml-data"),
-            document_root=tmp_path_factory.mktemp("ls-ml-files"),
-            extra_env={"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"},
-        )
-    except settings.LabelStudioServerError as exc:
-        pytest.fail(f"cannot start Label Studio: {exc}", pytrace=False)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
 @dataclass
 class AirflowServer:
     url: str
@@ -384,12 +368,12 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSer
 @pytest.mark.labelstudio
 @pytest.mark.airflow
 def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_airflow(
-    tmp_path, registry, ls_for_backends, airflow_api, documents_dir, chromium
+    tmp_path, registry, labelstudio_local_calls, airflow_api, documents_dir, chromium
 ):
     from inkloop.review.backend import connect
     from inkloop.review.labelstudio import LabelStudioReview
 
-    ls = ls_for_backends
+    ls = labelstudio_local_calls
     review = LabelStudioReview(ls.url, ls.token, project_title="ml backend")
     pid = review.ensure_project()
     image = review.upload_image(documents_dir / "letter.jpg")
@@ -687,5 +671,108 @@ def test_start_training_is_answered_at_once_when_airflow_is_down(tmp_path, regis
         logs = backend.logs()
         assert "cannot forward train to Airflow after 4 attempts" in logs and down in logs
         assert http("GET", f"{backend.url}/health", auth=AUTH)[0] == 200
+    finally:
+        stop(backend.proc)
+
+
+# -- a model on Triton, and `inkloop review connect` as a command -------------------------------
+@pytest.mark.slow
+def test_the_backend_serves_a_triton_model(tmp_path, registry, documents_dir):
+    """``--model triton://…``: predictions come from a Triton server (PyTriton in its own venv,
+    :mod:`inkloop.devservers.triton`) and equal the local model's within the Triton parity bound;
+    ``/setup`` reports the served model's version; when the server goes away a prediction fails
+    naming it, and the backend stays up."""
+    import cv2
+
+    from inkloop.convert.labelstudio import from_labelstudio
+    from inkloop.detection.detector import Detector
+    from inkloop.devservers.triton import TritonServer
+    from inkloop.models.resolve import resolve_model
+    from parity import TRITON_BOX
+
+    letter = documents_dir / "letter.jpg"
+    server = TritonServer("bundled")
+    server.start()
+    backend = None
+    try:
+        backend = start_backend(tmp_path, registry, "--model", server.ref)
+        local = Detector(resolve_model("bundled"))
+        status, setup = http("POST", f"{backend.url}/setup", {"project": "1.1"}, auth=AUTH)
+        assert status == 200 and setup["model_version"] == local.model_version, setup
+        status, out = http("POST", f"{backend.url}/predict", {"tasks": [page_task(letter)]}, auth=AUTH)
+        assert status == 200, out
+        img = cv2.cvtColor(cv2.imread(str(letter)), cv2.COLOR_BGR2RGB)
+        want = local.detect([img])[0]
+        got = out["results"][0]["result"]
+        assert want and len(got) == len(want)
+        worst = 0.0
+        for region, det in zip(got, want, strict=True):
+            box = from_labelstudio(region["value"], region["original_width"], region["original_height"])
+            corners = (abs(a - b) for a, b in zip(box, det.xyxy, strict=True))
+            worst = max(worst, abs(region["score"] - det.score), *corners)
+        TRITON_BOX.check(worst, "ML backend over triton://")
+        assert out["results"][0]["model_version"] == local.model_version
+
+        assert server.stop() == 0
+        status, out = http("POST", f"{backend.url}/predict", {"tasks": [page_task(letter)]}, auth=AUTH)
+        assert status >= 500 and f"{server.host}:{server.http_port}" in out["error"], out
+        assert http("GET", f"{backend.url}/health", auth=AUTH)[0] == 200 and backend.proc.poll() is None
+    finally:
+        if backend is not None:
+            stop(backend.proc)
+        server.stop()
+
+
+@pytest.mark.labelstudio
+def test_review_connect_command(tmp_path, registry, labelstudio_local_calls):
+    """``inkloop review connect`` in its own process against a real Label Studio: refused
+    credentials and a missing project exit 1 with the reason; connecting creates the ML backend
+    (Label Studio validates it: /health, /setup) and narrows its webhook to review events with
+    the secret header; connecting again updates that connection instead of adding one."""
+    from inkloop.review.backend import REVIEW_ACTIONS, WEBHOOK_SECRET_HEADER
+    from inkloop.review.labelstudio import LabelStudioReview
+
+    ls = labelstudio_local_calls
+    title = "connect command"
+    review = LabelStudioReview(ls.url, ls.token, project_title=title)
+    pid = review.ensure_project()
+    backend = start_backend(tmp_path, registry)
+    env = {
+        **os.environ,
+        "INKLOOP_LS_URL": ls.url,
+        "INKLOOP_LS_TOKEN": ls.token,
+        "INKLOOP_BACKEND_PASSWORD": PASSWORD,
+        "INKLOOP_WEBHOOK_SECRET": SECRET,
+    }
+
+    def connect(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "inkloop", "review", "connect", backend.url, *args]
+        return subprocess.run(argv, env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    try:
+        wrong = connect("--project", title, INKLOOP_BACKEND_PASSWORD="not-the-password")
+        assert wrong.returncode == 1, wrong.stderr
+        assert "authentication parameters were either not provided or are incorrect" in wrong.stderr
+        missing = connect("--project", "no such project")
+        assert missing.returncode == 1 and "no project named 'no such project'" in missing.stderr
+
+        for _ in range(2):
+            done = connect("--project", title, "--json")
+            assert done.returncode == 0, done.stderr
+            out = json.loads(done.stdout)
+            assert (out["project_id"], out["state"], out["model_version"]) == (pid, "CO", f"{MODEL}@v1")
+            [ml] = review.auth.request("GET", "/api/ml", params={"project": pid}).json()
+            assert (
+                ml["url"] == backend.url
+                and ml["auth_method"] == "BASIC_AUTH"
+                and ml["id"] == out["ml_backend_id"]
+            )
+            [hook] = review.auth.request("GET", "/api/webhooks", params={"project": pid}).json()
+            assert hook["url"] == f"{backend.url}/webhook" and hook["headers"] == {
+                WEBHOOK_SECRET_HEADER: SECRET
+            }
+            assert not hook["send_for_all_actions"] and set(hook["actions"]) == REVIEW_ACTIONS
+            for text in (done.stdout, done.stderr, wrong.stderr):
+                assert ls.token not in text and PASSWORD not in text
     finally:
         stop(backend.proc)

@@ -41,10 +41,16 @@ alias moved, the next request loads the new version, without a restart, and ``/s
 prediction report it. A registry that cannot be read keeps the loaded model serving (logged).
 
 Task images are read however a task refers to them: Label Studio's own links (``/data/upload/…``,
-``/data/local-files/?d=…``, presigned ``/tasks/<id>/presign/?fileuri=…``, or the same on the
-server's full URL) with the review stage's authentication helper (a Personal Access Token or a
-legacy token); storage URLs (``s3://…``, ``file://…``) through :mod:`inkloop.storage`; other
-``http(s)://`` links as they are (presigned bucket links carry their own signature); local paths.
+``/data/local-files/?d=…``, presign/resolve links ``/tasks/<id>/presign/?fileuri=…``, or the same
+on the server's full URL) with the review stage's authentication helper (a Personal Access Token
+or a legacy token); a storage URL of a task (``s3://…``, what Label Studio sends for tasks of an
+S3 source storage) first through Label Studio's resolve link for that task, so the project's
+storage, which holds the bucket's credentials, presigns it and the backend needs none, then
+through :mod:`inkloop.storage` with the backend's own credentials; other storage URLs
+(``file://…``) and local paths through :mod:`inkloop.storage`; other ``http(s)://`` links as they
+are (presigned bucket links carry their own signature). A redirect that leaves Label Studio's host
+(its 303 to a presigned bucket URL) is followed without the ``Authorization`` header: the token
+stays with Label Studio, and S3 refuses a request signed twice.
 
 Safe by default: it binds 127.0.0.1 unless told otherwise; every call needs HTTP basic auth (what
 Label Studio's *Model* settings send) unless the backend was started with ``allow_anonymous``
@@ -64,6 +70,7 @@ import queue
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -258,6 +265,24 @@ def labeling_names(config: str | None) -> LabelingNames:
 
 # -- task images -------------------------------------------------------------------------------
 _LS_PATHS = ("/data/", "/tasks/", "/storage-data/", "/api/")
+#: Storage URLs a Label Studio import storage resolves (``/tasks/<id>/resolve/?fileuri=…``).
+_LS_STORAGE_SCHEMES = ("s3://", "s3a://", "gs://", "azure-blob://")
+
+
+class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect without the ``Authorization`` header when it leaves the host.
+
+    Label Studio answers a presign link with a 303 to a presigned bucket URL. urllib would send
+    our Label Studio token along: a leak to another host, and S3 refuses a request that carries
+    both a header and a query-string signature ("Only one auth mechanism allowed")."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            old_host = urllib.parse.urlsplit(req.full_url).netloc
+            if urllib.parse.urlsplit(newurl).netloc != old_host:
+                new.remove_header("Authorization")
+        return new
 
 
 class ImageReader:
@@ -271,43 +296,86 @@ class ImageReader:
             else None
         )
         self._lock = threading.Lock()  # LabelStudioAuth is not thread-safe
+        self._opener = urllib.request.build_opener(_NoAuthAcrossHosts)
         self.timeout = timeout
 
     def _from_labelstudio(self, path: str, ref: str) -> bytes:
-        if self._auth is None:
+        """GET a Label Studio path with its authentication; a redirect to a presigned bucket URL
+        is followed without it. With a PAT, a 401 gets one fresh exchange and one retry."""
+        if self._auth is None or self.labelstudio_url is None:
             raise BadRequest(
                 f"image {ref!r} is served by Label Studio: start the backend with its URL and a token "
                 "(--labelstudio-url, INKLOOP_LS_TOKEN)",
                 status=422,
             )
-        with self._lock:
-            answer = self._auth.request("GET", path, check=False)
-        if answer.status >= 400:
-            raise BadRequest(f"image {ref!r}: Label Studio answered HTTP {answer.status}", status=422)
-        return answer.body
+        for attempt in (1, 2):
+            with self._lock:
+                headers = self._auth.headers()
+            request = urllib.request.Request(self.labelstudio_url + path, headers=headers)
+            try:
+                with self._opener.open(request, timeout=self.timeout) as resp:
+                    return bytes(resp.read(MAX_IMAGE_BYTES + 1))
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and attempt == 1 and self._auth.personal:
+                    with self._lock:
+                        self._auth.exchange()
+                    continue
+                url = str(exc.filename or self.labelstudio_url)
+                who = urllib.parse.urlsplit(url).netloc  # a presigned link's host: not its signature
+                if url.startswith(self.labelstudio_url):
+                    who = "Label Studio"
+                raise BadRequest(f"image {ref!r}: {who} answered HTTP {exc.code}", status=422) from None
+            except OSError as exc:
+                raise BadRequest(
+                    f"image {ref!r} cannot be read through Label Studio: {type(exc).__name__}: {exc}",
+                    status=422,
+                ) from None
+        raise AssertionError("unreachable")
 
-    def read(self, ref: str) -> bytes:
-        from inkloop.storage import StorageError, read_bytes
+    def _resolve_link(self, ref: str, task_id: Any) -> str | None:
+        """Label Studio's link for a storage URL of a task (its import storage presigns it)."""
+        if self._auth is None or not isinstance(task_id, int) or not ref.startswith(_LS_STORAGE_SCHEMES):
+            return None
+        fileuri = base64.urlsafe_b64encode(ref.encode()).decode()
+        return f"/tasks/{task_id}/resolve/?fileuri={urllib.parse.quote(fileuri)}"
 
+    def read(self, ref: str, task_id: int | None = None) -> bytes:
+        """The image ``ref`` of task ``task_id``. A storage URL (``s3://…``) is asked of Label
+        Studio first when the backend knows it (the project's storage holds the credentials and
+        presigns the object; the backend needs none), then read through :mod:`inkloop.storage`
+        (the backend's own credentials: environment, fsspec configuration)."""
         if not isinstance(ref, str) or not ref.strip():
             raise BadRequest("the task has no image reference", status=422)
         if ref.startswith(_LS_PATHS):
-            return self._from_labelstudio(ref, ref)
-        if self.labelstudio_url and ref.startswith(self.labelstudio_url + "/"):
-            return self._from_labelstudio(ref[len(self.labelstudio_url) :], ref)
-        try:
-            if ref.startswith(("http://", "https://")):
-                with urllib.request.urlopen(ref, timeout=self.timeout) as resp:
-                    data = resp.read(MAX_IMAGE_BYTES + 1)
-            else:  # storage URLs (s3://, file://, …) and local paths: the storage layer reads both
-                data = read_bytes(ref)
-        except (OSError, StorageError) as exc:
-            raise BadRequest(
-                f"image {ref!r} cannot be read: {type(exc).__name__}: {exc}", status=422
-            ) from None
+            data = self._from_labelstudio(ref, ref)
+        elif self.labelstudio_url and ref.startswith(self.labelstudio_url + "/"):
+            data = self._from_labelstudio(ref[len(self.labelstudio_url) :], ref)
+        else:
+            data = self._direct(ref, task_id)
         if len(data) > MAX_IMAGE_BYTES:
             raise BadRequest(f"image {ref!r} is larger than {MAX_IMAGE_BYTES} bytes", status=422)
         return data
+
+    def _direct(self, ref: str, task_id: int | None) -> bytes:
+        from inkloop.storage import StorageError, read_bytes
+
+        via_labelstudio = ""
+        link = self._resolve_link(ref, task_id)
+        if link is not None:
+            try:
+                return self._from_labelstudio(link, ref)
+            except BadRequest as exc:  # no storage of the project resolves it: our own credentials
+                via_labelstudio = f" (through Label Studio: {exc})"
+                log.info("task %s: %s; reading it directly", task_id, exc)
+        try:
+            if ref.startswith(("http://", "https://")):  # presigned links carry their own signature
+                with urllib.request.urlopen(ref, timeout=self.timeout) as resp:
+                    return bytes(resp.read(MAX_IMAGE_BYTES + 1))
+            return read_bytes(ref)  # storage URLs (s3://, file://, …) and local paths
+        except (OSError, StorageError) as exc:
+            raise BadRequest(
+                f"image {ref!r} cannot be read: {type(exc).__name__}: {exc}{via_labelstudio}", status=422
+            ) from None
 
 
 def decode_image(data: bytes, ref: str) -> np.ndarray:
@@ -461,7 +529,8 @@ class MLBackend:
             data = task.get("data")
             ref = data.get(names.image_field) if isinstance(data, dict) else None
             try:
-                pixels = decode_image(self.images.read(ref), str(ref))  # type: ignore[arg-type]
+                image = self.images.read(ref, task.get("id"))  # type: ignore[arg-type]
+                pixels = decode_image(image, str(ref))
             except BadRequest as exc:
                 log.warning("task %s: %s", task.get("id"), exc)
                 failures.append(str(exc))
@@ -608,7 +677,9 @@ def connect(
     title: str = "inkloop",
 ) -> dict[str, Any]:
     """Connect a running backend to a Label Studio project (``POST /api/ml``), as the *Model*
-    settings page does; Label Studio validates it by calling ``/health`` and ``/setup``.
+    settings page does; Label Studio validates it by calling ``/health`` and ``/setup``. Run again
+    for the same backend URL, it updates that connection (credentials, title) instead of adding a
+    second one.
 
     Label Studio then creates a webhook to the backend's ``/webhook`` for every action, without
     credentials; with ``webhook_secret`` that webhook gets the secret header and is narrowed to the
@@ -623,7 +694,12 @@ def connect(
     }
     if username and password:
         body.update(auth_method="BASIC_AUTH", basic_auth_user=username, basic_auth_pass=password)
-    record = auth.request("POST", "/api/ml", json_body=body).json()
+    existing = auth.request("GET", "/api/ml", params={"project": project_id}).json() or []
+    same = [m for m in existing if str(m.get("url", "")).rstrip("/") == backend_url.rstrip("/")]
+    if same:  # connected before: update that record (Label Studio validates it again)
+        record = auth.request("PATCH", f"/api/ml/{same[0]['id']}", json_body=body).json()
+    else:
+        record = auth.request("POST", "/api/ml", json_body=body).json()
     hook_url = backend_url.rstrip("/") + "/webhook"
     hooks = auth.request("GET", "/api/webhooks", params={"project": project_id}).json() or []
     for hook in hooks:

@@ -219,10 +219,13 @@ class LabelStudioClient:
         return f"{self.url}/projects/{self.project_id}/data"
 
     def iter_tasks(self) -> Iterator[Any]:
-        """Every task of the project with its annotations (paged by the SDK)."""
+        """Every task of the project with its annotations (paged by the SDK), its data as stored:
+        an ``s3://`` page stays that URL (by default Label Studio would hand out its
+        ``/tasks/<id>/resolve/`` link, which only a logged-in browser can follow)."""
         pid = self.project_id
         pager = self.call(
-            "list tasks", lambda: self.client.tasks.list(project=pid, fields="all", page_size=100)
+            "list tasks",
+            lambda: self.client.tasks.list(project=pid, fields="all", page_size=100, resolve_uri=False),
         )
         yield from pager
 
