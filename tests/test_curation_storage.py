@@ -313,6 +313,22 @@ def test_tiny_training_reads_its_data_from_the_bucket_and_stores_its_run_there(
         retrain(data, run, start_from="yolov8n.yaml", recipe="tiny")
     assert run in str(refused.value)
 
+    # the next steps of the retrain DAG on the same URLs: export (checkpoint and data fetched,
+    # the export uploaded) into a registry in the bucket, then the gate on the stored data
+    from inkloop.lifecycle.gate import evaluate_gate
+    from inkloop.lifecycle.promotion import export_candidate
+    from inkloop.models.registry import Registry
+
+    registry = Registry(storage.join(s3_env, "registry"), cache_dir=tmp_path / "registry-cache")
+    exported = export_candidate(run, storage.join(run, "export"), data=data, registry=registry, formats=())
+    assert exported.output == storage.join(run, "export") and exported.version == "v1"
+    assert exported.to_dict()["out_dir"] == exported.output
+    assert {"model.onnx", "card.json"} <= set(storage.listdir(exported.output))
+    card = json.loads(storage.read_text(storage.join(exported.output, "card.json")))
+    assert card["data_version"] == record["data_version"] and card["metrics"]
+    decision = evaluate_gate("signature-detector", data, registry=registry)
+    assert decision.test_set["data"] == data and decision.test_set["images"] == 2, decision.test_set
+
 
 def test_training_data_urls_are_copied_to_scratch_and_bad_ones_name_the_url(
     s3_env: str, tmp_path: Path

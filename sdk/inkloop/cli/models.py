@@ -265,7 +265,12 @@ def export_command(
     source: Annotated[
         str, typer.Argument(help="A training run folder (weights/best.pt) or a .pt checkpoint.")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for model.onnx, variants and card.json.")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", "-o", help="Folder for model.onnx, variants and card.json (a path or a storage URL)."
+        ),
+    ],
     data: Annotated[
         str | None,
         typer.Option(
@@ -304,6 +309,7 @@ def export_command(
     from inkloop.lifecycle.promotion import export_candidate
     from inkloop.lifecycle.variants import FORMATS, ParityTolerance
     from inkloop.models.references import ModelError
+    from inkloop.storage import StorageError
 
     console = _console(json_out)
     wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
@@ -330,6 +336,8 @@ def export_command(
         raise fail(console, "cannot export", exc, ExitCode.USAGE) from None
     except ModelError as exc:
         raise fail(console, "model error", exc, ExitCode.MODEL) from None
+    except StorageError as exc:
+        raise fail(console, "storage error", exc, ExitCode.ERROR) from None
     summary = result.to_dict()
     if triton_repo is not None:
         from inkloop.models.resolve import resolve_model

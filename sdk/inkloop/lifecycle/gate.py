@@ -283,13 +283,14 @@ def evaluate_gate(
     policy: GatePolicy | None = None,
 ) -> GateDecision:
     """Measure candidate and production on ``data``'s frozen ``split`` and decide; moves nothing.
+    ``data`` may be a storage URL (a curated version in a bucket: copied to local scratch).
 
     ``candidate``/``production`` are versions or aliases in ``registry`` (a :class:`Registry` or
     its URL). Both models' files are checksum-verified before anything is measured.
     """
     from inkloop.detection.detector import Detector
     from inkloop.evaluation.evaluator import EVAL_CONF, UNKNOWN_DOMAIN, evaluate, load_dataset, load_rgb
-    from inkloop.lifecycle.training import split_version
+    from inkloop.lifecycle.training import local_dataset, split_version
     from inkloop.lifecycle.variants import summarize_report
 
     t0 = time.perf_counter()
@@ -308,8 +309,9 @@ def evaluate_gate(
     if prod_v is not None:
         reg.verify(name, prod_v)
         refs["production"] = reg.fetch(name, prod_v)
-    dataset = load_dataset(data, split)
-    test_version = split_version(data, split)
+    local = local_dataset(data)  # a stored dataset is measured from a local copy
+    dataset = load_dataset(local, split)
+    test_version = split_version(local, split)
     test_set: dict[str, Any] = {
         "data": str(data),
         "split": split,
@@ -339,7 +341,7 @@ def evaluate_gate(
     detectors = {k: Detector(r, conf=EVAL_CONF, iou=r.card.iou_threshold) for k, r in refs.items()}
     metrics: dict[str, dict[str, Any] | None] = {"production": None}
     for k, det in detectors.items():
-        metrics[k] = summarize_report(evaluate(det, data, split).to_dict())
+        metrics[k] = summarize_report(evaluate(det, local, split).to_dict())
     latency: dict[str, float | None] = {"candidate_ms": None, "production_ms": None, "ratio": None}
     if prod_v is not None:
         # One intra-op thread each: with a machine's cores shared with other work (a training

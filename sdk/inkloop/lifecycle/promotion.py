@@ -17,9 +17,11 @@ within parity tolerance are registered; OpenVINO and TensorRT outputs stay in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ _REGISTER_ATTEMPTS = 5
 
 @dataclass
 class ExportResult:
-    """What :func:`export_candidate` produced and where it is."""
+    """What :func:`export_candidate` produced and where it is (``out_dir`` local; ``output`` the
+    storage URL the files were uploaded to, when ``out_dir`` was given as one)."""
 
     out_dir: Path
     card: ModelCard
@@ -43,6 +46,7 @@ class ExportResult:
     registry: str | None = None
     alias: str | None = None
     registered_variants: dict[str, str] = field(default_factory=dict)
+    output: str | None = None
 
     @property
     def model_ref(self) -> str:
@@ -50,12 +54,12 @@ class ExportResult:
         if self.version:
             scheme = "mlflow://" if (self.registry or "").startswith("mlflow") else "registry://"
             return f"{scheme}{self.card.name}@{self.version}"
-        return str(self.out_dir / "model.onnx")
+        return storage.join(self.output or str(self.out_dir), "model.onnx")
 
     def to_dict(self) -> dict[str, Any]:
         variants = self.card.extra.get("variants", {})
         return {
-            "out_dir": str(self.out_dir),
+            "out_dir": self.output or str(self.out_dir),
             "name": self.card.name,
             "version": self.version,
             "registry": self.registry,
@@ -102,8 +106,13 @@ def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """The checkpoint to export and its run record (``recipe.json``, or ``{}``).
 
     ``source`` is a run directory (its ``weights/best.pt``, else ``weights/last.pt``) or a
-    ``.pt`` file (its run record is looked up two folders up, ultralytics' layout).
+    ``.pt`` file (its run record is looked up two folders up, ultralytics' layout). A storage URL
+    (a run kept in a bucket) has the checkpoint downloaded to the run's local scratch folder
+    (:func:`~inkloop.lifecycle.training.run_scratch`, with the run's MLflow record); the record
+    gets ``run_url``.
     """
+    if storage.is_url(source):
+        return _fetch_weights(os.fspath(source))
     src = Path(source)
     if src.is_dir():
         weights = next(
@@ -120,6 +129,35 @@ def find_weights(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     if record:
         record.setdefault("run_dir", str(run_dir.resolve()))
+    return weights, record
+
+
+def _fetch_weights(url: str) -> tuple[Path, dict[str, Any]]:
+    """:func:`find_weights` for a stored run folder or ``.pt``."""
+    from inkloop.lifecycle.tracking import RUN_FILE
+    from inkloop.lifecycle.training import run_scratch
+
+    if url.endswith(".pt"):
+        run_url, candidates = url.rsplit("/", 2)[0], [url]
+    else:
+        run_url = url.rstrip("/")
+        candidates = [storage.join(run_url, "weights", n) for n in ("best.pt", "last.pt")]
+    pt = next((u for u in candidates if storage.exists(u)), None)
+    if pt is None:
+        raise ModelError(f"{url}: no weights/best.pt or weights/last.pt (has the run finished an epoch?)")
+    local_run = run_scratch(run_url)
+    rel = pt[len(run_url) + 1 :] if pt.startswith(run_url + "/") else pt.rsplit("/", 1)[-1]
+    target = local_run / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    weights = Path(storage.download(pt, target.parent))
+    text = storage.read_text_if_exists(storage.join(run_url, "recipe.json"))
+    record = json.loads(text) if text else {}
+    tracked = storage.read_text_if_exists(storage.join(run_url, RUN_FILE))
+    if tracked is not None:  # the training's MLflow run, which the export logs into
+        storage.write_text(str(local_run / RUN_FILE), tracked)
+    if record:
+        record.setdefault("run_dir", str(local_run))
+        record["run_url"] = run_url
     return weights, record
 
 
@@ -181,10 +219,18 @@ def export_candidate(
     With ``register`` (and a registry: a :class:`~inkloop.models.registry.Registry`, its URL, or None
     for the default one) the model becomes a new version, offered ONNX variants become
     ``<version>-<variant>`` versions, and ``alias`` (default ``candidate``) points at it.
+
+    ``source``, ``out_dir`` and ``data`` may be storage URLs: the checkpoint and the dataset are
+    copied to local scratch, the export is written in a local folder and its files (``card.json``
+    last) uploaded to ``out_dir`` at the end.
     """
     from inkloop.lifecycle.export import export_onnx
+    from inkloop.lifecycle.training import local_dataset, scratch_dir
 
     weights, record = find_weights(source)
+    if data is not None:
+        data = local_dataset(data)
+    output = os.fspath(out_dir) if storage.is_url(out_dir) else None
     parent = dict(record.get("parent") or {})
     defaults = dict(parent.pop("card", None) or {})
     card_name = name or defaults.get("name") or BUNDLED_NAME
@@ -196,7 +242,12 @@ def export_candidate(
         "recipe": recipe,
         "lineage": {"parent": parent, "weights": str(weights)},
     }
-    out = Path(out_dir).resolve()
+    if output is not None:
+        tail = output.rstrip("/").rsplit("/", 1)[-1] or "export"
+        out = scratch_dir() / "exports" / f"{hashlib.sha256(output.encode()).hexdigest()[:16]}-{tail}"
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        out = Path(out_dir).resolve()
     card = export_onnx(
         weights,
         out,
@@ -222,9 +273,10 @@ def export_candidate(
     if variants["onnx"].get("metrics"):
         card.metrics = dict(variants["onnx"]["metrics"])
     tracker = _track_export(record, card, out, data, split)
-    result = ExportResult(out_dir=out, card=card)
+    result = ExportResult(out_dir=out, card=card, output=output)
     if not register:
         card.save(out / "card.json")
+        _upload_export(result)
         return result
 
     from inkloop.models.resolve import open_registry
@@ -260,4 +312,13 @@ def export_candidate(
     logger.info(
         "registered %s@%s in %s (variants: %s)", card_name, got, reg.url, result.registered_variants or "none"
     )
+    _upload_export(result)
     return result
+
+
+def _upload_export(result: ExportResult) -> None:
+    """The export's files at ``result.output`` (``card.json`` last: the export is complete)."""
+    if result.output is not None:
+        from inkloop.storage.folders import upload_folder
+
+        upload_folder(result.out_dir, result.output, last=("card.json",))

@@ -257,6 +257,19 @@ def local_training_data(
     return str(out)
 
 
+def local_dataset(data: str | os.PathLike[str], options: dict[str, Any] | None = None) -> str:
+    """``data`` where local tools read it (the evaluator, the export's parity checks, the gate):
+    itself when local; a stored dataset (a version folder or a data.yaml) copied into
+    ``$INKLOOP_SCRATCH/datasets/<hash of the URL>-<name>/`` first (a fresh copy each time, see
+    :func:`local_training_data`)."""
+    s = os.fspath(data)
+    if not storage.is_url(s):
+        return s
+    tail = s.rstrip("/").rsplit("/", 1)[-1] or "data"
+    folder = scratch_dir() / "datasets" / f"{hashlib.sha256(s.encode()).hexdigest()[:16]}-{tail}"
+    return local_training_data(s, folder, options)
+
+
 def resolve_data_yaml(data: str | os.PathLike[str], workdir: Path) -> Path:
     """Write a data.yaml with an absolute ``path`` so ultralytics never guesses the dataset root.
 
