@@ -344,3 +344,37 @@ def test_label_studio_refuses_a_storage_it_cannot_use_and_the_push_leaves_nothin
     finally:
         guarded.stop()
         stop_s3(other)
+
+
+def test_review_push_pages_via_storage_command(
+    pushed: Pushed, s3: S3Handle, labelstudio_local_calls, tmp_path: Path
+) -> None:
+    """``inkloop review push s3://…/results --pages-via storage`` with the endpoint in the
+    environment, as users give it: another project gets its own storage on the same folder, its
+    tasks refer to the pages in the bucket, nothing is uploaded; a local results folder without
+    a bucket folder for the pages is a usage error."""
+    ls = labelstudio_local_calls
+    env = {**s3.client_env(), "INKLOOP_LS_TOKEN": ls.token, "INKLOOP_LS_URL": ls.url}
+    title = f"cli storage {pushed.bucket[-6:]}"
+    p = test_storage._cli(
+        "review", "push", pushed.results, "--project", title, "--pages-via", "storage", "--budget", "1.0",
+        "--json", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["pushed"] == summary["selected"] >= 3
+    client = LabelStudioReview(ls.url, ls.token, project_title=title)
+    pid = client.project_id
+    assert all(t.data["image"].startswith(pushed.images + "/") for t in client.iter_tasks())
+    assert not list(client.client.files.list(id=pid))
+    [record] = client.client.import_storage.s3.list(project=pid)
+    assert record.s3endpoint == s3.url and record.presign
+    assert not list(tmp_path.iterdir())  # nothing written in the working directory
+
+    local = tmp_path / "local-results"
+    local.mkdir()
+    (local / "results.jsonl").write_text("")
+    p = test_storage._cli(
+        "review", "push", str(local), "--project", title, "--pages-via", "storage", env=env, cwd=tmp_path
+    )
+    assert p.returncode == 2 and "pages through storage go to a bucket" in p.stderr, p.stderr

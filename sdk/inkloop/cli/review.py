@@ -62,7 +62,13 @@ def push(
     token: TokenOpt = None,
     project: ProjectOpt = "inkloop review",
     delivery: Annotated[
-        str, typer.Option(help="How page images reach Label Studio: upload, local-files.")
+        str,
+        typer.Option(
+            "--delivery",
+            "--pages-via",
+            help="How page images reach Label Studio: upload, local-files, or storage (the project's "
+            "S3 source storage on the bucket of --images-dir: presigned URLs, no upload).",
+        ),
     ] = "upload",
     document_root: Annotated[
         Path | None, typer.Option(help="The server's LOCAL_FILES_DOCUMENT_ROOT (local-files).")
@@ -79,6 +85,13 @@ def push(
     max_pages: Annotated[int | None, typer.Option(help="Most pages sent to review, as a count.")] = None,
     include_audit: Annotated[bool, typer.Option(help="Also send the random audit sample.")] = True,
     dpi: Annotated[float, typer.Option(help="Reading resolution of PDF page images.")] = 150.0,
+    storage_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="S3 endpoint as Label Studio and the annotators' browsers reach it (--pages-via "
+            "storage; default INKLOOP_LS_S3_ENDPOINT, else your own AWS_ENDPOINT_URL)."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Route a results folder and push the pages that need people to Label Studio (idempotent)."""
@@ -87,11 +100,16 @@ def push(
     from inkloop.review.labelstudio import ReviewServiceError, push_results, require_results
     from inkloop.routing import RoutingConfig
 
-    if delivery not in ("upload", "local-files"):
-        raise typer.BadParameter("delivery must be upload or local-files", param_hint="--delivery")
+    if delivery not in ("upload", "local-files", "storage"):
+        raise typer.BadParameter("must be upload, local-files or storage", param_hint="--delivery")
+    how: Any = delivery
     try:
         require_results(results)  # a storage URL stays a string: typer's Path would make it s3:/…
-    except FileNotFoundError as exc:
+        if delivery == "storage":
+            from inkloop.review.cloud_storage import storage_delivery
+
+            how, images_dir = storage_delivery(results, images_dir, endpoint=storage_endpoint)
+    except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     try:
@@ -103,7 +121,7 @@ def push(
                 results,
                 RoutingConfig(max_review_fraction=budget, max_review_pages=max_pages),
                 include_audit=include_audit,
-                delivery=delivery,  # type: ignore[arg-type]
+                delivery=how,
                 document_root=document_root,
                 images_dir=images_dir,
                 dpi=dpi,
@@ -195,7 +213,11 @@ def backend(
     ] = False,
     labelstudio_url: Annotated[
         str | None,
-        typer.Option(envvar="INKLOOP_LS_URL", help="Label Studio URL, to read its /data/… task images."),
+        typer.Option(
+            envvar="INKLOOP_LS_URL",
+            help="Label Studio URL, to read task images through it (/data/…, presign links, s3:// "
+            "pages its storages presign).",
+        ),
     ] = None,
     token: TokenOpt = None,
     alias_ttl: Annotated[
