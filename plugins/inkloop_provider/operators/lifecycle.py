@@ -84,15 +84,13 @@ class InkloopTrainOperator(InkloopStorageOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         use_mlflow_connection()
-        from pathlib import Path
-
         from inkloop.lifecycle.promotion import latest_export
         from inkloop.lifecycle.retrain import retrain
 
         overrides = {k: v for k in ("epochs", "imgsz") if (v := self.typed(k, int)) is not None}
         time_limit = self.typed("time_limit", float)
         with self.storage():
-            data = self.data if Path(self.data, "data.yaml").exists() else latest_export(self.data)
+            data = latest_export(self.data)  # a version itself, or the newest under an export folder
             result = retrain(
                 data,
                 self.run_dir,
@@ -100,16 +98,17 @@ class InkloopTrainOperator(InkloopStorageOperator):
                 registry=self.registry or None,
                 overrides=overrides or None,
                 time_limit=None if time_limit is None else float(time_limit),
-                resume=self.resume and Path(self.run_dir, "weights", "last.pt").exists(),
+                resume=self.resume,  # a run there (local or stored) continues; none: a new one
                 on_progress=lambda p: self.log.info("training: %s", p),
             )
         if not result.ok:
             hint = " (resumable: re-run the task)" if result.resumable else ""
             raise RuntimeError(f"training ended {result.status}: {result.message}{hint}")
+        stored = result.to_dict()  # a run kept at a URL: where it is stored, not the local scratch
         return {
             "status": result.status,
-            "run_dir": str(result.run_dir),
-            "best": str(result.best),
+            "run_dir": stored["run_dir"],
+            "best": stored["best"],
             "epochs": result.epochs_done,
             "data": data,
             "data_version": result.data_version,
