@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import test_storage
-from test_ml_backend import AUTH, MODEL, http, registry, start_backend, stop
+from test_ml_backend import AUTH, MODEL, http, registry, start_backend, stop, task_in_browser
 from test_review_storage import EVERYTHING, _detected
 
 from inkloop import storage
@@ -168,45 +166,26 @@ def test_the_labeling_view_shows_the_page_from_the_bucket(
     """An annotator opens a task: the page image loads (a presigned GET from the browser to the
     S3 endpoint, seen in the server's request log) and shows in the labeling view."""
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     ls = labelstudio_local_calls
     task = next(iter(pushed.client.iter_tasks()))
     key = task.data["image"].split("/", 3)[3]
     with storage.open_file(task.data["image"], "rb", s3.storage_options()) as f:
         width = Image.open(f).size[0]
-    shot = tmp_path / "storage-task.png"
-    browser_path, browser_env = chromium
-    keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{ls.url}/user/login/")
-        page.fill("input[name=email]", ls.username)
-        page.fill("input[name=password]", os.environ.get("INKLOOP_LS_PASSWORD") or "inkloop-dev-password")
-        page.locator("button[type=submit], input[type=submit]").first.click()
-        page.wait_for_load_state("networkidle", timeout=60_000)
-        page.goto(f"{ls.url}/projects/{pushed.client.project_id}/data?task={task.id}")
-        try:
-            # the editor fetches the page (XHR to the resolve link, redirected to the presigned
-            # URL) and shows it from a blob: URL, or sets the link as the <img> source itself
-            loaded = page.wait_for_function(
-                """(width) => {
-                    const shown = [...document.images].filter(i =>
-                        (i.src.startsWith('blob:') || i.src.includes('/resolve/')) &&
-                        i.complete && i.naturalWidth > 0);
-                    return shown.some(i => i.naturalWidth === width) ? shown.map(i => i.naturalWidth) : null;
-                }""",
-                arg=width,
-                timeout=60_000,
-            ).json_value()
-        finally:
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(shot))
-            if keep:
-                shutil.copy(shot, Path(keep) / "storage-task.png")
-        browser.close()
-    print(f"screenshot: {shot}")
+    where = f"/projects/{pushed.client.project_id}/data?task={task.id}"
+    with task_in_browser(chromium, ls, where, tmp_path / "storage-task.png", "storage-task.png") as page:
+        # the editor fetches the page (XHR to the resolve link, redirected to the presigned
+        # URL) and shows it from a blob: URL, or sets the link as the <img> source itself
+        loaded = page.wait_for_function(
+            """(width) => {
+                const shown = [...document.images].filter(i =>
+                    (i.src.startsWith('blob:') || i.src.includes('/resolve/')) &&
+                    i.complete && i.naturalWidth > 0);
+                return shown.some(i => i.naturalWidth === width) ? shown.map(i => i.naturalWidth) : null;
+            }""",
+            arg=width,
+            timeout=60_000,
+        ).json_value()
     assert width in loaded
     gets = [
         r

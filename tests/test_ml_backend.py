@@ -24,8 +24,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,6 +140,37 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def page_task(path: Path | str, task_id: int = 1) -> dict:
     return {"id": task_id, "data": {"image": str(path)}}
+
+
+@contextmanager
+def task_in_browser(
+    chromium: tuple[str, dict[str, str]], ls: Any, path: str, shot: Path, keep_as: str
+) -> Iterator[Any]:
+    """A real browser (playwright on Debian's chromium) logged in to Label Studio as the admin,
+    on ``path`` (a task's page); yields the playwright page. On the way out, whatever happened,
+    a screenshot goes to ``shot`` (and to ``$INKLOOP_TEST_SCREENSHOTS/keep_as`` when set)."""
+    from playwright.sync_api import sync_playwright
+
+    browser_path, browser_env = chromium
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{ls.url}/user/login/")
+        page.fill("input[name=email]", ls.username)
+        page.fill("input[name=password]", os.environ.get("INKLOOP_LS_PASSWORD") or "inkloop-dev-password")
+        page.locator("button[type=submit], input[type=submit]").first.click()
+        page.wait_for_load_state("networkidle", timeout=60_000)
+        page.goto(f"{ls.url}{path}")
+        try:
+            yield page
+        finally:
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(shot))
+            keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")  # a folder to keep the screenshot in
+            if keep:
+                shutil.copy(shot, Path(keep) / keep_as)
+            browser.close()
+    print(f"screenshot: {shot}")
 
 
 # -- the protocol ------------------------------------------------------------------------------
@@ -418,34 +451,14 @@ def test_label_studio_connects_predicts_and_delivers_reviews_and_training_to_air
         first = review.client.predictions.list(task=task_ids[0])[0]
 
         # an annotator opens the task in a browser and sees the model's boxes
-        shot = tmp_path / "task.png"
-        browser_path, browser_env = chromium
-        from playwright.sync_api import sync_playwright
-
-        keep = os.environ.get("INKLOOP_TEST_SCREENSHOTS")  # a folder to keep the screenshot in
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"], env=browser_env)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{ls.url}/user/login/")
-            page.fill("input[name=email]", ls.username)
-            page.fill("input[name=password]", os.environ.get("INKLOOP_LS_PASSWORD") or "inkloop-dev-password")
-            page.locator("button[type=submit], input[type=submit]").first.click()
-            page.wait_for_load_state("networkidle", timeout=60_000)
-            page.goto(f"{ls.url}/projects/{pid}/data?task={task_ids[0]}")
-            try:
-                # the prediction's tab (its score, the lowest box score, in percent) and each of
-                # its boxes in the Regions panel with its score
-                page.get_by_text(f"{first.score * 100:.2f}%").first.wait_for(timeout=60_000)
-                for region in first.result:
-                    page.get_by_text(f"{region['score']:.2f}", exact=True).first.wait_for(timeout=10_000)
-                assert page.get_by_text("signature", exact=True).count() >= len(first.result)
-            finally:
-                page.wait_for_timeout(3000)
-                page.screenshot(path=str(shot))
-                if keep:
-                    shutil.copy(shot, Path(keep) / "ml-backend-task.png")
-            browser.close()
-        print(f"screenshot: {shot}")
+        where = f"/projects/{pid}/data?task={task_ids[0]}"
+        with task_in_browser(chromium, ls, where, tmp_path / "task.png", "ml-backend-task.png") as page:
+            # the prediction's tab (its score, the lowest box score, in percent) and each of
+            # its boxes in the Regions panel with its score
+            page.get_by_text(f"{first.score * 100:.2f}%").first.wait_for(timeout=60_000)
+            for region in first.result:
+                page.get_by_text(f"{region['score']:.2f}", exact=True).first.wait_for(timeout=10_000)
+            assert page.get_by_text("signature", exact=True).count() >= len(first.result)
 
         # a promotion: Label Studio's next "Retrieve predictions" gets the new version's boxes
         # from the same running backend (its /setup reports v2; tasks lacking a v2 prediction get one)
