@@ -54,7 +54,8 @@ LONGEST_FIRST = (
     "test_loop_e2e.py",  # ~120 s: the whole loop in Airflow
     "test_airflow_dags.py",  # ~80 s
     "test_lifecycle.py",  # ~75 s
-    "test_ml_backend.py",  # ~75 s: Label Studio, an Airflow API server, a browser
+    "test_ml_backend.py",  # ~130 s: Label Studio, an Airflow API server, a browser, Triton
+    "test_labelstudio_storage.py",  # ~70 s: Label Studio (two), moto, a browser
     "test_serving.py",  # ~70 s: Triton
     "test_loop_simulation.py",  # ~65 s
     "test_curate.py",  # ~50 s: FiftyOne
