@@ -57,6 +57,7 @@ LONGEST_FIRST = (
     "test_ml_backend.py",  # ~130 s: Label Studio, an Airflow API server, a browser, Triton
     "test_labelstudio_storage.py",  # ~70 s: Label Studio (two), moto, a browser
     "test_serving.py",  # ~70 s: Triton
+    "test_curation_storage.py",  # ~70 s: moto, FiftyOne, a tiny training, export and gate
     "test_loop_simulation.py",  # ~65 s
     "test_curate.py",  # ~50 s: FiftyOne
     "test_review.py",  # ~40 s: Label Studio
