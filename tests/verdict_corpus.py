@@ -661,14 +661,15 @@ def _no_sig(path: Path) -> None:
 
 
 # -- evaluation -------------------------------------------------------------------------------------
-def evaluate(docs: list[CorpusDoc], results_dir: Path) -> dict[str, object]:
-    """Run the real bundled detector over the corpus, derive verdicts, compare with the truth."""
+def evaluate(docs: list[CorpusDoc], results_dir: Path, model: str | None = None) -> dict[str, object]:
+    """Run the real detector (the bundled one unless ``model`` names another: a candidate is
+    judged on the same documents) over the corpus, derive verdicts, compare with the truth."""
     from inkloop.api import DetectOptions, detect
     from inkloop.models.resolve import resolve_model
     from inkloop.verdict import VERDICTS_ORDER, VerdictConfig, derive_verdicts
 
-    detect([str(d.path) for d in docs], results_dir, DetectOptions(), verdict=False)
-    threshold = resolve_model(None).card.conf_threshold  # the results were cut at the card's threshold
+    detect([str(d.path) for d in docs], results_dir, DetectOptions(model=model), verdict=False)
+    threshold = resolve_model(model).card.conf_threshold  # the results were cut at the card's threshold
     verdicts = {v.source: v for v in derive_verdicts(results_dir, VerdictConfig(threshold=threshold))}
     table: dict[str, dict[str, int]] = {t: dict.fromkeys(VERDICTS_ORDER, 0) for t in VERDICTS_ORDER}
     rows = []
@@ -760,9 +761,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-kind", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fixtures-only", action="store_true", help="crops and scans from tests/fixtures only")
+    ap.add_argument("--model", help="a model reference or ONNX folder to judge instead of the bundled one")
     a = ap.parse_args(argv)
     docs = build_corpus(a.out, a.per_kind, a.seed, extra_real=not a.fixtures_only)
-    report = evaluate(docs, a.out / "results")
+    report = evaluate(docs, a.out / "results", a.model)
     (a.out / "evaluation.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(
         json.dumps(
