@@ -54,6 +54,14 @@ $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
 	$(UV_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
+# The uv venv also carries the locked psutil (inkloop's process inspection): Label Studio's setup
+# runs in it while the dev venv is still being made.
+PSUTIL_VERSION := $(shell sed -n 's/^psutil==//p' $(BASE_LOCK))
+UV_PSUTIL := $(UV_VENV)/.psutil-$(PSUTIL_VERSION)
+$(UV_PSUTIL): | $(UV)
+	$(UV) pip install -q --python $(UV_VENV)/bin/python $(FIND_LINKS) psutil==$(PSUTIL_VERSION)
+	touch $@
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
@@ -90,9 +98,9 @@ system-packages-start:
 	@$(call background,system-packages,bash .ci/install-chromium.sh && bash .ci/install-redis.sh)
 
 # Label Studio's venv and its migrated template database (what its first start would otherwise
-# spend 40 s on) are built in the background too: that needs only uv and the standard library.
-labelstudio-start: | $(UV)
-	@$(call background,labelstudio-setup,PYTHONPATH=sdk INKLOOP_REPO=$(CURDIR) $(PYTHON) -m inkloop.devservers.labelstudio setup --template)
+# spend 40 s on) are built in the background too: that needs only uv, psutil and the standard library.
+labelstudio-start: $(UV_PSUTIL) | $(UV)
+	@$(call background,labelstudio-setup,PYTHONPATH=sdk INKLOOP_REPO=$(CURDIR) $(UV_VENV)/bin/python -m inkloop.devservers.labelstudio setup --template)
 
 setup-dev: system-packages-start labelstudio-start $(DEV_STAMP)
 	@$(call await,labelstudio-setup,setting up Label Studio); cat .cache/labelstudio-setup.log

@@ -31,6 +31,11 @@ def review_client(conn_id: str, project: str) -> Any:
 class InkloopReviewPushOperator(InkloopStorageOperator):
     """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent).
 
+    ``delivery``: ``upload`` (default), ``local-files``, or ``storage`` — the pages rendered into
+    the results' bucket reach Label Studio through an S3 source storage on it (presigned links; the
+    endpoint and keys of ``storage_conn_id``, ``storage_endpoint`` when Label Studio reaches the
+    bucket under another address).
+
     Returns the push summary; with ``multiple_outputs`` (the default) each of its keys is also an
     XCom of its own, so a DAG passes ``push.output["reviews_before"]`` to the review wait.
     """
@@ -58,6 +63,7 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         document_root: str | None = None,
         images_dir: str | None = None,
         include_audit: bool = True,
+        storage_endpoint: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -71,6 +77,7 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         self.document_root = document_root
         self.images_dir = images_dir
         self.include_audit = include_audit
+        self.storage_endpoint = storage_endpoint
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.review.labelstudio import push_results_dirs
@@ -92,6 +99,7 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
                 delivery=self.delivery,
                 document_root=self.document_root or None,
                 images_dir=self.images_dir or None,
+                storage_endpoint=self.storage_endpoint or None,
             )
         context["ti"].xcom_push(key="project_url", value=summary["project_url"])
         self.log.info(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from inkloop import storage
 from inkloop.review.auth import ReviewServiceError
@@ -214,19 +214,23 @@ def push_results(
     results_dir: str | os.PathLike[str],
     routing: RoutingConfig | None = None,
     include_audit: bool = True,
-    delivery: ImageDelivery | PageDelivery = "upload",
+    delivery: ImageDelivery | PageDelivery | Literal["storage"] = "upload",
     document_root: str | os.PathLike[str] | None = None,
     images_dir: str | os.PathLike[str] | None = None,
     dpi: float = 150.0,
     progress: Callable[[int], None] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    storage_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Route a results folder and push its ``review`` (and ``audit``) pages: the CLI's and the
     Airflow operator's one implementation. Returns a JSON-able summary.
 
     ``results_dir`` and ``images_dir`` (default ``RESULTS/review-images``, or
     ``DOCUMENT_ROOT/inkloop-pages`` for local files) may be storage URLs; ``storage_options``
-    (endpoint, credentials) apply to every URL the push reads or writes.
+    (endpoint, credentials) apply to every URL the push reads or writes. ``delivery="storage"``:
+    the pages reach Label Studio through an S3 source storage on the bucket they are rendered
+    into (:func:`inkloop.review.cloud_storage.storage_delivery`; ``storage_endpoint`` is the
+    endpoint as Label Studio and the annotators' browsers reach it, when it differs).
     With a ``verdicts.jsonl`` in the folder, pages of documents judged ``needs_review`` or
     ``partially_signed`` are routed to review first and pushed first (reason ``verdict:…``).
     """
@@ -235,6 +239,12 @@ def push_results(
 
     with storage.scoped_options(storage_options):
         results = require_results(results_dir)
+        if delivery == "storage":
+            from inkloop.review.cloud_storage import storage_delivery
+
+            delivery, images_dir = storage_delivery(
+                results, images_dir, storage_options, endpoint=storage_endpoint
+            )
         routed = route_with_verdicts(results, routing or RoutingConfig())
         unscored = bool(routed) and all(any(x.startswith("unscored") for x in r.reasons) for r in routed)
         wanted = {"review", "audit"} if include_audit else {"review"}
