@@ -162,7 +162,8 @@ def test_threshold_slider_refilters_boxes_and_verdict_without_detecting_again(
     low = client.predict(0.05, api_name="/threshold")[1]["data"]
     assert len(low) > len(at_t) and [r for r in low if r[2] > t] == at_t  # decoded once, at the floor
     assert client.predict(t, api_name="/threshold")[1]["data"] == at_t
-    # the verdict follows: the signed contract's one box (0.69 with @3) is dropped above its score
+    # the verdict follows: the signed contract's one box (0.82 with @4, 0.69 with @3) is dropped
+    # above its score
     _, table, _, _, verdict = client.predict(
         handle_file(str(documents_dir / "contract-signed.pdf")), "bundled", t, api_name="/detect"
     )

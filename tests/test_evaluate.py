@@ -486,9 +486,9 @@ def test_evaluate_agrees_with_ultralytics_val(ultralytics_val: dict[str, Any]) -
     EVAL_VS_VAL_MAP50_95.check(abs(report.map50_95 - m50_95), f"{report.map50_95:.4f} vs {m50_95:.4f}")
     # Same boxes, not just the same summary. On val's own input (rect=False: the full square)
     # inkloop's detector keeps as many boxes as val, down to conf 0.001 (measured for
-    # signature-detector@3: 63 and 63). The report scores the input inkloop serves (padded to the
-    # stride, not the square), where the low-scoring tail moves (67 vs 63 boxes at conf 0.001,
-    # 33 vs 31 at 0.01, 13 vs 14 at 0.1), so its count is not compared with val's.
+    # signature-detector@3, the bundled model then: 63 and 63). The report scores the input inkloop
+    # serves (padded to the stride, not the square), where the low-scoring tail moves (@3: 67 vs 63
+    # boxes at conf 0.001, 33 vs 31 at 0.01, 13 vs 14 at 0.1), so its count is not compared with val's.
     from inkloop.detection.detector import Detector
 
     n_theirs = sum(len(c.scores) for c in ultralytics_val["captured"])
