@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
-from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
+from inkloop_provider.dag_defaults import from_params, inkloop_dag
+from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE
 from inkloop_provider.operators.detect import InkloopDetectOperator
 from inkloop_provider.operators.results import InkloopMergeResultsOperator
 
@@ -34,15 +35,12 @@ RETRIES = int(os.environ.get("INKLOOP_TASK_RETRIES", "2"))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("INKLOOP_RETRY_DELAY", "60")))
 
 
-@dag(
-    dag_id="inkloop_detect",
+@inkloop_dag(
+    "inkloop_detect",
     schedule=SCHEDULE,
-    catchup=False,
     max_active_runs=1,  # never two runs over the same inbox files at once
     dagrun_timeout=timedelta(hours=6),
-    tags=["inkloop"],
     default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY},
-    render_template_as_native_obj=True,
     params={
         "inbox": Param(
             os.environ.get("INKLOOP_INBOX", f"{INKLOOP_ROOT}/inbox"),
@@ -60,9 +58,8 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("INKLOOP_RETRY_DELAY", "60"
         "verdict": Param(True, type="boolean", description="derive each document's signing verdict"),
         "docs_per_batch": Param(20, type="integer", minimum=1),
         "conf": Param(None, type=["null", "number"]),
-        "storage_conn_id": storage_conn_param(),
     },
-    doc_md=__doc__,
+    doc=__doc__,
 )
 def inkloop_detect() -> None:
     @task
@@ -92,17 +89,12 @@ def inkloop_detect() -> None:
     gate >> parts
     detected = InkloopDetectOperator.partial(
         task_id="detect",
-        model="{{ params.model }}",
-        conf="{{ params.conf }}",
-        route="{{ params.route }}",
-        verdict="{{ params.verdict }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("model", "conf", "route", "verdict"),
     ).expand_kwargs(batches.zip(parts).map(lambda bp: {"inputs": bp[0], "out_dir": bp[1]}))
     merged = InkloopMergeResultsOperator(
         task_id="merge_results",
-        out_dir="{{ params.out_dir }}",
         parts=parts,
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("out_dir"),
         outlets=[RESULTS],
     )
     detected >> merged

@@ -10,45 +10,36 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL
-from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
+from inkloop_provider.dag_defaults import from_params, inkloop_dag
 from inkloop_provider.operators.reexport import InkloopReexportOperator
 
 
-@dag(
-    dag_id="inkloop_reexport",
+@inkloop_dag(
+    "inkloop_reexport",
     schedule=[PRODUCTION_MODEL],
-    catchup=False,
-    tags=["inkloop"],
-    render_template_as_native_obj=True,
     params={
         "model": Param("registry://signature-detector@production", type="string"),
         "data": Param(f"{INKLOOP_ROOT}/datasets", type="string", description="calibration/parity data"),
         "out_dir": Param(f"{INKLOOP_ROOT}/exports", type="string"),
-        "storage_conn_id": storage_conn_param(),
     },
-    doc_md=__doc__,
+    doc=__doc__,
 )
 def inkloop_reexport() -> None:
-    InkloopReexportOperator(
-        task_id="openvino",
-        model="{{ params.model }}",
-        out_dir="{{ params.out_dir }}/{{ run_id }}/openvino",
-        data="{{ params.data }}",
-        formats=["openvino"],
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
-    )
-    InkloopReexportOperator(
-        task_id="tensorrt",
-        model="{{ params.model }}",
-        out_dir="{{ params.out_dir }}/{{ run_id }}/tensorrt",
-        data="{{ params.data }}",
-        formats=["tensorrt"],
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
-        queue=os.environ.get("INKLOOP_GPU_QUEUE", "gpu"),
-    )
+    def reexport(fmt: str, **settings: str) -> InkloopReexportOperator:
+        """The task exporting ``fmt`` (named for it) into the run's ``<out_dir>/<run_id>/<fmt>``."""
+        return InkloopReexportOperator(
+            task_id=fmt,
+            out_dir="{{ params.out_dir }}/{{ run_id }}/" + fmt,
+            formats=[fmt],
+            **from_params("model", "data"),
+            **settings,
+        )
+
+    reexport("openvino")
+    reexport("tensorrt", queue=os.environ.get("INKLOOP_GPU_QUEUE", "gpu"))
 
 
 inkloop_reexport()

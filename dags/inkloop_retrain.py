@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL, TRAINING_DATA
-from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
+from inkloop_provider.dag_defaults import from_params, inkloop_dag
 from inkloop_provider.operators.lifecycle import (
     InkloopExportOperator,
     InkloopPromoteOperator,
@@ -29,12 +29,9 @@ from inkloop_provider.operators.lifecycle import (
 RUN_DIR = "{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
 
-@dag(
-    dag_id="inkloop_retrain",
+@inkloop_dag(
+    "inkloop_retrain",
     schedule=[TRAINING_DATA],
-    catchup=False,
-    tags=["inkloop"],
-    render_template_as_native_obj=True,
     params={
         "data": Param(
             f"{INKLOOP_ROOT}/datasets",
@@ -56,21 +53,15 @@ RUN_DIR = "{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_
         "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
         "gate_policy": Param({}, type="object", description="other GatePolicy fields (max_recall_drop, …)"),
         "runs_dir": Param(f"{INKLOOP_ROOT}/runs", type="string"),
-        "storage_conn_id": storage_conn_param(),
     },
-    doc_md=__doc__,
+    doc=__doc__,
 )
 def inkloop_retrain() -> None:
     train = InkloopTrainOperator(
         task_id="train",
-        data="{{ params.data }}",
         run_dir=RUN_DIR,
         start_from="registry://{{ params.model_name }}@production",
-        registry="{{ params.registry }}",
-        epochs="{{ params.epochs }}",
-        imgsz="{{ params.imgsz }}",
-        time_limit="{{ params.time_limit }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("data", "registry", "epochs", "imgsz", "time_limit"),
         queue=os.environ.get("INKLOOP_TRAINING_QUEUE", "default"),  # a dedicated queue in production
     )
     export = InkloopExportOperator(
@@ -78,17 +69,14 @@ def inkloop_retrain() -> None:
         source=train.output["best"],
         out_dir=f"{RUN_DIR}/export",
         data=train.output["data"],
-        registry="{{ params.registry }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("registry"),
     )
     promote = InkloopPromoteOperator(
         task_id="gate_and_promote",
         name="{{ params.model_name }}",
         data=train.output["data"],
-        registry="{{ params.registry }}",
-        margin="{{ params.margin }}",
         policy="{{ params.gate_policy }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("registry", "margin"),
         outlets=[PRODUCTION_MODEL],
     )
     train >> export >> promote

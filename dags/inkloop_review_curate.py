@@ -21,31 +21,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, Variable, dag, task
+from airflow.sdk import Param, Variable, task
 
 from inkloop_provider.assets import INKLOOP_ROOT, REVIEWS
-from inkloop_provider.hooks.storage import storage_conn_param
+from inkloop_provider.dag_defaults import REVIEW_PARAMS, inkloop_dag
 from inkloop_provider.operators.review import pull_and_curate
 
 
-@dag(
-    dag_id="inkloop_review_curate",
+@inkloop_dag(
+    "inkloop_review_curate",
     schedule=[REVIEWS],
-    catchup=False,
     max_active_runs=1,  # one pull at a time: the cursor file is the pull's state
-    tags=["inkloop"],
-    render_template_as_native_obj=True,
     params={
-        "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
-        "project": Param("inkloop review", type="string", description="Label Studio project title"),
+        **REVIEW_PARAMS,
         "min_reviewed": Param(
             1, type="integer", minimum=0, description="reviews pulled since the last export before exporting"
         ),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
-        "storage_conn_id": storage_conn_param(),
     },
-    doc_md=__doc__,
+    doc=__doc__,
 )
 def inkloop_review_curate() -> None:
     pull, curate = pull_and_curate()

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
-from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE, storage_conn_param
+from inkloop_provider.dag_defaults import REVIEW_PARAMS, from_params, inkloop_dag
 from inkloop_provider.operators.review import InkloopReviewPushOperator, pull_and_curate
 from inkloop_provider.sensors.review import LabelStudioReviewsSensor
 
@@ -34,18 +34,14 @@ REVIEW_POLL_SECONDS = float(os.environ.get("INKLOOP_REVIEW_POLL_SECONDS", "30"))
 REVIEW_EVENTS = os.environ.get("INKLOOP_REVIEW_EVENTS", "").strip().lower() in ("1", "true", "yes")
 
 
-@dag(
-    dag_id="inkloop_review_sync",
+@inkloop_dag(
+    "inkloop_review_sync",
     schedule=[RESULTS],
-    catchup=False,
     # One sync at a time (two would push the same pages to one project). Results published while a
     # sync waits for reviews queue up and are folded into the next run, which reads every event.
     max_active_runs=1,
-    tags=["inkloop"],
-    render_template_as_native_obj=True,
     params={
-        "results_dir": Param(f"{INKLOOP_ROOT}/results", type="string"),
-        "project": Param("inkloop review", type="string", description="Label Studio project title"),
+        **REVIEW_PARAMS,
         "budget": Param(
             0.1, type="number", minimum=0, maximum=1, description="share of pages sent to review"
         ),
@@ -60,18 +56,13 @@ REVIEW_EVENTS = os.environ.get("INKLOOP_REVIEW_EVENTS", "").strip().lower() in (
         ),
         "dataset": Param("inkloop", type="string", description="FiftyOne dataset"),
         "export_dir": Param(f"{INKLOOP_ROOT}/datasets", type="string"),
-        "storage_conn_id": storage_conn_param(),
     },
-    doc_md=__doc__,
+    doc=__doc__,
 )
 def inkloop_review_sync() -> None:
     push = InkloopReviewPushOperator(
         task_id="push_reviews",
-        results_dir="{{ params.results_dir }}",
-        project="{{ params.project }}",
-        budget="{{ params.budget }}",
-        min_uncertainty="{{ params.min_uncertainty }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("results_dir", "project", "budget", "min_uncertainty"),
         inlets=[RESULTS],  # reads results published after the run's event window too
     )
     if REVIEW_EVENTS:

@@ -13,8 +13,8 @@ from typing import Any
 from airflow.sdk import Context
 
 from inkloop_provider.assets import TRAINING_DATA
+from inkloop_provider.dag_defaults import from_params
 from inkloop_provider.hooks.labelstudio import LabelStudioHook
-from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE
 from inkloop_provider.links.labelstudio import LabelStudioProjectLink
 from inkloop_provider.operators.base import InkloopStorageOperator
 from inkloop_provider.operators.curate import InkloopCurateOperator
@@ -169,16 +169,12 @@ def pull_and_curate(
     pull = InkloopReviewPullOperator(
         task_id="pull_reviews",
         out="{{ params.results_dir }}/reviews.jsonl",
-        project="{{ params.project }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("project"),
     )
     curate = InkloopCurateOperator(
         task_id="curate",
-        results_dir="{{ params.results_dir }}",
         reviews="{{ params.results_dir }}/reviews.jsonl",
-        export_dir="{{ params.export_dir }}",
-        dataset="{{ params.dataset }}",
-        storage_conn_id=STORAGE_CONN_TEMPLATE,
+        **from_params("results_dir", "export_dir", "dataset"),
         inlets=list(curate_inlets),
         outlets=[TRAINING_DATA],
     )
