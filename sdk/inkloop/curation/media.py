@@ -38,17 +38,14 @@ from typing import Any
 
 from inkloop import storage
 from inkloop.documents.hashing import sha256_file
+from inkloop.storage.cache import cache_dir
 
 CACHE_ENV = "INKLOOP_MEDIA_CACHE"
 
 
 def default_media_cache_dir() -> Path:
     """``$INKLOOP_MEDIA_CACHE``, else ``$XDG_CACHE_HOME/inkloop/media`` (``~/.cache/inkloop/media``)."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "inkloop" / "media"
+    return cache_dir(CACHE_ENV, "media")
 
 
 def _identity(info: Mapping[str, Any]) -> dict[str, Any]:

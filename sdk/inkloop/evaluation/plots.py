@@ -21,32 +21,24 @@ def plot_pr_curve(report: EvalReport, path: str | os.PathLike[str]) -> Path:
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
     try:
         ax.plot(rec, prec, lw=2, color="tab:blue", label=f"PR @IoU0.5 (mAP50 {report.map50:.3f})")
-        ax.scatter(
-            [report.recall],
-            [report.precision],
-            color="tab:red",
-            zorder=3,
-            label=f"operating conf>{report.operating_threshold:.3g} (F1 {report.f1:.3f})",
+
+        def mark(recall: float, precision: float, color: str, marker: str, label: str) -> None:
+            """One threshold's point on the curve, drawn above it."""
+            ax.scatter([recall], [precision], color=color, marker=marker, zorder=3, label=label)
+
+        mark(
+            report.recall,
+            report.precision,
+            "tab:red",
+            "o",
+            f"operating conf>{report.operating_threshold:.3g} (F1 {report.f1:.3f})",
         )
         b = report.best_f1
-        ax.scatter(
-            [b.recall],
-            [b.precision],
-            color="tab:green",
-            marker="s",
-            zorder=3,
-            label=f"best F1 conf>{b.threshold:.3g} (F1 {b.f1:.3f})",
-        )
+        mark(b.recall, b.precision, "tab:green", "s", f"best F1 conf>{b.threshold:.3g} (F1 {b.f1:.3f})")
         if report.at_target_recall is not None:
             a = report.at_target_recall
-            ax.scatter(
-                [a.recall],
-                [a.precision],
-                color="tab:orange",
-                marker="^",
-                zorder=3,
-                label=f"recall≥{report.target_recall:g}: conf>{a.threshold:.3g}",
-            )
+            label = f"recall≥{report.target_recall:g}: conf>{a.threshold:.3g}"
+            mark(a.recall, a.precision, "tab:orange", "^", label)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("Recall")

@@ -94,6 +94,25 @@ class GateDecision:
         return asdict(self)
 
 
+def _at_least(
+    checks: dict[str, dict[str, Any]],
+    metric: str,
+    candidate: dict[str, Any],
+    production: dict[str, Any],
+    required: float,
+) -> bool:
+    """Whether the candidate's ``metric`` reaches ``required`` (within float noise: a candidate
+    exactly at the bar passes); records the check under ``checks[metric]``."""
+    ok = candidate[metric] >= required - 1e-12
+    checks[metric] = {
+        "ok": ok,
+        "candidate": candidate[metric],
+        "production": production[metric],
+        "required": round(required, 6),
+    }
+    return ok
+
+
 def decide(
     candidate: dict[str, Any],
     production: dict[str, Any] | None,
@@ -114,26 +133,14 @@ def decide(
     reasons: list[str] = []
     if production is not None:
         need = production["map50"] + policy.min_map50_gain
-        ok = candidate["map50"] >= need - 1e-12
-        checks["map50"] = {
-            "ok": ok,
-            "candidate": candidate["map50"],
-            "production": production["map50"],
-            "required": round(need, 6),
-        }
+        ok = _at_least(checks, "map50", candidate, production, need)
         if not ok:
             reasons.append(
                 f"mAP50 {candidate['map50']:.4f} < production {production['map50']:.4f} + margin "
                 f"{policy.min_map50_gain} (needs {need:.4f})"
             )
         floor = production["recall"] - policy.max_recall_drop
-        ok = candidate["recall"] >= floor - 1e-12
-        checks["recall"] = {
-            "ok": ok,
-            "candidate": candidate["recall"],
-            "production": production["recall"],
-            "required": round(floor, 6),
-        }
+        ok = _at_least(checks, "recall", candidate, production, floor)
         if not ok:
             reasons.append(
                 f"recall at the operating threshold {candidate['recall']:.4f} < production "

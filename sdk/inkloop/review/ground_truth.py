@@ -91,14 +91,7 @@ def resolve_task(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
         if not anns:
             return None
         last = max(anns, key=lambda a: a["updated_at"])
-        return ReviewedPage(
-            status="skipped",
-            ground_truth=None,
-            annotation_id=last.get("id"),
-            annotator=_who(last),
-            updated_at=last["updated_at"],
-            **base,
-        )  # type: ignore[arg-type]
+        return ReviewedPage(status="skipped", ground_truth=None, **_based_on(last), **base)  # type: ignore[arg-type]
     marked = [a for a in submitted if a.get("ground_truth")]
     chosen = max(marked or submitted, key=lambda a: a["updated_at"])
     boxes: list[Detection] = []
@@ -115,15 +108,12 @@ def resolve_task(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
         x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(ow), x1), min(float(oh), y1)
         for label in value.get("rectanglelabels") or ["signature"]:
             boxes.append(Detection(label=label, score=1.0, xyxy=(x0, y0, x1, y1)))
-    return ReviewedPage(
-        status="submitted",
-        ground_truth=boxes,
-        annotation_id=chosen.get("id"),
-        annotator=_who(chosen),
-        updated_at=chosen["updated_at"],
-        rotated=rotated,
-        **base,
-    )  # type: ignore[arg-type]
+    return ReviewedPage(status="submitted", ground_truth=boxes, rotated=rotated, **_based_on(chosen), **base)  # type: ignore[arg-type]
+
+
+def _based_on(a: dict[str, Any]) -> dict[str, Any]:
+    """What a reviewed page records of the annotation it is based on: its id, who, when."""
+    return {"annotation_id": a.get("id"), "annotator": _who(a), "updated_at": a["updated_at"]}
 
 
 def _who(a: dict[str, Any]) -> str | None:

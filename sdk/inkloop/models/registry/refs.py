@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from inkloop.models.references import ModelError
+from inkloop.storage.cache import cache_dir
 
 REGISTRY_ENV = "INKLOOP_REGISTRY"
 """Environment variable holding the default registry URL."""
@@ -42,11 +43,7 @@ def default_registry_url() -> str:
 
 def default_cache_dir() -> Path:
     """``$INKLOOP_REGISTRY_CACHE``, else ``$XDG_CACHE_HOME/inkloop/registry`` (``~/.cache/…``)."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "inkloop" / "registry"
+    return cache_dir(CACHE_ENV, "registry")
 
 
 def parse_registry_ref(ref: str) -> tuple[str, str]:
