@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, QuietOpt
+from inkloop.cli.common import ExitCode, QuietOpt, count_progress
 from inkloop.cli.console import make_console as _console
 
 app = typer.Typer(
@@ -113,7 +113,6 @@ def detect(
     Then, unless --no-verdict, each document's signing verdict (signed, partially_signed,
     unsigned, e_signed, no_signature_expected, needs_review) goes to verdicts.jsonl.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop import api
     from inkloop.documents.limits import Limits
@@ -135,16 +134,7 @@ def detect(
         limits=Limits(max_pages=max_pages, max_pixels=max_pixels),
     )
     # Shown from the run's start (the model is loaded by then: a model error prints no bar) to its end.
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[pages]} pages"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-        transient=False,
-    )
+    progress = count_progress(console, "{task.fields[pages]} pages", quiet=quiet)
     task = progress.add_task("documents", total=None, pages=0)
     pages, live = [0], [False]
 

@@ -38,6 +38,27 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on s
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
+def count_progress(console: Any, *fields: str, quiet: bool, transient: bool = False) -> Any:
+    """The progress bar of a command that counts what it has done (documents, images, epochs,
+    pages): what, the bar, done/total, ``fields`` (rich text columns such as
+    ``"{task.fields[pages]} pages"``), time elapsed; on ``console``, hidden with ``quiet``.
+
+    One shape for every counting command, so they read alike; the rich import waits for the call
+    (``inkloop --help`` stays fast)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *(TextColumn(f) for f in fields),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=transient,
+    )
+
+
 def fail(console: Any, kind: str, exc: BaseException, code: ExitCode) -> typer.Exit:
     """Print ``kind: message`` (markup in the message shown as text) and return the exit to raise."""
     from rich.markup import escape

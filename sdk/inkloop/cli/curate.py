@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress
 from inkloop.cli.console import make_console as _console
 from inkloop.cli.renamed import under_old_name
 
@@ -60,17 +60,7 @@ def _store(dataset: str, create: bool = False) -> Any:
 
 @contextlib.contextmanager
 def _progress(json_out: bool, quiet: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console(json_out),
-        transient=True,
-        disable=quiet,
-    ) as prog:
+    with count_progress(_console(json_out), quiet=quiet, transient=True) as prog:
         task = prog.add_task(what, total=total)
         yield lambda n: prog.advance(task, n)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, QuietOpt, fail_for
+from inkloop.cli.common import ExitCode, QuietOpt, count_progress, fail_for
 
 
 def evaluate_command(
@@ -66,7 +66,6 @@ def evaluate_command(
     reported per domain, beside the total and any --group-by groups.
     """
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop.cli.console import make_console
     from inkloop.evaluation.evaluator import DatasetError, evaluate
@@ -74,14 +73,7 @@ def evaluate_command(
 
     # With --json, stdout carries only the JSON document; people's output goes to stderr.
     console = make_console(json_out)
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    )
+    progress = count_progress(console, quiet=quiet)
     task = progress.add_task("images", total=None)
 
     def on_start(n: int) -> None:

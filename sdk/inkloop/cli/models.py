@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, fail, fail_for, parse_settings
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress, fail, fail_for, parse_settings
 from inkloop.cli.console import make_console as _console
 
 RegistryOpt = Annotated[
@@ -158,7 +158,6 @@ def train_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a model on curated data in a child process, with progress, a time limit and resume."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop.evaluation.evaluator import DatasetError
     from inkloop.lifecycle.retrain import RetrainError, TrainProgress, retrain
@@ -185,15 +184,7 @@ def train_command(
             overrides[key] = value
     limit = parse_duration(time_limit)
 
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    )
+    progress = count_progress(console, "{task.fields[info]}", quiet=quiet)
     task = progress.add_task("epochs", total=None, info="starting…")
 
     def on_start(done: int, total: int) -> None:

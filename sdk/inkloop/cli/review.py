@@ -20,14 +20,20 @@ review_app = typer.Typer(
     help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True
 )
 
+
+def _secret(*names: str, envvar: str | list[str], help: str) -> Any:
+    """An option holding a secret: best given through ``envvar`` (named in ``--help``), since a
+    command line is visible to every user of the machine (``ps``)."""
+    return typer.Option(*names, envvar=envvar, help=help, show_envvar=True)
+
+
 UrlOpt = Annotated[str, typer.Option("--url", envvar="INKLOOP_LS_URL", help="Label Studio URL.")]
 TokenOpt = Annotated[
     str | None,
-    typer.Option(
+    _secret(
         "--token",
         envvar=["INKLOOP_LS_TOKEN", "LABEL_STUDIO_API_KEY"],
         help="Personal Access Token, or a legacy token where allowed (prefer the env var).",
-        show_envvar=True,
     ),
 ]
 ProjectOpt = Annotated[str, typer.Option("--project", help="Project title (created if missing).")]
@@ -194,17 +200,15 @@ def backend(
     ] = "inkloop",
     password: Annotated[
         str | None,
-        typer.Option(
+        _secret(
             envvar="INKLOOP_BACKEND_PASSWORD",
-            show_envvar=True,
             help="Basic-auth password Label Studio sends (set it in the Model settings too).",
         ),
     ] = None,
     webhook_secret: Annotated[
         str | None,
-        typer.Option(
+        _secret(
             envvar="INKLOOP_WEBHOOK_SECRET",
-            show_envvar=True,
             help="Shared secret Label Studio's webhooks send in X-Inkloop-Webhook-Secret.",
         ),
     ] = None,

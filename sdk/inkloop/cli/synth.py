@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, QuietOpt, fail
+from inkloop.cli.common import ExitCode, QuietOpt, count_progress, fail
 
 
 def _numbers(text: str, what: str, cast: Any) -> list[Any]:
@@ -65,7 +65,6 @@ def synth_command(
     split come only from that split of --crops.
     """
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from inkloop.cli.console import make_console
     from inkloop.synth import SynthError, SynthOptions, synthesize
@@ -90,15 +89,7 @@ def synth_command(
         template_share=template_share,
         max_pages=max_pages,
     )
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[signatures]} signatures"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-    ) as progress:
+    with count_progress(console, "{task.fields[signatures]} signatures", quiet=quiet) as progress:
         task = progress.add_task("pages", total=None, signatures=0)
         state = {"signatures": 0}
 
