@@ -28,7 +28,30 @@ def review_client(conn_id: str, project: str) -> Any:
     return LabelStudioReview(url, token, project_title=str(project))
 
 
-class InkloopReviewPushOperator(InkloopStorageOperator):
+class LabelStudioProjectOperator(InkloopStorageOperator):
+    """An operator working on one Label Studio project (``project``, its title) through the
+    connection ``labelstudio_conn_id``: the push and the pull share how they reach it, and the
+    project's link in the task's UI."""
+
+    operator_extra_links = (LabelStudioProjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        project: str = "inkloop review",
+        labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+        self.labelstudio_conn_id = labelstudio_conn_id
+
+    def client(self) -> Any:
+        """The review client of the (rendered) project, on the connection's URL and token."""
+        return review_client(self.labelstudio_conn_id, self.project)
+
+
+class InkloopReviewPushOperator(LabelStudioProjectOperator):
     """Route a results folder and push its review/audit pages as pre-annotated tasks (idempotent).
 
     ``delivery``: ``upload`` (default), ``local-files``, or ``storage`` — the pages rendered into
@@ -49,14 +72,11 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         "images_dir",
         "storage_conn_id",
     )
-    operator_extra_links = (LabelStudioProjectLink(),)
 
     def __init__(
         self,
         *,
         results_dir: str,
-        project: str = "inkloop review",
-        labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
         budget: float = 0.1,
         min_uncertainty: float = 0.3,
         delivery: str = "upload",
@@ -69,8 +89,6 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.results_dir = results_dir
-        self.project = project
-        self.labelstudio_conn_id = labelstudio_conn_id
         self.budget = budget
         self.min_uncertainty = min_uncertainty
         self.delivery = delivery
@@ -84,7 +102,7 @@ class InkloopReviewPushOperator(InkloopStorageOperator):
         from inkloop.routing import RoutingConfig
         from inkloop_provider.assets import triggering_results_dirs
 
-        client = review_client(self.labelstudio_conn_id, self.project)
+        client = self.client()
         reviews_before = _reviews_so_far(client)
         routing = RoutingConfig(
             max_review_fraction=self.typed("budget", float),
@@ -127,32 +145,21 @@ def _reviews_so_far(client: Any) -> int:
         return 0
 
 
-class InkloopReviewPullOperator(InkloopStorageOperator):
+class InkloopReviewPullOperator(LabelStudioProjectOperator):
     """Pull reviews finished since the last pull into a reviews.jsonl (incremental; a local path
     or a storage URL, reached through ``storage_conn_id``)."""
 
     template_fields: Sequence[str] = ("out", "project", "state", "storage_conn_id")
-    operator_extra_links = (LabelStudioProjectLink(),)
 
-    def __init__(
-        self,
-        *,
-        out: str,
-        project: str = "inkloop review",
-        labelstudio_conn_id: str = LabelStudioHook.default_conn_name,
-        state: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, out: str, state: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.out = out
-        self.project = project
-        self.labelstudio_conn_id = labelstudio_conn_id
         self.state = state
 
     def execute(self, context: Context) -> dict[str, Any]:
         from inkloop.review.labelstudio import pull_to_file
 
-        client = review_client(self.labelstudio_conn_id, self.project)
+        client = self.client()
         context["ti"].xcom_push(key="project_url", value=client.project_url())
         with self.storage():
             return pull_to_file(client, self.out, self.state or None)
