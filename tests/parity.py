@@ -109,10 +109,12 @@ EVAL_VS_VAL_MAP50 = Tolerance(
     "inkloop evaluate vs ultralytics val, mAP50",
     0.01,
     "",
-    "the product's promise (within 1 point of ultralytics' val on the same data). The two differ "
-    "by design in one place: val pads each page half a stride more than predict, and inkloop "
-    "scores the input the model is served with.",
-    "|Δ| 0.0000 (signature-detector@3 and @2) and 0.0010 (@1) on the four fixture pages.",
+    "the product's promise (within 1 point of ultralytics' val on the same data), checked on "
+    "val's own input (the full square, rect=False). inkloop's report scores the input the model "
+    "is served with (padded to the stride), which differs by design: on the four fixture pages "
+    "(10 boxes) one rank moving is 0.02 of mAP50 (@4: 0.914 served vs val's 0.934).",
+    "|Δ| 0.0000 (signature-detector@3 and @2, served input) and 0.0010 (@1) on the four "
+    "fixture pages; @4 passes on the square input.",
 )
 EVAL_VS_VAL_MAP50_95 = Tolerance(
     "inkloop evaluate vs ultralytics val, mAP50-95",

@@ -481,19 +481,23 @@ def test_evaluate_agrees_with_ultralytics_val(ultralytics_val: dict[str, Any]) -
     out = ultralytics_val["root"] / "ours"
     report = evaluate(ultralytics_val["ref"], yml, out_dir=out)
     assert report.n_images == 4 and report.n_gt == 10
+    # The metric itself, on val's own input (rect=False: the full square): the report below
+    # scores the input inkloop serves (padded to the stride), which moves a box's score a little,
+    # and on 10 boxes one rank that changes moves mAP50 by 0.02 (@4: 0.914 served vs val's 0.934).
+    from inkloop.detection.detector import Detector
+
+    square = Detector(ultralytics_val["ref"], conf=EVAL_CONF, iou=ultralytics_val["ref"].card.iou_threshold)
+    square.stride = None
+    like_val = evaluate(square, yml, plot=False)
     m50, m50_95 = metrics.box.map50, metrics.box.map
-    EVAL_VS_VAL_MAP50.check(abs(report.map50 - m50), f"{report.map50:.4f} vs {m50:.4f}")
-    EVAL_VS_VAL_MAP50_95.check(abs(report.map50_95 - m50_95), f"{report.map50_95:.4f} vs {m50_95:.4f}")
+    EVAL_VS_VAL_MAP50.check(abs(like_val.map50 - m50), f"{like_val.map50:.4f} vs {m50:.4f}")
+    EVAL_VS_VAL_MAP50_95.check(abs(like_val.map50_95 - m50_95), f"{like_val.map50_95:.4f} vs {m50_95:.4f}")
     # Same boxes, not just the same summary. On val's own input (rect=False: the full square)
     # inkloop's detector keeps as many boxes as val, down to conf 0.001 (measured for
     # signature-detector@3, the bundled model then: 63 and 63). The report scores the input inkloop
     # serves (padded to the stride, not the square), where the low-scoring tail moves (@3: 67 vs 63
     # boxes at conf 0.001, 33 vs 31 at 0.01, 13 vs 14 at 0.1), so its count is not compared with val's.
-    from inkloop.detection.detector import Detector
-
     n_theirs = sum(len(c.scores) for c in ultralytics_val["captured"])
-    square = Detector(ultralytics_val["ref"], conf=EVAL_CONF, iou=ultralytics_val["ref"].card.iou_threshold)
-    square.stride = None
     on_square, _ = predict_dataset(square, load_dataset(yml))
     n_ours = sum(len(p.scores) for p in on_square)
     assert abs(n_ours - n_theirs) <= max(1, 0.02 * n_theirs), (n_ours, n_theirs)  # a near-tie in NMS

@@ -342,10 +342,13 @@ def test_review_push_pages_via_storage_command(
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
-    assert summary["pushed"] == summary["selected"] >= 3
+    # how many pages routing selects is the bundled model's business (@3: 3, @4: 2): all of them go
+    assert summary["pushed"] == summary["selected"] >= 1
     client = LabelStudioReview(ls.url, ls.token, project_title=title)
     pid = client.project_id
-    assert all(t.data["image"].startswith(pushed.images + "/") for t in client.iter_tasks())
+    tasks = list(client.iter_tasks())
+    assert len(tasks) == summary["pushed"]
+    assert all(t.data["image"].startswith(pushed.images + "/") for t in tasks)
     assert not list(client.client.files.list(id=pid))
     [record] = client.client.import_storage.s3.list(project=pid)
     assert record.s3endpoint == s3.url and record.presign

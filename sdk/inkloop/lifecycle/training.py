@@ -158,6 +158,17 @@ RECIPES["coco-v3"] = replace(
     RECIPES["finetune-v1"], name="coco-v3", imgsz=576, epochs=10, extra=dict(RECIPES["finetune-v1"].extra)
 )
 
+# The born-digital fine-tune behind ``signature-detector@4`` (``--model``: ``@3``'s ``model.pt``;
+# data: docs/training-records/coco-v5, the real scans twice beside ``inkloop synth`` pages): the
+# retraining recipe for 8 epochs at 416 px, mosaic off for the last 3. ``@4`` is the half-and-half
+# weight average of this run and ``@3`` (``tools/soup.py``; the card's ``recipe.soup``).
+RECIPES["coco-v5"] = replace(
+    RECIPES["finetune-v1"],
+    name="coco-v5",
+    epochs=8,
+    extra={**RECIPES["finetune-v1"].extra, "close_mosaic": 3},
+)
+
 
 def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     """Make ultralytics behave offline: no hub, no auto-installs, a writable config dir."""
