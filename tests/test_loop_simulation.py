@@ -54,6 +54,23 @@ def test_bad_settings_are_refused(tmp_path):
             SimulationConfig(data="x", workdir=str(tmp_path), **bad)
 
 
+def test_a_work_folder_resumes_only_a_report_with_its_own_settings(tmp_path):
+    """Both loop benchmarks resume from the report in their work folder, and refuse one written
+    with other settings (naming the file) instead of mixing two runs."""
+    from inkloop.benchmarks.replay import ReplayError
+    from inkloop.benchmarks.workfolder import WorkFolderRun
+
+    run = WorkFolderRun(str(tmp_path / "a" / "work"), None)
+    assert run.work.is_dir() and run.work.is_absolute()
+    run.progress("stage", {})  # no progress function: events go nowhere
+    report = run.work / "simulation.json"
+    assert run.previous_report(report, {"rounds": 3}, "a replay") is None
+    report.write_text(json.dumps({"config": {"rounds": 3}, "seconds": 12.5}))
+    assert run.previous_report(report, {"rounds": 3}, "a replay")["seconds"] == 12.5
+    with pytest.raises(ReplayError, match=r"simulation\.json was written by a replay with other settings"):
+        run.previous_report(report, {"rounds": 4}, "a replay", ReplayError)
+
+
 @pytest.mark.slow
 def test_simulation_end_to_end(tmp_path, pages_dir):
     data = make_dataset(tmp_path / "data", pages_dir)

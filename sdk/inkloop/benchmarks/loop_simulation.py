@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,15 @@ from typing import Any
 import numpy as np
 
 from inkloop import storage
+from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random")
 REPORT = "simulation.json"
 
-#: Progress events: ("stage", {"strategy", "round", "what", ...}).
-ProgressFn = Callable[[str, dict[str, Any]], None]
+#: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): ("stage", {"strategy",
+#: "round", "what", ...}).
 
 
 @dataclass(frozen=True)
@@ -211,16 +212,14 @@ def write_subset(dest: Path, train: Sequence[Any], heldout: Sequence[Any], names
 # ---------------------------------------------------------------------------------- the loop
 
 
-class LoopSimulation:
+class LoopSimulation(WorkFolderRun):
     """Runs :class:`SimulationConfig`; :meth:`run` returns the :class:`SimulationReport`."""
 
     def __init__(self, config: SimulationConfig, progress: ProgressFn | None = None) -> None:
         from inkloop.evaluation.evaluator import load_dataset
 
+        super().__init__(config.workdir, progress)
         self.config = config
-        self.progress = progress or (lambda _stage, _info: None)
-        self.work = Path(config.workdir).resolve()
-        self.work.mkdir(parents=True, exist_ok=True)
         self.train_set = load_dataset(config.data, config.train_split)
         self.heldout = load_dataset(config.data, config.heldout_split)
         if not len(self.heldout):
@@ -243,14 +242,9 @@ class LoopSimulation:
             reviewed_per_round=list(self.reviewed),
             heldout_pages=len(self.heldout),
         )
-        path = self._report_path()
-        if not path.is_file():
+        old = self.previous_report(self._report_path(), fresh.config, "a simulation")
+        if old is None:
             return fresh
-        old = json.loads(path.read_text())
-        if old.get("config") != fresh.config:
-            raise ValueError(
-                f"{path} was written by a simulation with other settings; use another --workdir or remove it"
-            )
         fresh.steps = [Step(**s) for s in old.get("steps", [])]
         fresh.seconds = float(old.get("seconds", 0.0))
         return fresh

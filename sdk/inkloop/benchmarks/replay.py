@@ -47,7 +47,7 @@ import shutil
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inkloop import storage
+from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
 
 if TYPE_CHECKING:
     from inkloop.models.registry import ModelRegistry
@@ -66,8 +67,8 @@ REPORT = "simulation.json"
 PLOT = "simulation.png"
 MODEL_NAME = "signature-detector"
 
-#: Progress events: (stage, info); info has "seed", "strategy", "round" and stage details.
-ProgressFn = Callable[[str, dict[str, Any]], None]
+#: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): (stage, info); info has
+#: "seed", "strategy", "round" and stage details.
 
 
 class ReplayError(ValueError):
@@ -553,14 +554,12 @@ def page_truth(doc: StreamDoc, result: Any) -> list[tuple[float, float, float, f
     return [from_yolo(b, result.page.width, result.page.height) for b in boxes]
 
 
-class Replay:
+class Replay(WorkFolderRun):
     """Runs a :class:`ReplayConfig`; :meth:`run` returns the :class:`ReplayReport`."""
 
     def __init__(self, config: ReplayConfig, progress: ProgressFn | None = None) -> None:
+        super().__init__(config.workdir, progress)
         self.config = config
-        self.progress = progress or (lambda _stage, _info: None)
-        self.work = Path(config.workdir).resolve()
-        self.work.mkdir(parents=True, exist_ok=True)
         self.docs = load_stream(config.stream, config.stream_split)
         self.test = build_test_set(config.test, config.test_split, self.work / "test")
         self.test_yaml = self.test / "data.yaml"
@@ -576,13 +575,8 @@ class Replay:
             seeds=list(self.config.seeds),
             test_pages=dict(Counter(doms.values())),
         )
-        path = self.work / REPORT
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if old.get("config") != fresh.config:
-                raise ReplayError(
-                    f"{path} was written by a replay with other settings; use another --workdir or remove it"
-                )
+        old = self.previous_report(self.work / REPORT, fresh.config, "a replay", ReplayError)
+        if old is not None:
             fresh.rounds = [Round(**r) for r in old.get("rounds", []) if r["seed"] in self.config.seeds]
             fresh.plans = {k: v for k, v in old.get("plans", {}).items() if int(k) in self.config.seeds}
             fresh.seconds = float(old.get("seconds", 0.0))

@@ -1,0 +1,42 @@
+"""What the two long loop benchmarks share (the loop simulation and the replay): a work folder
+that holds the run, its report rewritten as the run goes, and progress events.
+
+Why one base: both runs take hours, so both keep everything in ``workdir`` and resume from the
+report found there; a report written with other settings must stop the run, never be mixed into it.
+That rule and the folder's set-up were written twice, alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Progress events: (stage, info); what ``info`` holds is each run's (strategy, round, seed …).
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+class WorkFolderRun:
+    """A run kept in its own work folder (created), telling ``progress`` what it does."""
+
+    def __init__(self, workdir: str, progress: ProgressFn | None) -> None:
+        self.progress: ProgressFn = progress or (lambda _stage, _info: None)
+        self.work = Path(workdir).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def previous_report(
+        path: Path, config: Any, what: str, error: type[Exception] = ValueError
+    ) -> dict[str, Any] | None:
+        """The report a stopped run left at ``path`` (None: none there), to resume from; ``error``
+        (naming the file and ``what`` wrote it) if it was written with a ``config`` other than this
+        run's."""
+        if not path.is_file():
+            return None
+        old: dict[str, Any] = json.loads(path.read_text())
+        if old.get("config") != config:
+            raise error(
+                f"{path} was written by {what} with other settings; use another --workdir or remove it"
+            )
+        return old
