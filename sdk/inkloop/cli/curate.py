@@ -31,6 +31,12 @@ DatasetOpt = Annotated[
     str,
     typer.Option("--dataset", envvar="INKLOOP_FO_DATASET", help="FiftyOne dataset name.", show_envvar=True),
 ]
+#: Where the FiftyOne App serves (``open-app`` and its old name ``app``).
+AppPortOpt = Annotated[int, typer.Option(help="App port.")]
+AppAddressOpt = Annotated[
+    str, typer.Option(help="Address the App binds to (FiftyOne's own default is every interface).")
+]
+AppRemoteOpt = Annotated[bool, typer.Option("--remote", help="Serve for a browser on another machine.")]
 
 
 @contextlib.contextmanager
@@ -255,11 +261,9 @@ def media_cache_cmd(
 
 
 def app_cmd(
-    port: Annotated[int, typer.Option(help="App port.")] = 5151,
-    address: Annotated[
-        str, typer.Option(help="Address the App binds to (FiftyOne's own default is every interface).")
-    ] = "127.0.0.1",
-    remote: Annotated[bool, typer.Option("--remote", help="Serve for a browser on another machine.")] = False,
+    port: AppPortOpt = 5151,
+    address: AppAddressOpt = "127.0.0.1",
+    remote: AppRemoteOpt = False,
     launch: Annotated[
         bool, typer.Option("--launch", help="Start the App here and wait (Ctrl-C stops it).")
     ] = False,
@@ -333,11 +337,9 @@ def app_cmd(
 
 @curate_app.command("open-app")
 def open_app_cmd(
-    port: Annotated[int, typer.Option(help="App port.")] = 5151,
-    address: Annotated[
-        str, typer.Option(help="Address the App binds to (FiftyOne's own default is every interface).")
-    ] = "127.0.0.1",
-    remote: Annotated[bool, typer.Option("--remote", help="Serve for a browser on another machine.")] = False,
+    port: AppPortOpt = 5151,
+    address: AppAddressOpt = "127.0.0.1",
+    remote: AppRemoteOpt = False,
     print_only: Annotated[
         bool,
         typer.Option("--print", help="Only print how to open it: the command, the URL, useful views."),
