@@ -196,7 +196,7 @@ def test_full_loop(tmp_path, pages_dir, labelstudio, request):
             "imgsz": 160,  # the loop's plumbing is under test, not the model: a small, fast one
             "margin": -1.0,
             "runs_dir": str(data / "runs"),
-            "gate_policy": {"max_recall_drop": 1.0, "max_latency_ratio": None},
+            "gate_policy": {"max_recall_drop": 1.0, "max_domain_regression": None, "max_latency_ratio": None},
         },
     )
     gates = {p.parent.name: json.loads(p.read_text()) for p in registry.rglob("gate.json")}
