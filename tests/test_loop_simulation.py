@@ -63,12 +63,12 @@ def test_a_work_folder_resumes_only_a_report_with_its_own_settings(tmp_path):
     run = WorkFolderRun(str(tmp_path / "a" / "work"), None)
     assert run.work.is_dir() and run.work.is_absolute()
     run.progress("stage", {})  # no progress function: events go nowhere
-    report = run.work / "simulation.json"
-    assert run.previous_report(report, {"rounds": 3}, "a replay") is None
-    report.write_text(json.dumps({"config": {"rounds": 3}, "seconds": 12.5}))
-    assert run.previous_report(report, {"rounds": 3}, "a replay")["seconds"] == 12.5
+    assert run.report_path == run.work / "simulation.json"
+    assert run.previous_report({"rounds": 3}, "a replay") is None
+    run.report_path.write_text(json.dumps({"config": {"rounds": 3}, "seconds": 12.5}))
+    assert run.previous_report({"rounds": 3}, "a replay")["seconds"] == 12.5
     with pytest.raises(ReplayError, match=r"simulation\.json was written by a replay with other settings"):
-        run.previous_report(report, {"rounds": 4}, "a replay", ReplayError)
+        run.previous_report({"rounds": 4}, "a replay", ReplayError)
 
 
 @pytest.mark.slow

@@ -40,7 +40,6 @@ from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random")
-REPORT = "simulation.json"
 
 #: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): ("stage", {"strategy",
 #: "round", "what", ...}).
@@ -231,9 +230,6 @@ class LoopSimulation(WorkFolderRun):
 
     # ------------------------------------------------------------------ helpers
 
-    def _report_path(self) -> Path:
-        return self.work / REPORT
-
     def _load(self) -> SimulationReport:
         fresh = SimulationReport(
             config=self._config_dict(),
@@ -242,7 +238,7 @@ class LoopSimulation(WorkFolderRun):
             reviewed_per_round=list(self.reviewed),
             heldout_pages=len(self.heldout),
         )
-        old = self.previous_report(self._report_path(), fresh.config, "a simulation")
+        old = self.previous_report(fresh.config, "a simulation")
         if old is None:
             return fresh
         fresh.steps = [Step(**s) for s in old.get("steps", [])]
@@ -257,7 +253,7 @@ class LoopSimulation(WorkFolderRun):
         return d
 
     def _save(self, report: SimulationReport) -> None:
-        storage.write_local_atomic(str(self._report_path()), json.dumps(report.to_dict(), indent=2).encode())
+        storage.write_local_atomic(str(self.report_path), json.dumps(report.to_dict(), indent=2).encode())
 
     def _train(
         self, start: str, samples: Sequence[Any], tag: str, epochs: int, scratch: bool

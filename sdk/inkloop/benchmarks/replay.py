@@ -55,7 +55,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inkloop import storage
+from inkloop.benchmarks.workfolder import REPORT as REPORT  # the CLI reads the report by it
 from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
+from inkloop.models.references import BUNDLED_NAME
 
 if TYPE_CHECKING:
     from inkloop.models.registry import ModelRegistry
@@ -63,9 +65,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random", "all")
-REPORT = "simulation.json"
 PLOT = "simulation.png"
-MODEL_NAME = "signature-detector"
+#: The name the replay's start model and its retrained versions are registered under: the bundled
+#: model's own.
+MODEL_NAME = BUNDLED_NAME
 
 #: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): (stage, info); info has
 #: "seed", "strategy", "round" and stage details.
@@ -575,7 +578,7 @@ class Replay(WorkFolderRun):
             seeds=list(self.config.seeds),
             test_pages=dict(Counter(doms.values())),
         )
-        old = self.previous_report(self.work / REPORT, fresh.config, "a replay", ReplayError)
+        old = self.previous_report(fresh.config, "a replay", ReplayError)
         if old is not None:
             fresh.rounds = [Round(**r) for r in old.get("rounds", []) if r["seed"] in self.config.seeds]
             fresh.plans = {k: v for k, v in old.get("plans", {}).items() if int(k) in self.config.seeds}
@@ -584,7 +587,7 @@ class Replay(WorkFolderRun):
 
     def _save(self, report: ReplayReport) -> None:
         storage.write_local_atomic(
-            str(self.work / REPORT), json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode()
+            str(self.report_path), json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode()
         )
 
     # -- the start model -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any
 
 #: Progress events: (stage, info); what ``info`` holds is each run's (strategy, round, seed …).
 ProgressFn = Callable[[str, dict[str, Any]], None]
+#: The run's report in its work folder: rewritten as the run goes, resumed from, read by the CLI.
+REPORT = "simulation.json"
 
 
 class WorkFolderRun:
@@ -25,13 +27,18 @@ class WorkFolderRun:
         self.work = Path(workdir).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
+    @property
+    def report_path(self) -> Path:
+        """Where the run's report is (:data:`REPORT` in the work folder)."""
+        return self.work / REPORT
+
     def previous_report(
-        path: Path, config: Any, what: str, error: type[Exception] = ValueError
+        self, config: Any, what: str, error: type[Exception] = ValueError
     ) -> dict[str, Any] | None:
-        """The report a stopped run left at ``path`` (None: none there), to resume from; ``error``
-        (naming the file and ``what`` wrote it) if it was written with a ``config`` other than this
-        run's."""
+        """The report a stopped run left in the work folder (None: none there), to resume from;
+        ``error`` (naming the file and ``what`` wrote it) if it was written with a ``config`` other
+        than this run's."""
+        path = self.report_path
         if not path.is_file():
             return None
         old: dict[str, Any] = json.loads(path.read_text())
