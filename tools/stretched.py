@@ -14,12 +14,12 @@ it is evaluated with ``preprocessing="stretch"`` on the original pages.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
 import cv2
+from derived_dataset import finish, parser
 
 SPLITS = ("train", "val", "test")
 
@@ -58,23 +58,16 @@ def make_stretched(data: str | Path, out: str | Path, size: int = 640) -> dict[s
         counts[split] = len(ds.samples)
     if "train" not in counts:
         raise ValueError(f"{data}: no train split to stretch")
-    import yaml
-
     cfg = {
         "path": str(out.resolve()),
         **{k: f"images/{k}" for k in counts},
         "names": dict(enumerate(names or ["signature"])),
     }
-    (out / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    info: dict[str, object] = {"size": size, "pages": counts, "source": str(data)}
-    (out / "stretched.json").write_text(json.dumps(info, indent=2))
-    return info
+    return finish(out, cfg, "stretched.json", {"size": size, "pages": counts, "source": str(data)})
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="YOLO dataset (folder or data.yaml)")
-    p.add_argument("--out", required=True)
+    p = parser(__doc__, "YOLO dataset (folder or data.yaml)")
     p.add_argument(
         "--size", type=int, default=640, help="side of the square pages (default 640, as the reference)"
     )

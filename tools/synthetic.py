@@ -14,12 +14,12 @@ train pages plus the synthetic ones and whose val split is the real val split.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+from derived_dataset import finish, parser
 
 from inkloop.convert.yolo import format_line, to_yolo
 from inkloop.synth.crops import Crop, signature_crops
@@ -130,15 +130,12 @@ def make_synthetic(data: str, out: str | Path, pages: int | None = None, seed: i
         written += 1
     train_dirs = sorted({str(s.image.parent.resolve()) for s in train.samples})
     val_dirs = sorted({str(s.image.parent.resolve()) for s in val.samples})
-    import yaml
-
     cfg = {
         "path": str(out.resolve()),
         "train": [*train_dirs, str((out / "images" / "train").resolve())],
         "val": val_dirs,
         "names": {0: "signature"},
     }
-    (out / "data.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     info = {
         "synthetic_pages": written,
         "attempts": attempts,
@@ -146,14 +143,11 @@ def make_synthetic(data: str, out: str | Path, pages: int | None = None, seed: i
         "seed": seed,
         "source": str(data),
     }
-    (out / "synthetic.json").write_text(json.dumps(info, indent=2))
-    return info
+    return finish(out, cfg, "synthetic.json", info)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="YOLO dataset with train and val splits")
-    p.add_argument("--out", required=True)
+    p = parser(__doc__, "YOLO dataset with train and val splits")
     p.add_argument("--pages", type=int, default=None, help="synthetic pages (default: one per train page)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
