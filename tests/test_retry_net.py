@@ -4,6 +4,7 @@ against a real HTTP server on 127.0.0.1 and real clocks."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", "/ok")
             self.end_headers()
+            return
+        if self.path.startswith("/to/"):  # a 303 to another URL, as Label Studio's presign links
+            self.send_response(303)
+            self.send_header("Location", self.path[len("/to/") :])
+            self.end_headers()
+            return
+        if self.path == "/auth":  # what Authorization header reached this server
+            body = json.dumps({"host": self.headers["Host"], "auth": self.headers["Authorization"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         status = 200 if self.path == "/ok" else 404
         body = b'{"path": "%s"}' % self.path.encode()
@@ -67,6 +80,21 @@ def test_an_http_error_is_an_answer_and_no_answer_is_an_oserror(server: str) -> 
     assert answers(f"{server}/ok") and not answers(f"{server}/missing")
     assert answers(f"{server}/missing", ok=None)  # any answer, as moto's probe (403 with IAM on)
     assert not answers(closed, ok=None) and not answers("not a url")
+
+
+def test_a_redirect_to_another_host_goes_without_the_authorization_header(server: str) -> None:
+    """The token stays with the host it was meant for (a presign link's 303 to a bucket): the
+    same server under another name (localhost, 127.0.0.1) is another host to a client."""
+    port = server.rsplit(":", 1)[1]
+    other = f"http://localhost:{port}"
+    token = {"Authorization": "Token secret"}
+    same = http_request(f"{server}/to/{server}/auth", headers=token).json()
+    assert same == {"host": f"127.0.0.1:{port}", "auth": "Token secret"}  # same host: kept
+    moved = http_request(f"{server}/to/{other}/auth", headers=token)
+    assert moved.url == f"{other}/auth"
+    assert moved.json() == {"host": f"localhost:{port}", "auth": None}  # another host: dropped
+    limited = http_request(f"{server}/ok", limit=4)  # a caller that refuses large bodies
+    assert limited.status == 200 and limited.body == b'{"pa'
 
 
 def test_a_listening_port_is_not_free(server: str) -> None:

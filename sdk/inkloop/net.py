@@ -9,7 +9,10 @@ Why not httpx or requests: the base install carries neither (httpx comes with la
 Airflow, requests with Airflow), and a probe or a handful of REST calls does not justify a new base
 dependency; label-studio-sdk keeps its own httpx client for its calls. An HTTP error status is an
 answer (the server's text is what the message needs), not an exception; nothing answering
-(refused, timed out, a bad host) raises ``OSError``, as ``urllib`` does.
+(refused, timed out, a bad host) raises ``OSError``, as ``urllib`` does. Redirects are followed,
+but one that leaves the host goes without the ``Authorization`` header (:class:`NoAuthAcrossHosts`):
+a Label Studio token must not reach the bucket a presign link redirects to (a leak, and S3 refuses
+a request signed twice); urllib on its own would send it along.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +28,16 @@ from typing import Any
 
 HOST = "127.0.0.1"
 
-__all__ = ["HOST", "Answer", "answers", "free_port", "http_request", "port_is_free"]
+__all__ = [
+    "HOST",
+    "Answer",
+    "NoAuthAcrossHosts",
+    "answers",
+    "build_opener",
+    "free_port",
+    "http_request",
+    "port_is_free",
+]
 
 
 def free_port(host: str = HOST) -> int:
@@ -73,6 +86,31 @@ class Answer:
         return json.loads(self.body) if self.body else None
 
 
+class NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect without the ``Authorization`` header when it leaves the host.
+
+    Label Studio answers a presign link with a 303 to a presigned bucket URL. urllib would send
+    our Label Studio token along: a leak to another host, and S3 refuses a request that carries
+    both a header and a query-string signature ("Only one auth mechanism allowed")."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            old_host = urllib.parse.urlsplit(req.full_url).netloc
+            if urllib.parse.urlsplit(newurl).netloc != old_host:
+                new.remove_header("Authorization")
+        return new
+
+
+def build_opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """``urllib.request.build_opener`` with :class:`NoAuthAcrossHosts` for its redirects, and
+    ``handlers`` (a cookie jar for a login session) besides."""
+    return urllib.request.build_opener(NoAuthAcrossHosts, *handlers)
+
+
+_OPENER = build_opener()
+
+
 def http_request(
     url: str,
     *,
@@ -81,19 +119,22 @@ def http_request(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     opener: urllib.request.OpenerDirector | None = None,
+    limit: int | None = None,
 ) -> Answer:
     """One HTTP request (``method`` by default: POST with ``data``, else GET); an HTTP error status
     comes back as an :class:`Answer`.
 
     Raises ``OSError`` (``urllib.error.URLError``, ``TimeoutError``, ``ConnectionError``) when
     nothing answers, and ``ValueError`` for a URL that is not one. ``opener``: one with a cookie
-    jar, for a login session (the Label Studio dev server's token minting).
+    jar, for a login session (the Label Studio dev server's token minting; :func:`build_opener`
+    keeps the redirect rule). ``limit``: read at most that many bytes of a successful answer's
+    body (a caller that refuses large bodies reads one byte more than it accepts, not all of it).
     """
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    open_ = opener.open if opener is not None else urllib.request.urlopen
     try:
-        with open_(request, timeout=timeout) as response:
-            return Answer(int(response.status), response.read(), dict(response.headers), response.url)
+        with (opener or _OPENER).open(request, timeout=timeout) as response:
+            body = response.read() if limit is None else response.read(limit)
+            return Answer(int(response.status), body, dict(response.headers), response.url)
     except urllib.error.HTTPError as exc:
         body = exc.read() if exc.fp else b""
         return Answer(int(exc.code), body, dict(exc.headers or {}), exc.url or url)
