@@ -8,7 +8,7 @@ deployment of ``deploy/local_airflow.py``, and checks what users rely on:
   every broken one in ``quarantine.jsonl``, each ``doc_id`` exactly once;
 - throughput: pages/hour for the deployment and per worker (from the Celery worker of each
   mapped batch);
-- memory: peak RSS of each worker's process tree per batch, sampled from /proc every second,
+- memory: peak RSS of each worker's process tree per batch, sampled with psutil every second,
   so growth across batches (a leak) shows;
 - the batch planner keeps the map indexes under Airflow's ``max_map_length``;
 - a second run over the same inbox processes nothing twice (it ends after listing).

@@ -53,9 +53,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +61,7 @@ from typing import Any
 
 import psutil
 
-from inkloop.net import port_is_free
+from inkloop.net import http_request, port_is_free
 from inkloop.processes import pid_alive
 from inkloop.retry import wait_until
 
@@ -617,15 +615,25 @@ def _start_s3(dep: Deployment) -> None:
 
 
 # -- Airflow ------------------------------------------------------------------------------------
+class APIStatusError(DeployError):
+    """The REST API answered an HTTP error; ``status`` and ``body`` are its answer."""
+
+    def __init__(self, message: str, status: int, body: bytes) -> None:
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
 def _http_json(url: str, token: str | None = None, body: Any = None, method: str | None = None) -> Any:
+    """JSON in and out through inkloop's one HTTP client; an error status raises
+    :class:`APIStatusError`, nothing answering ``OSError``, an answer not JSON ``ValueError``."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
-    req.add_header("Content-Type", "application/json")
+    headers = {"Content-Type": "application/json"}
     if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        text = r.read().decode()
-    return json.loads(text) if text else None
+        headers["Authorization"] = f"Bearer {token}"
+    answer = http_request(url, method=method, data=data, headers=headers, timeout=30)
+    if answer.status >= 400:
+        raise APIStatusError(f"{url}: HTTP {answer.status}", answer.status, answer.body)
+    return answer.json()
 
 
 def _ready_line(log: Path, name: str) -> bool:
@@ -688,9 +696,9 @@ class Client:
     def api(self, path: str, body: Any = None, method: str | None = None) -> Any:
         try:
             return _http_json(f"{self.dep.api_url}/api/v2{path}", self._token, body, method)
-        except urllib.error.HTTPError as exc:
-            if exc.code != 401:
-                raise DeployError(f"{method or 'GET'} {path}: {exc.code} {exc.read()[:500]!r}") from exc
+        except APIStatusError as exc:
+            if exc.status != 401:
+                raise DeployError(f"{method or 'GET'} {path}: {exc.status} {exc.body[:500]!r}") from exc
             self._token = token(self.dep)  # expired
             return _http_json(f"{self.dep.api_url}/api/v2{path}", self._token, body, method)
 
@@ -706,12 +714,16 @@ class Client:
         return str(self.api(f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")["state"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The run's final state (success or failed), asked every ``poll`` s for ``timeout`` s."""
+        state = ""
+
+        def finished() -> bool:
+            nonlocal state
             state = self.run_state(dag_id, run_id)
-            if state in ("success", "failed"):
-                return state
-            time.sleep(poll)
+            return state in ("success", "failed")
+
+        if wait_until(finished, timeout, interval=poll):
+            return state
         raise DeployError(f"{dag_id} {run_id} still running after {timeout:.0f} s")
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -855,7 +867,7 @@ def status(dep: Deployment | None = None) -> dict[str, Any]:
         out["s3_endpoint"] = dep.s3_url
     try:
         out["health"] = {k: (v or {}).get("status") for k, v in health(dep).items()}
-    except (OSError, urllib.error.URLError, ValueError) as exc:
+    except (OSError, ValueError, APIStatusError) as exc:
         out["health"] = f"API not answering: {exc}"
     out["workers"] = {
         w: {

@@ -30,10 +30,11 @@ from __future__ import annotations
 import logging
 import os
 import sysconfig
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from inkloop.retry import wait_until
 
 
 class CurationSetupError(RuntimeError):
@@ -82,13 +83,14 @@ def check_service(database_dir: str | os.PathLike[str], wait: float = 5.0) -> No
     if os.environ.get("FIFTYONE_DATABASE_URI"):
         return
     want = Path(database_dir).resolve()
-    deadline = time.monotonic() + wait
-    while True:
+    other: list[tuple[int, str]] = []
+
+    def none_other() -> bool:
+        nonlocal other
         other = [(pid, d) for pid, d in running_services() if d and Path(d).resolve() != want]
-        if not other or time.monotonic() >= deadline:
-            break
-        time.sleep(0.25)
-    if other:
+        return not other
+
+    if not wait_until(none_other, wait, interval=0.25):
         pid, d = other[0]
         raise CurationSetupError(
             f"a FiftyOne database service for {d} is running (pid {pid}); FiftyOne would use it "

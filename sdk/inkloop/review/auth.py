@@ -11,8 +11,9 @@ Sending a PAT as ``Token …`` gets ``401 Invalid token.``: the bug this module 
 label-studio-sdk does the exchange for its own calls, and the review stage uses it wherever it
 has the call. What it has no call for (the multipart page upload, the dev server's readiness
 check) goes through :class:`LabelStudioAuth` here, so there is one implementation of the rule;
-the Airflow provider's hook imports it from here too. Standard library only (``urllib``): the dev
-server's scripts and readiness check run it without label-studio-sdk or httpx.
+the Airflow provider's hook imports it from here too. Its calls go through inkloop's one HTTP
+client (:func:`inkloop.net.http_request`, standard library only): the dev server's scripts and
+readiness check run it without label-studio-sdk or httpx.
 
 Every error carries the server's own text (``"Invalid token."``, ``"Token is invalid"``, ``"…
 legacy token authentication has been disabled for this organization"``), never ``HTTP 401:
@@ -26,13 +27,12 @@ import binascii
 import json
 import mimetypes
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from inkloop.net import Answer, http_request
 
 REFRESH_PATH = "/api/token/refresh/"
 WHOAMI_PATH = "/api/current-user/whoami"
@@ -128,18 +128,6 @@ def describe_error(exc: BaseException) -> str:
         return f"HTTP {status}: {server_detail(body)}"
     reason = getattr(exc, "reason", None)  # urllib's URLError wraps the socket error
     return f"{type(exc).__name__}: {reason if reason is not None else exc}"
-
-
-@dataclass
-class Answer:
-    """An HTTP answer from Label Studio: status, headers and the raw body."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 def multipart(
@@ -263,13 +251,9 @@ class LabelStudioAuth:
         return user if isinstance(user, dict) else {}
 
     def _send(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Answer:
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=dict(headers))
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return Answer(int(response.status), response.read(), dict(response.headers))
-        except urllib.error.HTTPError as exc:
-            body = exc.read() if exc.fp else b""
-            return Answer(int(exc.code), body, dict(exc.headers or {}))
+        return http_request(
+            f"{self.url}{path}", method=method, data=data, headers=headers, timeout=self.timeout
+        )
 
     def _error(self, what: str, answer: Answer, hint: str = "") -> LabelStudioHTTPError:
         detail = self.redact(server_detail(answer.body))

@@ -3,9 +3,10 @@
 Why a module of its own: pushing, pulling and reading counters (:mod:`inkloop.review.labelstudio`)
 all need the same three things, and each must be done one way only:
 
-- **Reliability.** Every call is retried with exponential backoff on connection errors, timeouts
-  and 5xx/429 answers, then fails with :class:`ReviewServiceError` carrying the server's own text
-  (``HTTP 401: Invalid token.``); the API token is redacted from every message.
+- **Reliability.** Every call is retried with exponential backoff (:func:`inkloop.retry.retry`)
+  on connection errors, timeouts and 5xx/429 answers, then fails with :class:`ReviewServiceError`
+  carrying the server's own text (``HTTP 401: Invalid token.``); the API token is redacted from
+  every message.
 - **Either kind of token.** A Personal Access Token (what Label Studio 1.23 gives new users) or a
   legacy token, wherever the server allows it: label-studio-sdk authenticates its own calls, and the
   one call it lacks (the multipart page upload) goes through :class:`inkloop.review.auth.LabelStudioAuth`.
@@ -21,13 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from inkloop import storage
+from inkloop.retry import Backoff, retry
 from inkloop.review.auth import (
     LabelStudioAuth,
     LabelStudioHTTPError,
@@ -43,12 +43,19 @@ T = TypeVar("T")
 
 @dataclass
 class RetryPolicy:
-    """Backoff for transient failures: attempts × (base · 2^n, capped, with jitter)."""
+    """Backoff for transient failures: attempts × (base · 2^n, capped, with jitter); ``timeout``:
+    of each call."""
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 8.0
     timeout: float = 30.0
+
+    @property
+    def backoff(self) -> Backoff:
+        """The pauses as :func:`inkloop.retry.retry` takes them: each spread over [½, 1] of its
+        doubling value, so clients that failed together do not retry together."""
+        return Backoff(attempts=self.attempts, first=self.base_delay, cap=self.max_delay, jitter=0.5)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -120,31 +127,36 @@ class LabelStudioClient:
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one API call with retries; the final error names the call and carries the server's
         own text (and which kind of token was refused), never the token."""
-        delay = self.retry.base_delay
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                return fn()
-            except Exception as exc:
-                if isinstance(exc, ReviewServiceError) and not isinstance(exc, LabelStudioHTTPError):
-                    raise  # already explained by an inner call
-                if not _transient(exc) or attempt == self.retry.attempts:
-                    msg = self._redact(describe_error(exc))[:500]
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    if getattr(exc, "status_code", None) in (401, 403):
-                        msg += f" (with a {self.auth.kind})"
-                    raise ReviewServiceError(
-                        f"Label Studio at {self.url}: {what} failed{tries}: {msg}"
-                    ) from None
-                log.warning(
-                    "Label Studio %s failed (%s), retry %d in %.1fs",
-                    what,
-                    exc.__class__.__name__,
-                    attempt,
-                    delay,
-                )
-                time.sleep(delay * (0.5 + random.random() / 2))
-                delay = min(delay * 2, self.retry.max_delay)
-        raise AssertionError("unreachable")
+        attempts = 0
+
+        def once() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn()
+
+        def explained(exc: Exception) -> bool:  # by an inner call: passed on as it is
+            return isinstance(exc, ReviewServiceError) and not isinstance(exc, LabelStudioHTTPError)
+
+        def warn(attempt: int, exc: Exception, pause: float) -> None:
+            log.warning(
+                "Label Studio %s failed (%s), retry %d in %.1fs", what, exc.__class__.__name__, attempt, pause
+            )
+
+        try:
+            return retry(
+                once,
+                self.retry.backoff,
+                retryable=lambda exc: not explained(exc) and _transient(exc),
+                on_retry=warn,
+            )
+        except Exception as exc:
+            if explained(exc):
+                raise
+            msg = self._redact(describe_error(exc))[:500]
+            tries = f" after {attempts} attempts" if attempts > 1 else ""
+            if getattr(exc, "status_code", None) in (401, 403):
+                msg += f" (with a {self.auth.kind})"
+            raise ReviewServiceError(f"Label Studio at {self.url}: {what} failed{tries}: {msg}") from None
 
     def _http(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
         """Raw REST for what the SDK has no call for (multipart upload of page images), through the
