@@ -6,7 +6,8 @@ public API (``/api/v2``) is the supported way in from outside. Authentication: a
 API server's ``/auth/token`` (``POST`` with a user name and password, or ``GET`` where the simple
 auth manager makes every user an admin: local deployments), or a token given as is (a deployment
 behind its own identity provider hands one out). A 401 mints the token again once (JWTs expire).
-Standard library only (``urllib``), like :mod:`inkloop.review.auth`.
+Through inkloop's one HTTP client (:func:`inkloop.net.http_request`, standard library only), like
+:mod:`inkloop.review.auth`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import json
 import logging
 import os
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+
+from inkloop.net import http_request
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +83,21 @@ class AirflowAPI:
             headers["Content-Type"] = "application/json"
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-                return int(resp.status), json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            raw = exc.read() if exc.fp else b""
-            try:
-                detail: Any = json.loads(raw)
-            except ValueError:
-                detail = raw.decode(errors="replace")[:300]
-            return int(exc.code), detail
+            answer = http_request(
+                f"{self.url}{path}", method=method, data=data, headers=headers, timeout=self.timeout
+            )
+            if answer.status < 400:
+                return answer.status, answer.json()
         except (OSError, ValueError) as exc:  # refused, timed out, not JSON
             raise AirflowAPIError(
                 self._redact(f"Airflow at {self.url}: {method} {path} failed: {type(exc).__name__}: {exc}")
             ) from None
+        try:  # an error: Airflow's own text for it
+            detail: Any = json.loads(answer.body)
+        except ValueError:  # an empty body too
+            detail = answer.body.decode(errors="replace")[:300]
+        return answer.status, detail
 
     def _mint(self) -> str:
         if self.token:

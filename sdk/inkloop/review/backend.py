@@ -48,9 +48,10 @@ S3 source storage) first through Label Studio's resolve link for that task, so t
 storage, which holds the bucket's credentials, presigns it and the backend needs none, then
 through :mod:`inkloop.storage` with the backend's own credentials; other storage URLs
 (``file://…``) and local paths through :mod:`inkloop.storage`; other ``http(s)://`` links as they
-are (presigned bucket links carry their own signature). A redirect that leaves Label Studio's host
-(its 303 to a presigned bucket URL) is followed without the ``Authorization`` header: the token
-stays with Label Studio, and S3 refuses a request signed twice.
+are (presigned bucket links carry their own signature), all through inkloop's one HTTP client
+(:mod:`inkloop.net`). A redirect that leaves Label Studio's host (its 303 to a presigned bucket
+URL) is followed without the ``Authorization`` header (that client's rule for every redirect):
+the token stays with Label Studio, and S3 refuses a request signed twice.
 
 Safe by default: it binds 127.0.0.1 unless told otherwise; every call needs HTTP basic auth (what
 Label Studio's *Model* settings send) unless the backend was started with ``allow_anonymous``
@@ -70,9 +71,7 @@ import queue
 import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ from typing import Any
 import numpy as np
 
 from inkloop.convert.labelstudio import prediction
+from inkloop.net import http_request
+from inkloop.retry import Backoff, retry
 from inkloop.review.airflow_api import AirflowAPI, AirflowAPIError
 from inkloop.review.auth import LabelStudioAuth
 
@@ -269,22 +270,6 @@ _LS_PATHS = ("/data/", "/tasks/", "/storage-data/", "/api/")
 _LS_STORAGE_SCHEMES = ("s3://", "s3a://", "gs://", "azure-blob://")
 
 
-class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect without the ``Authorization`` header when it leaves the host.
-
-    Label Studio answers a presign link with a 303 to a presigned bucket URL. urllib would send
-    our Label Studio token along: a leak to another host, and S3 refuses a request that carries
-    both a header and a query-string signature ("Only one auth mechanism allowed")."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None:
-            old_host = urllib.parse.urlsplit(req.full_url).netloc
-            if urllib.parse.urlsplit(newurl).netloc != old_host:
-                new.remove_header("Authorization")
-        return new
-
-
 class ImageReader:
     """Bytes of a task's image, however the task refers to it (see the module docstring)."""
 
@@ -296,7 +281,6 @@ class ImageReader:
             else None
         )
         self._lock = threading.Lock()  # LabelStudioAuth is not thread-safe
-        self._opener = urllib.request.build_opener(_NoAuthAcrossHosts)
         self.timeout = timeout
 
     def _from_labelstudio(self, path: str, ref: str) -> bytes:
@@ -311,25 +295,29 @@ class ImageReader:
         for attempt in (1, 2):
             with self._lock:
                 headers = self._auth.headers()
-            request = urllib.request.Request(self.labelstudio_url + path, headers=headers)
             try:
-                with self._opener.open(request, timeout=self.timeout) as resp:
-                    return bytes(resp.read(MAX_IMAGE_BYTES + 1))
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401 and attempt == 1 and self._auth.personal:
-                    with self._lock:
-                        self._auth.exchange()
-                    continue
-                url = str(exc.filename or self.labelstudio_url)
-                who = urllib.parse.urlsplit(url).netloc  # a presigned link's host: not its signature
-                if url.startswith(self.labelstudio_url):
-                    who = "Label Studio"
-                raise BadRequest(f"image {ref!r}: {who} answered HTTP {exc.code}", status=422) from None
+                answer = http_request(
+                    self.labelstudio_url + path,
+                    headers=headers,
+                    timeout=self.timeout,
+                    limit=MAX_IMAGE_BYTES + 1,
+                )
             except OSError as exc:
                 raise BadRequest(
                     f"image {ref!r} cannot be read through Label Studio: {type(exc).__name__}: {exc}",
                     status=422,
                 ) from None
+            if answer.status < 400:
+                return answer.body
+            if answer.status == 401 and attempt == 1 and self._auth.personal:
+                with self._lock:
+                    self._auth.exchange()
+                continue
+            url = answer.url or self.labelstudio_url
+            who = urllib.parse.urlsplit(url).netloc  # a presigned link's host: not its signature
+            if url.startswith(self.labelstudio_url):
+                who = "Label Studio"
+            raise BadRequest(f"image {ref!r}: {who} answered HTTP {answer.status}", status=422)
         raise AssertionError("unreachable")
 
     def _resolve_link(self, ref: str, task_id: Any) -> str | None:
@@ -369,8 +357,12 @@ class ImageReader:
                 log.info("task %s: %s; reading it directly", task_id, exc)
         try:
             if ref.startswith(("http://", "https://")):  # presigned links carry their own signature
-                with urllib.request.urlopen(ref, timeout=self.timeout) as resp:
-                    return bytes(resp.read(MAX_IMAGE_BYTES + 1))
+                answer = http_request(ref, timeout=self.timeout, limit=MAX_IMAGE_BYTES + 1)
+                if answer.status < 400:
+                    return answer.body
+                raise BadRequest(
+                    f"image {ref!r} cannot be read: HTTP {answer.status}{via_labelstudio}", status=422
+                )
             return read_bytes(ref)  # storage URLs (s3://, file://, …) and local paths
         except (OSError, StorageError) as exc:
             raise BadRequest(
@@ -412,6 +404,12 @@ class EventForwarder:
         self._thread = threading.Thread(target=self._run, name="inkloop-events", daemon=True)
         self._thread.start()
 
+    @property
+    def backoff(self) -> Backoff:
+        """``attempts`` tries, pauses doubling from ``base_delay`` without a cap or jitter (one
+        thread, one Airflow: no crowd to spread)."""
+        return Backoff(attempts=self.attempts, first=self.base_delay, cap=float("inf"))
+
     def review_event(self, extra: dict[str, Any]) -> None:
         with self._lock:
             if self._pending_reviews is None:
@@ -444,23 +442,22 @@ class EventForwarder:
             if what == "reviews":
                 with self._lock:
                     extra, self._pending_reviews = dict(self._pending_reviews or {}), None
-            delay = self.base_delay
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    self.sent.append((what, self._send(what, extra)))
-                    break
-                except AirflowAPIError as exc:
-                    if attempt == self.attempts:
-                        self.errors.append(str(exc))
-                        log.error("cannot forward %s to Airflow after %d attempts: %s", what, attempt, exc)
-                    else:
-                        log.warning("forwarding %s to Airflow failed (%s); retry in %.0f s", what, exc, delay)
-                        time.sleep(delay)
-                        delay *= 2
-                except Exception as exc:  # never let the thread die on one bad event
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-                    log.exception("forwarding %s failed", what)
-                    break
+            try:
+                sent = retry(
+                    lambda what=what, extra=extra: self._send(what, extra),
+                    self.backoff,
+                    retryable=lambda exc: isinstance(exc, AirflowAPIError),
+                    on_retry=lambda _n, exc, pause, what=what: log.warning(
+                        "forwarding %s to Airflow failed (%s); retry in %.0f s", what, exc, pause
+                    ),
+                )
+                self.sent.append((what, sent))
+            except AirflowAPIError as exc:  # retryable: every attempt failed
+                self.errors.append(str(exc))
+                log.error("cannot forward %s to Airflow after %d attempts: %s", what, self.attempts, exc)
+            except Exception as exc:  # never let the thread die on one bad event
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("forwarding %s failed", what)
 
 
 # -- the application ---------------------------------------------------------------------------
