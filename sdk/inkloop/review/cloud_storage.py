@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from inkloop import storage
+from inkloop.retry import wait_until
 from inkloop.review.auth import ReviewServiceError
 from inkloop.review.client import as_dict, file_name
 from inkloop.review.delivery import require_files
@@ -232,15 +232,19 @@ def sync_storage(client: LabelStudioClient, storage_id: int, timeout: float = 60
     carrying Label Studio's reason."""
     s3 = client.client.import_storage.s3
     state = as_dict(client.call(f"sync S3 storage {storage_id}", lambda: s3.sync(id=storage_id)))
-    deadline = time.monotonic() + timeout
-    while state.get("status") not in _DONE:
-        if time.monotonic() > deadline:
-            raise ReviewServiceError(
-                f"Label Studio at {client.url}: the sync of S3 storage {storage_id} did not finish in "
-                f"{timeout:.0f} s (status {state.get('status')!r}; is its job queue running?)"
-            )
-        time.sleep(1.0)
+
+    def finished() -> bool:
+        nonlocal state
+        if state.get("status") in _DONE:
+            return True
         state = as_dict(client.call(f"read S3 storage {storage_id}", lambda: s3.get(id=storage_id)))
+        return state.get("status") in _DONE
+
+    if not wait_until(finished, timeout, interval=1.0):
+        raise ReviewServiceError(
+            f"Label Studio at {client.url}: the sync of S3 storage {storage_id} did not finish in "
+            f"{timeout:.0f} s (status {state.get('status')!r}; is its job queue running?)"
+        )
     if state.get("status") == "failed":
         trace = (state.get("traceback") or "").strip().splitlines()
         reason = trace[-1] if trace else "no reason given"
