@@ -147,16 +147,12 @@ def _run_store_process(tmp_path: Path, db: Path) -> subprocess.CompletedProcess[
     return subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), err.read_text())
 
 
-def _skip_if_a_service_runs(wait_s: float = 180.0) -> None:
-    """These checks need FiftyOne's service not running: it would be joined, not started. Another
-    test worker's FiftyOne work (curation on a bucket, the loop) keeps one up for a minute or two:
-    wait for it to end (the suite runs in parallel), skip only if it outlives ``wait_s``."""
+def _skip_if_a_service_runs() -> None:
+    """These checks need FiftyOne's service not running: it would be joined, not started."""
     from inkloop.curation.database import running_services
-    from inkloop.retry import wait_until
 
-    if wait_until(lambda: not running_services(), wait_s, interval=2.0):
-        return
-    pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
+    if running_services():
+        pytest.skip(f"a FiftyOne database service is already running: {running_services()}")
 
 
 def test_import_inkloop_does_not_import_fiftyone() -> None:
