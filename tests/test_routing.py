@@ -469,6 +469,23 @@ def test_place_signal_fires_for_each_place_no_box_covers():
         RoutingConfig(place_weight=1.0)
 
 
+def test_a_place_is_covered_by_the_share_of_the_box_on_it_not_by_iou():
+    from inkloop.geometry import covered_share
+    from inkloop.routing import PlaceHint, place_signal
+
+    line = (100.0, 900.0, 400.0, 1000.0)
+    assert covered_share((150, 920, 250, 980), line) == 1.0  # a small box inside a big zone is wholly on it
+    assert covered_share(line, (150, 920, 250, 980)) == pytest.approx(6000 / 30000)  # not symmetric
+    assert covered_share((350, 950, 450, 1050), line) == pytest.approx(0.25)  # overflowing the line
+    assert covered_share((400, 900, 500, 1000), line) == 0.0  # touching is not overlapping
+    assert covered_share((200, 950, 200, 990), line) == 0.0  # an empty box lies on nothing
+    # routing's place signal takes that share: 0.25 of the box on the place covers it at 0.1, not at 0.3
+    box = Detection("signature", 0.8, (350, 950, 450, 1050))
+    place = [PlaceHint(line, "label 'Signature:'")]
+    assert place_signal([box], place, 0.25, RoutingConfig(place_min_overlap=0.1)) == ([], [])
+    assert len(place_signal([box], place, 0.25, RoutingConfig(place_min_overlap=0.3))[0]) == 1
+
+
 def test_route_results_with_places_ranks_the_half_missed_page_first_and_re_routes_the_same():
     from inkloop.routing import PlaceHint
 

@@ -1,7 +1,8 @@
 """Box geometry on ``xyxy`` boxes: intersection over union, one-to-one matching, clipping to a page.
 
 Why one module: NMS, routing's test-time-augmentation signal, the evaluator's mAP, the export
-parity check and the throughput benchmark all ask "is this the same box?". Written once each,
+parity check and the throughput benchmark all ask "is this the same box?"; routing and the
+verdict also ask "how much of this box lies on that zone?" (:func:`covered_share`). Written once each,
 their answers could drift apart (an ``eps`` here, a float32 there), and a change that makes two
 models agree in one place would not in another. Every box is the canonical box of
 :mod:`inkloop.types`: ``(x0, y0, x1, y1)`` in page pixels.
@@ -38,6 +39,20 @@ def clip(xyxy: Sequence[float], width: float, height: float) -> BoxXYXY:
         min(max(x1, 0.0), width),
         min(max(y1, 0.0), height),
     )
+
+
+def covered_share(box: Sequence[float], zone: Sequence[float]) -> float:
+    """The share of ``box``'s area that lies on ``zone``: 0 when they do not overlap.
+
+    Not IoU: the question is "is this box on that zone?", asked of a signature that overflows its
+    line (routing's ``place:`` signal), a label lying on a field (the verdict's places) and ink on
+    typed words (the verdict's judge); a small box inside a big zone is wholly on it.
+    """
+    iw = min(box[2], zone[2]) - max(box[0], zone[0])
+    ih = min(box[3], zone[3]) - max(box[1], zone[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return float(iw * ih / ((box[2] - box[0]) * (box[3] - box[1])))  # > 0: box holds the overlap
 
 
 def box_iou(a: Boxes, b: Boxes, eps: float = 1e-7, dtype: npt.DTypeLike = np.float64) -> np.ndarray:

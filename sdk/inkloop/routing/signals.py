@@ -10,7 +10,7 @@ import numpy as np
 
 from inkloop import geometry
 from inkloop.detection.scoring import is_kept, kept
-from inkloop.geometry import Matching, box_iou
+from inkloop.geometry import Matching, box_iou, covered_share
 from inkloop.routing.config import PageSignals, PlaceHint, RoutingConfig, compile_cues
 from inkloop.types import Detection
 
@@ -119,14 +119,6 @@ def cue_signal(
     return [config.cue_weight], [f"cue: text asks for a signature ({quoted}) but nothing was detected"]
 
 
-def _covered_share(box: Sequence[float], zone: Sequence[float]) -> float:
-    """The share of ``box``'s area that lies on ``zone``."""
-    iw = min(box[2], zone[2]) - max(box[0], zone[0])
-    ih = min(box[3], zone[3]) - max(box[1], zone[1])
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return iw * ih / area if iw > 0 and ih > 0 and area > 0 else 0.0
-
-
 def place_signal(
     detections: Sequence[Detection], places: Sequence[PlaceHint], threshold: float, config: RoutingConfig
 ) -> tuple[list[float], list[str]]:
@@ -141,7 +133,7 @@ def place_signal(
     out: list[float] = []
     reasons: list[str] = []
     for p in places:
-        if any(_covered_share(d.xyxy, p.xyxy) >= config.place_min_overlap for d in boxes):
+        if any(covered_share(d.xyxy, p.xyxy) >= config.place_min_overlap for d in boxes):
             continue
         out.append(config.place_weight)
         reasons.append(f"place: {p.what} at {_box(p.xyxy)} has no detection on it")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from inkloop.geometry import covered_share
 from inkloop.verdict._base import BoxXYXY, PageResult, pixels_to_points
 from inkloop.verdict.places import DocumentEvidence, analyze_document
 from inkloop.verdict.record import DocumentVerdict, Ink, SignaturePlace, Verdict
@@ -40,20 +41,9 @@ class VerdictConfig:
         return asdict(self)
 
 
-def _inter(a: BoxXYXY, b: BoxXYXY) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    return 0.0 if iw <= 0 or ih <= 0 else iw * ih
-
-
-def _area(a: BoxXYXY) -> float:
-    return max(1e-6, (a[2] - a[0]) * (a[3] - a[1]))
-
-
 def _overlap(a: BoxXYXY, b: BoxXYXY) -> float:
     """How much ``a`` and ``b`` overlap: the larger of the shares of either's area (``on_fraction``)."""
-    x = _inter(a, b)
-    return max(x / _area(a), x / _area(b))
+    return max(covered_share(a, b), covered_share(b, a))
 
 
 def _gap(a: BoxXYXY, b: BoxXYXY) -> float:
@@ -102,7 +92,7 @@ def mark_typed(ink: list[Ink], ev: DocumentEvidence) -> list[str]:
         words = ev.typed.get(i.page, [])
         if i.pdf_xyxy is None or i.ambiguous or not words:
             continue
-        cover = sum(_inter(i.pdf_xyxy, w) for w in words) / _area(i.pdf_xyxy)
+        cover = sum(covered_share(i.pdf_xyxy, w) for w in words)
         if cover >= TYPED_COVER:
             i.ambiguous = True
             n += 1

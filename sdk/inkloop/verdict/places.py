@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from inkloop.geometry import clip
+from inkloop.geometry import clip, covered_share
 from inkloop.verdict._base import BoxXYXY
 from inkloop.verdict.digital import check_digital_signatures
 from inkloop.verdict.record import DigitalSignature, PageEvidence, SignaturePlace, VendorMark
@@ -292,14 +292,6 @@ def _field_places(page: Any, index: int, digital: dict[str, DigitalSignature]) -
     return out
 
 
-def _overlap_frac(a: BoxXYXY, b: BoxXYXY) -> float:
-    """Share of ``a``'s area inside ``b``."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    area = max(1e-6, (a[2] - a[0]) * (a[3] - a[1]))
-    return 0.0 if iw <= 0 or ih <= 0 else iw * ih / area
-
-
 def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
     """Places, vendor marks and digital signatures of a PDF, page by page; never raises.
 
@@ -377,7 +369,7 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
                 if f.zone is None:
                     continue
                 for lb in list(labels):
-                    if lb.zone and _overlap_frac(lb.zone, f.zone) > 0.3:
+                    if lb.zone and covered_share(lb.zone, f.zone) > 0.3:
                         labels.remove(lb)
                         f.reasons.append(f"labelled {lb.text!r}")
             for k, p in enumerate(fields + labels):
