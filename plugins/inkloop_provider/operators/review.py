@@ -103,7 +103,8 @@ class InkloopReviewPushOperator(LabelStudioProjectOperator):
         from inkloop_provider.assets import triggering_results_dirs
 
         client = self.client()
-        reviews_before = _reviews_so_far(client)
+        # the wait's baseline: reviews the project had before these pages went in
+        reviews_before = client.reviews_so_far()
         routing = RoutingConfig(
             max_review_fraction=self.typed("budget", float),
             review_min_uncertainty=self.typed("min_uncertainty", float),
@@ -127,22 +128,8 @@ class InkloopReviewPushOperator(LabelStudioProjectOperator):
             summary["project_url"],
         )
         summary.pop("task_ids", None)
-        # the wait's baseline: reviews the project had before these pages went in (read before
-        # the push, so a reviewer quick enough to finish a page before the wait starts still counts)
         summary["reviews_before"] = reviews_before
         return summary
-
-
-def _reviews_so_far(client: Any) -> int:
-    """The project's reviews (submitted + skipped annotations) now; 0 for a project not made yet."""
-    from inkloop.review.labelstudio import ReviewServiceError
-
-    if client.find_project() is None:
-        return 0
-    try:
-        return int(client.status()["reviews"])
-    except ReviewServiceError:  # created meanwhile by someone else: nothing reviewed in it yet
-        return 0
 
 
 class InkloopReviewPullOperator(LabelStudioProjectOperator):

@@ -196,6 +196,20 @@ class LabelStudioReview(LabelStudioClient):
             "reviews": submitted + skipped,
         }
 
+    def reviews_so_far(self) -> int:
+        """The project's reviews now (``status()["reviews"]``), 0 for a project not made yet: the
+        baseline a push hands to the review wait, read before its pages go in, so a reviewer quick
+        enough to finish a page before the wait starts still counts. Never creates the project;
+        the id found is kept, so the push that follows does not look it up again."""
+        if self._project_id is None:
+            self._project_id = self.find_project()
+            if self._project_id is None:
+                return 0
+        try:
+            return int(self.status()["reviews"])
+        except ReviewServiceError:  # the counters could not be read: count from nothing
+            return 0
+
 
 def require_results(results_dir: str | os.PathLike[str]) -> str:
     """``results_dir`` as a string if it holds a detection run's ``results.jsonl`` (a local folder
