@@ -27,12 +27,6 @@ LEDGER = "inbox-ledger.json"
 MAX_MAP_LENGTH = 1024
 
 
-def known_doc_ids(results_dir: str | os.PathLike[str]) -> set[str]:
-    """Every ``doc_id`` with results or a quarantine record in ``results_dir`` (reads the whole
-    index: a run asks :class:`~inkloop.detection.results.DocIndex` about its documents instead)."""
-    return DocIndex(os.fspath(results_dir)).all_doc_ids()
-
-
 def _fingerprint(source: str) -> str | None:
     """Name, size and modification time, or None when the storage gives no time (then: rehash)."""
     try:

@@ -123,13 +123,6 @@ def read_run_quarantine(out_dir: str | os.PathLike[str], run_id: str) -> list[Qu
     return [QuarantineRecord.from_dict(r) for r in recs if r.get("kind") == "quarantine"]
 
 
-def run_doc_ids(out_dir: str | os.PathLike[str], run_id: str) -> set[str]:
-    """The documents (``doc_id``) one run wrote to the folder: its pages and its quarantine."""
-    ids = {r.page.doc_id for r in read_run_results(out_dir, run_id)}
-    ids |= {q.doc_id for q in read_run_quarantine(out_dir, run_id) if q.doc_id}
-    return ids
-
-
 def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:
     recs = _latest_run_only(storage.read_log(storage.join(out_dir, QUARANTINE)))
     return [QuarantineRecord.from_dict(r) for r in recs]
@@ -243,14 +236,6 @@ class DocIndex:
         if touched and not self._marked:  # the folder's records are all in the index from now on
             storage.write_text(storage.join(self.dir, INDEX_MARK), "1\n")
             self._marked = True
-
-    def all_doc_ids(self) -> set[str]:
-        """Every document of the folder (reads every shard: for tools, not for a run)."""
-        self._ensure()
-        for name in storage.listdir(self.dir):
-            if name.endswith(".tsv"):
-                self._shard(name.removesuffix(".tsv"))
-        return {d for shard in self._shards.values() for d in shard}
 
 
 class ResultStore:
