@@ -32,9 +32,6 @@ DEFAULT_CUES: tuple[str, ...] = (
 TTATransform = Literal["gamma", "shrink"]
 
 
-TTATransform = Literal["gamma", "shrink"]
-
-
 @dataclass(frozen=True)
 class RoutingConfig:
     """Every knob of routing, with defaults meant as a starting point to calibrate on reviews.

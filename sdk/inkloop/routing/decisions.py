@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -187,22 +186,18 @@ def route_run(
     config = config or RoutingConfig()
     out = os.fspath(out_dir)
     routed = route_results(read_results(out), config, priority, places, threshold)
-    lines = [
-        json.dumps(
-            RoutingRecord(
-                page_key=r.page_key,
-                uncertainty=float(r.uncertainty or 0.0),
-                decision=r.decision or "auto_accept",
-                reasons=r.reasons,
-                source=r.source,
-                model_version=r.model_version,
-            ).to_dict(),
-            ensure_ascii=False,
-        )
-        + "\n"
+    records = (
+        RoutingRecord(
+            page_key=r.page_key,
+            uncertainty=float(r.uncertainty or 0.0),
+            decision=r.decision or "auto_accept",
+            reasons=r.reasons,
+            source=r.source,
+            model_version=r.model_version,
+        ).to_dict()
         for r in routed
-    ]
-    storage.write_text(storage.join(out, ROUTING), "".join(lines))  # all or nothing, local or URL
+    )
+    storage.write_jsonl(storage.join(out, ROUTING), records)  # all or nothing, local or URL
     return routed
 
 

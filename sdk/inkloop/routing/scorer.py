@@ -46,5 +46,4 @@ class RoutingScorer:
         second: Sequence[Detection] | None,
         text: str,
     ) -> tuple[float, list[str]]:
-        u, reasons = page_uncertainty(detections, threshold, self.config, tta_detections=second, text=text)
-        return u, reasons
+        return page_uncertainty(detections, threshold, self.config, tta_detections=second, text=text)
