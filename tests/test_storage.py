@@ -105,6 +105,8 @@ def test_local_writes_are_whole_and_appends_never_join_a_cut_line(tmp_path: Path
     assert storage.listdir(folder) == ["a"] and storage.listdir(storage.join(folder, "none")) == []
     assert list(storage.read_jsonl(storage.join(folder, "missing.jsonl"))) == []
     assert storage.join("s3://b/", "/x/", "y.json") == "s3://b/x/y.json"  # a URL stays a URL
+    assert storage.file_name("s3://b/in/scan.pdf?versionId=3") == "scan.pdf"
+    assert storage.file_name(str(tmp_path / "in" / "folder") + "/") == "folder"
 
 
 def test_s3_round_trip_with_environment_and_with_options(

@@ -21,7 +21,7 @@ COLOR = (220, 20, 60)  # crimson, visible on black-and-white scans
 
 def safe_stem(source: str) -> str:
     """A file-name stem from a source path or URL, readable and safe on every filesystem."""
-    name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = storage.file_name(source)
     name = (name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name) or "document"
     return re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE)[:80]
 

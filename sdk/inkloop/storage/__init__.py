@@ -43,6 +43,7 @@ __all__ = [
     "delete",
     "download",
     "exists",
+    "file_name",
     "find",
     "fsync_dir",
     "info",
@@ -173,6 +174,12 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
         if p:
             out = f"{out.rstrip('/')}/{p}" if out else p
     return out
+
+
+def file_name(url: str | os.PathLike[str]) -> str:
+    """The last part of a local path or storage URL, query and trailing ``/`` dropped ('' for none):
+    what a download, an upload or an output file is named after, spelled the same everywhere."""
+    return os.fspath(url).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 def local_path(url: str | os.PathLike[str]) -> str | None:
@@ -335,7 +342,7 @@ def download(
     import shutil
 
     s = os.fspath(url)
-    local = os.path.join(os.fspath(folder), s.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "document")
+    local = os.path.join(os.fspath(folder), file_name(s) or "document")
     with open_file(s, "rb", options) as src, open(local, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     return local
