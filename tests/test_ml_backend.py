@@ -317,6 +317,46 @@ def test_protocol_auth_bad_payloads_alias_and_50_concurrent(tmp_path, registry, 
         stop(backend.proc)
 
 
+@pytest.mark.parametrize("kind", ["registry", "mlflow"])
+def test_an_alias_check_fetches_the_model_only_when_the_alias_moved(kind, tmp_path, monkeypatch, request):
+    """``registry://`` and ``mlflow://`` alike: every alias check (TTL 0 here: every call) asks
+    the registry for the version alone; the model is fetched and loaded again only after the
+    alias moved. Counted by a :class:`ModelServer` that notes its loads."""
+    from inkloop.models.resolve import open_registry, resolve_model
+    from inkloop.review.backend import ModelServer
+
+    monkeypatch.setenv("INKLOOP_REGISTRY_CACHE", str(tmp_path / "cache"))
+    if kind == "mlflow":
+        url, _data = request.getfixturevalue("mlflow_server")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        reg = open_registry(f"mlflow+{url}")
+        if MODEL in [m.name for m in reg.client.search_registered_models()]:  # type: ignore[attr-defined]
+            reg.client.delete_registered_model(MODEL)  # type: ignore[attr-defined]
+        ref = f"mlflow://{MODEL}@production"
+    else:
+        monkeypatch.setenv("INKLOOP_REGISTRY", str(tmp_path / "registry"))
+        reg = open_registry()
+        ref = f"registry://{MODEL}@production"
+    bundled = resolve_model("bundled")
+    for _ in range(2):
+        reg.register(MODEL, bundled.path, bundled.card)
+    reg.promote(MODEL, "v1")
+
+    loads: list[str | None] = []
+
+    class Counted(ModelServer):
+        def _load(self, version: str | None) -> object:
+            loads.append(version)
+            return super()._load(version)
+
+    server = Counted(ref, alias_ttl=0)
+    assert [server.model_version for _ in range(3)] == [f"{MODEL}@v1"] * 3
+    assert loads == ["v1"]  # checked three times, fetched once
+    reg.promote(MODEL, "v2")
+    assert [server.model_version for _ in range(2)] == [f"{MODEL}@v2"] * 2
+    assert loads == ["v1", "v2"] and server.swaps == 1
+
+
 def test_the_backend_refuses_to_start_without_credentials(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "inkloop", "review", "backend", "--model", "bundled"],

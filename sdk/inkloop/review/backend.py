@@ -36,9 +36,10 @@ works too.
 
 The model is any reference :func:`inkloop.models.resolve.resolve_model` accepts (default
 ``registry://signature-detector@production``; ``bundled``; a path; ``triton://…``). For an alias
-(``registry://name@production``) the registry is asked again after ``alias_ttl`` seconds; when the
-alias moved, the next request loads the new version, without a restart, and ``/setup`` and every
-prediction report it. A registry that cannot be read keeps the loaded model serving (logged).
+(``registry://name@production``, ``mlflow://name@production``) the registry is asked for the version
+alone after ``alias_ttl`` seconds; the model is fetched only when the alias moved: the next request
+then loads the new version, without a restart, and ``/setup`` and every prediction report it. A
+registry that cannot be read keeps the loaded model serving (logged).
 
 Task images are read however a task refers to them: Label Studio's own links (``/data/upload/…``,
 ``/data/local-files/?d=…``, presign/resolve links ``/tasks/<id>/presign/?fileuri=…``, or the same
@@ -160,20 +161,39 @@ class ModelServer:
         self._lock = threading.Lock()
         self._detector: Any = None
         self._version: str | None = None  # the registry version loaded (alias refs)
+        self._opened: tuple[Any, str, str] | None = None  # (registry, name, tag): see _registry
         self._next_check = 0.0
         self.follows_alias = ref.startswith(("registry://", "mlflow://", "models:/")) and not is_triton_ref(
             ref
         )
         self.swaps = 0
 
-    def _registry_version(self) -> str | None:
-        if not self.ref.startswith("registry://"):
+    def _registry(self) -> tuple[Any, str, str] | None:
+        """The registry, model name and tag of a registry reference (``registry://``, ``mlflow://``,
+        ``models:/``), opened once: every alias check then asks it the version alone, and a model
+        is fetched only when that version differs from the one served. None for other references."""
+        if not self.follows_alias:
             return None
-        from inkloop.models.registry import parse_registry_ref
-        from inkloop.models.resolve import open_registry
+        if self._opened is None:
+            if self.ref.startswith("registry://"):
+                from inkloop.models.registry import parse_registry_ref
+                from inkloop.models.resolve import open_registry
 
-        name, tag = parse_registry_ref(self.ref)
-        return str(open_registry().resolve_version(name, tag))
+                name, tag = parse_registry_ref(self.ref)
+                self._opened = (open_registry(), name, tag)
+            else:
+                from inkloop.models.mlflow_registry import MlflowRegistry, parse_mlflow_ref
+
+                name, tag = parse_mlflow_ref(self.ref)
+                self._opened = (MlflowRegistry(), name, tag)
+        return self._opened
+
+    def _registry_version(self) -> str | None:
+        opened = self._registry()
+        if opened is None:
+            return None
+        registry, name, tag = opened
+        return str(registry.resolve_version(name, tag))
 
     def _load(self, version: str | None) -> Any:
         from inkloop.detection.detector import Detector
@@ -181,12 +201,10 @@ class ModelServer:
 
         if is_triton_ref(self.ref):
             return Detector(self.ref, device=self.device, threads=self.threads)
-        if version is not None:  # exactly the version just resolved (the alias may move meanwhile)
-            from inkloop.models.registry import parse_registry_ref
-            from inkloop.models.resolve import open_registry
-
-            name, _tag = parse_registry_ref(self.ref)
-            model = open_registry().fetch(name, version, ref=self.ref)
+        opened = self._registry()
+        if opened is not None and version is not None:  # exactly the version just resolved
+            registry, name, _tag = opened  # (the alias may move meanwhile)
+            model = registry.fetch(name, version, ref=self.ref)
         else:
             from inkloop.models.resolve import resolve_model
 
@@ -203,7 +221,7 @@ class ModelServer:
                 return self._detector
             try:
                 version = self._registry_version()
-                if self._detector is None or version != self._version or version is None:
+                if self._detector is None or version != self._version:
                     fresh = self._load(version)
                     if self._detector is None or fresh.model_version != self._detector.model_version:
                         if self._detector is not None:
