@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inkloop import storage
-from inkloop.datasets import DATA_YAML, dataset_manifest, parse_data_yaml, read_data_yaml
+from inkloop.datasets import DATA_YAML, DatasetError, dataset_manifest, parse_data_yaml, read_data_yaml
 from inkloop.documents.hashing import sha256_file
 from inkloop.storage import folders as storage_folders
+
+if TYPE_CHECKING:
+    from inkloop.evaluation.loading import Sample
 
 log = logging.getLogger("inkloop.lifecycle.training")  # by name: also when run as __main__
 
@@ -219,11 +222,9 @@ def local_training_data(
     A stored dataset is its folder (``images/…``, ``labels/…``, ``data.yaml``, ``domains.json``),
     or a data.yaml whose ``path`` (default: its own folder) is copied, with every split relative
     to it: a split elsewhere (another URL, an absolute path, ``..``) cannot be copied with it and
-    raises :class:`~inkloop.evaluation.evaluator.DatasetError` naming the URL.
+    raises :class:`~inkloop.datasets.DatasetError` naming the URL.
     """
     import yaml
-
-    from inkloop.evaluation.evaluator import DatasetError
 
     src = os.fspath(data)
     if not storage.is_url(src):
@@ -300,18 +301,27 @@ class DataLeakError(ValueError):
     """The frozen test split shares images with the data a model would be trained or tuned on."""
 
 
-def _split_files(data_yaml: Path, split: str) -> list[tuple[Path, Path | None]]:
-    """(image, label or None) of one split, resolved the way the evaluator resolves them."""
-    from inkloop.evaluation.evaluator import load_dataset
+def _load_split(data_yaml: Path, split: str) -> list[Sample]:
+    """One split's samples, resolved the way the evaluator resolves them; ``[]`` for a split that
+    reads nothing (no entry, a missing or empty folder: :class:`DatasetError`), which can neither
+    leak nor be trained on."""
+    from inkloop.evaluation.loading import load_dataset
 
-    return [(s.image, s.label) for s in load_dataset(data_yaml, split).samples]
-
-
-def _has_images(data_yaml: Path, split: str) -> bool:
     try:
-        return bool(_split_files(data_yaml, split))
-    except Exception:  # a missing or empty split folder
-        return False
+        return load_dataset(data_yaml, split).samples
+    except DatasetError:
+        return []
+
+
+def _samples_version(samples: Iterable[Sample], image_hashes: dict[Path, str] | None = None) -> str:
+    """:func:`split_version` of loaded samples; ``image_hashes``: images already hashed."""
+    known = image_hashes or {}
+    pairs = sorted(
+        f"{known.get(s.image) or sha256_file(s.image)}:{sha256_file(s.label) if s.label is not None else '-'}"
+        + (f":{s.domain}" if s.domain is not None else "")
+        for s in samples
+    )
+    return "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
 
 
 def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
@@ -323,14 +333,9 @@ def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
     (the gate compares domains), so adding digital pages, or re-assigning a page's domain, makes
     a new version; a split without domains hashes exactly as before domains existed.
     """
-    from inkloop.evaluation.evaluator import load_dataset
+    from inkloop.evaluation.loading import load_dataset
 
-    pairs = sorted(
-        f"{sha256_file(s.image)}:{sha256_file(s.label) if s.label is not None else '-'}"
-        + (f":{s.domain}" if s.domain is not None else "")
-        for s in load_dataset(Path(data), split).samples
-    )
-    return "sha256:" + hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+    return _samples_version(load_dataset(Path(data), split).samples)
 
 
 def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str = "test") -> dict[str, Any]:
@@ -344,51 +349,47 @@ def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str =
     cfg, _ = read_data_yaml(path)
     if not cfg.get(test_split):
         return {}
-    from inkloop.evaluation.evaluator import DatasetError
+    splits = {k: _load_split(path, k) for k in (test_split, "train", "val") if cfg.get(k)}
+    return _check_frozen(path, test_split, splits)
 
-    try:
-        test = _split_files(path, test_split)
-    except DatasetError:  # a declared but still empty test split: nothing can leak yet
+
+def _check_frozen(path: Path, test_split: str, splits: dict[str, list[Sample]]) -> dict[str, Any]:
+    """:func:`check_test_split_frozen` on splits already loaded (each test image hashed once)."""
+    if test_split not in splits:
+        return {}
+    test = splits[test_split]
+    if not test:  # a declared but still empty test split: nothing can leak yet
         return {test_split: None, f"{test_split}_images": 0}
-    test_paths = {im.resolve() for im, _ in test}
-    test_hashes = {sha256_file(im) for im, _ in test}
-    leaks: list[str] = []
-    for split in ("train", "val"):
-        if not cfg.get(split):
-            continue
-        try:
-            files = _split_files(path, split)
-        except DatasetError:  # an empty split cannot leak
-            continue
-        for im, _ in files:
-            if im.resolve() in test_paths or sha256_file(im) in test_hashes:
-                leaks.append(f"{split}: {im}")
+    test_paths = {s.image.resolve() for s in test}
+    hashes = {s.image: sha256_file(s.image) for s in test}
+    test_hashes = set(hashes.values())
+    leaks = [
+        f"{split}: {s.image}"
+        for split in ("train", "val")
+        for s in splits.get(split, [])
+        if s.image.resolve() in test_paths or sha256_file(s.image) in test_hashes
+    ]
     if leaks:
         shown = "; ".join(leaks[:5]) + (f"; and {len(leaks) - 5} more" if len(leaks) > 5 else "")
         raise DataLeakError(
             f"{path}: {len(leaks)} training/validation image(s) are also in the frozen {test_split!r} "
             f"split ({shown}); remove them from train/val so the gate's test stays unseen"
         )
-    return {test_split: split_version(path, test_split), f"{test_split}_images": len(test)}
+    return {test_split: _samples_version(test, hashes), f"{test_split}_images": len(test)}
 
 
-def _external_roots(data_yaml: Path, root: Path, splits: list[str]) -> list[str]:
+def _external_roots(root: Path, splits: dict[str, list[Sample]]) -> list[str]:
     """Dataset roots outside ``root`` that a data.yaml's splits read images from (a list of
     folders from several datasets, as ultralytics accepts), so the data version can cover them."""
     from inkloop.evaluation.domains import dataset_root_of
-    from inkloop.evaluation.evaluator import DatasetError, load_dataset
 
-    found: set[str] = set()
     base = root.resolve()
-    for split in splits:
-        try:
-            samples = load_dataset(data_yaml, split).samples
-        except DatasetError:  # an empty split reads nothing
-            continue
-        for s in samples:
-            image = s.image.resolve()
-            if not image.is_relative_to(base):
-                found.add(str(dataset_root_of(image) or image.parent))
+    found = {
+        str(dataset_root_of(image) or image.parent)
+        for samples in splits.values()
+        for image in (s.image.resolve() for s in samples)
+        if not image.is_relative_to(base)
+    }
     return sorted(found)
 
 
@@ -413,14 +414,21 @@ def prepare_training_data(
     if test_split not in cfg and Path(local).is_dir() and (root / "images" / test_split).is_dir():
         cfg[test_split] = f"images/{test_split}"
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    info: dict[str, Any] = {"source": str(data), "root": str(root), "frozen": check_test_split_frozen(out)}
-    external = _external_roots(out, root, [k for k in ("train", "val", test_split) if cfg.get(k)])
+    # Each split loaded once (images opened, labels parsed) for the leak check, the test split's
+    # version, the external roots and the val fallback.
+    splits = {k: _load_split(out, k) for k in (test_split, "train", "val") if cfg.get(k)}
+    info: dict[str, Any] = {
+        "source": str(data),
+        "root": str(root),
+        "frozen": _check_frozen(out, test_split, splits),
+    }
+    external = _external_roots(root, splits)
     if external:
         info["external_roots"] = external
     if test_split in cfg:
         del cfg[test_split]
         out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    if not _has_images(out, "val") and _has_images(out, "train"):
+    if not splits.get("val") and splits.get("train"):
         # A small curated set can end with an empty val split (whole duplicate groups are kept in
         # one split). ultralytics refuses to train without val; validating on train keeps training
         # going and is recorded, while the frozen test split stays untouched for the gate.
