@@ -77,10 +77,13 @@ class TritonServer:
     grpc_ref = property(lambda self: f"triton+grpc://{self.host}:{self.grpc_port}/{self.name}")
     metrics_url = property(lambda self: f"http://{self.host}:{self.metrics_port}/metrics")
 
-    def command(self, card_path: Path) -> list[str]:
-        venv = ensure_venv(self.venv, quiet=self.quiet_setup)
+    def python(self) -> Path:
+        """The Triton venv's python, the venv synced first (:func:`ensure_venv`): one check per start."""
+        return venv_python(ensure_venv(self.venv, quiet=self.quiet_setup))
+
+    def command(self, card_path: Path, python: Path) -> list[str]:
         return [
-            str(venv_python(venv)),
+            str(python),
             "-m",
             "inkloop.serving.triton_server",
             "--onnx",
@@ -101,11 +104,10 @@ class TritonServer:
             str(self.max_batch_size),
         ]
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, python: Path) -> dict[str, str]:
         env = clean_python_env(os.environ)
-        python = str(venv_python(ensure_venv(self.venv, quiet=self.quiet_setup)))
         libdir = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
             capture_output=True,
             text=True,
             env=env,
@@ -118,10 +120,11 @@ class TritonServer:
         return env
 
     def start(self, log_file: Path | None = None, foreground: bool = False) -> TritonServer:
+        python = self.python()  # before the scratch folder: a venv that cannot be set up leaves none
         work = self.work = Path(tempfile.mkdtemp(prefix="inkloop-triton-"))
         card_path = work / "card.json"
         card_path.write_text(json.dumps(self.resolved.card.to_dict()))
-        cmd, env = self.command(card_path), self.environment()
+        cmd, env = self.command(card_path, python), self.environment(python)
         self.log_file = log_file or work / "server.log"
         out = None if foreground else open(self.log_file, "wb")  # noqa: SIM115 (the child owns it)
         self.process = subprocess.Popen(

@@ -66,10 +66,10 @@ def sync_venv(
     sessions never install into one venv at once. Failures raise ``error`` naming ``what``.
     """
     digest = wanted_digest(lock, fallback)
-    if ready() and stamp_matches(venv, digest):
+    if stamp_matches(venv, digest) and ready():  # the stamp first: ready() starts the venv's python
         return
     with file_lock(venv.with_name(venv.name + ".lock")):
-        if ready() and stamp_matches(venv, digest):  # another process did it meanwhile
+        if stamp_matches(venv, digest) and ready():  # another process did it meanwhile
             return
         out = subprocess.DEVNULL if quiet else None
         env = clean_python_env(os.environ)
