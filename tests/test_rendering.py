@@ -264,6 +264,21 @@ def test_traced_strokes_follow_the_signatures_ink(crop: Image.Image) -> None:
         trace_strokes(Image.new("RGB", (120, 40), "white"))
 
 
+@pytest.mark.parametrize("ink", ["annotation", "paths"])
+def test_the_box_draw_strokes_returns_is_the_ink_drawn_with_a_scaled_pen(crop: Image.Image, ink: str) -> None:
+    """Thinner or thicker than traced, the returned box is where the rendered ink lies (a label)."""
+    strokes = trace_strokes(crop)
+    for width_scale in (0.3, 3.0):
+        with pymupdf.open() as doc:
+            page = doc.new_page(width=595, height=842)
+            box = draw_strokes(page, strokes, SIG, as_annotation=ink == "annotation", width_scale=width_scale)
+            pix = page.get_pixmap(dpi=288)  # 0.25 pt a pixel
+        grey = np.frombuffer(pix.samples, np.uint8).reshape(pix.h, pix.w, pix.n).min(axis=2)
+        ys, xs = np.nonzero(grey < 250)
+        rendered = (xs.min() / 4, ys.min() / 4, (xs.max() + 1) / 4, (ys.max() + 1) / 4)
+        assert np.allclose(box, rendered, atol=0.3), (width_scale, box, rendered)
+
+
 def test_a_broken_signature_field_never_costs_the_page(tmp_path: Path) -> None:
     """A field whose appearance points nowhere is left to MuPDF: the page still renders."""
     p = tmp_path / "broken.pdf"

@@ -22,6 +22,7 @@ Typical use::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ import numpy as np
 #: Crops smaller than this (longer side, pixels) are upscaled before thinning: a skeleton of a
 #: 2-pixel stroke at scan resolution is jagged, the same stroke at twice the size traces smoothly.
 _UPSCALE_BELOW = 400
+#: The thinnest pen :func:`draw_strokes` draws (PDF points): thinner ink vanishes at screen resolution.
+MIN_PEN = 0.4
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,7 @@ class Strokes:
 
     def ink_box(self) -> tuple[float, float, float, float]:
         """The strokes' bounding box in crop pixels, pen width included."""
-        pts = np.concatenate(self.paths)
-        h = self.width / 2
-        return (
-            float(pts[:, 0].min() - h),
-            float(pts[:, 1].min() - h),
-            float(pts[:, 0].max() + h),
-            float(pts[:, 1].max() + h),
-        )
+        return stroke_box(self.paths, self.width)
 
     def fit(
         self, rect: tuple[float, float, float, float]
@@ -72,6 +68,21 @@ class Strokes:
         strokes = [[(float(ox + x * s), float(oy + y * s)) for x, y in p] for p in self.paths]
         box = (ox + bx0 * s, oy + by0 * s, ox + bx1 * s, oy + by1 * s)
         return strokes, self.width * s, box
+
+
+def stroke_box(
+    paths: Sequence[Sequence[tuple[float, float]]] | Sequence[np.ndarray], pen: float
+) -> tuple[float, float, float, float]:
+    """The box that strokes drawn with a ``pen`` this wide cover: their points' extent, grown by
+    half the pen on every side (round caps reach that far past a stroke's end)."""
+    pts = np.concatenate([np.asarray(p).reshape(-1, 2) for p in paths])  # in the paths' own dtype
+    h = pen / 2
+    return (
+        float(pts[:, 0].min() - h),
+        float(pts[:, 1].min() - h),
+        float(pts[:, 0].max() + h),
+        float(pts[:, 1].max() + h),
+    )
 
 
 def _gray(image: Any) -> np.ndarray:
@@ -233,12 +244,14 @@ def draw_strokes(
 
     ``as_annotation``: an Ink annotation (what a viewer's "draw" tool writes); otherwise stroked
     paths in the page content (what a tablet app that flattens its ink writes). Round caps and
-    joins, as a pen leaves them. Returns the box the ink covers (pen width included).
+    joins, as a pen leaves them. ``width_scale`` thins or thickens the traced pen (never below
+    :data:`MIN_PEN`). Returns the box the ink covers, with the pen it is drawn with.
     """
     import pymupdf
 
-    points, pen, box = strokes.fit(rect)
-    pen = max(0.4, pen * width_scale)
+    points, pen, _traced_box = strokes.fit(rect)
+    pen = max(MIN_PEN, pen * width_scale)
+    box = stroke_box(points, pen)  # not fit's box: that one has the traced pen, before width_scale
     if page.rotation:  # pymupdf places both in the unrotated page frame
         m = page.derotation_matrix
         points = [[tuple(pymupdf.Point(p) * m) for p in line] for line in points]
