@@ -173,12 +173,6 @@ class TritonSession(SessionLike):
         """``fn(client)`` with retries and doubling backoff (:func:`inkloop.retry.retry`); a model
         error (missing model, bad input) is not retried; the last failure becomes
         :class:`InferenceUnavailable`."""
-        attempts = 0
-
-        def once() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return fn(self._client())
 
         def drop_client(_attempt: int, _exc: Exception, _pause: float) -> None:
             self._local.client = None  # a broken connection is not reused
@@ -186,14 +180,19 @@ class TritonSession(SessionLike):
         backoff = Backoff(attempts=self.retry.attempts, first=self.retry.backoff, cap=float("inf"))
         try:
             return retry(
-                once, backoff, retryable=lambda exc: not _not_retryable(_message(exc)), on_retry=drop_client
+                lambda: fn(self._client()),
+                backoff,
+                retryable=lambda exc: not _not_retryable(_message(exc)),
+                on_retry=drop_client,
             )
         except Exception as exc:
             msg = _message(exc)
             if _not_retryable(msg):
                 raise ModelError(f"{self.ref.server}/{self.ref.model}: {what} failed: {msg}") from exc
             self._local.client = None
-            last = f"{what} failed after {attempts} attempt(s): {exc.__class__.__name__}: {msg}"
+            # retry() gave up after every try (Backoff tries once even with attempts < 1)
+            tries = max(1, self.retry.attempts)
+            last = f"{what} failed after {tries} attempt(s): {exc.__class__.__name__}: {msg}"
         raise InferenceUnavailable(self.ref.server, last)
 
 
