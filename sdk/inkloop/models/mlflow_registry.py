@@ -22,7 +22,6 @@ How inkloop's model maps onto MLflow's:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,8 @@ from typing import Any
 
 from inkloop.documents.hashing import sha256_file
 from inkloop.models.references import ModelCard, ModelError, ModelRef
-from inkloop.models.registry.base import AliasRecord, ModelRegistry, files_of, now
+from inkloop.models.registry.base import AliasRecord, ModelRegistry, check_card_sha, files_of, registered_card
+from inkloop.models.registry.cache import ModelCache
 from inkloop.models.registry.files import mismatch
 from inkloop.models.registry.refs import (
     AUTO_VERSION_RE,
@@ -345,8 +345,7 @@ class MlflowRegistry(ModelRegistry):
         """Copies cached by registry, name, version and SHA-256; downloaded again when a check fails."""
         mv = self._mv_by_version(name)[version]
         expected = files_of(card)
-        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
-        dest = self.cache_dir / key / name / f"{version}-{expected[MODEL_FILE][:16]}"
+        dest = ModelCache(self.cache_dir, self.url).folder(name, version, expected[MODEL_FILE])
         dest.mkdir(parents=True, exist_ok=True)
         for fname in wanted:
             target = dest / fname
@@ -358,7 +357,7 @@ class MlflowRegistry(ModelRegistry):
                 if actual != expected[fname]:
                     raise mismatch(f"{self.url} {name}@{version}/{fname}", expected[fname], actual)
                 os.replace(got, target)
-        card.save(dest / CARD_FILE)
+        ModelCache.put_card(dest, card)
         return ModelRef(path=dest / MODEL_FILE, card=card, ref=label)
 
     def write_file(self, name: str, version: str, filename: str, data: bytes) -> str:
@@ -409,11 +408,7 @@ class MlflowRegistry(ModelRegistry):
         import mlflow.onnx
         import onnx
 
-        if card.sha256 and card.sha256 != sha256_file(sources[MODEL_FILE]):
-            raise ModelError(
-                f"the card given for {name} says sha256 {card.sha256[:12]}…, but the ONNX file is another; "
-                "refusing to register a card that describes another file"
-            )
+        check_card_sha(card, name, sha256_file(sources[MODEL_FILE]))
         if not self._exists(name):
             from mlflow.exceptions import MlflowException
 
@@ -458,10 +453,9 @@ class MlflowRegistry(ModelRegistry):
                 hashes = {MODEL_FILE: sha256_file(stored)}
             if PT_FILE in sources:
                 hashes[PT_FILE] = sha256_file(sources[PT_FILE])
-            final = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
-            final.name, final.version, final.sha256 = name, target, hashes[MODEL_FILE]
-            final.extra["files"] = hashes
-            final.extra["registered_at"] = now()
+            # Not checked against the card's sha256 again: log_model re-serialises the ONNX file,
+            # the source was checked above.
+            final = registered_card(card, name, target, hashes)
             final.extra["mlflow"] = {
                 "version": str(mv.version),
                 "run_id": run_id,

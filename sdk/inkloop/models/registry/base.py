@@ -10,6 +10,7 @@ over both). Its abstract methods are what a backend stores and reads:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -60,6 +61,27 @@ def files_of(card: ModelCard) -> dict[str, str]:
     if card.sha256:
         out.setdefault(MODEL_FILE, card.sha256)
     return out
+
+
+def check_card_sha(card: ModelCard, name: str, actual: str) -> None:
+    """Refuse a caller's card whose ``sha256`` names another ONNX file than the one registered
+    (``actual``): the stored card must describe the stored bytes."""
+    if card.sha256 and card.sha256 != actual:
+        raise ModelError(
+            f"the card given for {name} says sha256 {card.sha256[:12]}…, but the ONNX file is "
+            f"{actual[:12]}…; refusing to register a card that describes another file"
+        )
+
+
+def registered_card(card: ModelCard, name: str, version: str, hashes: dict[str, str]) -> ModelCard:
+    """The card stored with a new version: a copy of the caller's (which is not modified) with
+    ``name``, ``version``, ``sha256`` (of the ONNX file), ``extra["files"]`` (``hashes``: every
+    stored file's SHA-256) and ``extra["registered_at"]`` filled in, the same in every backend."""
+    final = ModelCard.from_dict(copy.deepcopy(card.to_dict()))
+    final.name, final.version, final.sha256 = name, version, hashes[MODEL_FILE]
+    final.extra["files"] = dict(hashes)
+    final.extra["registered_at"] = now()
+    return final
 
 
 class ModelRegistry(ABC):

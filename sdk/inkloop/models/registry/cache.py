@@ -18,9 +18,9 @@ from pathlib import Path
 
 from fsspec import AbstractFileSystem
 
-from inkloop.documents.hashing import sha256_file
+from inkloop.documents.hashing import copy_hashing, sha256_file
 from inkloop.models.references import ModelCard, ModelError
-from inkloop.models.registry.files import copy_hashing, mismatch
+from inkloop.models.registry.files import mismatch
 from inkloop.models.registry.refs import CARD_FILE, TMP_PREFIX
 
 logger = logging.getLogger(__name__)

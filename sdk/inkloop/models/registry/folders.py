@@ -33,7 +33,6 @@ retry with the next version number. Two concurrent alias moves are last-writer-w
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import logging
@@ -47,12 +46,18 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from inkloop.documents.hashing import sha256_file, sha256_stream
+from inkloop.documents.hashing import copy_hashing, sha256_file, sha256_stream
 from inkloop.models.references import ModelCard, ModelError, ModelRef
 from inkloop.models.registry import files as durable  # looked up per call: tests interrupt them
-from inkloop.models.registry.base import AliasRecord, ModelRegistry, files_of, now
+from inkloop.models.registry.base import (
+    AliasRecord,
+    ModelRegistry,
+    check_card_sha,
+    files_of,
+    registered_card,
+)
 from inkloop.models.registry.cache import ModelCache
-from inkloop.models.registry.files import copy_hashing, mismatch
+from inkloop.models.registry.files import mismatch
 from inkloop.models.registry.refs import (
     ALIASES_DIR,
     AUTO_VERSION_RE,
@@ -339,23 +344,9 @@ class Registry(ModelRegistry):
             )
 
     @staticmethod
-    def _check_card_sha(card: ModelCard, name: str, actual: str) -> None:
-        if card.sha256 and card.sha256 != actual:
-            raise ModelError(
-                f"the card given for {name} says sha256 {card.sha256[:12]}…, but the ONNX file is "
-                f"{actual[:12]}…; refusing to register a card that describes another file"
-            )
-
-    @classmethod
-    def _final_card(cls, card: ModelCard, name: str, version: str, hashes: dict[str, str]) -> bytes:
-        cls._check_card_sha(card, name, hashes[MODEL_FILE])
-        final = ModelCard.from_dict(copy.deepcopy(card.to_dict()))
-        final.name = name
-        final.version = version
-        final.sha256 = hashes[MODEL_FILE]
-        final.extra["files"] = dict(hashes)
-        final.extra["registered_at"] = now()
-        return (json.dumps(final.to_dict(), indent=2) + "\n").encode()
+    def _final_card(card: ModelCard, name: str, version: str, hashes: dict[str, str]) -> bytes:
+        check_card_sha(card, name, hashes[MODEL_FILE])
+        return (json.dumps(registered_card(card, name, version, hashes).to_dict(), indent=2) + "\n").encode()
 
     def _register_local(
         self, name: str, sources: dict[str, Path], card: ModelCard, version: str | None
@@ -396,7 +387,7 @@ class Registry(ModelRegistry):
         target = version or self._next_version(name)
         vdir = self._version_dir(name, target)
         if card.sha256:  # fail before uploading anything if the card describes another file
-            self._check_card_sha(card, name, sha256_file(sources[MODEL_FILE]))
+            check_card_sha(card, name, sha256_file(sources[MODEL_FILE]))
         self.fs.makedirs(vdir, exist_ok=True)  # no-op on object stores
         written: list[str] = []
         try:
