@@ -8,7 +8,8 @@ scripts and shell loops branch on them), so they are one :class:`ExitCode`, and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from enum import IntEnum
 from typing import Annotated, Any
 
@@ -76,6 +77,20 @@ def fail_for(console: Any, exc: BaseException) -> typer.Exit:
     if isinstance(exc, DatasetError):
         return fail(console, "dataset error", exc, ExitCode.USAGE)
     return fail(console, "model error", exc, ExitCode.MODEL)
+
+
+@contextlib.contextmanager
+def exits_on(code: ExitCode, *errors: type[BaseException]) -> Iterator[None]:
+    """``errors`` raised in the block become ``error: <message>`` on stderr and exit ``code``.
+
+    The plain-text sibling of :func:`fail` for the commands whose errors go to stderr unstyled
+    (``review``, ``curate``: their stdout may be ``--json``); each wrote the same two lines after
+    every ``except``."""
+    try:
+        yield
+    except errors as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code) from None
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:

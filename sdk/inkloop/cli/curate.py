@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress
+from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress, exits_on
 from inkloop.cli.console import make_console as _console
 from inkloop.cli.renamed import under_old_name
 
@@ -47,12 +47,11 @@ def _session(json_out: bool) -> Iterator[None]:
     from inkloop.storage import StorageError
 
     redirect = contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext()
-    try:
-        with redirect:
-            yield
-    except (CurationError, CurationSetupError, FileNotFoundError, StorageError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
+    with (
+        exits_on(ExitCode.ERROR, CurationError, CurationSetupError, FileNotFoundError, StorageError),
+        redirect,
+    ):
+        yield
 
 
 def _store(dataset: str, create: bool = False) -> Any:
@@ -113,16 +112,11 @@ def import_results_cmd(
     from inkloop.curation.cycle import import_results
     from inkloop.detection.results import RESULTS, read_results
 
-    try:
+    with exits_on(ExitCode.USAGE, FileNotFoundError, storage.StorageError):
         if not storage.log_exists(storage.join(results, RESULTS)):
-            typer.echo(f"error: {results} has no {RESULTS} (run `inkloop detect` first)", err=True)
-            raise typer.Exit(ExitCode.USAGE)
+            raise FileNotFoundError(f"{results} has no {RESULTS} (run `inkloop detect` first)")
         if reviews is not None and not storage.exists(reviews):
-            typer.echo(f"error: reviews file not found: {reviews}", err=True)
-            raise typer.Exit(ExitCode.USAGE)
-    except storage.StorageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
+            raise FileNotFoundError(f"reviews file not found: {reviews}")
     with _session(json_out):
         store = _store(dataset, create=True)
         total = None if reviewed_only else len(read_results(results))

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, JsonOpt
+from inkloop.cli.common import ExitCode, JsonOpt, exits_on
 
 review_app = typer.Typer(
     help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True
@@ -109,16 +109,13 @@ def push(
     if delivery not in ("upload", "local-files", "storage"):
         raise typer.BadParameter("must be upload, local-files or storage", param_hint="--delivery")
     how: Any = delivery
-    try:
+    with exits_on(ExitCode.USAGE, FileNotFoundError, ValueError):
         require_results(results)  # a storage URL stays a string: typer's Path would make it s3:/…
         if delivery == "storage":
             from inkloop.review.cloud_storage import storage_delivery
 
             how, images_dir = storage_delivery(results, images_dir, endpoint=storage_endpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
-    try:
+    with exits_on(ExitCode.ERROR, ReviewServiceError):
         client = _client(url, token, project)
         with Progress(disable=json_out, transient=True) as prog:
             t = prog.add_task("pushing review tasks", total=None)
@@ -133,9 +130,6 @@ def push(
                 dpi=dpi,
                 progress=lambda n: prog.advance(t, n),
             )
-    except ReviewServiceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
     if summary["unscored"]:
         typer.echo(f"warning: {results} was detected without routing; run `inkloop detect --route`", err=True)
     _emit(summary, json_out)
@@ -160,11 +154,9 @@ def pull(
     """Pull reviews finished or changed since the last pull; write them as JSON Lines."""
     from inkloop.review.labelstudio import ReviewServiceError, pull_to_file
 
-    try:
+    # ValueError: a cursor file that is not one
+    with exits_on(ExitCode.ERROR, ReviewServiceError, ValueError):
         summary = pull_to_file(_client(url, token, project), out, state)
-    except (ReviewServiceError, ValueError) as exc:  # ValueError: a cursor file that is not one
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
     _emit(summary, json_out)
 
 
@@ -178,11 +170,8 @@ def status(
     """Counts of review tasks: reviewed, skipped, pending."""
     from inkloop.review.labelstudio import ReviewServiceError
 
-    try:
+    with exits_on(ExitCode.ERROR, ReviewServiceError):
         summary = _client(url, token, project).status()
-    except ReviewServiceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
     _emit(summary, json_out)
 
 
@@ -264,11 +253,8 @@ def backend(
         device=device,
         training=TrainingPath(airflow, project=project, curate_dag=curate_dag) if airflow else None,
     )
-    try:
+    with exits_on(ExitCode.USAGE, ValueError):
         config.check()
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
     serve(config, host=host, port=port)
 
 
@@ -289,14 +275,11 @@ def connect_backend(
     from inkloop.review.backend import connect
     from inkloop.review.labelstudio import ReviewServiceError
 
-    try:
+    with exits_on(ExitCode.ERROR, ReviewServiceError):
         pid = _client(url, token, project).existing_project_id()
         record = connect(
             url, str(token), pid, backend_url, username=user, password=password, webhook_secret=webhook_secret
         )
-    except ReviewServiceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
     _emit(
         {
             "project_id": pid,
