@@ -176,16 +176,22 @@ def route_run(
     priority: Mapping[str, str] | None = None,
     places: Mapping[str, Sequence[PlaceHint]] | None = None,
     threshold: float = 0.0,
+    *,
+    results: Sequence[PageResult] | None = None,
 ) -> list[PageResult]:
     """Route every page of a results folder and (re)write ``routing.jsonl`` atomically.
 
     The whole folder is one run for the budget: a resumed or re-forced run is routed as if it had
     run once. Returns the routed pages (``results.jsonl`` order) for callers such as the review
     push that also need the boxes. ``priority``, ``places``, ``threshold``: see :func:`route_results`.
+    ``results``: the folder's results (:func:`~inkloop.detection.results.read_results`) when the
+    caller has read them already for its priority or places, so they are not read twice.
     """
     config = config or RoutingConfig()
     out = os.fspath(out_dir)
-    routed = route_results(read_results(out), config, priority, places, threshold)
+    if results is None:
+        results = read_results(out)
+    routed = route_results(results, config, priority, places, threshold)
     records = (
         RoutingRecord(
             page_key=r.page_key,

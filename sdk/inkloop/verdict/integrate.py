@@ -85,13 +85,13 @@ def route_with_verdicts(
 ) -> list[PageResult]:
     """:func:`~inkloop.routing.route_run` with the folder's ``verdicts.jsonl`` (if any)
     putting ``needs_review`` and ``partially_signed`` documents first, and every place they found
-    feeding routing's ``place:`` signal (:func:`place_hints`)."""
+    feeding routing's ``place:`` signal (:func:`place_hints`). The results are read once, for both."""
     out = os.fspath(results_dir)
     verdicts = read_verdicts(out)
-    results = read_results(out) if verdicts else []
+    results = read_results(out)
     priority = review_priority(verdicts, results) if verdicts else None
     places = place_hints(verdicts, results) if verdicts else None
-    return route_run(out, routing or RoutingConfig(), priority, places)
+    return route_run(out, routing or RoutingConfig(), priority, places, results=results)
 
 
 def judge_run(
