@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inkloop.devservers.labelstudio.settings import READY_TIMEOUT, ServerNotReadyError, TokenRejectedError
+from inkloop.devservers.spawn import log_tail
 from inkloop.net import http_request
 from inkloop.retry import wait_until
 from inkloop.review.auth import WHOAMI_PATH as WHOAMI
@@ -23,16 +24,6 @@ def _redact(text: str, secrets: Sequence[str | None]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def _log_tail(log_file: Path | None, secrets: Sequence[str | None], lines: int = 30) -> str:
-    if log_file is None or not log_file.exists():
-        return ""
-    try:
-        tail = log_file.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return _redact("\n".join(tail), secrets)
 
 
 def wait_ready(
@@ -72,7 +63,7 @@ def wait_ready(
     if not wait_until(up, timeout, interval=interval, give_up=exited):
         if exited():
             assert process is not None
-            tail = _log_tail(log_file, [token])
+            tail = _redact(log_tail(log_file), [token])
             raise ServerNotReadyError(
                 f"Label Studio exited with code {process.returncode} before {base} was ready"
                 + (f"; last lines of {log_file}:\n{tail}" if tail else "")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from inkloop.devservers.spawn import start_server
 from inkloop.models.mlflow_registry import offline_mlflow_env
-from inkloop.net import HOST, answers, free_port
+from inkloop.net import HOST, free_port
 from inkloop.processes import stop_group
-from inkloop.retry import wait_until
 
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
@@ -76,22 +76,19 @@ def start(
     # MLflow's job runner (a second process, for its GenAI jobs) is nothing tracking or the registry
     # needs: without it the server starts in about half the time and idles without a consumer.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    handle = MlflowHandle(url=url, pid=proc.pid, data_dir=data, log_file=log_file, process=proc)
-    if wait_until(lambda: answers(f"{url}/health"), timeout, give_up=lambda: proc.poll() is not None):
-        (data / "server.pid").write_text(f"{proc.pid}\n")
-        return handle
-    stop(handle)
-    tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-    raise MlflowServerError(f"mlflow server on {url} did not become ready (exit {proc.returncode}):\n{tail}")
+    proc = start_server(
+        cmd,
+        url=url,
+        probe="/health",
+        log_file=log_file,
+        env=env,
+        timeout=timeout,
+        stop_timeout=STOP_TIMEOUT,
+        what="mlflow server",
+        error=MlflowServerError,
+    )
+    (data / "server.pid").write_text(f"{proc.pid}\n")
+    return MlflowHandle(url=url, pid=proc.pid, data_dir=data, log_file=log_file, process=proc)
 
 
 def stop(handle: MlflowHandle, *, timeout: float = STOP_TIMEOUT) -> bool:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from inkloop.net import HOST, answers, free_port
+from inkloop.devservers.spawn import start_server
+from inkloop.net import HOST, free_port
 from inkloop.processes import stop_group
-from inkloop.retry import wait_until
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -89,24 +89,21 @@ def start(
     logs = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="inkloop-s3-"))
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / "moto.log"
-    server_env = {**os.environ, **dict(env or {})}
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            [_moto_executable(), "-H", HOST, "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=server_env,
-            start_new_session=True,
-        )
-    handle = S3Handle(url=url, pid=proc.pid, log_file=log_file, process=proc, env=dict(env or {}))
     # any HTTP answer counts: with IAM emulation on, an anonymous request gets 403
-    probe, exited = f"{url}/moto-api/", lambda: proc.poll() is not None
-    if wait_until(lambda: answers(probe, ok=None), timeout, interval=0.2, give_up=exited):
-        return handle
-    stop(handle)
-    tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-    raise S3ServerError(f"moto_server on {url} did not become ready (exit {proc.returncode}):\n{tail}")
+    proc = start_server(
+        [_moto_executable(), "-H", HOST, "-p", str(port)],
+        url=url,
+        probe="/moto-api/",
+        ok=None,
+        log_file=log_file,
+        env={**os.environ, **dict(env or {})},
+        timeout=timeout,
+        stop_timeout=STOP_TIMEOUT,
+        what="moto_server",
+        error=S3ServerError,
+        interval=0.2,
+    )
+    return S3Handle(url=url, pid=proc.pid, log_file=log_file, process=proc, env=dict(env or {}))
 
 
 def stop(handle: S3Handle, *, timeout: float = STOP_TIMEOUT) -> bool:
