@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import ExitCode, QuietOpt, count_progress
+from inkloop.cli.common import ExitCode, QuietOpt, count_progress, fail
 from inkloop.cli.console import make_console as _console
 
 app = typer.Typer(
@@ -168,8 +168,7 @@ def detect(
             progress=on_event,
         )
     except ModelError as exc:
-        console.print(f"[red]model error:[/red] {exc}")
-        raise typer.Exit(ExitCode.MODEL) from None
+        raise fail(console, "model error", exc, ExitCode.MODEL) from None
     finally:
         stop_progress()
     if json_out:
