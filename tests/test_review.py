@@ -99,6 +99,26 @@ def test_push_twice_creates_no_duplicates_and_carries_predictions(review, page_p
     assert review.ensure_project() == review.project_id  # get-or-create is idempotent
 
 
+def test_one_project_lookup_serves_status_push_and_pull(labelstudio, page_pngs):
+    """What the push operator does (does the project exist? its reviews so far? then the push),
+    and a pull after it, list the projects once: the id found is kept for the client."""
+    title = "one lookup"
+    LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title).ensure_project()
+    calls: list[str] = []
+
+    class Counted(LabelStudioReview):
+        def call(self, what, fn):
+            calls.append(what)
+            return super().call(what, fn)
+
+    client = Counted(labelstudio.url, labelstudio.token, project_title=title)
+    pid = client.find_project()
+    assert pid is not None and client.status()["reviews"] == 0
+    assert client.push(page_pngs)["pushed"] == 5 and client.project_id == pid
+    assert client.pull() == []
+    assert calls.count("list projects") == 1, calls
+
+
 def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):
     review.push(page_pngs, delivery="upload")
     tasks = {t.data["page_key"]: t for t in review.iter_tasks()}

@@ -178,10 +178,18 @@ class LabelStudioClient:
 
     def find_project(self) -> int | None:
         """The review project's id, or None: the oldest project with exactly this title, so a
-        retry after a failure (or two clients racing) always lands in the same project."""
+        retry after a failure (or two clients racing) always lands in the same project.
+
+        Always asks the server (a caller checks whether the project exists now); an id found is
+        kept for this client, so the calls after it (status, push, pull) do not list the projects
+        again."""
         found = self.call("list projects", lambda: list(self.client.projects.list(title=self.project_title)))
         ids = [int(p.id) for p in found if p.title == self.project_title and p.id is not None]
-        return min(ids) if ids else None
+        if not ids:
+            return None
+        if self._project_id is None:
+            self._project_id = min(ids)
+        return min(ids)
 
     def ensure_project(self) -> int:
         """Get or create the review project by title (idempotent)."""
@@ -209,15 +217,13 @@ class LabelStudioClient:
 
         A read that created the project it was asked about would hide a typo in the title (an
         empty project answers "0 reviews" forever) and leave a stray project behind."""
-        if self._project_id is None:
-            found = self.find_project()
-            if found is None:
-                raise ReviewServiceError(
-                    f"Label Studio at {self.url}: no project named {self.project_title!r} "
-                    "(push pages first, or check the title)"
-                )
-            self._project_id = found
-        return self._project_id
+        found = self._project_id if self._project_id is not None else self.find_project()
+        if found is None:
+            raise ReviewServiceError(
+                f"Label Studio at {self.url}: no project named {self.project_title!r} "
+                "(push pages first, or check the title)"
+            )
+        return found
 
     def delete_project(self, project_id: int) -> None:
         """Delete a project (the half-made one of a failed push); forgets it if it was this client's."""

@@ -95,10 +95,8 @@ class LabelStudioReview(LabelStudioClient):
         """
         how = page_delivery(delivery, document_root)
         how.check([os.fspath(img) for _, img in pages])
-        if self._project_id is None:
-            self._project_id = self.find_project()
-            if self._project_id is None:  # about to create one: prove the token first
-                self.check_access()
+        if self._project_id is None and self.find_project() is None:
+            self.check_access()  # about to create one: prove the token first
         created: dict[str, int] = {}
         try:
             existing = self.existing_page_keys()
