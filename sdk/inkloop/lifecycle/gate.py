@@ -297,7 +297,7 @@ def evaluate_gate(
     """
     from inkloop.detection.detector import Detector
     from inkloop.evaluation.evaluator import EVAL_CONF, UNKNOWN_DOMAIN, evaluate, load_dataset, load_rgb
-    from inkloop.lifecycle.training import local_dataset, split_version
+    from inkloop.lifecycle.training import local_dataset, samples_version
     from inkloop.lifecycle.variants import summarize_report
 
     t0 = time.perf_counter()
@@ -318,7 +318,7 @@ def evaluate_gate(
         refs["production"] = reg.fetch(name, prod_v)
     local = local_dataset(data)  # a stored dataset is measured from a local copy
     dataset = load_dataset(local, split)
-    test_version = split_version(local, split)
+    test_version = samples_version(dataset.samples)  # the split just loaded, not read again
     test_set: dict[str, Any] = {
         "data": str(data),
         "split": split,

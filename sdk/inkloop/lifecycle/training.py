@@ -313,8 +313,9 @@ def _load_split(data_yaml: Path, split: str) -> list[Sample]:
         return []
 
 
-def _samples_version(samples: Iterable[Sample], image_hashes: dict[Path, str] | None = None) -> str:
-    """:func:`split_version` of loaded samples; ``image_hashes``: images already hashed."""
+def samples_version(samples: Iterable[Sample], image_hashes: dict[Path, str] | None = None) -> str:
+    """:func:`split_version` of a split already loaded (``load_dataset(...).samples``), so a caller
+    holding the samples does not load the split again; ``image_hashes``: images already hashed."""
     known = image_hashes or {}
     pairs = sorted(
         f"{known.get(s.image) or sha256_file(s.image)}:{sha256_file(s.label) if s.label is not None else '-'}"
@@ -335,7 +336,7 @@ def split_version(data: str | os.PathLike[str], split: str = "test") -> str:
     """
     from inkloop.evaluation.loading import load_dataset
 
-    return _samples_version(load_dataset(Path(data), split).samples)
+    return samples_version(load_dataset(Path(data), split).samples)
 
 
 def check_test_split_frozen(data_yaml: str | os.PathLike[str], test_split: str = "test") -> dict[str, Any]:
@@ -375,7 +376,7 @@ def _check_frozen(path: Path, test_split: str, splits: dict[str, list[Sample]]) 
             f"{path}: {len(leaks)} training/validation image(s) are also in the frozen {test_split!r} "
             f"split ({shown}); remove them from train/val so the gate's test stays unseen"
         )
-    return {test_split: _samples_version(test, hashes), f"{test_split}_images": len(test)}
+    return {test_split: samples_version(test, hashes), f"{test_split}_images": len(test)}
 
 
 def _external_roots(root: Path, splits: dict[str, list[Sample]]) -> list[str]:
