@@ -32,7 +32,6 @@ from inkloop.evaluation.evaluator import (
     IOU_THRESHOLDS,
     DatasetError,
     ImagePredictions,
-    box_iou,
     choose_threshold,
     compute_ap,
     compute_metrics,
@@ -44,6 +43,7 @@ from inkloop.evaluation.evaluator import (
     metrics_by_group,
     predict_dataset,
 )
+from inkloop.geometry import box_iou
 from inkloop.models.resolve import resolve_model
 from parity import EVAL_VS_VAL_MAP50, EVAL_VS_VAL_MAP50_95
 

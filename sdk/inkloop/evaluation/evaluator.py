@@ -59,7 +59,6 @@ from inkloop.evaluation.report import (
     metrics_by_group,
     write_errors,
 )
-from inkloop.geometry import box_iou
 
 if TYPE_CHECKING:
     from inkloop.detection.detector import Detector
@@ -80,7 +79,6 @@ __all__ = [
     "ThresholdChoice",
     "YoloDataset",
     "ap_per_class",
-    "box_iou",
     "check_classes",
     "choose_threshold",
     "compute_ap",
