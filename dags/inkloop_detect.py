@@ -21,7 +21,7 @@ from datetime import timedelta
 from airflow.sdk import Param, task
 
 from inkloop_provider.assets import INKLOOP_ROOT, RESULTS
-from inkloop_provider.dag_defaults import from_params, inkloop_dag
+from inkloop_provider.dag_defaults import RUN_FOLDER, from_params, inkloop_dag
 from inkloop_provider.hooks.storage import STORAGE_CONN_TEMPLATE
 from inkloop_provider.operators.detect import InkloopDetectOperator
 from inkloop_provider.operators.results import InkloopMergeResultsOperator
@@ -76,16 +76,13 @@ def inkloop_detect() -> None:
         return bool(batches)  # an empty inbox ends the run here, in seconds
 
     @task
-    def part_dirs(
-        batches: list[list[str]], params: dict | None = None, run_id: str | None = None
-    ) -> list[str]:
+    def part_dirs(batches: list[list[str]], run_folder: str, params: dict | None = None) -> list[str]:
         assert params is not None
-        safe = (run_id or "run").replace(":", "_").replace("+", "_")
-        return [f"{params['out_dir']}/parts/{safe}/{i:04d}" for i in range(len(batches))]
+        return [f"{params['out_dir']}/parts/{run_folder}/{i:04d}" for i in range(len(batches))]
 
     batches = list_batches(STORAGE_CONN_TEMPLATE)
     gate = anything_new(batches)
-    parts = part_dirs(batches)
+    parts = part_dirs(batches, RUN_FOLDER)
     gate >> parts
     detected = InkloopDetectOperator.partial(
         task_id="detect",

@@ -18,7 +18,7 @@ import os
 from airflow.sdk import Param
 
 from inkloop_provider.assets import INKLOOP_ROOT, PRODUCTION_MODEL, TRAINING_DATA
-from inkloop_provider.dag_defaults import from_params, inkloop_dag
+from inkloop_provider.dag_defaults import RUN_FOLDER, from_params, inkloop_dag
 from inkloop_provider.operators.lifecycle import (
     InkloopExportOperator,
     InkloopPromoteOperator,
@@ -26,7 +26,7 @@ from inkloop_provider.operators.lifecycle import (
 )
 
 #: The training run's folder (the export goes into its ``export/``): one per DAG run.
-RUN_DIR = "{{ params.runs_dir }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
+RUN_DIR = "{{ params.runs_dir }}/" + RUN_FOLDER
 
 
 @inkloop_dag(

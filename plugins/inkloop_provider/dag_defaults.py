@@ -26,6 +26,11 @@ REVIEW_PARAMS: dict[str, Param] = {
     "project": Param("inkloop review", type="string", description="Label Studio project title"),
 }
 
+#: A DAG run's folder name, rendered from its ``run_id`` (``:`` and ``+`` of the timestamp in a
+#: scheduled run's id become ``_``, so the name is safe in any file system and in an object key):
+#: the detect run's part folders and the retrain run's folder use this one rule.
+RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
+
 
 def inkloop_dag(
     dag_id: str, *, schedule: Any, params: dict[str, Param], doc: str | None, **settings: Any
