@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from inkloop import storage
 from inkloop.convert.labelstudio import from_labelstudio
+from inkloop.geometry import clip
 from inkloop.types import Detection
 
 
@@ -104,10 +105,9 @@ def resolve_task(task: Any, anns: list[dict[str, Any]]) -> ReviewedPage | None:
         oh = int(region.get("original_height") or h)
         if float(value.get("rotation") or 0.0) % 360.0:
             rotated = True
-        x0, y0, x1, y1 = from_labelstudio(value, ow, oh)
-        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(ow), x1), min(float(oh), y1)
+        xyxy = clip(from_labelstudio(value, ow, oh), float(ow), float(oh))  # rotated: corners stick out
         for label in value.get("rectanglelabels") or ["signature"]:
-            boxes.append(Detection(label=label, score=1.0, xyxy=(x0, y0, x1, y1)))
+            boxes.append(Detection(label=label, score=1.0, xyxy=xyxy))
     return ReviewedPage(status="submitted", ground_truth=boxes, rotated=rotated, **_based_on(chosen), **base)  # type: ignore[arg-type]
 
 
