@@ -455,7 +455,7 @@ def _sha256(path: Path) -> str:
 def test_export_yolo_versions_and_manifest(make_store: Callable[[], CurationStore], tmp_path: Path) -> None:
     from PIL import Image
 
-    from inkloop.lifecycle.training import dataset_manifest
+    from inkloop.datasets import dataset_manifest
 
     store = make_store()
     negatives = [

@@ -276,8 +276,9 @@ def test_export_into_a_missing_bucket_fails_before_any_work(
 def test_tiny_training_reads_its_data_from_the_bucket_and_stores_its_run_there(
     s3_env: str, tmp_path: Path
 ) -> None:
+    from inkloop.datasets import dataset_manifest
     from inkloop.lifecycle.retrain import retrain
-    from inkloop.lifecycle.training import dataset_manifest, run_scratch
+    from inkloop.lifecycle.training import run_scratch
 
     data, run = storage.join(s3_env, "datasets", "v1"), storage.join(s3_env, "runs", "tiny")
     local = _stored_dataset(tmp_path, data)
@@ -335,8 +336,8 @@ def test_training_data_urls_are_copied_to_scratch_and_bad_ones_name_the_url(
 ) -> None:
     import yaml
 
-    from inkloop.evaluation.evaluator import DatasetError
-    from inkloop.lifecycle.training import dataset_manifest, prepare_training_data
+    from inkloop.datasets import DatasetError, dataset_manifest
+    from inkloop.lifecycle.training import prepare_training_data
 
     data = storage.join(s3_env, "sets", "v1")
     local = _stored_dataset(tmp_path, data)

@@ -24,6 +24,7 @@ from inkloop.curation.records import (
     _safe_stem,
     split_for_key,
 )
+from inkloop.datasets import dataset_manifest
 from inkloop.evaluation.domains import UNKNOWN_DOMAIN, write_domains
 from inkloop.geometry import clip
 from inkloop.storage import folders as storage_folders
@@ -184,7 +185,6 @@ class Exports:
         import yaml
 
         import inkloop
-        from inkloop.lifecycle.training import dataset_manifest
 
         split_summary = self.freeze_test_split()
         F = self.fo.ViewField
