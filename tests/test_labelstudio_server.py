@@ -144,7 +144,7 @@ def test_saved_token_is_private(tmp_path: Path) -> None:
 def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The server venvs are installed without byte-compiling (setup time); their pythons must be
     free to write the caches, else every start recompiles Django where a machine sets this."""
-    from inkloop.devservers.venvs import clean_python_env
+    from inkloop.serving.venvs import clean_python_env
 
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     # a caller's own Label Studio settings never reach the child: it runs with Label Studio's
