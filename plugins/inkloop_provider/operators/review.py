@@ -147,9 +147,12 @@ class InkloopReviewPullOperator(LabelStudioProjectOperator):
         from inkloop.review.labelstudio import pull_to_file
 
         client = self.client()
-        context["ti"].xcom_push(key="project_url", value=client.project_url())
         with self.storage():
-            return pull_to_file(client, self.out, self.state or None)
+            pulled = pull_to_file(client, self.out, self.state or None)
+        # after the pull, which found the project (or failed naming it): asked before, the URL
+        # would have created a project a mistyped title names, and the pull read it empty
+        context["ti"].xcom_push(key="project_url", value=client.project_url())
+        return pulled
 
 
 def pull_and_curate(
