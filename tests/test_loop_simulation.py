@@ -69,6 +69,10 @@ def test_a_work_folder_resumes_only_a_report_with_its_own_settings(tmp_path):
     assert run.previous_report({"rounds": 3}, "a replay")["seconds"] == 12.5
     with pytest.raises(ReplayError, match=r"simulation\.json was written by a replay with other settings"):
         run.previous_report({"rounds": 4}, "a replay", ReplayError)
+    # the runs rewrite it through the base too (atomically: no temporary file is left beside it)
+    run.save_report({"config": {"rounds": 3}, "seconds": 20.0, "new_domain": "née-numérique"})
+    assert run.previous_report({"rounds": 3}, "a replay")["new_domain"] == "née-numérique"
+    assert sorted(p.name for p in run.work.iterdir()) == ["simulation.json"]
 
 
 @pytest.mark.slow

@@ -34,15 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from inkloop import storage
 from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("routing", "random")
 
-#: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): ("stage", {"strategy",
-#: "round", "what", ...}).
+# Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): ("stage", {"strategy",
+# "round", "what", ...}).
 
 
 @dataclass(frozen=True)
@@ -252,9 +251,6 @@ class LoopSimulation(WorkFolderRun):
         d["strategies"] = list(self.config.strategies)
         return d
 
-    def _save(self, report: SimulationReport) -> None:
-        storage.write_local_atomic(str(self.report_path), json.dumps(report.to_dict(), indent=2).encode())
-
     def _train(
         self, start: str, samples: Sequence[Any], tag: str, epochs: int, scratch: bool
     ) -> tuple[Path, float]:
@@ -422,7 +418,7 @@ class LoopSimulation(WorkFolderRun):
                 "seed", 0, seed_samples, seed_samples, c.start_model, c.seed_epochs, scratch, None
             )
             report.steps.append(seed)
-            self._save(report)
+            self.save_report(report.to_dict())
         self.progress("done", {"tag": "seed", "map50": seed.map50})
         for strategy in c.strategies:
             labeled = list(seed_samples)
@@ -446,7 +442,7 @@ class LoopSimulation(WorkFolderRun):
                     report.steps.append(done)
                     report.seconds = round(report.seconds + time.monotonic() - t0, 1)
                     t0 = time.monotonic()
-                    self._save(report)
+                    self.save_report(report.to_dict())
                 else:
                     by_name = {str(s.image): s for s in arrivals}
                     chosen = [by_name[p] for p in done.selected]
@@ -455,7 +451,7 @@ class LoopSimulation(WorkFolderRun):
                 weights = self.work / "runs" / f"{strategy}-r{r}" / "weights" / "last.pt"
                 self.progress("done", {"tag": f"{strategy}-r{r}", "map50": done.map50})
         report.seconds = round(report.seconds + time.monotonic() - t0, 1)
-        self._save(report)
+        self.save_report(report.to_dict())
         return report
 
 

@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inkloop import storage
 from inkloop.benchmarks.workfolder import REPORT as REPORT  # the CLI reads the report by it
 from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
 from inkloop.models.references import BUNDLED_NAME
@@ -70,8 +69,8 @@ PLOT = "simulation.png"
 #: model's own.
 MODEL_NAME = BUNDLED_NAME
 
-#: Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): (stage, info); info has
-#: "seed", "strategy", "round" and stage details.
+# Progress events (:data:`~inkloop.benchmarks.workfolder.ProgressFn`): (stage, info); info has
+# "seed", "strategy", "round" and stage details.
 
 
 class ReplayError(ValueError):
@@ -585,11 +584,6 @@ class Replay(WorkFolderRun):
             fresh.seconds = float(old.get("seconds", 0.0))
         return fresh
 
-    def _save(self, report: ReplayReport) -> None:
-        storage.write_local_atomic(
-            str(self.report_path), json.dumps(report.to_dict(), indent=1, ensure_ascii=False).encode()
-        )
-
     # -- the start model -------------------------------------------------------------------------
     def _start_model(self) -> Any:
         """The start model, resolved once per work folder and kept in ``workdir/start-registry``.
@@ -952,7 +946,7 @@ class Replay(WorkFolderRun):
                             selected=[],
                         )
                     )
-                    self._save(report)
+                    self.save_report(report.to_dict())
                 total = 0
                 for rnd, (batch, k) in enumerate(zip(batches, reviews, strict=True), 1):
                     prev = report.get(seed, strategy, rnd)
@@ -966,10 +960,10 @@ class Replay(WorkFolderRun):
                     report.rounds.append(row)
                     report.seconds = round(report.seconds + time.monotonic() - t0, 1)
                     t0 = time.monotonic()
-                    self._save(report)
+                    self.save_report(report.to_dict())
                     self.progress("done", {"seed": seed, "strategy": strategy, "round": rnd, "row": row})
         report.seconds = round(report.seconds + time.monotonic() - t0, 1)
-        self._save(report)
+        self.save_report(report.to_dict())
         plot_report(report, self.work / PLOT)
         return report
 

@@ -3,7 +3,7 @@ that holds the run, its report rewritten as the run goes, and progress events.
 
 Why one base: both runs take hours, so both keep everything in ``workdir`` and resume from the
 report found there; a report written with other settings must stop the run, never be mixed into it.
-That rule and the folder's set-up were written twice, alike.
+That rule, the folder's set-up and the report's atomic rewrite were written twice, alike.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from inkloop import storage
 
 #: Progress events: (stage, info); what ``info`` holds is each run's (strategy, round, seed …).
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -47,3 +49,10 @@ class WorkFolderRun:
                 f"{path} was written by {what} with other settings; use another --workdir or remove it"
             )
         return old
+
+    def save_report(self, report: dict[str, Any]) -> None:
+        """Rewrite the report atomically (a run killed mid-write leaves the previous one whole, to
+        resume from)."""
+        storage.write_local_atomic(
+            str(self.report_path), json.dumps(report, indent=1, ensure_ascii=False).encode()
+        )
