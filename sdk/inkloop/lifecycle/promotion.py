@@ -17,7 +17,6 @@ within parity tolerance are registered; OpenVINO and TensorRT outputs stay in th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -225,7 +224,7 @@ def export_candidate(
     last) uploaded to ``out_dir`` at the end.
     """
     from inkloop.lifecycle.export import export_onnx
-    from inkloop.lifecycle.training import local_dataset, scratch_dir
+    from inkloop.lifecycle.training import local_dataset, url_scratch
 
     weights, record = find_weights(source)
     if data is not None:
@@ -243,8 +242,7 @@ def export_candidate(
         "lineage": {"parent": parent, "weights": str(weights)},
     }
     if output is not None:
-        tail = output.rstrip("/").rsplit("/", 1)[-1] or "export"
-        out = scratch_dir() / "exports" / f"{hashlib.sha256(output.encode()).hexdigest()[:16]}-{tail}"
+        out, _ = url_scratch("exports", output, "export")
         shutil.rmtree(out, ignore_errors=True)
     else:
         out = Path(out_dir).resolve()

@@ -200,11 +200,19 @@ def scratch_dir() -> Path:
     return Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "inkloop-scratch"
 
 
+def url_scratch(kind: str, url: str, default_name: str) -> tuple[Path, str]:
+    """``(<scratch>/<kind>/<hash of url>-<name>, name)``, ``name`` the URL's last part (else
+    ``default_name``): the same local folder for the same URL, another one for another URL whose
+    last part is the same (``s3://a/v1`` and ``s3://b/v1``)."""
+    name = url.rstrip("/").rsplit("/", 1)[-1] or default_name
+    return scratch_dir() / kind / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}", name
+
+
 def run_scratch(run_url: str) -> Path:
     """The local working folder of a run kept at a storage URL: the same for the same URL (and
     scratch folder), so the local data.yaml a checkpoint records is where a resume looks for it."""
-    tail = run_url.rstrip("/").rsplit("/", 1)[-1] or "run"
-    return scratch_dir() / "runs" / f"{hashlib.sha256(run_url.encode()).hexdigest()[:16]}-{tail}" / tail
+    folder, name = url_scratch("runs", run_url, "run")
+    return folder / name
 
 
 def _url_folder(url: str) -> str:
@@ -267,8 +275,7 @@ def local_dataset(data: str | os.PathLike[str], options: dict[str, Any] | None =
     s = os.fspath(data)
     if not storage.is_url(s):
         return s
-    tail = s.rstrip("/").rsplit("/", 1)[-1] or "data"
-    folder = scratch_dir() / "datasets" / f"{hashlib.sha256(s.encode()).hexdigest()[:16]}-{tail}"
+    folder, _ = url_scratch("datasets", s, "data")
     return local_training_data(s, folder, options)
 
 
