@@ -1,5 +1,6 @@
 """Starting a local server the way every dev server does: in its own process group, its output
-appended to a log file, returned once its readiness URL answers.
+appended to a log file (:func:`spawn`, Label Studio's too), returned once its readiness URL
+answers (:func:`start_server`).
 
 Why one helper: the MLflow and the S3 (moto) servers started, waited and failed the same way, line
 for line; a fix to one (a server that exits at once, the log's tail in the error) belongs to both.
@@ -28,6 +29,32 @@ def log_tail(log_file: Path | None, lines: int = 30) -> str:
         return ""
 
 
+def spawn(
+    cmd: Sequence[str],
+    *,
+    log_file: Path,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    banner: str = "",
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own process group (stopped as a whole by
+    :func:`inkloop.processes.stop_group`, never by name), no stdin, stdout and stderr appended to
+    ``log_file`` after ``banner`` (a line that tells one start from the next in a kept log)."""
+    with open(log_file, "ab") as log:
+        if banner:
+            log.write(banner.encode())
+            log.flush()
+        return subprocess.Popen(
+            list(cmd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
 def start_server(
     cmd: Sequence[str],
     *,
@@ -42,19 +69,10 @@ def start_server(
     ok: Container[int] | None = (200,),
     interval: float = 0.5,
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own process group (stdout and stderr appended to ``log_file``) and
-    return its process once ``url + probe`` answers with a status in ``ok`` (``None``: any HTTP
-    answer). If it exits first or ``timeout`` passes, its group is stopped and ``error`` raised,
-    naming ``what``, ``url``, the exit code and the end of the log."""
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-            start_new_session=True,
-        )
+    """:func:`spawn` ``cmd`` and return its process once ``url + probe`` answers with a status in
+    ``ok`` (``None``: any HTTP answer). If it exits first or ``timeout`` passes, its group is
+    stopped and ``error`` raised, naming ``what``, ``url``, the exit code and the end of the log."""
+    proc = spawn(cmd, log_file=log_file, env=env)
     exited = lambda: proc.poll() is not None  # noqa: E731 (a one-line predicate)
     if wait_until(lambda: answers(url + probe, ok=ok), timeout, interval=interval, give_up=exited):
         return proc

@@ -52,6 +52,7 @@ from inkloop.devservers.labelstudio.template import (
 )
 from inkloop.devservers.labelstudio.tokens import ensure_token, read_token
 from inkloop.devservers.labelstudio.venv import ensure_venv
+from inkloop.devservers.spawn import spawn
 from inkloop.net import free_port, port_is_free
 from inkloop.processes import pid_alive, stop_group
 
@@ -217,18 +218,9 @@ def start(
     )
     cmd = [str(executable), "start", "--no-browser", "--internal-host", HOST, "--port", str(port)]
     started = time.monotonic()
-    with open(log_file, "ab") as log:
-        log.write(f"\n=== inkloop: starting Label Studio on {url} at {datetime.now(UTC)} ===\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=data_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stop() ends it and only it
-        )
+    banner = f"\n=== inkloop: starting Label Studio on {url} at {datetime.now(UTC)} ===\n"
+    # its own process group: stop() ends it and only it
+    process = spawn(cmd, log_file=log_file, env=env, cwd=data_dir, banner=banner)
     pid_file.write_text(f"{process.pid}\n")
     (data_dir / STATE_FILE_NAME).write_text(
         json.dumps({"pid": process.pid, "url": url, "port": port, "username": username}) + "\n"
