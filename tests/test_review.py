@@ -114,9 +114,12 @@ def test_one_project_lookup_serves_status_push_and_pull(labelstudio, page_pngs):
     client = Counted(labelstudio.url, labelstudio.token, project_title=title)
     pid = client.find_project()
     assert pid is not None and client.status()["reviews"] == 0
+    assert client.reviews_so_far() == 0  # the push operator's baseline: no lookup of its own
     assert client.push(page_pngs)["pushed"] == 5 and client.project_id == pid
     assert client.pull() == []
     assert calls.count("list projects") == 1, calls
+    fresh = LabelStudioReview(labelstudio.url, labelstudio.token, project_title="one lookup, none yet")
+    assert fresh.reviews_so_far() == 0 and fresh.find_project() is None  # never created by a read
 
 
 def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):

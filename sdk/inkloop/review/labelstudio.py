@@ -199,10 +199,8 @@ class LabelStudioReview(LabelStudioClient):
         baseline a push hands to the review wait, read before its pages go in, so a reviewer quick
         enough to finish a page before the wait starts still counts. Never creates the project;
         the id found is kept, so the push that follows does not look it up again."""
-        if self._project_id is None:
-            self._project_id = self.find_project()
-            if self._project_id is None:
-                return 0
+        if self._project_id is None and self.find_project() is None:
+            return 0
         try:
             return int(self.status()["reviews"])
         except ReviewServiceError:  # the counters could not be read: count from nothing
