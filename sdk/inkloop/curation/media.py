@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from inkloop import storage
-from inkloop.documents.hashing import sha256_file
+from inkloop.documents.hashing import copy_hashing
 from inkloop.storage.cache import cache_dir
 
 CACHE_ENV = "INKLOOP_MEDIA_CACHE"
@@ -143,8 +143,7 @@ class MediaCache:
         tmp = incoming / f".{uuid.uuid4().hex}"
         try:
             with storage.open_file(url, "rb", options) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            digest = sha256_file(tmp)
+                digest = copy_hashing(src, dst)  # hashed as it is copied, not read back
             suffix = _suffix(url)
             target = self._object_path(digest, suffix)
             target.parent.mkdir(parents=True, exist_ok=True)
