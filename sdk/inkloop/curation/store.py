@@ -29,7 +29,7 @@ Why it is shaped this way:
   been trained on, so it can join neither side). The ``split`` field is authoritative; the sample
   tags mirror it for the App.
 - **Versioned exports.** An export is written to a temporary folder, hashed with
-  :func:`inkloop.lifecycle.training.dataset_manifest` (the data version), and renamed into
+  :func:`inkloop.datasets.dataset_manifest` (the data version), and renamed into
   ``<out>/<version>/``; an existing version folder is never overwritten (exporting unchanged data
   again returns the existing folder). ``<out>`` may be a storage URL: the version is uploaded
   there with ``manifest.json`` last (object stores have no rename).
