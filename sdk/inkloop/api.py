@@ -105,7 +105,7 @@ def detect(
         if verdict is not False:
             # The verdict's ambiguous band sits on the threshold the results were cut at.
             config = verdict if isinstance(verdict, VerdictConfig) else None
-            config = config or VerdictConfig(threshold=run.detector.conf)
+            config = config or VerdictConfig.at(run.detector.thresholds)
             summary, _ = judge_run(out_dir, summary, config, routing)  # routes once, with the verdicts
         elif routing is not None:
             decisions = [r.decision for r in route_run(out_dir, routing)]

@@ -33,6 +33,9 @@ class Page:
     """One page of a document: its pixel size at ``dpi`` and, for PDFs, its size in PDF points.
 
     ``dpi`` is ``None`` for raster inputs whose pixels *are* the page (PNG, JPEG, TIFF).
+    ``domain`` is ``scan`` or ``digital`` (:mod:`inkloop.documents.domain`): which operating
+    threshold the page was cut at, and which domain curation files it under; ``None`` in records
+    written before detection recorded it.
     """
 
     doc_id: str
@@ -41,6 +44,7 @@ class Page:
     height: int
     dpi: float | None = None
     pdf_size: tuple[float, float] | None = None
+    domain: str | None = None
 
     @property
     def page_key(self) -> str:
@@ -48,7 +52,7 @@ class Page:
         return f"{self.doc_id}:{self.index}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "doc_id": self.doc_id,
             "index": self.index,
             "width": self.width,
@@ -56,6 +60,9 @@ class Page:
             "dpi": self.dpi,
             "pdf_size": list(self.pdf_size) if self.pdf_size else None,
         }
+        if self.domain is not None:
+            d["domain"] = self.domain
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Page:
@@ -67,6 +74,7 @@ class Page:
             height=int(d["height"]),
             dpi=d.get("dpi"),
             pdf_size=(float(pdf[0]), float(pdf[1])) if pdf else None,
+            domain=d.get("domain"),
         )
 
 

@@ -136,12 +136,14 @@ def _print_report(console: Any, d: dict[str, Any], out: Path) -> None:
     title = escape(f"inkloop evaluate — {d['model_version']} on {d['data']} [{d['split']}]")
     t = Table(title=title, show_header=False)
     b, a = d["best_f1"], d["at_target_recall"]
+    own = d.get("domain_thresholds") or {}
+    cut = f"conf>{d['operating_threshold']:g}" + "".join(f", {k} >{v:g}" for k, v in sorted(own.items()))
     rows = [
         ("images / gt boxes", f"{d['n_images']} / {d['n_gt']}"),
         ("mAP50", f"{d['map50']:.4f}"),
         ("mAP50-95", f"{d['map50_95']:.4f}"),
         (
-            f"P / R / F1 @ conf>{d['operating_threshold']:g}",
+            f"P / R / F1 @ {cut}",
             f"{d['precision']:.3f} / {d['recall']:.3f} / {d['f1']:.3f}",
         ),
         ("TP / FP / FN", f"{d['tp']} / {d['fp']} / {d['fn']}"),
@@ -179,15 +181,19 @@ def _print_groups(console: Any, title: str, kind: str, groups: dict[str, dict[st
     from rich.table import Table
 
     g = Table(title=escape(title))
-    for col in (kind, "images", "gt boxes", "mAP50", "mAP50-95", "P", "R", "F1", "TP / FP / FN"):
+    own = any("operating_threshold" in m for m in groups.values())  # cut at their own threshold
+    cols = (kind, "images", "gt boxes", "mAP50", "mAP50-95", *(("conf>",) if own else ()), "P", "R", "F1")
+    for col in (*cols, "TP / FP / FN"):
         g.add_column(col)
     for name, m in groups.items():
+        cut = (f"{m['operating_threshold']:g}" if "operating_threshold" in m else "",) if own else ()
         g.add_row(
             escape(name),
             str(m["n_images"]),
             str(m["n_gt"]),
             f"{m['map50']:.4f}",
             f"{m['map50_95']:.4f}",
+            *cut,
             f"{m['precision']:.3f}",
             f"{m['recall']:.3f}",
             f"{m['f1']:.3f}",

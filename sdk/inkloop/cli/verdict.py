@@ -50,19 +50,19 @@ def verdict_command(
     if not (results / "results.jsonl").is_file():
         console.print(f"[red]usage:[/red] {results} has no results.jsonl (run `inkloop detect` first)")
         raise typer.Exit(ExitCode.USAGE)
-    if threshold is None:
-        from inkloop.models.resolve import resolve_model
-
-        threshold = resolve_model(None).card.conf_threshold
-    if not (0.0 < threshold < 1.0) or band < 0:
+    if (threshold is not None and not (0.0 < threshold < 1.0)) or band < 0:
         console.print("[red]usage:[/red] --threshold must be in (0, 1) and --band ≥ 0")
         raise typer.Exit(ExitCode.USAGE)
     if source_root is not None and not source_root.is_dir():
         console.print(f"[red]usage:[/red] --source-root {source_root} is not a folder")
         raise typer.Exit(ExitCode.USAGE)
-    verdicts = derive_verdicts(
-        results, VerdictConfig(threshold=threshold, band=band), source_root=source_root
-    )
+    if threshold is None:  # the thresholds the bundled model cut its results at, per page domain
+        from inkloop.models.resolve import resolve_model
+
+        config = VerdictConfig.at(resolve_model(None).card.thresholds, band=band)
+    else:
+        config = VerdictConfig(threshold=threshold, band=band)
+    verdicts = derive_verdicts(results, config, source_root=source_root)
     counts = count_verdicts(verdicts)
     path = results / "verdicts.jsonl"
     if json_out:

@@ -13,7 +13,7 @@ import numpy as np
 
 from inkloop.detection.nms import decode as decode_head
 from inkloop.detection.preprocess import Transform, prepare
-from inkloop.models.references import ModelCard, ModelError, ModelRef, is_triton_ref
+from inkloop.models.references import ModelCard, ModelError, ModelRef, Thresholds, is_triton_ref
 from inkloop.models.resolve import resolve_model
 from inkloop.types import Detection
 
@@ -83,6 +83,8 @@ class Detector:
     #: Pad letterboxed inputs to a multiple of this instead of the full square (set for models
     #: with dynamic height/width; ``None`` for subclasses that bypass ``__init__``).
     stride: int | None = None
+    #: The card's per-domain operating thresholds, when no ``conf`` was given (:attr:`thresholds`).
+    _thresholds: Thresholds | None = None
 
     def __init__(
         self,
@@ -104,6 +106,7 @@ class Detector:
             self.model = model if isinstance(model, ModelRef) else resolve_model(model)
         self.card: ModelCard = self.model.card
         self.conf = self.card.conf_threshold if conf is None else conf
+        self._thresholds = self.card.thresholds if conf is None else None
         self.iou = self.card.iou_threshold if iou is None else iou
         self.max_det = max_det
         opts = ort.SessionOptions()
@@ -145,6 +148,14 @@ class Detector:
                 f"{self.model.path}: model predicts {out_shape[1] - 4} classes but its card names "
                 f"{len(self.card.class_names)} ({self.card.class_names})"
             )
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Where each page is cut: the card's per-domain thresholds, or ``conf`` for every page
+        when it was given. :meth:`detect` knows no domain and decodes at ``conf``; the pipeline,
+        which knows each page's domain, decodes down to ``thresholds.floor`` and cuts each page
+        at its own domain's threshold."""
+        return self._thresholds if self._thresholds is not None else Thresholds(self.conf)
 
     @property
     def input_size(self) -> int:

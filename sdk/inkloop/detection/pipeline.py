@@ -373,7 +373,7 @@ class DetectionRun:
         scorer = self.scorer
         try:
             raw, second_raw = inferred.result() if inferred is not None else (None, None)
-            with decoding_floor(self.detector, scorer) as threshold:  # near misses too, when scoring
+            with decoding_floor(self.detector, scorer) as thresholds:  # lower domains', near misses
                 dets = infer.detections([it.prepared for it in ok if it.prepared is not None], raw)
                 second_ok = [it for it in ok if it.second is not None]
                 second_dets = infer.detections(
@@ -385,7 +385,7 @@ class DetectionRun:
                 it.error = it.error or DocumentError(it.doc.source, err, "inference_unavailable")
             dets = second_dets = []
             ok = second_ok = []
-            threshold = self.detector.conf
+            thresholds = self.detector.thresholds
         by_item = {id(it): d for it, d in zip(ok, dets, strict=True)}
         second_by_item = {id(it): d for it, d in zip(second_ok, second_dets, strict=True)}
         for it in batch:
@@ -402,9 +402,10 @@ class DetectionRun:
             assert it.view is not None
             view = it.view
             mapped = [Detection(d.label, d.score, view.to_page(d.xyxy)) for d in by_item[id(it)]]
+            threshold = thresholds.of(view.page.domain)  # the page's domain's operating threshold
             result = PageResult(
                 page=view.page,
-                detections=kept(mapped, threshold),  # what a run without a scorer keeps
+                detections=kept(mapped, threshold),  # what a run at that threshold keeps
                 model_version=self.detector.model_version,
                 source=it.doc.source,
             )

@@ -27,6 +27,7 @@ from inkloop.types import Detection
 if TYPE_CHECKING:
     from inkloop.detection.detector import Detector, Prepared
     from inkloop.documents.opening import OpenedDocument
+    from inkloop.models.references import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +76,29 @@ def kept(detections: Sequence[Detection], threshold: float) -> list[Detection]:
 
 
 @contextlib.contextmanager
-def decoding_floor(detector: Detector, scorer: PageScorer | None) -> Iterator[float]:
-    """Temporarily decode down to the scorer's floor; yields the operating threshold.
+def decoding_floor(detector: Detector, scorer: PageScorer | None) -> Iterator[Thresholds]:
+    """Temporarily decode down to the lowest score anyone needs; yields the operating thresholds.
 
-    Greedy NMS visits boxes by descending score, so boxes below the threshold never suppress
-    boxes above it: filtering ``score > threshold`` afterwards gives exactly the boxes a run at
-    the threshold gives. The detector's ``conf`` is restored on exit, so a detector shared
-    between runs is left as it was.
+    That floor is the lowest domain's operating threshold (:attr:`Detector.thresholds`), and
+    the scorer's floor below it. Greedy NMS visits boxes by descending score, so boxes below a
+    threshold never suppress boxes above it: filtering ``score > threshold`` afterwards
+    (:func:`kept`, each page at its domain's threshold) gives exactly the boxes a run at that
+    threshold gives. The detector's ``conf`` is restored on exit, so a detector shared between
+    runs is left as it was.
     """
-    threshold = detector.conf
-    if scorer is None:
-        yield threshold
+    thresholds = detector.thresholds
+    floor = thresholds.floor
+    if scorer is not None:
+        floor = min(floor, scorer.floor(floor))
+    saved = detector.conf
+    if floor >= saved:
+        yield thresholds
         return
-    detector.conf = min(threshold, scorer.floor(threshold))
+    detector.conf = floor
     try:
-        yield threshold
+        yield thresholds
     finally:
-        detector.conf = threshold
+        detector.conf = saved
 
 
 def page_text(doc: OpenedDocument, index: int) -> str:

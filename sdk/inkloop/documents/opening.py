@@ -25,6 +25,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from inkloop.documents.domain import SCAN, pdf_page_domain
 from inkloop.documents.hashing import sha256_file
 from inkloop.documents.inputs import MEDIA_TYPES, is_url, sniff_media_type
 from inkloop.documents.limits import DAMAGE_WORDS, DocumentError, Limits, _clean
@@ -216,7 +217,11 @@ class OpenedDocument:
             raise DocumentError(
                 self.source, f"page {index + 1}: {pw}×{ph} px at {dpi:g} dpi, over the limit", "too_large"
             )
-        pg = Page(self.doc_id, index, pw, ph, dpi=dpi, pdf_size=(w_pt, h_pt))
+        try:
+            domain: str | None = pdf_page_domain(page)
+        except Exception:  # a damaged content stream: the page is still read, at the default threshold
+            domain = None
+        pg = Page(self.doc_id, index, pw, ph, dpi=dpi, pdf_size=(w_pt, h_pt), domain=domain)
         # The model sees what ultralytics' predict (and training) gives it: the page at reading
         # resolution, bilinear-resized to the model's size, so detections match theirs. Made
         # cheaply: a scanned page's JPEG is decoded by DCT scaling straight to reading resolution.
@@ -280,7 +285,7 @@ class OpenedDocument:
                 self.source, f"page {index + 1}: corrupt or truncated image ({_clean(exc)})", "corrupt"
             ) from exc
         w, h = frame.size  # a rotated photo's page is its upright size: boxes refer to that
-        pg = Page(self.doc_id, index, w, h)
+        pg = Page(self.doc_id, index, w, h, domain=SCAN)
         side = max(w, h) if mode == "letterbox" else min(w, h)
         r = min(1.0, model_size / side)
         arr = np.asarray(frame)

@@ -59,6 +59,7 @@ from inkloop.evaluation.report import (
     metrics_by_group,
     write_errors,
 )
+from inkloop.models.references import Thresholds
 
 if TYPE_CHECKING:
     from inkloop.detection.detector import Detector
@@ -147,7 +148,8 @@ def evaluate(
     if on_start is not None:
         on_start(len(dataset))
     preds, latency = predict_dataset(det, dataset, batch_size, progress)
-    threshold = det.card.conf_threshold if conf is None else conf
+    # each image at its domain's operating threshold, as detection cuts pages; --conf: one for all
+    threshold = det.card.thresholds if conf is None else Thresholds(conf)
     report, errors = compute_metrics(
         preds,
         det.card.class_names,

@@ -150,13 +150,17 @@ def _prf(tp: int, fp: int, n_true: int) -> tuple[float, float, float]:
     return p, r, f1
 
 
-def counts_at(tp50: np.ndarray, conf: np.ndarray, n_true: int, threshold: float) -> ThresholdChoice:
+def counts_at(
+    tp50: np.ndarray, conf: np.ndarray, n_true: int, threshold: float, cut: np.ndarray | None = None
+) -> ThresholdChoice:
     """Precision, recall and F1 at IoU 0.5 for the boxes scoring above ``threshold``.
 
     Valid because matching is greedy in score order: the boxes above a threshold match exactly as
-    they would if the lower ones had never been predicted.
+    they would if the lower ones had never been predicted (within each image, so also when
+    ``cut`` gives each box its own image's threshold, as per-domain thresholds do; ``threshold``
+    is then only the label recorded).
     """
-    keep = conf > threshold
+    keep = conf > (threshold if cut is None else cut)
     tp = int(tp50[keep].sum())
     fp = int(keep.sum()) - tp
     p, r, f1 = _prf(tp, fp, n_true)

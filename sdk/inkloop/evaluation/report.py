@@ -25,6 +25,7 @@ from inkloop.evaluation.metrics import (
     match_predictions,
 )
 from inkloop.geometry import box_iou
+from inkloop.models.references import Thresholds
 
 
 @dataclass
@@ -93,6 +94,14 @@ class EvalReport:
     #: The same numbers per domain (``scan``, ``digital``; :data:`UNKNOWN_DOMAIN` for images whose
     #: dataset records none), filled whenever the data records domains (:func:`metrics_by_domain`).
     domains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Domains whose images were cut at their own operating threshold (a card's
+    #: ``domain_thresholds``); every other image at ``operating_threshold``.
+    domain_thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Where each image was cut, per domain."""
+        return Thresholds(self.operating_threshold, self.domain_thresholds)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "pr_curve"}
@@ -165,7 +174,7 @@ def image_errors(
 def compute_metrics(
     images: Sequence[ImagePredictions],
     class_names: Sequence[str],
-    operating_threshold: float,
+    operating_threshold: float | Thresholds,
     target_recall: float | None = 0.9,
     *,
     model_version: str = "",
@@ -179,14 +188,20 @@ def compute_metrics(
     """Score predictions against ground truth: the report and the per-image errors.
 
     Precision/recall/F1 at the operating threshold pool all classes (one class in practice);
-    mAP is the per-class mean, as ultralytics. When images carry a domain (and ``by_domain``),
+    mAP is the per-class mean, as ultralytics. ``operating_threshold`` may give domains their
+    own (:class:`~inkloop.models.references.Thresholds`, a card's): each image is then cut at
+    its domain's, as detection cuts its pages. When images carry a domain (and ``by_domain``),
     ``report.domains`` scores each domain on its own (:func:`metrics_by_domain`).
     """
+    th = Thresholds.of_value(operating_threshold)
     ordered, corrects, assigns, st = _stack(images)
     apr = ap_per_class(st["tp"], st["conf"], st["pred_cls"], st["target_cls"])
     tp50 = st["tp"][:, 0] if len(st["tp"]) else np.zeros(0, bool)
     n_gt = len(st["target_cls"])
-    op = counts_at(tp50, st["conf"], n_gt, operating_threshold)
+    cut = None
+    if th.by_domain:  # each box at its image's domain's threshold
+        cut = np.concatenate([np.full(len(im.scores), th.of(im.domain)) for im in ordered] or [np.zeros(0)])
+    op = counts_at(tp50, st["conf"], n_gt, th.default, cut)
     best, at_recall = choose_threshold(tp50, st["conf"], n_gt, target_recall, floor=eval_conf)
     per_class = {
         (class_names[c] if c < len(class_names) else str(c)): {
@@ -211,7 +226,8 @@ def compute_metrics(
         n_predictions=len(st["conf"]),
         eval_conf=eval_conf,
         nms_iou=nms_iou,
-        operating_threshold=float(operating_threshold),
+        operating_threshold=float(th.default),
+        domain_thresholds=dict(th.by_domain),
         precision=op.precision,
         recall=op.recall,
         f1=op.f1,
@@ -228,9 +244,9 @@ def compute_metrics(
         pr_curve=curve,
     )
     if by_domain and any(im.domain is not None for im in images):
-        report.domains = metrics_by_domain(images, class_names, operating_threshold)
+        report.domains = metrics_by_domain(images, class_names, th)
     errors = [
-        image_errors(im, c, a, operating_threshold, class_names)
+        image_errors(im, c, a, th.of(im.domain), class_names)
         for im, c, a in zip(ordered, corrects, assigns, strict=True)
     ]
     return report, errors
@@ -264,20 +280,28 @@ GROUP_FIELDS = (
 
 
 def _score_members(
-    members: dict[str, list[ImagePredictions]], class_names: Sequence[str], operating_threshold: float
+    members: dict[str, list[ImagePredictions]],
+    class_names: Sequence[str],
+    operating_threshold: float | Thresholds,
 ) -> dict[str, dict[str, Any]]:
-    """Each group of images scored on its own, as if it were the whole split (sorted by name)."""
+    """Each group of images scored on its own, as if it were the whole split (sorted by name);
+    every image still cut at its own domain's threshold. A group cut at one threshold records
+    it (``operating_threshold``), as a domain does."""
     out: dict[str, dict[str, Any]] = {}
+    th = Thresholds.of_value(operating_threshold)
     for name in sorted(members):
-        d = compute_metrics(members[name], class_names, operating_threshold, None, by_domain=False)[0]
+        d = compute_metrics(members[name], class_names, th, None, by_domain=False)[0]
         out[name] = {k: v for k, v in d.to_dict().items() if k in GROUP_FIELDS}
+        cuts = {th.of(im.domain) for im in members[name]}
+        if th.by_domain and len(cuts) == 1:
+            out[name]["operating_threshold"] = cuts.pop()
     return out
 
 
 def metrics_by_group(
     images: Sequence[ImagePredictions],
     class_names: Sequence[str],
-    operating_threshold: float,
+    operating_threshold: float | Thresholds,
     pattern: str | re.Pattern[str],
 ) -> dict[str, dict[str, Any]]:
     """The same metrics for each group of images (by file name), e.g. per source of a pooled dataset.
@@ -293,7 +317,9 @@ def metrics_by_group(
 
 
 def metrics_by_domain(
-    images: Sequence[ImagePredictions], class_names: Sequence[str], operating_threshold: float
+    images: Sequence[ImagePredictions],
+    class_names: Sequence[str],
+    operating_threshold: float | Thresholds,
 ) -> dict[str, dict[str, Any]]:
     """The same metrics for each domain (``scan``, ``digital``, …) of the images.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,39 @@ class ModelError(RuntimeError):
     """A model reference that cannot be resolved, read or trusted."""
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The operating score threshold of each page domain, and the one for every other page.
+
+    Why per domain: a detector's scores are not calibrated alike on scans and on born-digital
+    pages. ``signature-detector@4`` keeps precision 0.89 on clean digital pages down to a score
+    of 0.15, where scans have fallen to 0.80; one threshold for both either drops a tenth of
+    the digital signatures or floods scans with false boxes. A page's domain is known before
+    the model runs (:mod:`inkloop.documents.domain`), so each page is cut at its own domain's
+    threshold. ``default`` covers pages of any other domain, and images with none.
+    """
+
+    default: float
+    by_domain: Mapping[str, float] = field(default_factory=dict)
+
+    def of(self, domain: str | None) -> float:
+        """The threshold a page of ``domain`` is cut at."""
+        return float(self.by_domain.get(domain, self.default)) if domain is not None else self.default
+
+    @property
+    def floor(self) -> float:
+        """The lowest of them: what a detector decodes down to before each page is cut."""
+        return min([self.default, *self.by_domain.values()])
+
+    @classmethod
+    def of_value(cls, value: float | Thresholds) -> Thresholds:
+        """``value`` itself, or one threshold for every page."""
+        return value if isinstance(value, Thresholds) else cls(float(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"default": self.default, "by_domain": dict(self.by_domain)}
+
+
 @dataclass
 class ModelCard:
     """What a model needs at inference time, and what we know about where it came from."""
@@ -54,6 +88,8 @@ class ModelCard:
     preprocessing: Preprocessing = "letterbox"
     conf_threshold: float = 0.25
     iou_threshold: float = 0.7
+    #: Operating thresholds of page domains that differ from ``conf_threshold`` (:class:`Thresholds`).
+    domain_thresholds: dict[str, float] = field(default_factory=dict)
     sha256: str | None = None
     data_version: str | None = None
     parent_version: str | None = None
@@ -67,6 +103,11 @@ class ModelCard:
         """The label written on every result: ``name@version``."""
         return f"{self.name}@{self.version}"
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """Where a page of each domain is cut: ``conf_threshold`` unless its domain has its own."""
+        return Thresholds(self.conf_threshold, dict(self.domain_thresholds))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -78,6 +119,14 @@ class ModelCard:
         card.extra.update(unknown)
         if card.preprocessing not in ("letterbox", "stretch"):
             raise ModelError(f"unknown preprocessing {card.preprocessing!r} in card of {card.name}")
+        dt = card.domain_thresholds
+        if not isinstance(dt, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and 0.0 <= v < 1.0 for k, v in dt.items()
+        ):
+            raise ModelError(
+                f"card of {card.name}: domain_thresholds must map domains to scores in [0, 1), not {dt!r}"
+            )
+        card.domain_thresholds = {k: float(v) for k, v in dt.items()}
         return card
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -143,13 +143,23 @@ class Demo:
             return [], [], [], f"**Quarantined** {src.name}: {reason} ({q['error']})", "", ""
         _render_pages(src, run, self.limits, opts.people_dpi)
         operating = det.card.conf_threshold
+        by_domain = det.card.domain_thresholds
         (run / "run.json").write_text(
-            json.dumps({"source": src.name, "model_version": summary.model_version, "operating": operating})
+            json.dumps(
+                {
+                    "source": src.name,
+                    "model_version": summary.model_version,
+                    "operating": operating,
+                    "domain_thresholds": by_domain,
+                }
+            )
         )
         gallery, rows, files, verdict = self.view(run.name, operating if threshold is None else threshold)
         status = (
             f"{src.name}: {summary.pages} page(s), model {summary.model_version} "
-            f"(its operating threshold {operating:.2f})"
+            f"(its operating threshold {operating:.2f}"
+            + "".join(f"; {d} pages {v:.2f}" for d, v in sorted(by_domain.items()))
+            + ")"
         )
         return gallery, rows, files, status, verdict, run.name
 
@@ -159,6 +169,7 @@ class Demo:
         from inkloop.detection import outputs
         from inkloop.detection.results import read_results
         from inkloop.detection.scoring import kept
+        from inkloop.models.references import Thresholds
         from inkloop.verdict import VerdictConfig, derive_verdicts
 
         run = self._run(run_name)
@@ -170,13 +181,17 @@ class Demo:
         with self._views:  # one computation per view, even when two events ask at once
             if not (view / "view.json").is_file():
                 pages = sorted(read_results(run), key=lambda r: r.page.index)
-                pages = [replace(r, detections=kept(r.detections, t)) for r in pages]
+                # at the card's own value, each page is cut where `inkloop detect` cuts it (its
+                # domain's threshold); anywhere else the slider's value holds for every page
+                at_card = abs(t - meta["operating"]) < 1e-9
+                cut = Thresholds(t, meta.get("domain_thresholds", {}) if at_card else {})
+                pages = [replace(r, detections=kept(r.detections, cut.of(r.page.domain))) for r in pages]
                 view.mkdir(exist_ok=True)
                 (view / "results.jsonl").write_text(
                     "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in pages)
                 )
                 # the verdict `inkloop detect` writes, at this threshold: its ambiguous band starts here
-                (verdict,) = derive_verdicts(view, VerdictConfig(threshold=t), write=False)
+                (verdict,) = derive_verdicts(view, VerdictConfig.at(cut), write=False)
                 stem = f"{outputs.safe_stem(meta['source'])}-t{t:.2f}"
                 for r in pages:
                     img = _read_png(run / "pages" / f"p{r.page.index + 1}.png")

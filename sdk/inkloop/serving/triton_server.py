@@ -108,7 +108,8 @@ class Served:
                     doc.close()
         tensor, transform = prepare(view.image, card.input_size, card.preprocessing, self.stride)
         raw = self.session.run(None, {self.input_name: tensor[None]})[0][0]
-        boxes, scores, classes = decode(raw, card.conf_threshold, card.iou_threshold, 300)
+        # cut where `inkloop detect` cuts the page: at its domain's operating threshold
+        boxes, scores, classes = decode(raw, card.thresholds.of(view.page.domain), card.iou_threshold, 300)
         src = transform.to_source(boxes) if len(boxes) else np.zeros((0, 4))
         page = [view.to_page(tuple(float(v) for v in b)) for b in src]
         names = card.class_names

@@ -7,6 +7,7 @@ here means one file changes at merge time.
 from __future__ import annotations
 
 from inkloop.convert.pdf import pixels_to_points
+from inkloop.models.references import Thresholds
 from inkloop.types import BoxXYXY, Detection, Page, PageResult
 
-__all__ = ["BoxXYXY", "Detection", "Page", "PageResult", "pixels_to_points"]
+__all__ = ["BoxXYXY", "Detection", "Page", "PageResult", "Thresholds", "pixels_to_points"]

@@ -9,11 +9,12 @@ document goes to a person instead of getting a confident answer.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from inkloop.geometry import covered_share
-from inkloop.verdict._base import BoxXYXY, PageResult, pixels_to_points
+from inkloop.verdict._base import BoxXYXY, PageResult, Thresholds, pixels_to_points
 from inkloop.verdict.places import DocumentEvidence, analyze_document
 from inkloop.verdict.record import DocumentVerdict, Ink, SignaturePlace, Verdict
 
@@ -23,7 +24,9 @@ class VerdictConfig:
     """The geometric and score rules; recorded on every verdict.
 
     - ``threshold``: the detector's operating threshold (results hold only boxes at or above
-      it; the bundled model's card says 0.25).
+      it; the bundled model's card gives it, ``conf_threshold``).
+    - ``domain_thresholds``: the operating thresholds of page domains cut at another one (the
+      card's ``domain_thresholds``): a page's band sits on its own domain's threshold.
     - ``band``: a box scoring below ``threshold + band`` is ambiguous: it never signs a place by
       itself, its place becomes ``uncertain``.
     - ``on_fraction``: a box signs a place when at least this share of the box's area, or of
@@ -36,9 +39,23 @@ class VerdictConfig:
     band: float = 0.15
     on_fraction: float = 0.3
     near_margin: float = 36.0
+    domain_thresholds: Mapping[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    @classmethod
+    def at(cls, thresholds: Thresholds, **rules: float) -> VerdictConfig:
+        """The rules for results cut at ``thresholds`` (a detector's or a card's)."""
+        return cls(threshold=thresholds.default, domain_thresholds=dict(thresholds.by_domain), **rules)
+
+    def threshold_of(self, domain: str | None) -> float:
+        """The operating threshold a page of ``domain`` was cut at."""
+        return Thresholds(self.threshold, self.domain_thresholds).of(domain)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["domain_thresholds"] = dict(self.domain_thresholds)
+        if not d["domain_thresholds"]:
+            del d["domain_thresholds"]  # as verdicts recorded it before domains had their own
+        return d
 
 
 def _overlap(a: BoxXYXY, b: BoxXYXY) -> float:
@@ -67,7 +84,7 @@ def ink_from_results(results: Sequence[PageResult], config: VerdictConfig) -> li
                     xyxy=d.xyxy,
                     pdf_xyxy=pts,
                     label=d.label,
-                    ambiguous=d.score < config.threshold + config.band,
+                    ambiguous=d.score < config.threshold_of(r.page.domain) + config.band,
                 )
             )
     return out
