@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,11 @@ from inkloop.benchmarks.corpus import (
     make_scanned_pdf,
     scan_jpegs,
 )
+
+if TYPE_CHECKING:  # the pipeline loads in the measuring processes, not when the module is read
+    from inkloop.detection.detector import Detector
+    from inkloop.detection.pipeline import DetectionRun, DetectOptions
+    from inkloop.models.references import ModelCard
 
 #: Targets from the throughput issue (printed beside the measurements, never asserted in tests).
 TARGET_VS_MODEL = 0.9
@@ -71,7 +76,7 @@ def _clock(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def pipeline_options(cfg: BenchConfig) -> Any:
+def pipeline_options(cfg: BenchConfig) -> DetectOptions:
     """The pipeline's options for the benchmark: its defaults unless the config overrides them."""
     from inkloop.detection.pipeline import DetectOptions
 
@@ -84,7 +89,7 @@ def pipeline_options(cfg: BenchConfig) -> Any:
 
 
 def model_tensors(
-    corpus: Corpus, kind: str, detector: Any, prepare: Callable[[np.ndarray], Any], n: int
+    corpus: Corpus, kind: str, detector: Detector, prepare: Callable[[np.ndarray], Any], n: int
 ) -> list[Any]:
     """The first ``n`` pages of one kind, rendered and prepared the pipeline's way."""
     from inkloop.documents.opening import open_document
@@ -100,7 +105,7 @@ def model_tensors(
     return got
 
 
-def pipeline_batch(detector: Any, batch: int) -> int:
+def pipeline_batch(detector: Detector, batch: int) -> int:
     """The batch the pipeline runs ``detector`` at (page by page on CPU backends): the bare
     model is timed the same way, so the ratio compares like with like."""
     from inkloop.detection.pipeline import infers_page_by_page
@@ -108,7 +113,7 @@ def pipeline_batch(detector: Any, batch: int) -> int:
     return 1 if infers_page_by_page(detector) else batch
 
 
-def bare_model(detector: Any, prepared: Sequence[Any], batch: int, workers: int = 1) -> float:
+def bare_model(detector: Detector, prepared: Sequence[Any], batch: int, workers: int = 1) -> float:
     """Seconds for ``session.run`` alone over the tensors, ``batch`` at a time, no decoding.
 
     Tensors of the same shape are batched together. With ``workers`` > 1, that many threads
@@ -138,10 +143,10 @@ def bare_model(detector: Any, prepared: Sequence[Any], batch: int, workers: int 
     return time.perf_counter() - t0
 
 
-def pipeline_run(run: Any, files: Sequence[Path], out_dir: Path) -> float:
+def pipeline_run(run: DetectionRun, files: Sequence[Path], out_dir: Path) -> float:
     """Seconds for one :meth:`DetectionRun.run` over ``files`` into a fresh ``out_dir``."""
     shutil.rmtree(out_dir, ignore_errors=True)
-    run.out_dir = out_dir
+    run.out_dir = os.fspath(out_dir)  # the run keeps its folder as a string (URLs stay URLs)
     return _clock(lambda: run.run([str(f) for f in files]))[0]
 
 
@@ -200,7 +205,7 @@ def measure_memory(pdf: Path, cfg: BenchConfig, work: Path) -> dict[str, Any]:
 
 
 def discover_variants(
-    cfg: BenchConfig, model_path: Path, card: Any, work: Path
+    cfg: BenchConfig, model_path: Path, card: ModelCard, work: Path
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Variants to measure beside fp32, and notes on those that are not available.
 
@@ -242,7 +247,7 @@ def discover_variants(
     return found, notes
 
 
-def _quantize_int8(model_path: Path, card: Any, work: Path, cfg: BenchConfig) -> Path | str:
+def _quantize_int8(model_path: Path, card: ModelCard, work: Path, cfg: BenchConfig) -> Path | str:
     """An INT8 copy of the model from the SDK's variants module; a string says why there is none."""
     try:
         from inkloop.lifecycle.variants import quantize_int8
@@ -260,7 +265,7 @@ def _quantize_int8(model_path: Path, card: Any, work: Path, cfg: BenchConfig) ->
 def _measure_variants(
     cfg: BenchConfig,
     fp32_path: Path,
-    card: Any,
+    card: ModelCard,
     tensors: Sequence[Any],
     corpus: Corpus,
     work: Path,
@@ -352,7 +357,7 @@ def request_overhead(local: Any, remote: Any, prepared: Sequence[Any], n: int = 
     }
 
 
-def served_vs_local(local_card: Any, remote_run: Any) -> dict[str, Any]:
+def served_vs_local(local_card: ModelCard, remote_run: DetectionRun) -> dict[str, Any]:
     """Whether the server serves the local model's weights (the cards' SHA-256): a ratio between two
     different models would measure the models, not the serving."""
     served = remote_run.detector.model.card

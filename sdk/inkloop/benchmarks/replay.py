@@ -60,6 +60,7 @@ from inkloop.models.references import BUNDLED_NAME
 
 if TYPE_CHECKING:
     from inkloop.models.registry import ModelRegistry
+    from inkloop.types import PageResult
 
 log = logging.getLogger(__name__)
 
@@ -548,7 +549,7 @@ def plot_report(report: ReplayReport, path: Path) -> Path:
 # ---------------------------------------------------------------------------------- the loop
 
 
-def page_truth(doc: StreamDoc, result: Any) -> list[tuple[float, float, float, float]]:
+def page_truth(doc: StreamDoc, result: PageResult) -> list[tuple[float, float, float, float]]:
     """A page's true boxes in the pixels of its detection result (labels are resolution-free)."""
     from inkloop.convert.yolo import from_yolo
 

@@ -14,13 +14,16 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress, exits_on
 from inkloop.cli.console import make_console as _console
 from inkloop.cli.renamed import under_old_name
+
+if TYPE_CHECKING:  # FiftyOne loads with the first command that needs it
+    from inkloop.curation.store import CurationStore
 
 curate_app = typer.Typer(
     help="Curate reviewed pages in FiftyOne: evaluate, find issues, freeze the test split, export.",
@@ -54,7 +57,7 @@ def _session(json_out: bool) -> Iterator[None]:
         yield
 
 
-def _store(dataset: str, create: bool = False) -> Any:
+def _store(dataset: str, create: bool = False) -> CurationStore:
     from inkloop.curation.database import quiet
     from inkloop.curation.store import CurationStore
 

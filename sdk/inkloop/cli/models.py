@@ -29,12 +29,15 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from inkloop.cli.common import ExitCode, JsonOpt, QuietOpt, count_progress, fail, fail_for, parse_settings
 from inkloop.cli.console import make_console as _console
+
+if TYPE_CHECKING:  # the registry modules load on first use, not when the CLI starts
+    from inkloop.models.registry import ModelRegistry
 
 RegistryOpt = Annotated[
     str | None,
@@ -454,7 +457,7 @@ def promote_command(
 # ----------------------------------------------------------------------------------------- models
 
 
-def _registry(url: str | None) -> Any:
+def _registry(url: str | None) -> ModelRegistry:
     from inkloop.models.resolve import open_registry
 
     return open_registry(url)
@@ -478,7 +481,9 @@ def models_list(registry: RegistryOpt = None, json_out: JsonOpt = False) -> None
     console = _console(json_out)
     try:
         reg = _registry(registry)
-        out = {n: {"versions": reg.list_versions(n), "aliases": reg.aliases(n)} for n in reg.list_models()}
+        out: dict[str, dict[str, Any]] = {
+            n: {"versions": reg.list_versions(n), "aliases": reg.aliases(n)} for n in reg.list_models()
+        }
     except ModelError as exc:
         raise fail(console, "model error", exc, ExitCode.MODEL) from None
     _emit(json_out, {"registry": reg.url, "models": out})
@@ -519,7 +524,7 @@ def models_show(
         reg = _registry(registry)
         version = reg.resolve_version(name, tag)
         card = reg.show(name, version)
-        payload = {
+        payload: dict[str, Any] = {
             "name": name,
             "version": version,
             "aliases": [a for a, v in reg.aliases(name).items() if v == version],

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from inkloop.cli.common import ExitCode, JsonOpt, exits_on
+
+if TYPE_CHECKING:  # the review client loads with the first command that needs it
+    from inkloop.review.labelstudio import LabelStudioReview
 
 review_app = typer.Typer(
     help="Send uncertain pages to Label Studio and bring corrections back.", no_args_is_help=True
@@ -41,7 +44,9 @@ ProjectOpt = Annotated[str, typer.Option("--project", help="Project title (creat
 ExistingProjectOpt = Annotated[str, typer.Option("--project", help="Project title (must exist).")]
 
 
-def _client(url: str, token: str | None, project: str, class_names: list[str] | None = None) -> Any:
+def _client(
+    url: str, token: str | None, project: str, class_names: list[str] | None = None
+) -> LabelStudioReview:
     from inkloop.review.labelstudio import LabelStudioReview
 
     if not token:

@@ -41,9 +41,13 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inkloop.models.references import ModelError, ModelRef
+from inkloop.models.references import ModelCard, ModelError, ModelRef
+
+if TYPE_CHECKING:
+    from inkloop.models.registry import ModelRegistry
+    from inkloop.models.resolve import RegistryArg
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +221,7 @@ def _domain_check(
     return {"ok": not reasons, "tolerance": tolerance, "domains": per}, reasons
 
 
-def candidate_parity(card: Any) -> tuple[bool, str]:
+def candidate_parity(card: ModelCard) -> tuple[bool, str]:
     """Whether the export recorded parity between the candidate's ONNX file and its checkpoint."""
     variant = card.extra.get("variant")
     if isinstance(variant, dict):  # the candidate *is* a variant (e.g. v3-int8): its own record
@@ -235,7 +239,7 @@ def candidate_parity(card: Any) -> tuple[bool, str]:
     return True, f"fp32 ONNX vs .pt: mean box IoU {p.get('mean_iou')}, ΔmAP50 {p.get('delta_map50')}"
 
 
-def _frozen_split_check(card: Any, test_version: str, split: str) -> tuple[bool, str]:
+def _frozen_split_check(card: ModelCard, test_version: str, split: str) -> tuple[bool, str]:
     recorded = ((card.recipe or {}).get("data") or {}).get("frozen") or {}
     held_out = recorded.get(split)
     if held_out is None:
@@ -273,7 +277,7 @@ def side_by_side_latency(detectors: dict[str, Any], images: list[Any], repeats: 
     return {k: round(1000 * statistics.median(v), 3) for k, v in times.items()}
 
 
-def _registry(registry: Any) -> Any:
+def _registry(registry: RegistryArg) -> ModelRegistry:
     from inkloop.models.resolve import open_registry
 
     return open_registry(registry)
@@ -283,7 +287,7 @@ def evaluate_gate(
     name: str,
     data: str | os.PathLike[str],
     *,
-    registry: Any = None,
+    registry: RegistryArg = None,
     candidate: str = "candidate",
     production: str = "production",
     split: str = "test",
@@ -388,7 +392,7 @@ def evaluate_gate(
     )
 
 
-def write_decision(registry: Any, decision: GateDecision) -> str:
+def write_decision(registry: RegistryArg, decision: GateDecision) -> str:
     """Store ``gate.json`` in the candidate's version folder (beside, not inside, its card).
 
     The card and the files it vouches for are immutable; the gate's verdict is an annotation that
@@ -399,7 +403,7 @@ def write_decision(registry: Any, decision: GateDecision) -> str:
     return str(reg.write_file(decision.name, decision.candidate, GATE_FILE, data))
 
 
-def read_decision(registry: Any, name: str, version: str) -> dict[str, Any] | None:
+def read_decision(registry: RegistryArg, name: str, version: str) -> dict[str, Any] | None:
     """The last gate decision stored for a version, or None."""
     raw = _registry(registry).read_file(name, version, GATE_FILE)
     return json.loads(raw) if raw is not None else None
@@ -409,7 +413,7 @@ def promote(
     name: str,
     data: str | os.PathLike[str] | None = None,
     *,
-    registry: Any = None,
+    registry: RegistryArg = None,
     candidate: str = "candidate",
     alias: str = "production",
     split: str = "test",
@@ -456,7 +460,7 @@ def promote(
     return decision
 
 
-def _track_decision(card: Any, decision: GateDecision) -> None:
+def _track_decision(card: ModelCard, decision: GateDecision) -> None:
     """Log the decision and its reasons into the candidate's training run, when it was tracked."""
     from inkloop.lifecycle.tracking import tracker_for_card
 

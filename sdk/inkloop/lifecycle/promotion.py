@@ -23,11 +23,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inkloop import storage
 from inkloop.lifecycle.variants import FORMATS, ParityTolerance, build_variants, variant_card
 from inkloop.models.references import BUNDLED_NAME, ModelCard, ModelError
+
+if TYPE_CHECKING:
+    from inkloop.models.resolve import RegistryArg
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +199,7 @@ def export_candidate(
     *,
     data: str | os.PathLike[str] | None = None,
     name: str | None = None,
-    registry: Any = None,
+    registry: RegistryArg = None,
     register: bool = True,
     alias: str | None = "candidate",
     imgsz: int | None = None,
@@ -240,6 +243,10 @@ def export_candidate(
         "parent_version": parent.get("model_version") or parent.get("ref"),
         "recipe": recipe,
         "lineage": {"parent": parent, "weights": str(weights)},
+        # the parent's per-domain operating thresholds too, unless one threshold is asked for
+        "domain_thresholds": {}
+        if conf_threshold is not None
+        else dict(defaults.get("domain_thresholds") or {}),
     }
     if output is not None:
         out, _ = url_scratch("exports", output, "export")

@@ -25,9 +25,12 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inkloop.net import answers
+
+if TYPE_CHECKING:
+    from inkloop.models.references import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +274,7 @@ def resume_run(run_dir: str | os.PathLike[str] | None) -> Tracker:
     return Tracker(MlflowClient(tracking_uri=uri), rec.get("run_id"), uri, rec.get("experiment", ""))
 
 
-def tracker_for_card(card: Any) -> Tracker:
+def tracker_for_card(card: ModelCard) -> Tracker:
     """The training run a registered model came from (its card's ``extra["tracking"]``)."""
     rec = (getattr(card, "extra", None) or {}).get("tracking") or {}
     uri, run_id = rec.get("tracking_uri"), rec.get("run_id")

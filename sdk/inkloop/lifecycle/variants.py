@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from inkloop.documents.hashing import sha256_file
 from inkloop.geometry import box_iou, match_boxes
 from inkloop.models.references import ModelCard, ModelRef
 from inkloop.types import Detection
+
+if TYPE_CHECKING:  # the evaluator loads when parity is measured
+    from inkloop.evaluation.evaluator import YoloDataset
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +218,7 @@ class _Scored:
     latency_ms: float
 
 
-def _score(det: Detector, dataset: Any, labelled: bool, split: str, data: str) -> _Scored:
+def _score(det: Detector, dataset: YoloDataset, labelled: bool, split: str, data: str) -> _Scored:
     from inkloop.evaluation.evaluator import compute_metrics, predict_dataset
 
     preds, latency = predict_dataset(det, dataset)
@@ -225,7 +228,7 @@ def _score(det: Detector, dataset: Any, labelled: bool, split: str, data: str) -
         report, _ = compute_metrics(
             preds,
             det.card.class_names,
-            det.card.conf_threshold,
+            det.card.thresholds,
             model_version=det.card.model_version,
             model_ref=det.model.ref,
             data=data,
@@ -246,6 +249,7 @@ def summarize_report(report: dict[str, Any]) -> dict[str, Any]:
         "recall",
         "f1",
         "operating_threshold",
+        "domain_thresholds",
         "n_images",
         "n_gt",
         "split",

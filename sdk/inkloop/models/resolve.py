@@ -15,6 +15,10 @@ from inkloop.models.references import (
 )
 from inkloop.models.registry import ModelRegistry, Registry, default_registry_url, parse_registry_ref
 
+#: What a ``registry=`` argument accepts across the stages: a registry object (used as is), its URL
+#: or folder, or None for the default (``$INKLOOP_REGISTRY``); :func:`open_registry` turns it into one.
+RegistryArg = str | os.PathLike[str] | ModelRegistry | None
+
 
 def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
     """Turn any accepted model reference into a checked local ONNX file and its card."""
@@ -42,7 +46,7 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
 
 
 def open_registry(
-    registry: str | os.PathLike[str] | ModelRegistry | None = None,
+    registry: RegistryArg = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> ModelRegistry:

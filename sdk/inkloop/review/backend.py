@@ -76,7 +76,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -85,6 +85,10 @@ from inkloop.net import http_request
 from inkloop.retry import Backoff, retry
 from inkloop.review.airflow_api import AirflowAPI, AirflowAPIError
 from inkloop.review.auth import LabelStudioAuth
+
+if TYPE_CHECKING:  # the model stack loads when the first prediction is asked for
+    from inkloop.detection.detector import Detector
+    from inkloop.models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +163,16 @@ class ModelServer:
         self.device = device
         self.threads = threads
         self._lock = threading.Lock()
-        self._detector: Any = None
+        self._detector: Detector | None = None
         self._version: str | None = None  # the registry version loaded (alias refs)
-        self._opened: tuple[Any, str, str] | None = None  # (registry, name, tag): see _registry
+        self._opened: tuple[ModelRegistry, str, str] | None = None  # (registry, name, tag): see _registry
         self._next_check = 0.0
         self.follows_alias = ref.startswith(("registry://", "mlflow://", "models:/")) and not is_triton_ref(
             ref
         )
         self.swaps = 0
 
-    def _registry(self) -> tuple[Any, str, str] | None:
+    def _registry(self) -> tuple[ModelRegistry, str, str] | None:
         """The registry, model name and tag of a registry reference (``registry://``, ``mlflow://``,
         ``models:/``), opened once: every alias check then asks it the version alone, and a model
         is fetched only when that version differs from the one served. None for other references."""
@@ -195,7 +199,7 @@ class ModelServer:
         registry, name, tag = opened
         return str(registry.resolve_version(name, tag))
 
-    def _load(self, version: str | None) -> Any:
+    def _load(self, version: str | None) -> Detector:
         from inkloop.detection.detector import Detector
         from inkloop.models.references import is_triton_ref
 
@@ -211,7 +215,7 @@ class ModelServer:
             model = resolve_model(self.ref)
         return Detector(model, device=self.device, threads=self.threads)
 
-    def detector(self) -> Any:
+    def detector(self) -> Detector:
         """The detector to use now (loading it, or the alias's new version, when due)."""
         now = time.monotonic()
         if self._detector is not None and (not self.follows_alias or now < self._next_check):
