@@ -88,7 +88,7 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
         bag = DagBag(dag_folder={str(ROOT / "dags")!r})
         errors = {{k: str(v)[:500] for k, v in bag.import_errors.items()}}
         out = {{"errors": errors, "dags": {{}}, "rendered": 0, "native": [], "storage": {{}}, "pulls": [],
-                "detect": {{}}}}
+                "detect": {{}}, "upstream": {{}}}}
 
         class _Variables:  # no Variable set: the template's default
             @staticmethod
@@ -124,6 +124,7 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
                 if t.task_id == "list_batches":
                     out["storage"][f"{{dag_id}}.list_batches"] = list(t.op_args) == [STORAGE_CONN_TEMPLATE]
             out["dags"][dag_id] = sorted(t.task_id for t in dag.tasks)
+            out["upstream"][dag_id] = {{t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}}
         print("RESULT" + json.dumps(out))
         """
     )
@@ -157,6 +158,13 @@ def test_every_dag_imports_without_cycles_and_templates_render(af):
         "inkloop_reexport.tensorrt",
     }
     assert every <= set(storage) and all(storage.values()), storage
+    # the pending-review count is reset after a successful curation, never before it
+    assert res["upstream"]["inkloop_review_curate"] == {
+        "pull_reviews": [],
+        "enough_new_reviews": ["pull_reviews"],
+        "curate": ["enough_new_reviews"],
+        "reset_pending_reviews": ["curate"],
+    }
 
 
 def test_inkloop_detect_dag_maps_batches_and_merges(af, dags, documents_dir):

@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "signature-detector"
 PASSWORD = "backend-test-password"
 SECRET = "webhook-test-secret"
+#: Deletes the FiftyOne dataset named by argv[1] if it exists (run with the Airflow tasks' environment).
+DELETE_DATASET = """
+import sys
+from inkloop.curation.database import import_fiftyone
+fo = import_fiftyone()
+if fo.dataset_exists(sys.argv[1]):
+    fo.delete_dataset(sys.argv[1])
+"""
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -701,6 +710,30 @@ def test_review_curate_pulls_on_every_event_and_waits_for_min_reviewed(labelstud
         assert "2 reviews pulled since the last export; 3 needed: wait" in first.stdout
         assert "3 reviews pulled since the last export; 4 needed: wait" in second.stdout
         assert labelstudio.token not in first.stdout + second.stdout
+
+        # 3 of 3: curate runs, and fails (the folder holds reviews, no detection results). The
+        # count is reset only after a curation that succeeded, so the next event still sees 3.
+        dataset = f"inkloop-test-review-curate-{uuid.uuid4().hex[:8]}"
+        conf_fail = json.dumps(
+            {"project": title, "min_reviewed": 3, "results_dir": str(results), "dataset": dataset}
+        )
+        try:
+            third = airflow.run("dags", "test", "inkloop_review_curate", "-c", conf_fail, timeout=600)
+            assert "3 reviews pulled since the last export; 3 needed: curate" in third.stdout, third.stdout[
+                -4000:
+            ]
+            assert "state=failed" in third.stdout and "has no results.jsonl" in third.stdout, third.stdout[
+                -4000:
+            ]
+            assert "pending reviews reset" not in third.stdout
+            fourth = airflow.run("dags", "test", "inkloop_review_curate", "-c", conf_wait, timeout=600)
+            assert "3 reviews pulled since the last export; 4 needed: wait" in fourth.stdout, fourth.stdout[
+                -4000:
+            ]
+        finally:  # the failed curation created its (empty) FiftyOne dataset first
+            subprocess.run(
+                [sys.executable, "-c", DELETE_DATASET, dataset], env=env, capture_output=True, timeout=300
+            )
 
 
 def test_start_training_is_answered_at_once_when_airflow_is_down(tmp_path, registry):
