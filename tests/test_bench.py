@@ -90,8 +90,10 @@ def test_pipeline_and_alternative_agree_on_fixture_pages(tmp_path, fixture_corpu
     box may move a little or one near the threshold may flip; nothing more.
     """
     from inkloop.detection.pipeline import DetectionRun, DetectOptions
+    from inkloop.models.resolve import resolve_model
 
-    run = DetectionRun(tmp_path / "x", DetectOptions())
+    # one threshold for every page: the alternative knows no page domains
+    run = DetectionRun(tmp_path / "x", DetectOptions(conf=resolve_model(None).card.conf_threshold))
     det = run.detector
     alt = agreement.Alternative(det.model.path, det.card.input_size, det.conf, det.iou)
     for kind, files in fixture_corpus.items():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle import GRID, NMS_IOUS, choose_operating_threshold, duplicate_boxes, ship
+from bundle import GRID, NMS_IOUS, choose_domain_thresholds, choose_operating_threshold, duplicate_boxes, ship
 from fixture_data import make_dataset
 
 from inkloop.evaluation.evaluator import ImagePredictions
@@ -96,6 +96,26 @@ def test_threshold_is_the_lowest_with_enough_precision() -> None:
     assert rule2.startswith("best F1") and next(r for r in table2 if r["threshold"] == t2)["f1"] == max(
         r["f1"] for r in table2
     )
+
+
+def test_each_domain_gets_its_own_lowest_precise_threshold() -> None:
+    """Scans with false boxes at 0.5 and 0.45 need 0.45 for precision 0.85 (10 true, 1 false);
+    clean digital pages keep it down to 0.10. The card's threshold serves every domain (0.45);
+    digital gets its own."""
+    gt = [[i * 100.0, 0, i * 100.0 + 50, 50] for i in range(10)]
+    scan = _preds([([*gt, [0, 500, 50, 550], [0, 600, 50, 650]], [0.9] * 10 + [0.5, 0.45], gt)])
+    digital = _preds([(gt, [0.12 + 0.09 * i for i in range(10)], gt)])  # 0.12 … 0.93, all true
+    for p in scan:
+        p.domain = "scan"
+    for p in digital:
+        p.path, p.domain = "d.png", "digital"
+    preds = scan + digital
+    t, table, rule = choose_operating_threshold(preds, ["signature"])
+    assert t == 0.45 and rule.endswith("in every domain")
+    assert choose_domain_thresholds(table, t) == {"digital": 0.1}
+    # one domain, or none precise enough lower down: nothing of their own
+    t1, table1, _ = choose_operating_threshold(scan, ["signature"])
+    assert choose_domain_thresholds(table1, t1) == {}
 
 
 def test_duplicate_boxes_counts_nested_and_overlapping_boxes() -> None:

@@ -10,7 +10,11 @@ measured here, in one run:
   fewer than one false box in six true ones while keeping all the recall that precision allows;
   the near misses below it are what routing's ambiguous band sends to people. Where no grid
   threshold reaches 0.85, the best-F1 one. The coarse grid keeps a threshold chosen on 81 pages
-  from fitting them; the whole grid is on the card;
+  from fitting them; the whole grid is on the card. With domains on val (scans and born-digital
+  pages), the 0.85 floor holds in every domain for that threshold, which serves pages of any
+  domain; and each domain whose own lowest threshold with precision ≥ 0.85 is lower gets it
+  (the card's ``domain_thresholds``): scores are not calibrated alike on clean digital pages and
+  on scans, and a page's domain is known before the model runs;
 - the NMS IoU: overlapping boxes on one signature (a box inside a bigger one) cost a reviewer a
   deletion each, so of the IoUs within 1 point (0.01) of the best mAP50, the one leaving the fewest
   duplicate boxes (a kept box covering at least half of a higher-scoring kept box, or covered by
@@ -86,6 +90,28 @@ def choose_operating_threshold(
         return float(best["threshold"]), table, f"lowest threshold with precision >= {min_precision}{where}"
     best = max(table, key=lambda row: (row["f1"], row["threshold"]))
     return float(best["threshold"]), table, f"best F1 (no threshold reaches precision {min_precision})"
+
+
+def choose_domain_thresholds(
+    table: list[dict[str, Any]], default: float, min_precision: float = MIN_PRECISION
+) -> dict[str, float]:
+    """Each domain's own operating threshold, where it is lower than ``default``: the lowest grid
+    threshold whose precision *in that domain* is ≥ ``min_precision`` (``table``: the grid of
+    :func:`choose_operating_threshold`). Images of no recorded domain keep ``default``."""
+    from inkloop.evaluation.domains import UNKNOWN_DOMAIN
+
+    own: dict[str, float] = {}
+    for domain in table[0].get("domains", {}) if table else ():
+        if domain == UNKNOWN_DOMAIN:
+            continue
+        ok = [
+            row["threshold"]
+            for row in table
+            if row["domains"][domain]["recall"] > 0 and row["domains"][domain]["precision"] >= min_precision
+        ]
+        if ok and min(ok) < default:
+            own[domain] = float(min(ok))
+    return own
 
 
 def duplicate_boxes(preds: list[Any], threshold: float, cover: float = 0.5) -> int:
@@ -186,7 +212,7 @@ def ship(
 
     from inkloop.datasets import dataset_manifest
     from inkloop.detection.detector import Detector
-    from inkloop.evaluation.evaluator import EVAL_CONF, check_classes, compute_metrics, load_dataset
+    from inkloop.evaluation.evaluator import EVAL_CONF, check_classes, load_dataset
     from inkloop.lifecycle.export import export_onnx
     from inkloop.lifecycle.training import RECIPES
 
@@ -220,37 +246,16 @@ def ship(
     dataset = load_dataset(data, "val", default_domain)
     check_classes(dataset, len(det.card.class_names), det.card.model_version)
     nms_iou, preds, nms_table = choose_nms_iou(det, dataset)
-    threshold, table, rule = choose_operating_threshold(preds, det.card.class_names)
-    at_op, _ = compute_metrics(preds, det.card.class_names, threshold)
     data_version = args.get("data_version") or dataset_manifest(data)["data_version"]
-    card.conf_threshold = threshold
     card.iou_threshold = nms_iou
     card.data_version = data_version
     card.recipe = {**args, "epochs_completed": epochs_done, "weights": weights}
     card.metrics = {
-        "split": "val",
-        "images": at_op.n_images,
-        "boxes": at_op.n_gt,
-        "mAP50": round(at_op.map50, 4),
-        "mAP50-95": round(at_op.map50_95, 4),
-        "precision": round(at_op.precision, 4),
-        "recall": round(at_op.recall, 4),
-        "f1": round(at_op.f1, 4),
-        "threshold_choice": {
-            "method": f"{rule}, grid 0.10, 0.15, …, 0.70 on val",
-            "recall_target": {"recall": TARGET_RECALL, "met": at_op.recall >= TARGET_RECALL},
-            "grid": table,
-            "best_f1": at_op.best_f1.to_dict(),
-        },
+        **operating_metrics(card, preds),
         "nms_choice": {
             "method": "fewest duplicate boxes among NMS IoUs within 0.01 mAP50 of the best",
             "grid": nms_table,
         },
-        "domains": {
-            d: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
-            for d, m in sorted(at_op.domains.items())
-        },
-        "duplicate_boxes": duplicate_boxes(preds, threshold),
         "cpu_latency": latency_ratio(out_dir / "model.onnx", imgsz),
     }
     card.license = "AGPL-3.0-or-later (derived from ultralytics YOLOv8, AGPL-3.0)"
@@ -266,6 +271,74 @@ def ship(
     if init:
         card.extra["init_weights"] = init
     card.save(out_dir / "card.json")
+    return card
+
+
+def operating_metrics(card: ModelCard, preds: list[Any]) -> dict[str, Any]:
+    """Choose the card's operating thresholds on val predictions (``preds``, at ``EVAL_CONF``)
+    and measure there: sets ``conf_threshold`` and ``domain_thresholds`` on ``card``, returns
+    the card's val metrics at them, the grid behind the choice included."""
+    from inkloop.evaluation.evaluator import compute_metrics
+
+    threshold, table, rule = choose_operating_threshold(preds, card.class_names)
+    card.conf_threshold = threshold
+    card.domain_thresholds = choose_domain_thresholds(table, threshold)
+    at_op, _ = compute_metrics(preds, card.class_names, card.thresholds)
+    own = "".join(f"; {d} pages {t:g}" for d, t in sorted(card.domain_thresholds.items()))
+    return {
+        "split": "val",
+        "images": at_op.n_images,
+        "boxes": at_op.n_gt,
+        "mAP50": round(at_op.map50, 4),
+        "mAP50-95": round(at_op.map50_95, 4),
+        "precision": round(at_op.precision, 4),
+        "recall": round(at_op.recall, 4),
+        "f1": round(at_op.f1, 4),
+        "threshold_choice": {
+            "method": f"{rule}, grid 0.10, 0.15, …, 0.70 on val"
+            + (f"; each domain: its own lowest with precision >= {MIN_PRECISION}{own}" if own else ""),
+            "recall_target": {"recall": TARGET_RECALL, "met": at_op.recall >= TARGET_RECALL},
+            "grid": table,
+            "best_f1": at_op.best_f1.to_dict(),
+        },
+        "domains": {
+            d: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
+            for d, m in sorted(at_op.domains.items())
+        },
+        "duplicate_boxes": duplicate_boxes(preds, threshold),
+    }
+
+
+def rethreshold(model_dir: Path, data: Path, version: str, default_domain: str | None = None) -> ModelCard:
+    """A new version of a shipped model with the same weights and newly chosen operating
+    thresholds (per domain): the card's val measurements are redone, the rest kept.
+
+    Why a version and not an edit: the thresholds change what every run writes, and results
+    record the ``name@version`` that produced them.
+    """
+    from inkloop.detection.detector import Detector
+    from inkloop.evaluation.evaluator import EVAL_CONF, load_dataset, predict_dataset
+    from inkloop.models.references import load_local
+
+    ref = load_local(model_dir / "model.onnx")
+    card = ref.card
+    det = Detector(ref, conf=EVAL_CONF)
+    preds, _ = predict_dataset(det, load_dataset(data, "val", default_domain))
+    card.parent_version = card.model_version
+    card.version = version
+    card.metrics = {**card.metrics, **operating_metrics(card, preds)}
+    card.extra["rethresholded"] = {
+        "from": card.parent_version,
+        "weights": "unchanged (same model.onnx, same SHA-256)",
+        "data": str(data),
+    }
+    # the fp32 ONNX against its .pt on val, as `inkloop export` records it (the gate asks for it)
+    from inkloop.lifecycle.variants import build_variants
+
+    card.extra["variants"] = build_variants(
+        model_dir, card, data, formats=(), split="val", calibration_splits=("train",)
+    )
+    card.save(model_dir / "card.json")
     return card
 
 
@@ -360,7 +433,21 @@ def main(argv: list[str] | None = None) -> None:
         help="do not export: re-measure the model already in --out (CPU latency vs yolov8s@640, "
         "input size × preprocessing comparison, INT8/OpenVINO variants on val) and update its card",
     )
+    p.add_argument(
+        "--rethreshold",
+        action="store_true",
+        help="do not export: make --version of the model already in --out with its operating "
+        "thresholds (per domain) chosen again on --data's val split; the weights stay",
+    )
     a = p.parse_args(argv)
+    if a.rethreshold:
+        card = rethreshold(a.out, a.data, a.version, a.default_domain)
+        keys = ("mAP50", "precision", "recall", "domains", "threshold_choice")
+        shown = {k: card.metrics[k] for k in keys if k in card.metrics}
+        shown["threshold_choice"] = {k: v for k, v in shown["threshold_choice"].items() if k != "grid"}
+        head = {"model_version": card.model_version, "thresholds": card.thresholds.to_dict()}
+        print(json.dumps({**head, **shown}, indent=2))
+        return
     if a.remeasure:
         card = remeasure(a.out, a.data)
         keys = ("cpu_latency", "comparison", "variants_on_val")

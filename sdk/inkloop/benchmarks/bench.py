@@ -77,10 +77,17 @@ def _clock(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def pipeline_options(cfg: BenchConfig) -> DetectOptions:
-    """The pipeline's options for the benchmark: its defaults unless the config overrides them."""
-    from inkloop.detection.pipeline import DetectOptions
+    """The pipeline's options for the benchmark: its defaults unless the config overrides them.
 
-    opts = DetectOptions(model=cfg.model, threads=cfg.threads)  # every run writes to a fresh folder
+    One operating threshold for every page, the card's ``conf_threshold``: the alternative the
+    pipeline's boxes are compared with knows no page domains, so a card's lower threshold for
+    born-digital pages would count as disagreement (the decoding cost is the same).
+    """
+    from inkloop.detection.pipeline import DetectOptions
+    from inkloop.models.resolve import resolve_model
+
+    conf = resolve_model(cfg.model).card.conf_threshold
+    opts = DetectOptions(model=cfg.model, threads=cfg.threads, conf=conf)  # a fresh folder per run
     if cfg.batch_size:
         opts.batch_size = cfg.batch_size
     if cfg.workers:
