@@ -190,6 +190,64 @@ def test_gate_refuses_a_candidate_that_improves_the_total_but_breaks_a_domain(tm
     assert p.returncode == 0 and json.loads(p.stdout)["gate"]["checks"]["domains"]["ok"] is False
 
 
+def test_the_gate_downloads_each_model_of_a_remote_registry_once(tmp_path, dataset, monkeypatch):
+    """A registry in a store (fsspec's ``memory://``, the same code path as ``s3://``): the gate
+    reads every file of both models from the store once, checks those copies and measures them;
+    a second gate run reads nothing from the store (the cached copies are hashed again), and a
+    cached copy that went bad is downloaded again rather than measured."""
+    import uuid
+    from collections import Counter
+    from dataclasses import replace
+
+    import fsspec
+
+    url = f"memory://inkloop-gate-{uuid.uuid4().hex}"
+    reg = Registry(url, cache_dir=tmp_path / "cache")
+    bundled = resolve_model(None)
+    pt = tmp_path / "best.pt"
+    pt.write_bytes(os.urandom(4096))  # each version has a checkpoint too: it is checked as well
+    v1 = reg.register(NAME, bundled.path, replace(bundled.card, input_size=256), pt_path=pt)
+    reg.promote(NAME, v1)
+    v2 = reg.register(NAME, bundled.path, replace(bundled.card, input_size=320), pt_path=pt)
+    reg.set_alias(NAME, "candidate", v2)
+
+    reads: Counter[str] = Counter()
+    real_open = reg.fs.open
+
+    def counting_open(path, mode="rb", **kwargs):
+        if "r" in mode and path.endswith((".onnx", ".pt")):
+            reads["/".join(path.rsplit("/", 2)[-2:])] += 1
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(reg.fs, "open", counting_open)
+    policy = GatePolicy(require_parity=False, max_latency_ratio=None)
+    try:
+        first = evaluate_gate(NAME, dataset, registry=reg, policy=policy)
+        assert (first.candidate, first.production) == (v2, v1) and first.metrics["production"]
+        every = {f"{v}/{f}": 1 for v in (v1, v2) for f in ("model.onnx", "model.pt")}
+        assert dict(reads) == every  # not twice: a check that downloads, then a fetch that does
+        reads.clear()
+        again = evaluate_gate(NAME, dataset, registry=reg, policy=policy)
+        assert (
+            dict(reads) == {} and again.metrics["candidate"]["map50"] == first.metrics["candidate"]["map50"]
+        )
+        cached = next((tmp_path / "cache").rglob(f"{v2}-*/model.onnx"))
+        with open(cached, "r+b") as f:  # a copy corrupted on disk after its check
+            f.seek(1000)
+            byte = f.read(1)
+            f.seek(1000)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        third = evaluate_gate(NAME, dataset, registry=reg, policy=policy)
+        assert (
+            dict(reads) == {f"{v2}/model.onnx": 1}
+            and third.metrics["candidate"]["map50"] == first.metrics["candidate"]["map50"]
+        )
+        assert sha256_file(cached) == sha256_file(bundled.path)
+    finally:
+        fs, root = fsspec.core.url_to_fs(url)
+        fs.rm(root, recursive=True)
+
+
 def test_data_version_covers_domains_and_every_root(tmp_path, pages_dir):
     """The domain record is part of the data version and of the frozen split's version; a
     combined data.yaml's other roots are hashed into the run's data version too."""

@@ -283,6 +283,20 @@ def _registry(registry: RegistryArg) -> ModelRegistry:
     return open_registry(registry)
 
 
+def _fetch_verified(reg: ModelRegistry, name: str, version: str) -> ModelRef:
+    """Every file of a version (the ONNX model, and its checkpoint when it has one) as local
+    copies whose SHA-256 matched the card as they were kept; the gate measures those copies.
+
+    Why not :meth:`~inkloop.models.registry.ModelRegistry.verify` and then ``fetch``: on a remote
+    registry each reads the files over the network, two downloads of every model per gate run;
+    the fetch alone checks the bytes it keeps (a cached copy is hashed again before it is used).
+    """
+    from inkloop.models.registry import PT_FILE
+    from inkloop.models.registry.base import files_of
+
+    return reg.fetch(name, version, with_pt=PT_FILE in files_of(reg.show(name, version)))
+
+
 def evaluate_gate(
     name: str,
     data: str | os.PathLike[str],
@@ -297,7 +311,8 @@ def evaluate_gate(
     ``data`` may be a storage URL (a curated version in a bucket: copied to local scratch).
 
     ``candidate``/``production`` are versions or aliases in ``registry`` (a :class:`Registry` or
-    its URL). Both models' files are checksum-verified before anything is measured.
+    its URL). Both models' files are fetched once and checksum-verified before anything is
+    measured; a corrupt file raises :class:`ModelError` naming it.
     """
     from inkloop.detection.detector import Detector
     from inkloop.evaluation.evaluator import EVAL_CONF, UNKNOWN_DOMAIN, evaluate, load_dataset, load_rgb
@@ -308,7 +323,6 @@ def evaluate_gate(
     pol = policy or GatePolicy()
     reg = _registry(registry)
     cand_v = reg.resolve_version(name, candidate)
-    reg.verify(name, cand_v)
     aliases = reg.aliases(name)
     if production in aliases:
         prod_v: str | None = aliases[production]
@@ -316,10 +330,9 @@ def evaluate_gate(
         prod_v = production
     else:  # the alias does not exist yet: the first model of this name has nothing to beat
         prod_v = None
-    refs: dict[str, ModelRef] = {"candidate": reg.fetch(name, cand_v)}
+    refs: dict[str, ModelRef] = {"candidate": _fetch_verified(reg, name, cand_v)}
     if prod_v is not None:
-        reg.verify(name, prod_v)
-        refs["production"] = reg.fetch(name, prod_v)
+        refs["production"] = _fetch_verified(reg, name, prod_v)
     local = local_dataset(data)  # a stored dataset is measured from a local copy
     dataset = load_dataset(local, split)
     test_version = samples_version(dataset.samples)  # the split just loaded, not read again
@@ -423,12 +436,13 @@ def promote(
     """Gate ``candidate`` against ``alias`` and move the alias only if the gate says so.
 
     ``force`` skips the measurements (never the checksum verification: a corrupt model is refused
-    with :class:`ModelError` either way). The decision is written as ``gate.json`` beside the
-    candidate and returned; ``decision.promoted`` says whether the alias moved.
+    with :class:`ModelError` either way: the gate checks the copies it fetches before measuring,
+    and the registry checks the candidate again before it moves the alias). The decision is
+    written as ``gate.json`` beside the candidate and returned; ``decision.promoted`` says whether
+    the alias moved.
     """
     reg = _registry(registry)
     cand_v = reg.resolve_version(name, candidate)
-    reg.verify(name, cand_v)  # before any work: a corrupt file is a model error, not a gate refusal
     if force:
         decision = GateDecision(
             name=name,
