@@ -117,6 +117,39 @@ def test_a_run_derives_its_own_documents_and_keeps_the_folders_earlier_verdicts(
     assert routed == {"unsigned form.pdf", "letter.jpg"}  # routing covers the whole folder
 
 
+def test_a_runs_verdicts_read_its_part_objects_once(tmp_path, documents_dir, monkeypatch):
+    """A run's pages and quarantine records share its part objects: deriving the run's verdicts
+    reads each part once (not once for pages, again for quarantine), and the run's quarantined
+    input still gets its needs_review verdict."""
+    from collections import Counter
+
+    from inkloop import storage
+    from inkloop.api import DetectOptions, detect
+    from inkloop.verdict import derive_verdicts
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    shutil.copy(documents_dir / "letter.jpg", inbox)
+    (inbox / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    summary = detect([str(inbox)], out, DetectOptions(conf=0.3))
+    assert summary.run_id and summary.quarantined == 1
+    reads: Counter[str] = Counter()
+    real = storage.read_jsonl
+
+    def counting(url, *args, **kwargs):
+        reads[Path(str(url)).name] += 1
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "read_jsonl", counting)
+    verdicts = derive_verdicts(out, run_id=summary.run_id, write=False)
+    parts = sorted(p.name for p in (out / "runs" / summary.run_id).glob("*.jsonl"))
+    assert parts and dict(reads) == dict.fromkeys(parts, 1)
+    by_source = {Path(v.source).name: v for v in verdicts}
+    assert set(by_source) == {"letter.jpg", "broken.pdf"}
+    assert by_source["broken.pdf"].verdict == "needs_review"
+    assert by_source["broken.pdf"].reasons[0].startswith("quarantined at detection (corrupt)")
+
+
 def test_verdict_command_rederives_and_uses_the_documented_exit_codes(detected, tmp_path, documents_dir):
     out, _ = detected
     before = [v.to_dict() for v in read_verdicts(out)]

@@ -106,21 +106,20 @@ def _run_records(out_dir: str | os.PathLike[str], run_id: str) -> list[dict[str,
     return [r for n in names for r in storage.read_jsonl(storage.join(folder, n))]
 
 
-def read_run_results(out_dir: str | os.PathLike[str], run_id: str) -> list[PageResult]:
-    """The page results one run wrote, read from its own part objects: the cost follows the run,
-    not the folder's history (verdicts after a run use this)."""
+def read_run(out_dir: str | os.PathLike[str], run_id: str) -> tuple[list[PageResult], list[QuarantineRecord]]:
+    """The page results and the quarantine records one run wrote, from one read of its own part
+    objects (they hold both kinds): the cost follows the run, not the folder's history (verdicts
+    after a run use this). A run that left no parts is read from the two logs instead."""
     recs = _run_records(out_dir, run_id)
     if recs is None:
-        recs = [r for r in storage.read_log(storage.join(out_dir, RESULTS)) if r.get("run_id") == run_id]
-    return [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
-
-
-def read_run_quarantine(out_dir: str | os.PathLike[str], run_id: str) -> list[QuarantineRecord]:
-    """The quarantine records one run wrote (see :func:`read_run_results`)."""
-    recs = _run_records(out_dir, run_id)
-    if recs is None:
-        recs = [r for r in storage.read_log(storage.join(out_dir, QUARANTINE)) if r.get("run_id") == run_id]
-    return [QuarantineRecord.from_dict(r) for r in recs if r.get("kind") == "quarantine"]
+        recs = [
+            r
+            for name in (RESULTS, QUARANTINE)
+            for r in storage.read_log(storage.join(out_dir, name))
+            if r.get("run_id") == run_id
+        ]
+    pages = [PageResult.from_dict(r) for r in recs if r.get("kind") == "page"]
+    return pages, [QuarantineRecord.from_dict(r) for r in recs if r.get("kind") == "quarantine"]
 
 
 def read_quarantine(out_dir: str | os.PathLike[str]) -> list[QuarantineRecord]:

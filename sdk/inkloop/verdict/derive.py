@@ -11,11 +11,11 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from inkloop import storage
-from inkloop.detection.results import read_quarantine, read_results, read_run_quarantine, read_run_results
+from inkloop.detection.results import read_quarantine, read_results, read_run
 from inkloop.documents.hashing import sha256_file
 from inkloop.verdict._base import PageResult
 from inkloop.verdict.judge import VerdictConfig, verdict_for_document
@@ -51,14 +51,12 @@ def derive_verdicts(
     config: VerdictConfig | None = None,
     source_root: str | os.PathLike[str] | None = None,
     write: bool = True,
-    only: Collection[str] | None = None,
     run_id: str | None = None,
 ) -> list[DocumentVerdict]:
     """One verdict per document in ``results_dir/results.jsonl`` (plus its quarantined inputs).
 
-    ``only``: derive these documents (``doc_id``) alone, e.g. one run's, instead of re-reading
-    and re-hashing every source the folder has ever seen. ``run_id``: derive the documents of
-    that run, read from its own part objects (``runs/<run_id>/``): neither the reading nor the
+    ``run_id``: derive the documents of that run alone, read once from its own part objects
+    (``runs/<run_id>/``, pages and quarantine records together): neither the reading nor the
     hashing grows with the folder's history.
 
     Sources are read from each record's ``source`` (relative paths against ``source_root``, else
@@ -70,10 +68,12 @@ def derive_verdicts(
     root = Path(source_root) if source_root is not None else None
     by_doc: dict[str, list[PageResult]] = {}
     # the latest run of each document, as detection wrote it; or one run's own records
-    page_results = read_run_results(out, run_id) if run_id else read_results(out)
+    if run_id:
+        page_results, quarantined = read_run(out, run_id)
+    else:
+        page_results, quarantined = read_results(out), read_quarantine(out)
     for pr in page_results:
-        if only is None or pr.page.doc_id in only:
-            by_doc.setdefault(pr.page.doc_id, []).append(pr)
+        by_doc.setdefault(pr.page.doc_id, []).append(pr)
     verdicts: list[DocumentVerdict] = []
     for doc_id, pages in by_doc.items():
         source = pages[0].source
@@ -91,8 +91,8 @@ def derive_verdicts(
         except Exception as exc:  # a bug or a hostile file must not stop the batch
             v = _review(doc_id, source, f"verdict failed: {exc.__class__.__name__}: {str(exc)[:150]}", pages)
         verdicts.append(v)
-    for q in read_run_quarantine(out, run_id) if run_id else read_quarantine(out):
-        if q.doc_id in by_doc or (only is not None and q.doc_id not in only):
+    for q in quarantined:
+        if q.doc_id in by_doc:
             continue
         verdicts.append(
             DocumentVerdict(
