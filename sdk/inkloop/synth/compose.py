@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inkloop.documents.ink import Strokes, draw_strokes, trace_strokes
+from inkloop.documents.ink import MIN_PEN, Strokes, draw_strokes, stroke_box, trace_strokes
 from inkloop.synth import vocab
 from inkloop.synth.crops import Crop, ink_box, ink_mask_of, ink_rgba, png_bytes, tracing_crop
 from inkloop.types import BoxXYXY
@@ -164,11 +164,8 @@ def plan_ink(rng: np.random.Generator, slot: Slot, index: int, crop: Crop, kind:
         # a stylus or mouse pen is thin whatever the crop's resolution: 0.6-1.6 pt
         ink.pen = float(np.clip(pen * 0.5, 0.6, 1.0) * rng.uniform(1.0, 1.6))
         ink.width_scale = ink.pen / max(pen, 1e-6)
-        ink.pen = max(0.4, pen * ink.width_scale)  # what draw_strokes will draw
-        pts = np.concatenate([np.asarray(p, np.float64) for p in points])
-        r = ink.pen / 2.0
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        ink.box = (float(lo[0] - r), float(lo[1] - r), float(hi[0] + r), float(hi[1] + r))
+        ink.pen = max(MIN_PEN, pen * ink.width_scale)  # what draw_strokes will draw
+        ink.box = stroke_box(points, ink.pen)  # the box draw_strokes will return for it
     return ink
 
 
