@@ -79,11 +79,6 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
-def file_name(image: str | os.PathLike[str]) -> str:
-    """The last part of a local path or storage URL (what an upload is named after)."""
-    return os.fspath(image).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-
-
 class LabelStudioClient:
     """A Label Studio project used for page review, through label-studio-sdk with retries."""
 
@@ -269,7 +264,7 @@ class LabelStudioClient:
         The upload is the one call label-studio-sdk lacks (multipart to ``/api/projects/<id>/import``);
         finding the stored file's name again is the SDK's ``files.list``."""
         pid = self.project_id
-        name = file_name(image)
+        name = storage.file_name(image)
         body, content_type = multipart("file", name, storage.read_bytes(image))
         resp = self._http(
             f"upload {name}",

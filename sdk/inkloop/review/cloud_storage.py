@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from inkloop import storage
 from inkloop.retry import wait_until
 from inkloop.review.auth import ReviewServiceError
-from inkloop.review.client import as_dict, file_name
+from inkloop.review.client import as_dict
 from inkloop.review.delivery import require_files
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class S3PageStorage:
             url = image
         else:
             data = storage.read_bytes(image)
-            name = f"{hashlib.sha256(data).hexdigest()[:16]}-{file_name(image)}"
+            name = f"{hashlib.sha256(data).hexdigest()[:16]}-{storage.file_name(image)}"
             url = self.source.object_url(self.source._key("pages", name))
             if storage.info(url, self.source.options) is None:
                 storage.write_bytes(url, data, self.source.options)
