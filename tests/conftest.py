@@ -116,7 +116,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     Token, so every test authenticates as a user of a stock Label Studio 1.23 does. Yields a handle
     with ``.url`` and ``.token``; only the server's own PID (its process group) is stopped at the end.
     """
-    from inkloop.devservers import ports
+    from inkloop import net
     from inkloop.devservers.labelstudio import server, settings, venv
 
     try:
@@ -128,7 +128,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     handle: LabelStudioHandle | None = None
     for attempt in range(3):  # a free port can be taken between finding and using it
         try:
-            handle = server.start(ports.free_port(), data_dir, document_root=document_root)
+            handle = server.start(net.free_port(), data_dir, document_root=document_root)
             break
         except settings.PortInUseError:
             if attempt == 2:
@@ -150,13 +150,13 @@ def labelstudio_local_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     refuses loopback and private addresses by default (``ML_BLOCK_LOCAL_IP``,
     ``SSRF_PROTECTION_ENABLED``); the services these tests start listen on 127.0.0.1 only, so
     this server is told to allow them. Shared by the ML-backend and S3-storage tests."""
-    from inkloop.devservers import ports
+    from inkloop import net
     from inkloop.devservers.labelstudio import server, settings, venv
 
     try:
         venv.ensure_venv()
         handle = server.start(
-            ports.free_port(),
+            net.free_port(),
             tmp_path_factory.mktemp("ls-local-data"),
             document_root=tmp_path_factory.mktemp("ls-local-files"),
             extra_env={"ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"},

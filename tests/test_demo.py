@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
-    from inkloop.devservers.ports import free_port
+    from inkloop.net import free_port
 
     return free_port("127.0.0.1")
 

@@ -99,7 +99,7 @@ def test_a_pid_file_names_one_process_not_a_reused_number(tmp_path):
 # -- on the deployment ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[la.Deployment]:
-    from inkloop.devservers.ports import free_port
+    from inkloop.net import free_port
 
     state = ROOT / ".cache" / "deploy-test"
     old = la.Deployment(state=state)

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from fixture_data import make_dataset
 
-from inkloop.devservers.ports import free_port
 from inkloop.lifecycle.retrain import retrain
 from inkloop.lifecycle.tracking import OFFLINE_DIR, RUN_FILE, start_run
 from inkloop.models.mlflow_registry import MlflowRegistry
 from inkloop.models.references import ModelError
 from inkloop.models.resolve import resolve_model
+from inkloop.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "signature-detector"

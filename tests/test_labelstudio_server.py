@@ -23,7 +23,7 @@ import psutil
 import pytest
 import requests
 
-from inkloop.devservers import ports
+from inkloop import net
 from inkloop.devservers.labelstudio import processes, readiness, server, settings, tokens
 from inkloop.devservers.labelstudio.server import LabelStudioHandle
 from inkloop.review import labeling
@@ -101,7 +101,7 @@ def test_instructions_html_reads_the_file_and_has_a_fallback(tmp_path: Path) -> 
 
 
 def test_wait_ready_on_closed_port_does_not_leak_token() -> None:
-    port = ports.free_port()  # nothing listens there once the probe socket is closed
+    port = net.free_port()  # nothing listens there once the probe socket is closed
     with pytest.raises(settings.ServerNotReadyError) as info:
         readiness.wait_ready(f"http://127.0.0.1:{port}", timeout=1.0, token=SECRET, interval=0.2)
     assert isinstance(info.value, TimeoutError)
@@ -110,7 +110,7 @@ def test_wait_ready_on_closed_port_does_not_leak_token() -> None:
 
 def test_start_errors_do_not_leak_the_password(tmp_path: Path) -> None:
     with pytest.raises(settings.SetupError) as info:
-        server.start(ports.free_port(), tmp_path / "data", password=SECRET, venv=tmp_path / "no-venv")
+        server.start(net.free_port(), tmp_path / "data", password=SECRET, venv=tmp_path / "no-venv")
     _assert_no_secret(info.value)
 
 
@@ -294,7 +294,7 @@ def test_wrong_token_is_reported_without_leaking(labelstudio: LabelStudioHandle)
 @pytest.mark.slow
 def test_busy_port_fails_loudly(labelstudio: LabelStudioHandle, tmp_path: Path) -> None:
     """Label Studio would silently take the next port; start() must refuse instead."""
-    assert not ports.port_is_free(labelstudio.port)
+    assert not net.port_is_free(labelstudio.port)
     with pytest.raises(settings.PortInUseError) as info:
         server.start(labelstudio.port, tmp_path / "other", password=SECRET)
     _assert_no_secret(info.value)

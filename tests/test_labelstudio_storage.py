@@ -286,7 +286,7 @@ def test_label_studio_refuses_a_storage_it_cannot_use_and_the_push_leaves_nothin
     webhooks) a loopback endpoint is refused, and an endpoint that does not hold the bucket is
     refused in Label Studio's words. The push fails naming the storage; the project it created
     is deleted again."""
-    from inkloop.devservers import ports
+    from inkloop import net
     from inkloop.devservers.labelstudio import server as ls_server
 
     bucket = new_bucket(s3)
@@ -295,7 +295,7 @@ def test_label_studio_refuses_a_storage_it_cannot_use_and_the_push_leaves_nothin
     images = storage.join(results, "review-images")
     other = start()  # a second S3 endpoint, without the bucket
     guarded = ls_server.start(
-        ports.free_port(),
+        net.free_port(),
         tmp_path / "ls-ssrf",
         document_root=tmp_path,
         extra_env={"SSRF_PROTECTION_ENABLED": "true"},  # Label Studio's own default

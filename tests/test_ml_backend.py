@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from inkloop.devservers import ports
+from inkloop import net
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "signature-detector"
@@ -108,7 +108,7 @@ def start_backend(
 ) -> Backend:
     """``inkloop review backend`` in its own process with ``options`` (e.g. ``--model …``) and the
     environment plus ``extra_env``, less the variables named in ``without``."""
-    port = ports.free_port()
+    port = net.free_port()
     log = tmp / f"backend-{port}.log"
     env = {
         **{k: v for k, v in os.environ.items() if k not in without},
@@ -399,7 +399,7 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSer
     from airflow_env import migrate, run_airflow
 
     home = tmp_path_factory.mktemp("airflow-api")
-    port = ports.free_port()
+    port = net.free_port()
     env = migrate(home, home / "data")
     env.update(
         AIRFLOW__API__HOST="127.0.0.1",
@@ -739,7 +739,7 @@ def test_review_curate_pulls_on_every_event_and_waits_for_min_reviewed(labelstud
 def test_start_training_is_answered_at_once_when_airflow_is_down(tmp_path, registry):
     """The backend never waits on Airflow inside a request: a closed port still gets an immediate
     answer, and the failure (after retries) is a log line naming Airflow, the server still up."""
-    down = f"http://127.0.0.1:{ports.free_port()}"
+    down = f"http://127.0.0.1:{net.free_port()}"
     backend = start_backend(tmp_path, registry, INKLOOP_AIRFLOW_URL=down)
     try:
         t0 = time.monotonic()
@@ -765,15 +765,15 @@ def test_start_training_is_answered_at_once_when_airflow_is_down(tmp_path, regis
 @pytest.mark.slow
 def test_the_backend_serves_a_triton_model(tmp_path, registry, documents_dir):
     """``--model triton://…``: predictions come from a Triton server (PyTriton in its own venv,
-    :mod:`inkloop.devservers.triton`) and equal the local model's within the Triton parity bound;
+    :mod:`inkloop.serving.launcher`) and equal the local model's within the Triton parity bound;
     ``/setup`` reports the served model's version; when the server goes away a prediction fails
     naming it, and the backend stays up."""
     import cv2
 
     from inkloop.convert.labelstudio import from_labelstudio
     from inkloop.detection.detector import Detector
-    from inkloop.devservers.triton import TritonServer
     from inkloop.models.resolve import resolve_model
+    from inkloop.serving.launcher import TritonServer
     from parity import TRITON_BOX
 
     letter = documents_dir / "letter.jpg"

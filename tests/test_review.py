@@ -219,7 +219,7 @@ def test_local_files_delivery(labelstudio, tmp_path, request):
 
 
 def test_server_down_retries_then_clear_error_without_token(caplog, labelstudio):
-    from inkloop.devservers.ports import free_port
+    from inkloop.net import free_port
 
     token = "super-secret-token-123"
     down = LabelStudioReview(

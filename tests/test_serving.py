@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[object]:
-    from inkloop.devservers.triton import TritonServer
+    from inkloop.serving.launcher import TritonServer
 
     srv = TritonServer("bundled")
     srv.start()
@@ -162,7 +162,7 @@ def test_page_bytes_model_returns_boxes_in_page_pixels(
 
 def test_server_down_mid_run_quarantines_the_batch_naming_the_server(documents_dir, pages_dir, tmp_path):
     from inkloop.detection.triton_backend import Retry
-    from inkloop.devservers.triton import TritonServer
+    from inkloop.serving.launcher import TritonServer
 
     files = [
         *sorted(documents_dir.iterdir()),
@@ -200,7 +200,7 @@ def test_server_down_mid_run_quarantines_the_batch_naming_the_server(documents_d
 
 
 def test_a_model_that_cannot_load_is_a_clear_model_error(tmp_path: Path) -> None:
-    from inkloop.devservers.triton import TritonServer
+    from inkloop.serving.launcher import TritonServer
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not an onnx file" * 100)
@@ -255,7 +255,7 @@ def test_inkloop_serve_command_starts_and_stops_on_sigterm(tmp_path: Path) -> No
     import signal
     import time
 
-    from inkloop.devservers.ports import free_port
+    from inkloop.net import free_port
 
     ports = [free_port("127.0.0.1") for _ in range(3)]
     inkloop = str(Path(sys.executable).with_name("inkloop"))

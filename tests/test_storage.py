@@ -22,8 +22,8 @@ import pytest
 
 from inkloop import storage
 from inkloop.detection.results import read_quarantine, read_results
-from inkloop.devservers.ports import free_port
 from inkloop.devservers.s3 import S3Handle, start, stop
+from inkloop.net import free_port
 from inkloop.storage import StorageError
 
 #: Small fixture documents (one PDF, two images): enough for every path, quick to detect.
