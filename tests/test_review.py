@@ -122,6 +122,21 @@ def test_one_project_lookup_serves_status_push_and_pull(labelstudio, page_pngs):
     assert fresh.reviews_so_far() == 0 and fresh.find_project() is None  # never created by a read
 
 
+def test_a_project_that_cannot_be_read_is_an_error_not_zero_reviews(labelstudio):
+    """The push's baseline for the review wait: a project found but gone when its counters are
+    read is an error naming the call, not a baseline of 0 (the wait would count every earlier
+    review as new)."""
+    title = "read after delete"
+    other = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    pid = other.ensure_project()
+    client = LabelStudioReview(labelstudio.url, labelstudio.token, project_title=title)
+    assert client.find_project() == pid  # found, and kept for the calls that follow
+    other.delete_project(pid)  # then removed by someone else
+    with pytest.raises(ReviewServiceError, match="read project counters") as refused:
+        client.reviews_so_far()
+    assert labelstudio.token not in str(refused.value)
+
+
 def test_reviewer_corrections_become_ground_truth(review, page_pngs, tmp_path):
     review.push(page_pngs, delivery="upload")
     tasks = {t.data["page_key"]: t for t in review.iter_tasks()}

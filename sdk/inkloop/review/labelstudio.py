@@ -198,13 +198,14 @@ class LabelStudioReview(LabelStudioClient):
         """The project's reviews now (``status()["reviews"]``), 0 for a project not made yet: the
         baseline a push hands to the review wait, read before its pages go in, so a reviewer quick
         enough to finish a page before the wait starts still counts. Never creates the project;
-        the id found is kept, so the push that follows does not look it up again."""
+        the id found is kept, so the push that follows does not look it up again.
+
+        A project that exists but cannot be read (deleted meanwhile, a token without access, the
+        server failing) raises :class:`ReviewServiceError` naming the call: a baseline of 0 there
+        would make the wait count every earlier review as new and release at once."""
         if self._project_id is None and self.find_project() is None:
             return 0
-        try:
-            return int(self.status()["reviews"])
-        except ReviewServiceError:  # the counters could not be read: count from nothing
-            return 0
+        return int(self.status()["reviews"])
 
 
 def require_results(results_dir: str | os.PathLike[str]) -> str:
