@@ -461,6 +461,29 @@ def test_resolve_model_registry_refs(
             resolve_model(bad)
 
 
+def test_one_rule_for_registry_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which references name a registry version, and which registry each one opens: the rule the
+    CLI, retraining, the ML backend and the re-export operator share."""
+    from inkloop.models.registry import is_registry_ref
+    from inkloop.models.resolve import open_registry_ref
+
+    assert all(is_registry_ref(r) for r in ("registry://sig", "mlflow://sig@production", "models:/sig/3"))
+    others = ("bundled", "triton://127.0.0.1:8000/sig", "hf://org/repo", str(tmp_path / "m.onnx"), None)
+    assert not any(is_registry_ref(r) for r in others)
+    reg, name, tag = open_registry_ref("registry://sig@v2", tmp_path / "registry")
+    assert isinstance(reg, Registry) and (name, tag) == ("sig", "v2")
+    assert open_registry_ref("registry://sig", reg)[0] is reg
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    for given in (None, tmp_path / "registry", reg, "mlflow"):  # a folder registry is not MLflow's
+        mreg, name, tag = open_registry_ref("models:/sig/3", given)
+        assert mreg.url == "mlflow+http://127.0.0.1:9" and (name, tag) == ("sig", "#3")
+    mreg, name, tag = open_registry_ref("mlflow://sig", "mlflow+http://127.0.0.1:7")
+    assert mreg.url == "mlflow+http://127.0.0.1:7" and (name, tag) == ("sig", "production")
+    assert open_registry_ref("mlflow://sig@v1", mreg)[0] is mreg
+    with pytest.raises(ModelError, match="not a registry reference"):
+        open_registry_ref("bundled")
+
+
 def test_parse_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert parse_registry_ref("registry://sig") == ("sig", "production")
     assert parse_registry_ref("registry://sig@v7") == ("sig", "v7")

@@ -28,9 +28,10 @@ class InkloopReexportOperator(InkloopStorageOperator):
         from pathlib import Path
 
         from inkloop.lifecycle.promotion import export_candidate, find_weights
+        from inkloop.models.registry import is_registry_ref
 
         with self.storage():
-            if self.model.startswith(("registry://", "mlflow://", "models:/")):
+            if is_registry_ref(self.model):
                 from inkloop.lifecycle.retrain import resolve_start
 
                 weights = Path(resolve_start(self.model)[0])

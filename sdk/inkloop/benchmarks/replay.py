@@ -595,6 +595,7 @@ class Replay(WorkFolderRun):
         """
         from inkloop.lifecycle.retrain import resolve_start
         from inkloop.models.references import bundled_model_path, load_local
+        from inkloop.models.registry import is_registry_ref
         from inkloop.models.resolve import open_registry
 
         start = open_registry(str(self.work / "start-registry"), cache_dir=self.work / "cache")
@@ -604,7 +605,7 @@ class Replay(WorkFolderRun):
             if ref == "bundled":
                 model = load_local(bundled_model_path(), ref="bundled")
                 onnx, card = model.path, model.card
-            elif ref.startswith(("registry://", "mlflow://", "models:/")):
+            elif is_registry_ref(ref):
                 onnx = Path(pt).with_name("model.onnx")
                 card = load_local(onnx, ref=ref, verify=False).card
             else:

@@ -510,18 +510,12 @@ def models_show(
     """A version's card, the aliases pointing at it, and its last gate decision."""
     from inkloop.lifecycle.gate import read_decision
     from inkloop.models.references import ModelError
-    from inkloop.models.registry import SCHEME, parse_registry_ref
+    from inkloop.models.registry import SCHEME, is_registry_ref
+    from inkloop.models.resolve import open_registry_ref
 
     console = _console(json_out)
     try:
-        if ref.startswith(("mlflow://", "models:/")):
-            from inkloop.models.mlflow_registry import parse_mlflow_ref
-
-            name, tag = parse_mlflow_ref(ref)
-            registry = registry if registry and registry.startswith("mlflow") else "mlflow"
-        else:
-            name, tag = parse_registry_ref(ref if ref.startswith(SCHEME) else SCHEME + ref)
-        reg = _registry(registry)
+        reg, name, tag = open_registry_ref(ref if is_registry_ref(ref) else SCHEME + ref, registry)
         version = reg.resolve_version(name, tag)
         card = reg.show(name, version)
         payload: dict[str, Any] = {

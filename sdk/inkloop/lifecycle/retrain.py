@@ -179,6 +179,7 @@ def resolve_start(
     ``.pt`` file, or an architecture ``.yaml`` (train from scratch; no parent).
     """
     from inkloop.models.references import bundled_model_path, load_local
+    from inkloop.models.registry import is_registry_ref
 
     ref = "bundled" if start_from is None else str(start_from)
     if ref == "bundled":
@@ -193,18 +194,10 @@ def resolve_start(
             "sha256": sha256_file(pt),
             "card": _card_defaults(card),
         }
-    if ref.startswith(("registry://", "mlflow://", "models:/")):
-        from inkloop.models.registry import parse_registry_ref
-        from inkloop.models.resolve import open_registry
+    if is_registry_ref(ref):
+        from inkloop.models.resolve import open_registry_ref
 
-        if ref.startswith("registry://"):
-            name, tag = parse_registry_ref(ref)
-            reg = open_registry(registry)
-        else:
-            from inkloop.models.mlflow_registry import parse_mlflow_ref
-
-            name, tag = parse_mlflow_ref(ref)
-            reg = open_registry(registry if registry and str(registry).startswith("mlflow") else "mlflow")
+        reg, name, tag = open_registry_ref(ref, registry)
         model = reg.fetch(name, tag, with_pt=True, ref=ref)
         pt = model.path.with_name("model.pt")
         return str(pt), {

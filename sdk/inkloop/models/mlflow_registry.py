@@ -58,7 +58,6 @@ COMMIT_TAG = "inkloop.card"
 TRAINING_RUN_TAG = "inkloop.training_run"
 HISTORY_TAG = "inkloop.history."
 ARTIFACT_DIR = "inkloop"
-MLFLOW_SCHEMES = ("mlflow://", "models:/")
 _MAX_HISTORY = 100
 
 

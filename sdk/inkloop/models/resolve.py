@@ -13,7 +13,14 @@ from inkloop.models.references import (
     load_hf,
     load_local,
 )
-from inkloop.models.registry import ModelRegistry, Registry, default_registry_url, parse_registry_ref
+from inkloop.models.registry import (
+    MLFLOW_SCHEMES,
+    SCHEME,
+    ModelRegistry,
+    Registry,
+    default_registry_url,
+    parse_registry_ref,
+)
 
 #: What a ``registry=`` argument accepts across the stages: a registry object (used as is), its URL
 #: or folder, or None for the default (``$INKLOOP_REGISTRY``); :func:`open_registry` turns it into one.
@@ -38,7 +45,7 @@ def resolve_model(ref: str | os.PathLike[str] | None = None) -> ModelRef:
     if s.startswith("registry://"):
         name, tag = parse_registry_ref(s)
         return open_registry().fetch(name, tag, ref=s)
-    if s.startswith(("mlflow://", "models:/")):
+    if s.startswith(MLFLOW_SCHEMES):
         from inkloop.models.mlflow_registry import resolve_mlflow_ref
 
         return resolve_mlflow_ref(s)
@@ -65,3 +72,27 @@ def open_registry(
 
         return MlflowRegistry(url, cache_dir=cache_dir)
     return Registry(url, cache_dir=cache_dir)
+
+
+def open_registry_ref(ref: str, registry: RegistryArg = None) -> tuple[ModelRegistry, str, str]:
+    """The registry a registry reference points into, and the model's name and tag in it.
+
+    ``registry://name@tag`` is looked up in ``registry`` (None: ``$INKLOOP_REGISTRY`` or the
+    default folder); ``mlflow://…`` and ``models:/…`` in the MLflow Model Registry: ``registry``
+    when it is one (``mlflow``, ``mlflow+http://…``, an :class:`MlflowRegistry`), else
+    ``$MLFLOW_TRACKING_URI``'s. One rule for every caller (the CLI, retraining, the ML backend),
+    so a reference means the same model everywhere. :class:`ModelError` for anything else.
+    """
+    if ref.startswith(SCHEME):
+        name, tag = parse_registry_ref(ref)
+        return open_registry(registry), name, tag
+    if ref.startswith(MLFLOW_SCHEMES):
+        from inkloop.models.mlflow_registry import parse_mlflow_ref
+
+        name, tag = parse_mlflow_ref(ref)
+        if isinstance(registry, ModelRegistry):
+            an_mlflow_one = registry.ref_scheme != SCHEME
+        else:
+            an_mlflow_one = registry is not None and os.fspath(registry).startswith("mlflow")
+        return open_registry(registry if an_mlflow_one else "mlflow"), name, tag
+    raise ModelError(f"{ref!r} is not a registry reference (registry://, mlflow:// or models:/)")

@@ -156,7 +156,7 @@ class ModelServer:
     with, so a swap never changes a model under a running inference."""
 
     def __init__(self, ref: str, *, alias_ttl: float = 10.0, device: str = "cpu", threads: int | None = None):
-        from inkloop.models.references import is_triton_ref
+        from inkloop.models.registry import is_registry_ref
 
         self.ref = ref
         self.alias_ttl = alias_ttl
@@ -167,9 +167,7 @@ class ModelServer:
         self._version: str | None = None  # the registry version loaded (alias refs)
         self._opened: tuple[ModelRegistry, str, str] | None = None  # (registry, name, tag): see _registry
         self._next_check = 0.0
-        self.follows_alias = ref.startswith(("registry://", "mlflow://", "models:/")) and not is_triton_ref(
-            ref
-        )
+        self.follows_alias = is_registry_ref(ref)
         self.swaps = 0
 
     def _registry(self) -> tuple[ModelRegistry, str, str] | None:
@@ -179,17 +177,9 @@ class ModelServer:
         if not self.follows_alias:
             return None
         if self._opened is None:
-            if self.ref.startswith("registry://"):
-                from inkloop.models.registry import parse_registry_ref
-                from inkloop.models.resolve import open_registry
+            from inkloop.models.resolve import open_registry_ref
 
-                name, tag = parse_registry_ref(self.ref)
-                self._opened = (open_registry(), name, tag)
-            else:
-                from inkloop.models.mlflow_registry import MlflowRegistry, parse_mlflow_ref
-
-                name, tag = parse_mlflow_ref(self.ref)
-                self._opened = (MlflowRegistry(), name, tag)
+            self._opened = open_registry_ref(self.ref)
         return self._opened
 
     def _registry_version(self) -> str | None:

@@ -26,6 +26,10 @@ CARD_FILE = "card.json"
 ALIASES_DIR = "aliases"
 TMP_PREFIX = ".tmp-"
 SCHEME = "registry://"
+#: The MLflow Model Registry's references (:mod:`inkloop.models.mlflow_registry`).
+MLFLOW_SCHEMES = ("mlflow://", "models:/")
+#: References to a version or an alias in a model registry, of either backend.
+REGISTRY_SCHEMES = (SCHEME, *MLFLOW_SCHEMES)
 
 # Names, versions and aliases become path components: keep them to a portable, unambiguous set.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -63,6 +67,13 @@ def parse_registry_ref(ref: str) -> tuple[str, str]:
     if not NAME_RE.match(name) or not NAME_RE.match(tag):
         raise bad
     return name, tag
+
+
+def is_registry_ref(ref: object) -> bool:
+    """Whether ``ref`` names a version or an alias in a model registry (``registry://``,
+    ``mlflow://``, ``models:/``): the model comes from the registry with its card and checkpoint,
+    and an alias in it may move (a server following it loads the new version)."""
+    return isinstance(ref, str) and ref.startswith(REGISTRY_SCHEMES)
 
 
 def check_name(kind: str, value: str) -> None:
