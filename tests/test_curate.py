@@ -564,9 +564,12 @@ def _results_and_reviews(tmp_path: Path) -> tuple[Path, Path]:
     return res, rev
 
 
-def test_cli_end_to_end(make_store: Callable[[], CurationStore], tmp_path: Path) -> None:
+def test_cli_end_to_end(
+    make_store: Callable[[], CurationStore], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
+    from inkloop import storage
     from inkloop.cli import app
 
     name = make_store().name
@@ -578,8 +581,18 @@ def test_cli_end_to_end(make_store: Callable[[], CurationStore], tmp_path: Path)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
+    logs_read: list[str] = []
+    read_log = storage.read_log
+
+    def counting(url: str, *args: Any, **kwargs: Any) -> Any:
+        logs_read.append(Path(url).name)
+        return read_log(url, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "read_log", counting)
     first = run("import-results", str(res), "--reviews", str(rev), "-q")
     assert (first["added"], first["updated"], first["reviewed"]) == (4, 0, 4)
+    assert logs_read.count("results.jsonl") == 1  # the progress bar's size comes from that one read
+    monkeypatch.undo()
     assert first["unrenderable_sources"] == {}
     again = run("import-results", str(res), "--reviews", str(rev), "-q")
     assert (again["added"], again["updated"]) == (0, 4)
@@ -631,7 +644,15 @@ def test_domains_from_import_to_export_and_a_new_frozen_version(
 
     store = make_store()
     res, rev = _results_and_reviews(tmp_path)  # the four fixture scans, reviewed
-    first = import_results(store, res, rev)
+    told: list[tuple[str, int]] = []
+    first = import_results(
+        store,
+        res,
+        rev,
+        progress=lambda n: told.append(("page", n)),
+        on_total=lambda n: told.append(("total", n)),
+    )
+    assert told == [("total", 4)] + [("page", 1)] * 4  # the size first, then each page rendered
     assert first["domains"] == {"scan": 4}
     assert {store.get_page(f"doc-{k}:0")["domain"] for k in FIX} == {"scan"}
     store.freeze_test_split(fraction=0.5, val_fraction=0.0, seed=0)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -67,10 +67,24 @@ def _store(dataset: str, create: bool = False) -> CurationStore:
 
 
 @contextlib.contextmanager
-def _progress(json_out: bool, quiet: bool, what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def _progress(json_out: bool, quiet: bool, what: str) -> Iterator[_Bar]:
     with count_progress(_console(json_out), quiet=quiet, transient=True) as prog:
-        task = prog.add_task(what, total=total)
-        yield lambda n: prog.advance(task, n)
+        yield _Bar(prog, prog.add_task(what, total=None))
+
+
+class _Bar:
+    """One task of a progress bar: ``bar(n)`` counts ``n`` more done (an SDK ``progress``
+    callback); ``bar.total(n)`` says how many there are, once the SDK knows (no caller reads the
+    data twice just to size the bar)."""
+
+    def __init__(self, prog: Any, task: Any) -> None:
+        self.prog, self.task = prog, task
+
+    def __call__(self, n: int) -> None:
+        self.prog.advance(self.task, n)
+
+    def total(self, n: int) -> None:
+        self.prog.update(self.task, total=n)
 
 
 def _emit(summary: dict[str, Any], json_out: bool, title: str) -> None:
@@ -113,7 +127,7 @@ def import_results_cmd(
     """
     from inkloop import storage
     from inkloop.curation.cycle import import_results
-    from inkloop.detection.results import RESULTS, read_results
+    from inkloop.detection.results import RESULTS
 
     with exits_on(ExitCode.USAGE, FileNotFoundError, storage.StorageError):
         if not storage.log_exists(storage.join(results, RESULTS)):
@@ -122,10 +136,16 @@ def import_results_cmd(
             raise FileNotFoundError(f"reviews file not found: {reviews}")
     with _session(json_out):
         store = _store(dataset, create=True)
-        total = None if reviewed_only else len(read_results(results))
-        with _progress(json_out, quiet, "rendering page images", total) as advance:
+        with _progress(json_out, quiet, "rendering page images") as bar:
             summary = import_results(
-                store, results, reviews, images_dir, dpi=dpi, reviewed_only=reviewed_only, progress=advance
+                store,
+                results,
+                reviews,
+                images_dir,
+                dpi=dpi,
+                reviewed_only=reviewed_only,
+                progress=bar,
+                on_total=bar.total,
             )
     if summary["unrenderable_sources"]:
         typer.echo(
@@ -176,7 +196,7 @@ def find_issues_cmd(
     """Near-duplicate pages and likely label mistakes (stored on the samples for the App)."""
     with _session(json_out):
         store = _store(dataset)
-        with _progress(json_out, quiet, "embedding page thumbnails", None) as advance:
+        with _progress(json_out, quiet, "embedding page thumbnails") as advance:
             summary = store.find_issues(dup_threshold, loc_threshold, missing_conf, progress=advance)
     if json_out:
         _emit(summary, True, "")
@@ -231,7 +251,7 @@ def export_cmd(
     """Export reviewed pages as a versioned YOLO dataset with manifest.json (hashes of every file)."""
     with _session(json_out):
         store = _store(dataset)
-        with _progress(json_out, quiet, "exporting", None) as advance:
+        with _progress(json_out, quiet, "exporting") as advance:
             summary = store.export_yolo(out, version, progress=advance)
     for w in summary["warnings"]:
         typer.echo(f"warning: {w}", err=True)

@@ -102,6 +102,7 @@ def import_results(
     dpi: float = 150.0,
     reviewed_only: bool = False,
     progress: ProgressFn | None = None,
+    on_total: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Upsert a results folder (and optionally a reviews file from ``inkloop review pull``).
 
@@ -111,6 +112,9 @@ def import_results(
     Reviews of pages not in this results folder update samples already in the dataset.
     ``reviewed_only`` imports only the pages that have a review. Every page gets its
     ``domain`` (``scan`` or ``digital``) from its source document (:func:`page_domains`).
+    ``progress`` is told each page rendered (or found rendered), ``on_total`` once how many pages
+    there are to render, before the first: a progress bar gets its size from the one read of the
+    results.
     """
     from inkloop.detection.results import RESULTS, read_results
     from inkloop.review.labelstudio import read_reviews
@@ -122,6 +126,8 @@ def import_results(
         results = read_results(results_path)
         by_key = {r.page_key: r for r in read_reviews(reviews)} if reviews else {}
         chosen = [r for r in results if r.page_key in by_key] if reviewed_only else results
+        if on_total:
+            on_total(len(chosen))
         images = os.fspath(images_dir) if images_dir else storage.join(results_path, "review-images")
         paths, failed = render_pages(chosen, images, dpi=dpi, progress=progress)
         domains = page_domains([r for r in chosen if r.page_key in paths])
