@@ -30,11 +30,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inkloop.benchmarks.workfolder import ProgressFn, WorkFolderRun
+
+if TYPE_CHECKING:
+    from inkloop.evaluation.evaluator import EvalReport
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +325,7 @@ class LoopSimulation(WorkFolderRun):
         )
         return onnx
 
-    def _evaluate(self, onnx: Path, tag: str) -> Any:
+    def _evaluate(self, onnx: Path, tag: str) -> EvalReport:
         from inkloop.evaluation.evaluator import evaluate
 
         self.progress("evaluate", {"tag": tag, "pages": len(self.heldout)})

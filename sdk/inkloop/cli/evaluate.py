@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from inkloop.cli.common import ExitCode, QuietOpt, count_progress, fail_for
+
+if TYPE_CHECKING:  # the evaluator loads when the command runs
+    from inkloop.evaluation.evaluator import EvalReport
 
 
 def evaluate_command(
@@ -115,7 +118,7 @@ def evaluate_command(
     raise typer.Exit(ExitCode.OK)
 
 
-def _track(model: Any, data: Any, split: str, report: Any, out: Path) -> None:
+def _track(model: str | None, data: str, split: str, report: EvalReport, out: Path) -> None:
     """With a tracking URI (``MLFLOW_TRACKING_URI`` or an Airflow connection ``mlflow``), one MLflow
     run holding the report, the PR curve and the errors file; nothing otherwise."""
     from inkloop.lifecycle.tracking import log_evaluation, start_run

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from inkloop.net import answers
 
 if TYPE_CHECKING:
+    from inkloop.evaluation.evaluator import EvalReport
     from inkloop.models.references import ModelCard
 
 logger = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ def tracker_for_card(card: ModelCard) -> Tracker:
     return Tracker(MlflowClient(tracking_uri=uri), run_id, uri, rec.get("experiment", ""))
 
 
-def log_evaluation(tracker: Tracker, report: Any, prefix: str = "eval") -> None:
+def log_evaluation(tracker: Tracker, report: EvalReport | Mapping[str, Any], prefix: str = "eval") -> None:
     """The evaluator's report: P/R/F1 at the operating threshold, mAP50, mAP50-95, the per-group table,
     and its files (report.json, pr_curve.png, errors.jsonl)."""
     if not tracker.active:
