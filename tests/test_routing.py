@@ -22,7 +22,7 @@ from inkloop.detection.pipeline import DetectionRun, DetectOptions
 from inkloop.detection.preprocess import prepare
 from inkloop.detection.results import read_results
 from inkloop.detection.scoring import decoding_floor, kept
-from inkloop.models.references import ModelCard
+from inkloop.models.references import ModelCard, Thresholds
 from inkloop.routing import (
     ROUTING,
     RoutingConfig,
@@ -76,6 +76,11 @@ class ScriptedDetector:
         self.input_size = 416
         self.confs_seen: set[float] = set()
         self._plain: list[np.ndarray] = []  # held, so no TTA tensor can reuse their ids
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """One threshold for every domain, as a real detector given ``conf`` reports."""
+        return Thresholds(self.conf)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         tensor, transform = prepare(image, 416, "letterbox")
@@ -322,15 +327,32 @@ def test_audit_samples_accepted_pages_only_and_stays_put():
 # -- detection-time helpers -----------------------------------------------------------------------
 def test_decoding_floor_lowers_conf_and_restores_it():
     fake = ScriptedDetector()
-    with decoding_floor(fake, None) as threshold:  # type: ignore[arg-type]
-        assert threshold == fake.conf == 0.25
-    with decoding_floor(fake, RoutingScorer(RoutingConfig())) as threshold:  # type: ignore[arg-type]
-        assert threshold == 0.25 and fake.conf == pytest.approx(0.10)
+    with decoding_floor(fake, None) as thresholds:  # type: ignore[arg-type]
+        assert thresholds == Thresholds(0.25) and fake.conf == 0.25
+    with decoding_floor(fake, RoutingScorer(RoutingConfig())) as thresholds:  # type: ignore[arg-type]
+        assert thresholds.of("scan") == 0.25 and fake.conf == pytest.approx(0.10)
     assert fake.conf == 0.25
     with pytest.raises(RuntimeError), decoding_floor(fake, RoutingScorer(RoutingConfig(band_low=0.2))):  # type: ignore[arg-type]
         assert fake.conf == 0.2
         raise RuntimeError
     assert fake.conf == 0.25
+
+
+def test_decoding_floor_reaches_the_lowest_domain_threshold():
+    """A card that cuts born-digital pages lower than scans must decode down to the digital
+    threshold, or the digital pages' boxes between the two thresholds never exist."""
+
+    class PerDomain(ScriptedDetector):
+        @property
+        def thresholds(self) -> Thresholds:
+            return Thresholds(0.30, {"digital": 0.10})
+
+    fake = PerDomain()
+    fake.conf = 0.30
+    with decoding_floor(fake, None) as thresholds:  # type: ignore[arg-type]
+        assert fake.conf == pytest.approx(0.10)
+        assert thresholds.of("digital") == 0.10 and thresholds.of("scan") == 0.30
+    assert fake.conf == 0.30
 
 
 def test_decode_low_then_filter_equals_decode_at_threshold(pages_dir):
