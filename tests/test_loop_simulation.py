@@ -221,6 +221,34 @@ def _scans(dest: Path, names: list[str]) -> Path:
 FIXTURE_PAGES = Path(__file__).parent / "fixtures" / "pages"
 
 
+def test_replay_starts_from_a_model_folder_with_its_card(tmp_path):
+    """An earlier model taken out of git history (model.pt, model.onnx, card.json) starts the replay
+    as its card describes it, per-domain thresholds and input size included, not re-exported
+    with export defaults."""
+    from inkloop.benchmarks.replay import Replay, ReplayConfig
+    from inkloop.models.references import bundled_model_path, load_local
+
+    bundled = bundled_model_path().parent
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    for name in ("model.pt", "model.onnx", "card.json"):
+        shutil.copy(bundled / name, folder / name)
+    config = ReplayConfig(
+        stream=(str(_scans(tmp_path / "scans", ["tobacco800"])),),
+        test=(str(_scans(tmp_path / "test-scans", ["xc8up"])),),
+        workdir=str(tmp_path / "work"),
+        stream_split="val",
+        test_split="val",
+        start_model=str(folder / "model.pt"),
+    )
+    start = Replay(config)._start_model()
+    expected = load_local(bundled / "model.onnx").card
+    assert start.card.thresholds == expected.thresholds
+    assert start.card.input_size == expected.input_size
+    assert start.card.sha256 == expected.sha256  # the folder's own ONNX, not a fresh export
+    assert not (tmp_path / "work" / "start").exists()
+
+
 @pytest.mark.slow
 def test_replay_from_production_end_to_end(tmp_path):
     """A tiny but real replay: synth contracts and fixture scans stream in over 2 rounds; each of

@@ -43,7 +43,8 @@ def test_card_round_trip_and_validation(tmp_path: Path) -> None:
     card = ModelCard("m", "1", ["signature"], conf_threshold=0.3, domain_thresholds={"digital": 0.15})
     again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
     assert again.thresholds == Thresholds(0.3, {"digital": 0.15})
-    assert ModelCard.from_dict({"name": "old", "version": "3", "class_names": ["s"]}).thresholds.by_domain == {}
+    old = ModelCard.from_dict({"name": "old", "version": "3", "class_names": ["s"]})
+    assert old.thresholds.by_domain == {}
     for bad in ({"digital": 1.5}, {"digital": "low"}, ["digital", 0.1]):
         with pytest.raises(ModelError, match="card of m: domain_thresholds"):
             ModelCard.from_dict({**card.to_dict(), "domain_thresholds": bad})
@@ -89,7 +90,8 @@ def test_detection_cuts_each_page_at_its_domains_threshold(tmp_path: Path) -> No
     }
     assert verdicts[SIGNED.name]["verdict"] == "signed"
     assert verdicts[SIGNED.name]["config"]["domain_thresholds"] == {"scan": 0.1, "digital": 0.5}
-    one = {Path(v["source"]).name: v for v in map(json.loads, (tmp_path / "at-0.9" / "verdicts.jsonl").open())}
+    at_09 = (tmp_path / "at-0.9" / "verdicts.jsonl").read_text().splitlines()
+    one = {Path(v["source"]).name: v for v in map(json.loads, at_09)}
     assert one[SIGNED.name]["verdict"] == "unsigned"
     assert "domain_thresholds" not in one[SIGNED.name]["config"]
 

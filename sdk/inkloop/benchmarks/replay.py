@@ -557,6 +557,12 @@ def page_truth(doc: StreamDoc, result: PageResult) -> list[tuple[float, float, f
     return [from_yolo(b, result.page.width, result.page.height) for b in boxes]
 
 
+def _is_model_folder(pt: Path) -> bool:
+    """``model.pt`` with the ``model.onnx`` and ``card.json`` exported from it beside it."""
+    beside = pt.parent
+    return pt.name == "model.pt" and (beside / "model.onnx").is_file() and (beside / "card.json").is_file()
+
+
 class Replay(WorkFolderRun):
     """Runs a :class:`ReplayConfig`; :meth:`run` returns the :class:`ReplayReport`."""
 
@@ -608,6 +614,12 @@ class Replay(WorkFolderRun):
             elif is_registry_ref(ref):
                 onnx = Path(pt).with_name("model.onnx")
                 card = load_local(onnx, ref=ref, verify=False).card
+            elif _is_model_folder(Path(pt)):
+                # a model folder (model.pt, model.onnx, card.json: a bundled model's or a registry
+                # version's layout, e.g. an earlier bundled model taken from git history) starts
+                # as its card describes it: its thresholds and input size, not export defaults
+                model = load_local(Path(pt).with_name("model.onnx"), ref=ref)
+                onnx, card = model.path, model.card
             else:
                 from inkloop.lifecycle.export import export_onnx
 

@@ -93,7 +93,8 @@ def simulate_command(
     start_model: Annotated[
         str | None,
         typer.Option(
-            help="With --stream: bundled, registry://NAME@production or a .pt (default bundled); "
+            help="With --stream: bundled, registry://NAME@production or a .pt (default bundled; "
+            "a model.pt beside its model.onnx and card.json starts with that card's thresholds); "
             "with --data: an architecture yaml (from scratch, the default yolov8n.yaml) "
             "or a .pt to fine-tune on the seed set."
         ),
