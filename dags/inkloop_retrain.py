@@ -50,6 +50,14 @@ RUN_DIR = "{{ params.runs_dir }}/" + RUN_FOLDER
             None, type=["null", "integer"], description="default: the production model's input size"
         ),
         "time_limit": Param(6 * 3600, type="number", minimum=60, description="seconds before training stops"),
+        "parent_weight": Param(
+            0.0,
+            type="number",
+            minimum=0,
+            exclusiveMaximum=1,
+            description="average the fine-tune with the production model it started from, this share of "
+            "production (0.5: how signature-detector@4 kept the scans; 0: the fine-tune as trained)",
+        ),
         "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
         "gate_policy": Param({}, type="object", description="other GatePolicy fields (max_recall_drop, …)"),
         "runs_dir": Param(f"{INKLOOP_ROOT}/runs", type="string"),
@@ -69,7 +77,7 @@ def inkloop_retrain() -> None:
         source=train.output["best"],
         out_dir=f"{RUN_DIR}/export",
         data=train.output["data"],
-        **from_params("registry"),
+        **from_params("registry", "parent_weight"),
     )
     promote = InkloopPromoteOperator(
         task_id="gate_and_promote",

@@ -195,6 +195,7 @@ def test_full_loop(tmp_path, pages_dir, labelstudio, request):
             "epochs": 1,
             "imgsz": 160,  # the loop's plumbing is under test, not the model: a small, fast one
             "margin": -1.0,
+            "parent_weight": 0.5,  # the export averages the fine-tune with production (its parent)
             "runs_dir": str(data / "runs"),
             "gate_policy": {"max_recall_drop": 1.0, "max_domain_regression": None, "max_latency_ratio": None},
         },
@@ -204,6 +205,8 @@ def test_full_loop(tmp_path, pages_dir, labelstudio, request):
         time.time() - t0,
         gates,
     )
+    soup = Registry(str(registry)).show("signature-detector", "v2").recipe["soup"]
+    assert [i["weight"] for i in soup["of"]] == [0.5, 0.5]
 
     # 4. the next detection run uses the promoted model
     shutil.rmtree(results)

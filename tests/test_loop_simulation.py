@@ -272,6 +272,7 @@ def test_replay_from_production_end_to_end(tmp_path):
         epochs=1,
         imgsz=128,
         batch=4,
+        parent_weight=0.5,  # each candidate is its fine-tune averaged with the production it started from
     )
     events: list[tuple[str, str, int]] = []
 
@@ -327,6 +328,9 @@ def test_replay_from_production_end_to_end(tmp_path):
             rec = json.loads((work / s / f"r{rnd}" / "train" / "recipe.json").read_text())
             assert rec["parent"]["version"] == before.production_version
             assert rec["epochs"] == 1 and rec["imgsz"] == 128
+            soup = reg.show("signature-detector", row.candidate_version).recipe["soup"]
+            assert [i["weight"] for i in soup["of"]] == [0.5, 0.5]
+            assert soup["of"][0]["sha256"] == rec["parent"]["sha256"]  # blended with its own parent
         # the routing run routed with the verdict's places: every reason is one routing writes
         routed = read_routing(work / "routing" / f"r{rnd}" / "detect")
         assert {r.decision for r in routed.values()} <= {"review", "auto_accept"}
@@ -356,7 +360,7 @@ def test_replay_from_production_end_to_end(tmp_path):
         args += ["--test", t]
     args += ["--stream-split", "val", "--budget", "0.5", "--rounds", "2", "--stream-pages", "0"]
     args += ["--base", str(tmp_path / "scans"), "--base-pages", "1"]
-    args += ["--epochs", "1", "--imgsz", "128", "--batch", "4", "--out", str(out)]
+    args += ["--epochs", "1", "--imgsz", "128", "--batch", "4", "--parent-weight", "0.5", "--out", str(out)]
     cli = subprocess.run(
         args, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
     )

@@ -1,4 +1,5 @@
-"""tools/soup.py: the weight average of checkpoints, loadable by ultralytics; mismatches refused."""
+"""The weight average of checkpoints (inkloop.lifecycle.soup, and tools/soup.py that scores soups):
+loadable by ultralytics; mismatches refused; a fine-tune blended with its own parent only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from soup import average_checkpoints, main
+from soup import main
+
+from inkloop.lifecycle.soup import average_checkpoints, blend_with_parent
+from inkloop.models.references import ModelError
 
 BUNDLED_PT = (
     Path(__file__).resolve().parents[1] / "sdk" / "inkloop" / "assets" / "signature-detector" / "model.pt"
@@ -48,12 +52,31 @@ def test_mismatched_networks_and_bad_weights_are_refused(tmp_path, capsys):
     a = _shifted_copy(tmp_path / "a.pt", 0.0)
     other = tmp_path / "other.pt"
     torch.save({"model": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))}, other)
-    with pytest.raises(ValueError, match=r"other\.pt: its layers or shapes differ"):
+    with pytest.raises(ModelError, match=r"other\.pt: its layers or shapes differ"):
         average_checkpoints([a, other], tmp_path / "s.pt")
-    with pytest.raises(ValueError, match="summing to 1"):
+    with pytest.raises(ModelError, match="summing to 1"):
         average_checkpoints([a, a], tmp_path / "s.pt", weights=[0.5, 0.6])
     not_ckpt = tmp_path / "weights.pt"
     torch.save({"state": 1}, not_ckpt)
     assert main([str(a), str(not_ckpt), "--out", str(tmp_path / "s.pt")]) == 2
     assert "weights.pt: not an ultralytics checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_a_fine_tune_blends_with_the_parent_it_started_from_only(tmp_path):
+    parent, tuned = _shifted_copy(tmp_path / "parent.pt", 0.0), _shifted_copy(tmp_path / "tuned.pt", 0.4)
+    from inkloop.documents.hashing import sha256_file
+
+    record = blend_with_parent(tuned, parent, 0.5, tmp_path / "blend.pt", parent_sha256=sha256_file(parent))
+    assert [(i["name"], i["weight"]) for i in record["of"]] == [("parent", 0.5), ("fine-tune", 0.5)]
+    assert record["of"][0]["sha256"] == sha256_file(parent)
+    sp = torch.load(parent, weights_only=False)["model"].float().state_dict()
+    sb = torch.load(tmp_path / "blend.pt", weights_only=False)["model"].float().state_dict()
+    key = next(k for k, v in sp.items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.allclose(sb[key], sp[key] + 0.2, atol=2e-2)  # half-way between w and w + 0.4
+    with pytest.raises(ModelError, match="not the parent the run started from"):
+        blend_with_parent(tuned, parent, 0.5, tmp_path / "b2.pt", parent_sha256="0" * 64)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ModelError, match="between 0 and 1"):
+            blend_with_parent(tuned, parent, bad, tmp_path / "b3.pt")
+    assert not (tmp_path / "b2.pt").exists() and not (tmp_path / "b3.pt").exists()

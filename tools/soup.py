@@ -6,6 +6,9 @@ at no cost at inference: the soup is one network of the same size. Whether it he
 measurement, so the script scores every ingredient and the soup with ultralytics' ``val`` on the
 same split and sizes.
 
+The average itself is the SDK's (:func:`inkloop.lifecycle.soup.average_checkpoints`, which the
+retrain lifecycle blends a fine-tune with its parent by); this tool scores the ingredients beside it.
+
 ``python tools/soup.py A.pt B.pt [C.pt …] --out soup.pt [--val DATA] [--imgsz 416 512]``
 writes the uniform average (``--weights`` for another mix) and prints one JSON line per model and
 size: mAP50, mAP50-95, precision and recall from ``val`` (conf 0.001, NMS IoU 0.7, ``rect=False``).
@@ -14,65 +17,13 @@ size: mAP50, mAP50-95, precision and recall from ``val`` (conf 0.001, NMS IoU 0.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-
-def _network(path: Path) -> tuple[dict[str, Any], Any]:
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    net = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
-    if net is None:
-        raise ValueError(f"{path}: not an ultralytics checkpoint (no 'ema' or 'model' network in it)")
-    return ckpt, net.float()
-
-
-def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> Path:
-    """Write the weighted average of the checkpoints' networks as an ultralytics checkpoint.
-
-    Floating-point tensors (weights, biases, BatchNorm statistics) are averaged; integer ones (the
-    BatchNorm batch counter) are taken from the first. Networks must have the same layers and
-    shapes: a YOLOv8n and a YOLO11n do not average.
-    """
-    import torch
-
-    if len(paths) < 2:
-        raise ValueError("a soup needs at least two checkpoints")
-    weights = list(weights) if weights is not None else [1.0 / len(paths)] * len(paths)
-    if len(weights) != len(paths) or abs(sum(weights) - 1.0) > 1e-6 or min(weights) < 0:
-        raise ValueError(
-            f"weights must be one non-negative number per checkpoint summing to 1, got {weights}"
-        )
-    loaded = [_network(Path(p)) for p in paths]
-    first_ckpt, first = loaded[0]
-    states = [net.state_dict() for _, net in loaded]
-    for path, state in zip(paths[1:], states[1:], strict=True):
-        shapes = {k: tuple(v.shape) for k, v in state.items()}
-        if shapes != {k: tuple(v.shape) for k, v in states[0].items()}:
-            raise ValueError(
-                f"{path}: its layers or shapes differ from {paths[0]}'s; only one architecture averages"
-            )
-    soup = copy.deepcopy(first)
-    mixed = {
-        k: sum(w * s[k] for w, s in zip(weights, states, strict=True)) if v.is_floating_point() else v
-        for k, v in states[0].items()
-    }
-    soup.load_state_dict(mixed)
-    ckpt = {
-        **first_ckpt,
-        "model": soup.half(),
-        "ema": None,
-        "optimizer": None,
-        "soup": [str(p) for p in paths],
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
-    return out
+from inkloop.lifecycle.soup import average_checkpoints
+from inkloop.models.references import ModelError
 
 
 def validate(model: Path, data: str, imgsz: int) -> dict[str, float]:
@@ -120,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         soup = average_checkpoints(args.checkpoints, args.out, args.weights)
-    except (ValueError, OSError) as exc:
+    except (ModelError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"soup": str(soup), "of": [str(p) for p in args.checkpoints]}))

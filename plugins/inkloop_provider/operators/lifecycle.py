@@ -116,22 +116,47 @@ class InkloopTrainOperator(InkloopStorageOperator):
 
 
 class InkloopExportOperator(InkloopStorageOperator):
-    """Export a trained run to ONNX (+ INT8/OpenVINO/TensorRT where possible), register a candidate."""
+    """Export a trained run to ONNX (+ INT8/OpenVINO/TensorRT where possible), register a candidate.
 
-    template_fields: Sequence[str] = ("source", "out_dir", "data", "registry", "storage_conn_id")
+    ``parent_weight`` (0 < w < 1; None or 0: off) first averages the run's checkpoint with the
+    parent it was fine-tuned from (typed: templated, it needs the DAG's native rendering).
+    """
+
+    template_fields: Sequence[str] = (
+        "source",
+        "out_dir",
+        "data",
+        "registry",
+        "parent_weight",
+        "storage_conn_id",
+    )
 
     def __init__(
-        self, *, source: str, out_dir: str, data: str, registry: str | None = None, **kwargs: Any
+        self,
+        *,
+        source: str,
+        out_dir: str,
+        data: str,
+        registry: str | None = None,
+        parent_weight: float | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source, self.out_dir, self.data, self.registry = source, out_dir, data, registry
+        self.parent_weight = parent_weight
 
     def execute(self, context: Context) -> dict[str, Any]:
         use_mlflow_connection()
         from inkloop.lifecycle.promotion import export_candidate
 
         with self.storage():
-            res = export_candidate(self.source, self.out_dir, data=self.data, registry=self.registry or None)
+            res = export_candidate(
+                self.source,
+                self.out_dir,
+                data=self.data,
+                registry=self.registry or None,
+                parent_weight=self.typed("parent_weight", float) or 0.0,
+            )
         return {
             "version": res.version,
             "model_ref": res.model_ref,

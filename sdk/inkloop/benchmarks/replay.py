@@ -103,6 +103,9 @@ class ReplayConfig:
     new_domain: str = "digital"
     recipe: str = "finetune-v1"
     epochs: int = 5
+    #: The parent's share when each round's fine-tune is averaged with the production model it
+    #: started from (:func:`~inkloop.lifecycle.soup.blend_with_parent`); 0: the fine-tune as trained.
+    parent_weight: float = 0.0
     imgsz: int | None = None  # None: the production model's input size
     batch: int = 16
     seeds: tuple[int, ...] = (0,)
@@ -124,6 +127,8 @@ class ReplayConfig:
             raise ReplayError("give at least one seed")
         if self.epochs < 1:
             raise ReplayError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.parent_weight < 1:
+            raise ReplayError(f"parent weight must be in [0, 1), got {self.parent_weight}")
 
     def key(self) -> dict[str, Any]:
         """The settings a report's numbers depend on (a rerun with others is refused)."""
@@ -133,6 +138,8 @@ class ReplayConfig:
         if d["base"] is None:  # reports written before --base existed stay resumable
             for k in ("base", "base_split", "base_pages"):
                 d.pop(k)
+        if not d["parent_weight"]:  # as do those written before --parent-weight
+            d.pop("parent_weight")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -906,7 +913,14 @@ class Replay(WorkFolderRun):
         self.progress("export", info)
         shutil.rmtree(rdir / "export", ignore_errors=True)
         exported = export_candidate(
-            run, rdir / "export", data=str(data), registry=reg, formats=(), split="test", imgsz=c.imgsz
+            run,
+            rdir / "export",
+            data=str(data),
+            registry=reg,
+            formats=(),
+            split="test",
+            imgsz=c.imgsz,
+            parent_weight=c.parent_weight,
         )
         self.progress("gate", info)
         decision = promote(MODEL_NAME, str(data), registry=reg, policy=GatePolicy(**c.gate))

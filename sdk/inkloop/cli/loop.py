@@ -79,6 +79,13 @@ def simulate_command(
     ] = "0",
     epochs: Annotated[int, typer.Option(help="With --stream: fine-tuning epochs per round.")] = 5,
     recipe: Annotated[str, typer.Option(help="With --stream: the training recipe.")] = "finetune-v1",
+    parent_weight: Annotated[
+        float,
+        typer.Option(
+            help="With --stream: average each round's fine-tune with the production model it "
+            "started from, this share of the parent (0.5: how @4 kept the scans; 0: off)."
+        ),
+    ] = 0.0,
     new_domain: Annotated[
         str, typer.Option(help="With --stream: the domain the label efficiency is measured on.")
     ] = "digital",
@@ -147,6 +154,7 @@ def simulate_command(
                 test_split=test_split,
                 new_domain=new_domain,
                 recipe=recipe,
+                parent_weight=parent_weight,
                 epochs=epochs,
                 imgsz=imgsz,
                 batch=batch,

@@ -288,6 +288,13 @@ def export_command(
         float, typer.Option(help="Parity: smallest mean box IoU for a variant to be offered.")
     ] = 0.9,
     calibration_images: Annotated[int, typer.Option(help="Pages for INT8 calibration.")] = 64,
+    parent_weight: Annotated[
+        float,
+        typer.Option(
+            help="First average the checkpoint with the parent it was fine-tuned from, this share of "
+            "the parent (0.5: how signature-detector@4 kept the scans; 0: off)."
+        ),
+    ] = 0.0,
     triton_repo: Annotated[
         Path | None,
         typer.Option(
@@ -325,6 +332,7 @@ def export_command(
                 formats=wanted,
                 tolerance=tol,
                 calibration_images=calibration_images,
+                parent_weight=parent_weight,
             )
     except (DatasetError, ValueError) as exc:
         raise fail(console, "cannot export", exc, ExitCode.USAGE) from None

@@ -211,6 +211,7 @@ def export_candidate(
     tolerance: ParityTolerance | None = None,
     calibration_images: int = 64,
     int8_options: dict[str, Any] | None = None,
+    parent_weight: float = 0.0,
 ) -> ExportResult:
     """Export a trained checkpoint, build and check its variants, and register it as a candidate.
 
@@ -218,6 +219,9 @@ def export_candidate(
     model's, as recorded in the run's ``recipe.json``, so a retrained model serves exactly like
     the one it replaces. The card also gets the data version, the recipe and seed, the parent
     version, the fp32 model's metrics on the ``split`` of ``data`` and ``extra["variants"]``.
+    With ``parent_weight`` (0 < w < 1) the checkpoint is first averaged with the parent it was
+    fine-tuned from, ``w`` of the parent (:func:`~inkloop.lifecycle.soup.blend_with_parent`: what
+    kept ``@4``'s scans), and the card's ``recipe.soup`` records both ingredients.
     With ``register`` (and a registry: a :class:`~inkloop.models.registry.Registry`, its URL, or None
     for the default one) the model becomes a new version, offered ONNX variants become
     ``<version>-<variant>`` versions, and ``alias`` (default ``candidate``) points at it.
@@ -238,6 +242,8 @@ def export_candidate(
     card_name = name or defaults.get("name") or BUNDLED_NAME
     size = int(imgsz or defaults.get("input_size") or record.get("imgsz") or 640)
     recipe = {k: v for k, v in record.items() if k not in ("parent",)}
+    if parent_weight:
+        weights, recipe["soup"] = _blend_with_parent(weights, record, parent, parent_weight)
     card_extra: dict[str, Any] = {
         "data_version": record.get("data_version"),
         "parent_version": parent.get("model_version") or parent.get("ref"),
@@ -319,6 +325,24 @@ def export_candidate(
     )
     _upload_export(result)
     return result
+
+
+def _blend_with_parent(
+    weights: Path, record: dict[str, Any], parent: dict[str, Any], parent_weight: float
+) -> tuple[Path, dict[str, Any]]:
+    """The run's checkpoint averaged with the checkpoint its training started from (``recipe.json``'s
+    ``model``, checked against the parent hash recorded then), written beside the run's weights."""
+    from inkloop.lifecycle.soup import blend_with_parent
+
+    start = str(record.get("model") or "")
+    if not start.endswith(".pt") or parent.get("from_scratch"):
+        raise ModelError(
+            f"{weights}: the run did not start from a checkpoint, so there is no parent to blend with"
+        )
+    out = weights.with_name(f"{weights.stem}-blend-{parent_weight:g}.pt")
+    soup = blend_with_parent(weights, Path(start), parent_weight, out, parent_sha256=parent.get("sha256"))
+    soup["of"][0]["name"] = str(parent.get("model_version") or parent.get("ref") or "parent")
+    return out, soup
 
 
 def _upload_export(result: ExportResult) -> None:
