@@ -1,4 +1,4 @@
-"""inkloop_retrain: curated data → fine-tune → export (+ INT8/OpenVINO) → gate → promote.
+"""inkloop_retrain: curated data → fine-tune → blend with production → export → gate → promote.
 
 Scheduled by the ``inkloop_training_data`` Asset (a new curated export from review sync). The
 promotion publishes ``inkloop_production_model``; detection resolves ``registry://…@production``
@@ -8,7 +8,9 @@ promotion (production stays, the reasons are in the gate's XCom and beside the c
 The export and the gate take the training's outputs as XComArgs (``train.output["best"]``, one
 XCom per key of its outcome); templates render as native objects (``epochs`` an int,
 ``gate_policy`` a dict). Data, runs and the registry may be storage URLs, reached through
-``storage_conn_id`` (see ``inkloop_detect``).
+``storage_conn_id`` (see ``inkloop_detect``). The export averages the fine-tune with the
+production model it started from (``parent_weight``, half and half by default; 0 turns it off):
+a fine-tune on new kinds of pages costs the old ones, and the average keeps them (docs/lifecycle.md).
 """
 
 from __future__ import annotations
@@ -51,12 +53,13 @@ RUN_DIR = "{{ params.runs_dir }}/" + RUN_FOLDER
         ),
         "time_limit": Param(6 * 3600, type="number", minimum=60, description="seconds before training stops"),
         "parent_weight": Param(
-            0.0,
+            0.5,
             type="number",
             minimum=0,
             exclusiveMaximum=1,
             description="average the fine-tune with the production model it started from, this share of "
-            "production (0.5: how signature-detector@4 kept the scans; 0: the fine-tune as trained)",
+            "production (how signature-detector@4 kept the scans, and what got routed reviews through "
+            "the gate in the loop replay; 0: the fine-tune as trained)",
         ),
         "margin": Param(0.005, type="number", description="mAP50 gain the candidate needs over production"),
         "gate_policy": Param({}, type="object", description="other GatePolicy fields (max_recall_drop, …)"),

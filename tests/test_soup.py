@@ -3,6 +3,7 @@ loadable by ultralytics; mismatches refused; a fine-tune blended with its own pa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,39 @@ def test_a_fine_tune_blends_with_the_parent_it_started_from_only(tmp_path):
         with pytest.raises(ModelError, match="between 0 and 1"):
             blend_with_parent(tuned, parent, bad, tmp_path / "b3.pt")
     assert not (tmp_path / "b2.pt").exists() and not (tmp_path / "b3.pt").exists()
+
+
+def test_export_blends_with_the_parent_fetched_from_the_registry_when_its_file_is_gone(tmp_path):
+    """A worker exporting a run another machine trained has no copy of the parent checkpoint the
+    run recorded: the export fetches it from the run's registry, checks its hash, and blends."""
+    from inkloop.documents.hashing import sha256_file
+    from inkloop.lifecycle.promotion import export_candidate
+    from inkloop.models.references import load_local
+    from inkloop.models.registry import Registry
+
+    bundled = BUNDLED_PT.parent
+    reg = Registry(str(tmp_path / "registry"))
+    version = reg.register(
+        "sig", bundled / "model.onnx", load_local(bundled / "model.onnx").card, pt_path=BUNDLED_PT
+    )
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    _shifted_copy(run / "weights" / "best.pt", 0.01)
+    parent = {"registry": reg.url, "name": "sig", "version": version, "sha256": sha256_file(BUNDLED_PT)}
+    gone = tmp_path / "other-machine" / "model.pt"  # where the training machine had the parent
+    (run / "recipe.json").write_text(
+        json.dumps({"name": "finetune-v1", "model": str(gone), "parent": parent})
+    )
+
+    result = export_candidate(run, tmp_path / "export", register=False, formats=(), parent_weight=0.5)
+    soup = result.card.recipe["soup"]
+    assert soup["of"][0]["sha256"] == parent["sha256"] and soup["of"][0]["weight"] == 0.5
+    assert soup["of"][1]["sha256"] == sha256_file(run / "weights" / "best.pt")
+    assert (run / "weights" / "best-blend-0.5.pt").is_file()
+
+    parent["sha256"] = "f" * 64  # the registry's file is not the parent the run started from
+    (run / "recipe.json").write_text(
+        json.dumps({"name": "finetune-v1", "model": str(gone), "parent": parent})
+    )
+    with pytest.raises(ModelError, match="not the parent the run started from"):
+        export_candidate(run, tmp_path / "export2", register=False, formats=(), parent_weight=0.5)

@@ -104,8 +104,10 @@ class ReplayConfig:
     recipe: str = "finetune-v1"
     epochs: int = 5
     #: The parent's share when each round's fine-tune is averaged with the production model it
-    #: started from (:func:`~inkloop.lifecycle.soup.blend_with_parent`); 0: the fine-tune as trained.
-    parent_weight: float = 0.0
+    #: started from (:func:`~inkloop.lifecycle.soup.blend_with_parent`), as the retrain DAG does by
+    #: default; 0: the fine-tune as trained, which lost the old domain in every round measured
+    #: (docs/evaluation.md).
+    parent_weight: float = 0.5
     imgsz: int | None = None  # None: the production model's input size
     batch: int = 16
     seeds: tuple[int, ...] = (0,)

@@ -83,9 +83,9 @@ def simulate_command(
         float,
         typer.Option(
             help="With --stream: average each round's fine-tune with the production model it "
-            "started from, this share of the parent (0.5: how @4 kept the scans; 0: off)."
+            "started from, this share of the parent, as the retrain DAG does (0: off)."
         ),
-    ] = 0.0,
+    ] = 0.5,
     new_domain: Annotated[
         str, typer.Option(help="With --stream: the domain the label efficiency is measured on.")
     ] = "digital",

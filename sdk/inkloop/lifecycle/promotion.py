@@ -330,17 +330,29 @@ def export_candidate(
 def _blend_with_parent(
     weights: Path, record: dict[str, Any], parent: dict[str, Any], parent_weight: float
 ) -> tuple[Path, dict[str, Any]]:
-    """The run's checkpoint averaged with the checkpoint its training started from (``recipe.json``'s
-    ``model``, checked against the parent hash recorded then), written beside the run's weights."""
+    """The run's checkpoint averaged with the checkpoint its training started from, written beside
+    the run's weights.
+
+    The parent is ``recipe.json``'s ``model`` where that file is still there (the same machine),
+    else fetched again from the registry the run records (a worker exporting what another
+    trained); either way it must hash to the parent SHA-256 recorded when the training started.
+    """
     from inkloop.lifecycle.soup import blend_with_parent
 
-    start = str(record.get("model") or "")
-    if not start.endswith(".pt") or parent.get("from_scratch"):
+    start = Path(str(record.get("model") or ""))
+    if start.suffix != ".pt" or parent.get("from_scratch"):
         raise ModelError(
             f"{weights}: the run did not start from a checkpoint, so there is no parent to blend with"
         )
+    if not start.is_file() and parent.get("registry") and parent.get("name") and parent.get("version"):
+        from inkloop.models.resolve import open_registry
+
+        reg = open_registry(str(parent["registry"]))
+        start = reg.fetch(str(parent["name"]), str(parent["version"]), with_pt=True).path.with_name(
+            "model.pt"
+        )
     out = weights.with_name(f"{weights.stem}-blend-{parent_weight:g}.pt")
-    soup = blend_with_parent(weights, Path(start), parent_weight, out, parent_sha256=parent.get("sha256"))
+    soup = blend_with_parent(weights, start, parent_weight, out, parent_sha256=parent.get("sha256"))
     soup["of"][0]["name"] = str(parent.get("model_version") or parent.get("ref") or "parent")
     return out, soup
 
