@@ -231,3 +231,25 @@ def test_user_commands_do_not_depend_on_the_dev_servers():
             todo.extend(graph.get(module, ()))
     assert "inkloop.serving.launcher" in seen  # `inkloop serve` starts Triton through it
     assert sorted(m for m in seen if m.startswith("inkloop.devservers")) == []
+
+
+def test_a_parent_weight_outside_0_to_1_is_a_usage_error_and_writes_nothing(tmp_path):
+    for args in (
+        ["export", str(tmp_path / "run"), "--out", str(tmp_path / "export"), "--parent-weight", "1.5"],
+        [
+            "loop",
+            "simulate",
+            "--stream",
+            "s",
+            "--test",
+            "t",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--parent-weight",
+            "1",
+        ],
+    ):
+        r = run_cli(*args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "parent" in (r.stdout + r.stderr).lower()
+    assert list(tmp_path.iterdir()) == []
