@@ -129,8 +129,12 @@ class ReplayConfig:
             raise ReplayError("give at least one seed")
         if self.epochs < 1:
             raise ReplayError(f"epochs must be at least 1, got {self.epochs}")
-        if not 0 <= self.parent_weight < 1:
-            raise ReplayError(f"parent weight must be in [0, 1), got {self.parent_weight}")
+        from inkloop.lifecycle.soup import check_parent_weight
+
+        try:
+            check_parent_weight(self.parent_weight)
+        except ValueError as exc:
+            raise ReplayError(str(exc)) from None
 
     def key(self) -> dict[str, Any]:
         """The settings a report's numbers depend on (a rerun with others is refused)."""

@@ -317,10 +317,6 @@ def export_command(
     bad = [f for f in wanted if f not in FORMATS]
     if bad:
         raise typer.BadParameter(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}")
-    if not 0.0 <= parent_weight < 1.0:
-        raise typer.BadParameter(
-            f"must be at least 0 and below 1, got {parent_weight}", param_hint="--parent-weight"
-        )
     tol = ParityTolerance(max_abs_delta_map50=max_delta_map50, min_box_iou=min_box_iou)
     try:
         with console.status("exporting and checking variants…"), _stdout_to_stderr(json_out):

@@ -231,8 +231,10 @@ def export_candidate(
     last) uploaded to ``out_dir`` at the end.
     """
     from inkloop.lifecycle.export import export_onnx
+    from inkloop.lifecycle.soup import check_parent_weight
     from inkloop.lifecycle.training import local_dataset, url_scratch
 
+    check_parent_weight(parent_weight)  # before anything is read or written
     weights, record = find_weights(source)
     if data is not None:
         data = local_dataset(data)
@@ -340,7 +342,7 @@ def _blend_with_parent(
     from inkloop.lifecycle.soup import blend_with_parent
 
     start = Path(str(record.get("model") or ""))
-    if start.suffix != ".pt" or parent.get("from_scratch"):
+    if start.suffix != ".pt":  # an architecture .yaml: trained from scratch
         raise ModelError(
             f"{weights}: the run did not start from a checkpoint, so there is no parent to blend with"
         )

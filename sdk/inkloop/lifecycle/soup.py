@@ -76,6 +76,14 @@ def average_checkpoints(paths: Sequence[Path], out: Path, weights: Sequence[floa
     return out
 
 
+def check_parent_weight(parent_weight: float) -> float:
+    """The one rule for a ``parent_weight`` option: at least 0 (0: no blending) and below 1 (1 would
+    throw the fine-tune away). A ``ValueError`` names the value, so callers report a usage error."""
+    if not 0.0 <= parent_weight < 1.0:
+        raise ValueError(f"parent_weight must be at least 0 and below 1, got {parent_weight}")
+    return parent_weight
+
+
 def blend_with_parent(
     weights: Path, parent: Path, parent_weight: float, out: Path, parent_sha256: str | None = None
 ) -> dict[str, Any]:
