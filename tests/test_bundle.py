@@ -111,11 +111,32 @@ def test_each_domain_gets_its_own_lowest_precise_threshold() -> None:
         p.path, p.domain = "d.png", "digital"
     preds = scan + digital
     t, table, rule = choose_operating_threshold(preds, ["signature"])
-    assert t == 0.45 and rule.endswith("in every domain")
+    assert t == 0.45 and "in every domain (0.85, digital 0.9)" in rule
     assert choose_domain_thresholds(table, t) == {"digital": 0.1}
     # one domain, or none precise enough lower down: nothing of their own
     t1, table1, _ = choose_operating_threshold(scan, ["signature"])
     assert choose_domain_thresholds(table1, t1) == {}
+
+
+def test_born_digital_pages_are_held_to_their_own_precision_floor() -> None:
+    """Born-digital pages must reach precision 0.90, scans 0.85. Digital pages with 20 true boxes
+    and 3 false ones at 0.32 read precision 0.87 up to 0.30: enough for a scan's floor, not for
+    theirs, so they (and the card's threshold, which serves every domain) start at 0.35; clean
+    scans keep their own 0.10."""
+    gt = [[i * 100.0, 0, i * 100.0 + 50, 50] for i in range(10)]
+    gt2 = [[i * 100.0, 100, i * 100.0 + 50, 150] for i in range(10)]
+    false = [[0, 500 + 100 * k, 50, 550 + 100 * k] for k in range(3)]
+    scan = _preds([(gt, [0.9] * 10, gt)])
+    digital = _preds([([*gt, *gt2, *false], [0.9] * 20 + [0.32] * 3, [*gt, *gt2])])
+    for p in scan:
+        p.domain = "scan"
+    for p in digital:
+        p.path, p.domain = "d.png", "digital"
+    t, table, _ = choose_operating_threshold(scan + digital, ["signature"])
+    at_010 = table[0]["domains"]["digital"]
+    assert 0.85 <= at_010["precision"] < 0.90 and at_010["recall"] == 1.0
+    assert t == 0.35
+    assert choose_domain_thresholds(table, t) == {"scan": 0.1}
 
 
 def test_duplicate_boxes_counts_nested_and_overlapping_boxes() -> None:

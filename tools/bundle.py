@@ -41,6 +41,9 @@ from inkloop.models.resolve import resolve_model
 GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(13))  # 0.10 … 0.70
 NMS_IOUS = (0.7, 0.6, 0.5, 0.45)
 MIN_PRECISION = 0.85  # auto-accepted results: fewer than one false box in six true ones
+# Born-digital contracts are mostly accepted without a person (clean pages, verdicts straight from
+# the boxes), so their floor is the product's born-digital target: at most one false box in ten.
+DOMAIN_MIN_PRECISION = {"digital": 0.90}
 TARGET_RECALL = 0.88  # recorded: whether the chosen threshold also keeps this much recall
 
 
@@ -78,26 +81,42 @@ def choose_operating_threshold(
         table.append(row)
 
     def precise_enough(row: dict[str, Any]) -> bool:
-        # With domains (scans and born-digital pages), the precision floor holds in each domain:
-        # pooled precision can hide a domain whose auto-accepted boxes are mostly false.
-        parts = [row, *row.get("domains", {}).values()]
-        return row["recall"] > 0 and all(part["precision"] >= min_precision for part in parts)
+        # With domains (scans and born-digital pages), the precision floor holds in each domain
+        # (each at its own floor): pooled precision can hide a domain whose auto-accepted boxes
+        # are mostly false.
+        domains = row.get("domains", {})
+        return (
+            row["recall"] > 0
+            and row["precision"] >= min_precision
+            and all(v["precision"] >= domain_floor(d, min_precision) for d, v in domains.items())
+        )
 
     precise = [row for row in table if precise_enough(row)]
     if precise:
         best = min(precise, key=lambda row: row["threshold"])
-        where = " in every domain" if "domains" in best else ""
+        where = f" in every domain ({_floors_text(min_precision)})" if "domains" in best else ""
         return float(best["threshold"]), table, f"lowest threshold with precision >= {min_precision}{where}"
     best = max(table, key=lambda row: (row["f1"], row["threshold"]))
     return float(best["threshold"]), table, f"best F1 (no threshold reaches precision {min_precision})"
+
+
+def domain_floor(domain: str, min_precision: float = MIN_PRECISION) -> float:
+    """The precision a domain's auto-accepted boxes must reach (``DOMAIN_MIN_PRECISION``, else
+    ``min_precision``)."""
+    return max(min_precision, DOMAIN_MIN_PRECISION.get(domain, min_precision))
+
+
+def _floors_text(min_precision: float) -> str:
+    own = "".join(f", {d} {p:g}" for d, p in sorted(DOMAIN_MIN_PRECISION.items()))
+    return f"{min_precision:g}{own}"
 
 
 def choose_domain_thresholds(
     table: list[dict[str, Any]], default: float, min_precision: float = MIN_PRECISION
 ) -> dict[str, float]:
     """Each domain's own operating threshold, where it is lower than ``default``: the lowest grid
-    threshold whose precision *in that domain* is ≥ ``min_precision`` (``table``: the grid of
-    :func:`choose_operating_threshold`). Images of no recorded domain keep ``default``."""
+    threshold whose precision *in that domain* reaches its floor (:func:`domain_floor`; ``table``:
+    the grid of :func:`choose_operating_threshold`). Images of no recorded domain keep ``default``."""
     from inkloop.evaluation.domains import UNKNOWN_DOMAIN
 
     own: dict[str, float] = {}
@@ -107,7 +126,8 @@ def choose_domain_thresholds(
         ok = [
             row["threshold"]
             for row in table
-            if row["domains"][domain]["recall"] > 0 and row["domains"][domain]["precision"] >= min_precision
+            if row["domains"][domain]["recall"] > 0
+            and row["domains"][domain]["precision"] >= domain_floor(domain, min_precision)
         ]
         if ok and min(ok) < default:
             own[domain] = float(min(ok))
@@ -296,7 +316,7 @@ def operating_metrics(card: ModelCard, preds: list[Any]) -> dict[str, Any]:
         "f1": round(at_op.f1, 4),
         "threshold_choice": {
             "method": f"{rule}, grid 0.10, 0.15, …, 0.70 on val"
-            + (f"; each domain: its own lowest with precision >= {MIN_PRECISION}{own}" if own else ""),
+            + (f"; each domain: its own lowest with its precision floor{own}" if own else ""),
             "recall_target": {"recall": TARGET_RECALL, "met": at_op.recall >= TARGET_RECALL},
             "grid": table,
             "best_f1": at_op.best_f1.to_dict(),
