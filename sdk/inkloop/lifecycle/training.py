@@ -172,6 +172,12 @@ RECIPES["coco-v5"] = replace(
     extra={**RECIPES["finetune-v1"].extra, "close_mosaic": 3},
 )
 
+# The second born-digital fine-tune behind ``signature-detector@6`` (``coco-v6a``: ``@3``'s weights
+# on docs/training-records/coco-v6/data-v6a.yaml, new ``inkloop synth`` pages): ``coco-v5``'s
+# recipe with another seed, so that the two fine-tunes averaged into ``@6`` differ in data order
+# and augmentation as well as in their generated pages.
+RECIPES["coco-v6"] = replace(RECIPES["coco-v5"], name="coco-v6", seed=1, extra=dict(RECIPES["coco-v5"].extra))
+
 
 def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     """Make ultralytics behave offline: no hub, no auto-installs, a writable config dir."""
