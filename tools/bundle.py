@@ -88,7 +88,7 @@ def choose_operating_threshold(
         return (
             row["recall"] > 0
             and row["precision"] >= min_precision
-            and all(v["precision"] >= domain_floor(d, min_precision) for d, v in domains.items())
+            and all(meets_floor(v, d, min_precision) for d, v in domains.items())
         )
 
     precise = [row for row in table if precise_enough(row)]
@@ -104,6 +104,12 @@ def domain_floor(domain: str, min_precision: float = MIN_PRECISION) -> float:
     """The precision a domain's auto-accepted boxes must reach (``DOMAIN_MIN_PRECISION``, else
     ``min_precision``)."""
     return max(min_precision, DOMAIN_MIN_PRECISION.get(domain, min_precision))
+
+
+def meets_floor(part: dict[str, Any], domain: str, min_precision: float = MIN_PRECISION) -> bool:
+    """Whether one domain's grid cell (``{"precision": …}``) reaches that domain's floor: the one
+    test both threshold choices apply."""
+    return part["precision"] >= domain_floor(domain, min_precision)
 
 
 def _floors_text(min_precision: float) -> str:
@@ -126,8 +132,7 @@ def choose_domain_thresholds(
         ok = [
             row["threshold"]
             for row in table
-            if row["domains"][domain]["recall"] > 0
-            and row["domains"][domain]["precision"] >= domain_floor(domain, min_precision)
+            if (cell := row["domains"][domain])["recall"] > 0 and meets_floor(cell, domain, min_precision)
         ]
         if ok and min(ok) < default:
             own[domain] = float(min(ok))
