@@ -141,6 +141,37 @@ def test_saved_token_is_private(tmp_path: Path) -> None:
     assert tokens.read_token(tmp_path) is None  # only a PAT counts; the server mints a new one
 
 
+def test_the_signing_key_is_written_once_privately_and_a_lost_one_is_named(tmp_path: Path) -> None:
+    """The key that signs the PAT is the data dir's, written before the first start and kept."""
+    tokens.ensure_signing_key(tmp_path)
+    env_file = tmp_path / settings.ENV_FILE_NAME
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    key = tokens.signing_key(tmp_path)
+    assert key is not None and len(key) >= 50 and tokens.signing_key_is_readable(key)
+    tokens.ensure_signing_key(tmp_path)  # a second start keeps it
+    assert tokens.signing_key(tmp_path) == key and env_file.read_text().count("SECRET_KEY=") == 1
+    # a key Label Studio itself wrote starting with '$' (1 in 50): the data dir is named, not a 401 later
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / settings.ENV_FILE_NAME).write_text("\nSECRET_KEY=$x(k3y)#@\n")
+    lost = r"broken/\.env: its SECRET_KEY starts with '\$'"
+    with pytest.raises(settings.LabelStudioServerError, match=lost):
+        tokens.ensure_signing_key(broken)
+
+
+def test_a_template_whose_key_reads_back_empty_is_not_used(tmp_path: Path) -> None:
+    """Every copy of such a template would hold a token its server refuses: it is rebuilt instead."""
+    from inkloop.devservers.labelstudio import template
+
+    fingerprint = template._fingerprint(settings.LABEL_STUDIO_VERSION, "u@example.com", "pw")
+    (tmp_path / settings.DB_FILE_NAME).write_bytes(b"")
+    (tmp_path / settings.TEMPLATE_META_NAME).write_text(json.dumps({"fingerprint": fingerprint}))
+    (tmp_path / settings.ENV_FILE_NAME).write_text("\nSECRET_KEY=ok-key_1\n")
+    assert template._template_usable(tmp_path, fingerprint)
+    (tmp_path / settings.ENV_FILE_NAME).write_text("\nSECRET_KEY=$bad-key\n")
+    assert not template._template_usable(tmp_path, fingerprint)
+
+
 def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The server venvs are installed without byte-compiling (setup time); their pythons must be
     free to write the caches, else every start recompiles Django where a machine sets this."""
@@ -151,6 +182,7 @@ def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: 
     # defaults (legacy tokens off), whatever the shell that started it has set
     monkeypatch.setenv("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "true")
     monkeypatch.setenv("LABEL_STUDIO_USER_TOKEN", SECRET)
+    monkeypatch.setenv("SECRET_KEY", SECRET)  # would override the data dir's key the PAT is signed with
     env = server._child_env(
         data_dir=tmp_path / "data",
         document_root=tmp_path,
@@ -161,6 +193,7 @@ def test_private_venv_pythons_cache_their_bytecode(tmp_path: Path, monkeypatch: 
     )
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN" not in env and "LABEL_STUDIO_USER_TOKEN" not in env
+    assert "SECRET_KEY" not in env
     assert "PYTHONDONTWRITEBYTECODE" not in clean_python_env({"PYTHONDONTWRITEBYTECODE": "1", "HOME": "/h"})
 
 
@@ -211,6 +244,35 @@ def test_listens_only_on_loopback(labelstudio: LabelStudioHandle) -> None:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                     s.settimeout(1.0)
                     assert s.connect_ex((addr.address, port)) != 0, addr.address
+
+
+@pytest.mark.labelstudio
+def test_label_studio_reads_the_signing_key_back_as_written(
+    labelstudio: LabelStudioHandle, tmp_path: Path
+) -> None:
+    """Label Studio's own reader (django-environ, in its venv) on the key inkloop writes, and on a key
+    starting with '$' as Django's generator makes one time in fifty: the first reads back as
+    written; the second reads back empty (the 1-in-50 "Token is invalid" after a restart)."""
+    tokens.ensure_signing_key(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / settings.ENV_FILE_NAME).write_text("\nSECRET_KEY=$x(k3y)#@\n")
+    read = (
+        "import os, sys, environ; environ.Env.read_env(os.path.join(sys.argv[1], '.env')); "
+        "print(environ.Env().str('SECRET_KEY', ''))"
+    )
+    python = str(settings.default_venv() / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+
+    def label_studio_reads(data_dir: Path) -> str:
+        cmd = [python, "-c", read, str(data_dir)]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert label_studio_reads(tmp_path) == tokens.signing_key(tmp_path)
+    assert label_studio_reads(broken) == ""
+    # the running server's own data dir holds a key it reads back (its PAT works: the fixture checked)
+    assert label_studio_reads(labelstudio.data_dir) == tokens.signing_key(labelstudio.data_dir)
 
 
 @pytest.mark.labelstudio

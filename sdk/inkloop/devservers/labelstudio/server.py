@@ -50,7 +50,7 @@ from inkloop.devservers.labelstudio.template import (
     _template_usable,
     save_template,
 )
-from inkloop.devservers.labelstudio.tokens import ensure_token, read_token
+from inkloop.devservers.labelstudio.tokens import ensure_signing_key, ensure_token, read_token
 from inkloop.devservers.labelstudio.venv import ensure_venv
 from inkloop.devservers.spawn import spawn
 from inkloop.net import free_port, port_is_free
@@ -204,6 +204,7 @@ def start(
     if fresh and use_template and _template_usable(template, fingerprint):
         _copy_data_dir(template, data_dir)
         used_template = True
+    ensure_signing_key(data_dir)
 
     url = f"http://{HOST}:{port}"
     pid_file = data_dir / PID_FILE_NAME

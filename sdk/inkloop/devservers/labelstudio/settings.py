@@ -48,6 +48,10 @@ TEMPLATE_META_NAME = "inkloop-template.json"
 TOKEN_FILE_NAME = "personal-access-token"
 
 
+# Label Studio's settings file in a data dir; its SECRET_KEY signs every JWT, the PAT included.
+ENV_FILE_NAME = ".env"
+
+
 # Files of ours inside a data dir: never copied into a template.
 _RUNTIME_FILES = {PID_FILE_NAME, LOG_FILE_NAME, STATE_FILE_NAME, TEMPLATE_META_NAME}
 
@@ -69,6 +73,9 @@ _STRIPPED_ENV = {
     "VIRTUAL_ENV",
     "__PYVENV_LAUNCHER__",
     "PYTHONDONTWRITEBYTECODE",  # its venv is not byte-compiled at install: the first start caches
+    # Label Studio takes an inherited SECRET_KEY over its data dir's: the key that signed the
+    # admin's Personal Access Token must be the data dir's own (tokens.ensure_signing_key)
+    "SECRET_KEY",
 }
 
 

@@ -17,6 +17,7 @@ from inkloop.devservers.labelstudio.settings import (
     LABEL_STUDIO_VERSION,
     TEMPLATE_META_NAME,
 )
+from inkloop.devservers.labelstudio.tokens import signing_key, signing_key_is_readable
 
 
 def _fingerprint(version: str, username: str, password: str) -> str:
@@ -34,7 +35,12 @@ def _template_usable(template_dir: Path, fingerprint: str) -> bool:
         meta = json.loads((template_dir / TEMPLATE_META_NAME).read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("fingerprint") == fingerprint and (template_dir / DB_FILE_NAME).is_file()
+    return (
+        meta.get("fingerprint") == fingerprint
+        and (template_dir / DB_FILE_NAME).is_file()
+        # a template whose key Label Studio cannot read back holds a token no copy can use
+        and signing_key_is_readable(signing_key(template_dir))
+    )
 
 
 def _copy_data_dir(src: Path, dst: Path) -> None:

@@ -7,6 +7,10 @@ admin's e-mail and password, then ``POST /api/token/`` with that session): a rea
 path, about half a second on a running server. The token is written to
 ``<data dir>/personal-access-token`` (mode 0600), so later starts, the template copies (same
 database, same signing key in the data dir's ``.env``) and ``labeling/token.sh`` reuse it.
+
+The token lives only as long as that signing key: :func:`ensure_signing_key` writes the key before
+the data dir's first start, because the key Label Studio would write itself is lost at the next
+start one time in fifty (see there).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import http.cookiejar
 import os
+import secrets
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from inkloop.devservers.labelstudio.settings import (
+    ENV_FILE_NAME,
     TOKEN_FILE_NAME,
     LabelStudioServerError,
     TokenRejectedError,
@@ -55,6 +61,57 @@ def save_token(data_dir: Path, token: str) -> Path:
             tmp.unlink()
         raise
     return path
+
+
+SECRET_KEY_NAME = "SECRET_KEY"
+
+
+def signing_key(data_dir: Path) -> str | None:
+    """The ``SECRET_KEY`` of the data dir's ``.env`` as written (its first one: Label Studio's
+    reader keeps the first), or None when there is no such line or no file."""
+    try:
+        text = (data_dir / ENV_FILE_NAME).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and name.strip() == SECRET_KEY_NAME:
+            return value.strip()
+    return None
+
+
+def signing_key_is_readable(key: str | None) -> bool:
+    """Whether Label Studio reads ``key`` back as written.
+
+    Its reader (django-environ) takes a value starting with ``$`` for a reference to another
+    variable: such a key reads as empty, Label Studio then makes and appends a new one at every
+    start, and every token signed with the first is refused ("Token is invalid"). Django's key
+    generator, which Label Studio uses, starts a key with ``$`` one time in fifty.
+    """
+    return bool(key) and not str(key).startswith("$")
+
+
+def ensure_signing_key(data_dir: Path) -> None:
+    """Give ``data_dir`` a ``SECRET_KEY`` Label Studio reads back, before its first start.
+
+    A data dir that has one keeps it (its tokens were signed with it); a missing one is written
+    from :func:`secrets.token_urlsafe` (letters, digits, ``-`` and ``_``: nothing the reader
+    interprets), in a file only its owner can read. A data dir whose key cannot be read back has
+    lost the key its tokens were signed with: that is an error naming the file, not a token
+    refused later for no visible reason.
+    """
+    key = signing_key(data_dir)
+    if key is None:
+        fd = os.open(data_dir / ENV_FILE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(f"\n{SECRET_KEY_NAME}={secrets.token_urlsafe(50)}\n")
+        return
+    if not signing_key_is_readable(key):
+        raise LabelStudioServerError(
+            f"{data_dir / ENV_FILE_NAME}: its {SECRET_KEY_NAME} starts with '$', which Label Studio reads "
+            "as a reference to another variable and replaces at every start, so the tokens signed with "
+            "it are refused. Start on a fresh data dir."
+        )
 
 
 def _csrf(jar: http.cookiejar.CookieJar) -> str:
