@@ -624,7 +624,7 @@ def test_pretrained_start_by_hub_name_uses_a_local_copy(tmp_path, monkeypatch):
 
 def test_the_bundled_model_was_trained_by_a_named_recipe():
     """The card's recipe is a preset a user can run again (`--recipe NAME`), not a one-off: every
-    training argument on the bundled card is the named recipe's. A soup (``@4``, ``@6``) records
+    training argument on the bundled card is the named recipe's. A soup (``@4``, ``@6``, ``@7``) records
     its main trained ingredient's recipe and, under ``soup``, every ingredient with its weight and hash."""
     from inkloop.lifecycle.training import RECIPES, recipe_from_record
 
@@ -633,7 +633,7 @@ def test_the_bundled_model_was_trained_by_a_named_recipe():
     named = next(r for r in RECIPES.values() if r.train_args() == recorded.train_args())
     assert (
         named.name == card.recipe["name"]
-        and named.name in ("coco-v2", "coco-v3", "coco-v5", "coco-v6")
+        and named.name in ("coco-v2", "coco-v3", "coco-v5", "coco-v6", "coco-v7")
         and card.recipe["epochs_completed"] == named.epochs
     )
     soup = card.recipe.get("soup")

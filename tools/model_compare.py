@@ -8,8 +8,10 @@ stride, 416 → 416×320; stretch: the full square), interleaved with yolov8s at
 model's architecture and size) so machine noise hits all alike. The table goes on the model card
 (``metrics["comparison"]``) and in the README.
 
-Only one set of weights is compared at several sizes here: the model's own input size is what it
-was trained at, the others show what serving it at another size would cost or buy.
+Only one set of weights is compared at several sizes here: the model's own input size (the card's
+``input_size``, the size it is served at and the one the loop fine-tunes at; always a row, marked
+``trained_size`` in the JSON and "served" in the table) is the reference, the others show what
+serving it at another size would cost or buy.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def compare(
     from inkloop.evaluation.evaluator import evaluate
 
     base = resolve_model(model)
+    # the served size is always a row: the others are read against it
+    sizes = tuple(sorted({*sizes, base.card.input_size}))
     rows: list[dict[str, Any]] = []
     for mode in modes:
         for size in sizes:
@@ -146,7 +150,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        size = f"**{r['input_size']}** (trained)" if r["trained_size"] else str(r["input_size"])
+        size = f"**{r['input_size']}** (served)" if r["trained_size"] else str(r["input_size"])
         h, w = r["input_hw"]
         lines.append(
             f"| {r['preprocessing']} | {size} | {w}×{h} | {r['mAP50']:.3f} | {r['mAP50-95']:.3f} | "

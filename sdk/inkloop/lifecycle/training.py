@@ -178,6 +178,18 @@ RECIPES["coco-v5"] = replace(
 # and augmentation as well as in their generated pages.
 RECIPES["coco-v6"] = replace(RECIPES["coco-v5"], name="coco-v6", seed=1, extra=dict(RECIPES["coco-v5"].extra))
 
+# The fine-tune behind ``signature-detector@7`` (``coco-v7a``: ``@6``'s weights on
+# docs/training-records/coco-v7/data-v7a.yaml, the real scans twice beside ``inkloop synth``
+# pages): ``coco-v3``'s larger training pages (576 px, the stage that gave ``@3`` its scans) for 6
+# epochs, mosaic off for the last 3. Served at 480 as 0.3 of a weight average with ``@6``.
+RECIPES["coco-v7"] = replace(
+    RECIPES["coco-v3"],
+    name="coco-v7",
+    epochs=6,
+    seed=3,
+    extra={**RECIPES["coco-v3"].extra, "close_mosaic": 3},
+)
+
 
 def offline_env(config_dir: str | os.PathLike[str] | None = None) -> None:
     """Make ultralytics behave offline: no hub, no auto-installs, a writable config dir."""
