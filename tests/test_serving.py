@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from inkloop.detection.detector import Detector
 from inkloop.detection.pipeline import DetectionRun, DetectOptions
@@ -153,7 +154,8 @@ def test_page_bytes_model_returns_boxes_in_page_pixels(
         assert len(boxes) == len(want) > 0, f.name
         assert labels == [d["label"] for d in want]
         assert boxes[:, 2].max() <= width and boxes[:, 3].max() <= height
-        assert width > server.resolved.card.input_size  # page pixels, not network pixels
+        # page pixels, not network pixels: the page's own size, upright as inkloop reads it
+        assert (int(width), int(height)) == ImageOps.exif_transpose(Image.open(f)).size
         for b, s, d in zip(boxes, scores, want, strict=True):
             worst = max(worst, float(np.abs(b - np.array(d["xyxy"])).max()))
             assert abs(float(s) - d["score"]) < 1e-3
