@@ -50,6 +50,7 @@ TOKEN_FILE_NAME = "personal-access-token"
 
 # Label Studio's settings file in a data dir; its SECRET_KEY signs every JWT, the PAT included.
 ENV_FILE_NAME = ".env"
+SECRET_KEY_NAME = "SECRET_KEY"
 
 
 # Files of ours inside a data dir: never copied into a template.
@@ -75,7 +76,7 @@ _STRIPPED_ENV = {
     "PYTHONDONTWRITEBYTECODE",  # its venv is not byte-compiled at install: the first start caches
     # Label Studio takes an inherited SECRET_KEY over its data dir's: the key that signed the
     # admin's Personal Access Token must be the data dir's own (tokens.ensure_signing_key)
-    "SECRET_KEY",
+    SECRET_KEY_NAME,
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from inkloop.devservers.labelstudio.settings import (
     ENV_FILE_NAME,
+    SECRET_KEY_NAME,
     TOKEN_FILE_NAME,
     LabelStudioServerError,
     TokenRejectedError,
@@ -63,9 +64,6 @@ def save_token(data_dir: Path, token: str) -> Path:
     return path
 
 
-SECRET_KEY_NAME = "SECRET_KEY"
-
-
 def signing_key(data_dir: Path) -> str | None:
     """The ``SECRET_KEY`` of the data dir's ``.env`` as written (its first one: Label Studio's
     reader keeps the first), or None when there is no such line or no file."""
@@ -88,7 +86,7 @@ def signing_key_is_readable(key: str | None) -> bool:
     start, and every token signed with the first is refused ("Token is invalid"). Django's key
     generator, which Label Studio uses, starts a key with ``$`` one time in fifty.
     """
-    return bool(key) and not str(key).startswith("$")
+    return key is not None and key != "" and not key.startswith("$")
 
 
 def ensure_signing_key(data_dir: Path) -> None:
