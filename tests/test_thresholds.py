@@ -92,7 +92,9 @@ def test_detection_cuts_each_page_at_its_domains_threshold(tmp_path: Path) -> No
     assert verdicts[SIGNED.name]["config"]["domain_thresholds"] == {"scan": 0.1, "digital": 0.5}
     at_09 = (tmp_path / "at-0.9" / "verdicts.jsonl").read_text().splitlines()
     one = {Path(v["source"]).name: v for v in map(json.loads, at_09)}
-    assert one[SIGNED.name]["verdict"] == "unsigned"
+    # no box left on the line, but the signature image placed there: review, never `unsigned`
+    assert one[SIGNED.name]["verdict"] == "needs_review"
+    assert "an image placed on the place" in one[SIGNED.name]["places"][0]["reasons"][0]
     assert "domain_thresholds" not in one[SIGNED.name]["config"]
 
 

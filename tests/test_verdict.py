@@ -454,3 +454,45 @@ def test_hand_drawn_ink_off_the_places_or_without_places_goes_to_review(tmp_path
     vc._save(doc, letter)
     v = verdict_for_document(letter, [_result(letter, 0, [])], VerdictConfig(threshold=0.2))
     assert v.verdict == "needs_review" and "no place" in v.reasons[0]
+
+
+def test_an_image_placed_on_a_place_is_never_empty(tmp_path: Path) -> None:
+    """What e-signing tools write for an uploaded or drawn signature is an image on the line: a
+    place it lies on that no box covers is uncertain (review), never empty (a costly `unsigned`
+    or `partially_signed`), the case issue 33 opened with. Page-sized images (a scan under an OCR
+    text layer, a background) and a logo off the lines leave the places empty."""
+    rng = random.Random(8)
+    crops = vc.signature_crops()
+    placed, plain = tmp_path / "placed.pdf", tmp_path / "plain.pdf"
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 2, "same_line")
+    for k, r in enumerate(rules):
+        vc.put_ink(page, r, crops[k], rng)
+    vc._save(doc, placed)
+    ev = analyze_document(placed)
+    assert len(ev.images[0]) == 2
+    v = verdict_for_document(placed, [_result(placed, 0, [])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "needs_review", v.reasons
+    assert all(pl.status == "uncertain" and "image placed on the place" in pl.reasons[0] for pl in v.places)
+    seen = [(*ev.images[0][0], 0.9), (*ev.images[0][1], 0.9)]
+    assert (
+        verdict_for_document(placed, [_result(placed, 0, seen)], VerdictConfig(threshold=0.2)).verdict
+        == "signed"
+    )
+    partly = verdict_for_document(placed, [_result(placed, 0, seen[:1])], VerdictConfig(threshold=0.2))
+    assert partly.verdict == "needs_review" and sorted(pl.status for pl in partly.places) == [
+        "signed_ink",
+        "uncertain",
+    ]
+
+    doc = pymupdf.open()
+    page, rules = vc.contract_page(doc, "en", 2, "same_line")
+    background = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 60, 80), False)
+    background.clear_with(250)
+    page.insert_image(page.rect, pixmap=background, overlay=False)  # the page's paper, under the text
+    page.insert_image(pymupdf.Rect(460, 40, 540, 80), stream=vc._png(crops[2]))  # a logo at the top
+    vc._save(doc, plain)
+    ev = analyze_document(plain)
+    assert ev.images[0] == [pytest.approx((460.0, 40.0, 540.0, 80.0), abs=30)]
+    v = verdict_for_document(plain, [_result(plain, 0, [])], VerdictConfig(threshold=0.2))
+    assert v.verdict == "unsigned", v.reasons

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import inkloop  # noqa: F401  (before pymupdf, which loads onnxruntime: inkloop's privacy switches first)
+
 FIXTURE_PAGES = Path(__file__).parent / "fixtures" / "pages"
 REAL_VAL = Path("/work/shared/datasets/signatures-real")  # optional: more real pages if present
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from inkloop.geometry import covered_share
 from inkloop.verdict._base import BoxXYXY, PageResult, Thresholds, pixels_to_points
+from inkloop.verdict.dates import mark_dated, ocr_label_reader
 from inkloop.verdict.places import DocumentEvidence, analyze_document
 from inkloop.verdict.record import DocumentVerdict, Ink, SignaturePlace, Verdict
 
@@ -121,6 +122,7 @@ def join(
     ink: list[Ink],
     config: VerdictConfig,
     freehand: dict[int, list[BoxXYXY]] | None = None,
+    images: dict[int, list[BoxXYXY]] | None = None,
 ) -> None:
     """Give each box at most one place (the zone it overlaps most) and each place its status.
 
@@ -128,9 +130,11 @@ def join(
     ``signed_ink`` when a confident box is on its zone, ``uncertain`` when only an ambiguous box
     is on it, a box is near it, hand-drawn vector ink (``freehand``: page → boxes of Ink
     annotations and freehand paths) lies on it that no box covers, or its digital signature
-    failed integrity, else ``empty``. Why the vector ink: a signature drawn with a stylus is in
-    the file's structure, whatever the detector makes of it; not a confident ``signed`` on its
-    own (a scribble, a tick, initials look the same), but never ``empty`` either.
+    failed integrity, or a signature-sized image (``images``: page → boxes) is placed on it that
+    no box covers, else ``empty``. Why the vector ink and the images: a signature drawn with a
+    stylus, or uploaded or drawn in an e-signing tool (which places it as an image), is in the
+    file's structure, whatever the detector makes of it; not a confident ``signed`` on its own
+    (a scribble, a tick, initials, a logo look the same), but never ``empty`` either.
     """
     by_page: dict[int, list[SignaturePlace]] = {}
     for p in places:
@@ -188,6 +192,15 @@ def join(
             p.status = "uncertain"
             p.reasons.append(
                 "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
+            )
+        elif (
+            p.page is not None
+            and p.zone is not None
+            and _drawn_on(p.zone, (images or {}).get(p.page, []), config)
+        ):
+            p.status = "uncertain"
+            p.reasons.append(
+                "an image placed on the place (as e-signing tools place a signature) that no box covers"
             )
         else:
             p.status = "empty"
@@ -282,9 +295,14 @@ def verdict_for_document(
     pages = sorted(results, key=lambda r: r.page.index)
     ink = ink_from_results(pages, cfg)
     typed = mark_typed(ink, ev)
-    join(ev.places, ink, cfg, ev.freehand)
+    join(ev.places, ink, cfg, ev.freehand, ev.images)
+    read, close = ocr_label_reader(source)
+    try:
+        dated = mark_dated(ink, ev, pages, read)
+    finally:
+        close()
     verdict, reasons = decide(ev, ink)
-    reasons += typed
+    reasons += typed + dated
     return DocumentVerdict(
         doc_id=doc_id or (pages[0].page.doc_id if pages else ""),
         source=str(source),

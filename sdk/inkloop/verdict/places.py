@@ -17,7 +17,7 @@ from inkloop.geometry import clip, covered_share
 from inkloop.verdict._base import BoxXYXY
 from inkloop.verdict.digital import check_digital_signatures
 from inkloop.verdict.record import DigitalSignature, PageEvidence, SignaturePlace, VendorMark
-from inkloop.verdict.rules import MAX_LABEL_CHARS, VENDORS, X_LINE, compiled_labels, page_language
+from inkloop.verdict.rules import DATE_LINE, MAX_LABEL_CHARS, VENDORS, X_LINE, compiled_labels, page_language
 
 #: Typical height of a handwritten signature above its line (0.7 inch), in points.
 SIGNATURE_HEIGHT = 50.0
@@ -34,6 +34,10 @@ RULE_MIN_LENGTH = 40.0
 FREEHAND_MIN_SEGMENTS = 16
 FREEHAND_OBLIQUE = 10.0
 FREEHAND_OBLIQUE_SHARE = 0.25
+#: An image placed on a page counts as a possible signature up to this height (2 inches) and
+#: this share of the page's area; larger ones are scans, backgrounds, letterheads.
+IMAGE_MAX_HEIGHT = 144.0
+IMAGE_MAX_AREA = 0.15
 #: Words that hold only rule characters: "______", "........" (at least this many).
 _RULE_WORD = re.compile(r"^[_.…]{5,}$|^_{3,}$")
 #: A page with fewer words than this has no usable text layer (a scan with a page number).
@@ -55,6 +59,12 @@ class DocumentEvidence:
     #: per page, the boxes of the text layer's typed words (letters, not rules of underscores):
     #: a box of "ink" lying on them is most likely a typed name, see ``judge.mark_typed``
     typed: dict[int, list[BoxXYXY]] = field(default_factory=dict)
+    #: per page, the boxes of text lines that are only a date's label ("Date:", "Ort, Datum"):
+    #: ink beside or under one is a date, not a signature, see ``dates.mark_dated``
+    date_lines: dict[int, list[BoxXYXY]] = field(default_factory=dict)
+    #: per page, the boxes of signature-sized images placed on it (what e-signing tools write for
+    #: an uploaded or drawn signature), whether or not the detector boxed them, see ``judge.join``
+    images: dict[int, list[BoxXYXY]] = field(default_factory=dict)
 
 
 def _rot(rect: Any, page: Any) -> BoxXYXY:
@@ -82,6 +92,13 @@ def _lines(page: Any) -> list[list[_Word]]:
         box = _rot(pymupdf.Rect(x0, y0, x1, y1), page)
         groups.setdefault((block, line), []).append(_Word(box, text))
     return list(groups.values())
+
+
+def _line_box(ln: list[_Word]) -> BoxXYXY:
+    box = ln[0].box
+    for w in ln[1:]:
+        box = _union(box, w.box)
+    return box
 
 
 def _drawings(page: Any) -> list[dict[str, Any]]:
@@ -112,10 +129,7 @@ def _rules(page: Any, lines: list[list[_Word]], drawings: list[dict[str, Any]]) 
                 out.append((box, "drawn"))
     for ln in lines:
         if all(_RULE_WORD.match(w.text) for w in ln):
-            box = ln[0].box
-            for w in ln[1:]:
-                box = _union(box, w.box)
-            out.append((box, "underscores"))
+            out.append((_line_box(ln), "underscores"))
     return out
 
 
@@ -145,6 +159,32 @@ def _freehand(page: Any, drawings: list[dict[str, Any]]) -> list[BoxXYXY]:
             continue
         box = _rot(pymupdf.Rect(d["rect"]), page)
         if box[2] - box[0] >= 15 and box[3] - box[1] >= 6:
+            out.append(box)
+    return out
+
+
+def _placed_images(page: Any) -> list[BoxXYXY]:
+    """Boxes of the images placed on the page at most signature size (``IMAGE_MAX_*``).
+
+    A page-sized image is a scan or a background (an OCR'd scan's text sits on it), a logo is
+    usually off the signing lines; an image on a signing place is what e-signing tools write
+    for an uploaded or drawn signature. Images inside annotations' appearances are not listed.
+    """
+    import pymupdf
+
+    try:
+        infos = page.get_image_info()
+    except Exception:
+        return []
+    pw, ph = float(page.rect.width), float(page.rect.height)
+    out: list[BoxXYXY] = []
+    for info in infos:
+        r = pymupdf.Rect(info["bbox"])
+        if r.is_empty or r.is_infinite:
+            continue
+        box = _rot(r, page)
+        w, h = box[2] - box[0], box[3] - box[1]
+        if w >= 15 and h >= 6 and h <= IMAGE_MAX_HEIGHT and w * h <= IMAGE_MAX_AREA * pw * ph:
             out.append(box)
     return out
 
@@ -343,11 +383,15 @@ def analyze_document(path: str | os.PathLike[str]) -> DocumentEvidence:
                     nwords = sum(len(ln) for ln in lines)
                     text = page.get_text("text")
                     ev.typed[i] = [w.box for ln in lines for w in ln if sum(c.isalpha() for c in w.text) >= 2]
+                    ev.date_lines[i] = [
+                        _line_box(ln) for ln in lines if DATE_LINE.match(" ".join(w.text for w in ln))
+                    ]
                 except Exception as exc:
                     lines, nwords, text = [], 0, ""
                     pe.reasons.append(f"text layer unreadable: {exc.__class__.__name__}")
                 drawings = _drawings(page)  # once: for rules and for hand-drawn ink
                 ev.freehand[i] = _freehand(page, drawings)
+                ev.images[i] = _placed_images(page)
                 if nwords < MIN_TEXT_WORDS:
                     pe.text_layer = False
                     pe.places_from = "fields_only" if fields else "ink_only"

@@ -36,6 +36,17 @@ LABELS: dict[str, tuple[str, ...]] = {
     "nl": (r"\bhandtekening\b", r"\bondertekend\b"),
 }
 
+#: A line that is only a date's label ("Date:", "Dated ____", "Datum", "Data", "Fecha", "Place and
+#: date", "Ort, Datum", "Lieu et date", "Local e data"): what is written beside or under it is a
+#: date (with a place), not a signature. The whole line must be the label (rules and punctuation
+#: aside), so "Signature and date" stays a signing label and prose that mentions a date is no
+#: label. Spaces are optional: OCR often joins words ("PlaceandDate").
+DATE_LINE = re.compile(
+    r"^[\W_]*(?:(?:place|city|ort|lieu|local|lugar|luogo|plaats)\s*(?:,|/|and|und|et|e|y|en)?\s*)?"
+    r"(?:date|dated|datum|data|fecha)[\W_]*$",
+    re.IGNORECASE,
+)
+
 #: "X______" on its own: a signing line with no word, in any language.
 X_LINE = re.compile(r"(?<![^\W_])x\s*_{3,}", re.IGNORECASE)
 
