@@ -184,30 +184,32 @@ def join(
         elif near.get(p.place_id):
             p.status = "uncertain"
             p.reasons.append("ink near the place but not on it")
-        elif (
-            p.page is not None
-            and p.zone is not None
-            and _drawn_on(p.zone, (freehand or {}).get(p.page, []), config)
-        ):
+        elif why := _in_the_file(p, {FREEHAND_ON_PLACE: freehand, IMAGE_ON_PLACE: images}, config):
             p.status = "uncertain"
-            p.reasons.append(
-                "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
-            )
-        elif (
-            p.page is not None
-            and p.zone is not None
-            and _drawn_on(p.zone, (images or {}).get(p.page, []), config)
-        ):
-            p.status = "uncertain"
-            p.reasons.append(
-                "an image placed on the place (as e-signing tools place a signature) that no box covers"
-            )
+            p.reasons.append(why)
         else:
             p.status = "empty"
 
 
+#: Why a place with no box on it is not empty: a signature is in the file's structure.
+FREEHAND_ON_PLACE = "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
+IMAGE_ON_PLACE = "an image placed on the place (as e-signing tools place a signature) that no box covers"
+
+
+def _in_the_file(
+    place: SignaturePlace, evidence: dict[str, dict[int, list[BoxXYXY]] | None], config: VerdictConfig
+) -> str | None:
+    """The reason of the first kind of ``evidence`` (reason → page → boxes) lying on the place."""
+    if place.page is None or place.zone is None:
+        return None
+    for why, by_page in evidence.items():
+        if _drawn_on(place.zone, (by_page or {}).get(place.page, []), config):
+            return why
+    return None
+
+
 def _drawn_on(zone: BoxXYXY, drawn: list[BoxXYXY], config: VerdictConfig) -> bool:
-    """Whether a hand-drawn ink box lies on ``zone`` by the boxes' own rule (``on_fraction``)."""
+    """Whether a hand-drawn ink or image box lies on ``zone`` by the boxes' own rule (``on_fraction``)."""
     return any(_overlap(b, zone) >= config.on_fraction for b in drawn)
 
 
