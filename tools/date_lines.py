@@ -23,10 +23,8 @@ from PIL import Image
 
 import inkloop
 from inkloop.convert.yolo import from_yolo, read_labels
-from inkloop.documents.ocr import read_lines
 from inkloop.geometry import box_iou
-from inkloop.verdict.dates import crop_box, on_date_line
-from inkloop.verdict.rules import DATE_LINE
+from inkloop.verdict.dates import date_labels_around, on_date_line
 
 
 def main() -> None:
@@ -42,12 +40,7 @@ def main() -> None:
         labels = src.parent.parent.parent / "labels" / src.parent.name / f"{src.stem}.txt"
         truth = [from_yolo(b, w, h) for _, b in read_labels(labels.read_text())] if labels.exists() else []
         for d in r.detections:
-            x0, y0, x1, y1 = crop_box(d.xyxy, w, h)
-            found = [
-                (ln.box[0] + x0, ln.box[1] + y0, ln.box[2] + x0, ln.box[3] + y0)
-                for ln in read_lines(img[y0:y1, x0:x1])
-                if DATE_LINE.match(ln.text)
-            ]
+            found = date_labels_around(img, d.xyxy)
             right = bool(truth) and float(box_iou(np.array([d.xyxy]), np.array(truth)).max()) >= 0.5
             dated = any(on_date_line(d.xyxy, b) for b in found)
             rows.append((src.name, round(d.score, 3), right, dated))

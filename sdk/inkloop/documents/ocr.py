@@ -8,8 +8,8 @@ fraction of a second, where reading whole pages would cost seconds each.
 The engine is RapidOCR (Apache-2.0): PaddleOCR's PP-OCRv4 text detection and recognition models
 (Apache-2.0) run by onnxruntime, which inkloop already uses for detection. The models are inside
 its wheel, so nothing is downloaded and nothing leaves the machine. It is an optional dependency
-(the ``verdict`` extra): :func:`ocr_available` says whether it is installed and :func:`read_lines`
-raises :class:`OcrUnavailable` with the install line when it is not.
+(the ``verdict`` extra): :func:`read_lines` raises :class:`OcrUnavailable` with the install line
+when it is not installed.
 """
 
 from __future__ import annotations
@@ -40,13 +40,6 @@ class TextLine:
     box: BoxXYXY
     text: str
     score: float
-
-
-def ocr_available() -> bool:
-    """Whether RapidOCR is installed (without loading its models)."""
-    import importlib.util
-
-    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,8 +8,8 @@ RapidOCR, which most verdicts never need).
 
 from __future__ import annotations
 
-from inkloop.convert.pdf import pixels_to_points
+from inkloop.convert.pdf import pixels_to_points, points_to_pixels
 from inkloop.models.references import Thresholds
 from inkloop.types import BoxXYXY, Detection, Page, PageResult
 
-__all__ = ["BoxXYXY", "Detection", "Page", "PageResult", "Thresholds", "pixels_to_points"]
+__all__ = ["BoxXYXY", "Detection", "Page", "PageResult", "Thresholds", "pixels_to_points", "points_to_pixels"]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from inkloop.verdict._base import BoxXYXY, PageResult
+from inkloop.verdict._base import BoxXYXY, PageResult, points_to_pixels
 from inkloop.verdict.places import DocumentEvidence
 from inkloop.verdict.record import Ink
 from inkloop.verdict.rules import DATE_LINE
@@ -74,6 +74,23 @@ def crop_box(box: BoxXYXY, width: int, height: int) -> tuple[int, int, int, int]
     )
 
 
+def date_labels_around(image: np.ndarray, box: BoxXYXY) -> list[BoxXYXY]:
+    """The date labels OCR reads around ``box`` on a page ``image``, in that image's pixels.
+
+    The one reading of a crop, for the verdict and for measuring the rule (tools/date_lines.py).
+    """
+    from inkloop.documents.ocr import read_lines  # loads RapidOCR: most verdicts never need it
+
+    cx0, cy0, cx1, cy1 = crop_box(box, image.shape[1], image.shape[0])
+    if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+        return []
+    return [
+        (ln.box[0] + cx0, ln.box[1] + cy0, ln.box[2] + cx0, ln.box[3] + cy0)
+        for ln in read_lines(image[cy0:cy1, cx0:cx1])
+        if DATE_LINE.match(ln.text)
+    ]
+
+
 def ocr_label_reader(source: str | os.PathLike[str]) -> tuple[LabelReader, Callable[[], None]]:
     """A reader of date labels by OCR around boxes of ``source``'s pages, and its closer.
 
@@ -86,24 +103,14 @@ def ocr_label_reader(source: str | os.PathLike[str]) -> tuple[LabelReader, Calla
     pages: dict[int, np.ndarray] = {}
 
     def read(index: int, box: BoxXYXY) -> list[BoxXYXY]:
-        # imported here: they load OpenCV and RapidOCR, which most verdicts never need
-        from inkloop.documents.ocr import read_lines
-        from inkloop.documents.opening import open_document
+        from inkloop.documents.opening import open_document  # loads OpenCV: most verdicts never need it
 
         nonlocal opened
         if index not in pages:
             if opened is None:
                 opened = open_document(source)
             pages[index] = opened.render_for_people(index, dpi=OCR_DPI)
-        img = pages[index]
-        cx0, cy0, cx1, cy1 = crop_box(box, img.shape[1], img.shape[0])
-        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
-            return []
-        return [
-            (ln.box[0] + cx0, ln.box[1] + cy0, ln.box[2] + cx0, ln.box[3] + cy0)
-            for ln in read_lines(img[cy0:cy1, cx0:cx1])
-            if DATE_LINE.match(ln.text)
-        ]
+        return date_labels_around(pages[index], box)
 
     def close() -> None:
         if opened is not None:
@@ -118,10 +125,7 @@ def _ocr_frame(i: Ink, results: dict[int, PageResult]) -> BoxXYXY | None:
     if r is None:
         return None
     if r.page.pdf_size is not None:
-        if i.pdf_xyxy is None:
-            return None
-        f = OCR_DPI / 72.0
-        return (i.pdf_xyxy[0] * f, i.pdf_xyxy[1] * f, i.pdf_xyxy[2] * f, i.pdf_xyxy[3] * f)
+        return None if i.pdf_xyxy is None else points_to_pixels(i.pdf_xyxy, OCR_DPI)
     return i.xyxy  # an image: its own pixels
 
 
@@ -129,7 +133,7 @@ def mark_dated(
     ink: list[Ink],
     ev: DocumentEvidence,
     results: Sequence[PageResult],
-    reader: LabelReader | None = None,
+    reader: LabelReader,
 ) -> list[str]:
     """Make confident boxes on no place that sit on a date line ambiguous; return the reasons.
 
@@ -138,7 +142,8 @@ def mark_dated(
     the document has no place and no vendor mark, the only case where such a box decides the
     verdict, and only until one confident box is on no date line (the document is ``signed``
     then, whatever the others are): boxes are read from the highest score down, so a signed scan
-    costs one crop. Without ``reader`` those pages are not read, and a reason says so.
+    costs one crop. When ``reader`` fails (RapidOCR missing, the file unreadable) the rest are
+    not read, and a reason says so.
     """
     by_page = {r.page.index: r for r in results}
     text_pages = {p.index for p in ev.pages if p.text_layer}
@@ -158,7 +163,7 @@ def mark_dated(
             box = _ocr_frame(i, by_page)
             if box is None:
                 continue
-            if reader is None or failure:
+            if failure:
                 unread += 1
                 continue
             try:
@@ -178,6 +183,5 @@ def mark_dated(
     if n:
         reasons.append(f"{n} box(es) of ink on a date line ('Date' beside or under it): ambiguous")
     if unread:
-        why = failure or "no OCR reader"
-        reasons.append(f"{unread} box(es) on pages without a text layer not read for date lines ({why})")
+        reasons.append(f"{unread} box(es) on pages without a text layer not read for date lines ({failure})")
     return reasons
