@@ -194,12 +194,15 @@ def _kill_and_recover(
         for pid in pids[:1] if main_only else pids:
             with contextlib.suppress(ProcessLookupError):  # a task's child that ended meanwhile
                 os.kill(pid, signal.SIGKILL)
-        # the victim comes back once its batch is in other hands (a later try runs, or the batch or
-        # the run ended), so its start overlaps the rest of the run without taking the retry
+        # the victim comes back once its batch is in other hands (a later try started on a worker,
+        # or the batch or the run ended), so its start overlaps the rest of the run without taking
+        # the retry: a later try merely queued is not in other hands yet — the victim, back first,
+        # took one such retry while the other worker was still busy (CI, 2026-12-07)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             mine = [t for t in client.task_tries(DETECT, run_id, "detect") if t["map_index"] == index]
-            handed_on = any(t["try_number"] > 1 for t in mine) or mine[-1]["state"] == "success"
+            started = any(t["try_number"] > 1 and t["worker"] for t in mine)
+            handed_on = started or mine[-1]["state"] == "success"
             if handed_on or client.run_state(DETECT, run_id) in ("success", "failed"):
                 break
             time.sleep(1)
