@@ -117,6 +117,11 @@ def mark_typed(ink: list[Ink], ev: DocumentEvidence) -> list[str]:
     return [f"{n} box(es) of ink on typed text (the text layer's words): ambiguous"] if n else []
 
 
+#: Why a place with no box on it is not empty: a signature is in the file's structure.
+FREEHAND_ON_PLACE = "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
+IMAGE_ON_PLACE = "an image placed on the place (as e-signing tools place a signature) that no box covers"
+
+
 def join(
     places: list[SignaturePlace],
     ink: list[Ink],
@@ -189,11 +194,6 @@ def join(
             p.reasons.append(why)
         else:
             p.status = "empty"
-
-
-#: Why a place with no box on it is not empty: a signature is in the file's structure.
-FREEHAND_ON_PLACE = "hand-drawn vector ink on the place (an Ink annotation or paths) that no box covers"
-IMAGE_ON_PLACE = "an image placed on the place (as e-signing tools place a signature) that no box covers"
 
 
 def _in_the_file(
